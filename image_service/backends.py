@@ -1,0 +1,73 @@
+"""Opening the AWS clients: one aioboto3 session, one client per service, closed together."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import aioboto3
+from aiobotocore.config import AioConfig
+
+from image_service.settings import Settings, SettingsError
+from image_service.storage.provision import ensure_bucket, ensure_table
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+
+# Deliberate limits: a request fails fast (and answers 503) rather than hanging on a backend.
+CONNECT_TIMEOUT_SECONDS = 3
+READ_TIMEOUT_SECONDS = 10
+MAX_ATTEMPTS = 3
+MAX_POOL_CONNECTIONS = 64
+
+
+@dataclass(frozen=True, slots=True)
+class AwsClients:
+    s3: S3Client
+    # Signs URLs for clients; differs from `s3` only when they reach S3 at another address.
+    s3_presign: S3Client
+    dynamodb: DynamoDBClient
+    region: str
+
+
+def aws_config(settings: Settings) -> AioConfig:
+    return AioConfig(
+        # botocore still presigns with SigV2 in us-east-1 unless told otherwise.
+        signature_version="s3v4",
+        s3={"addressing_style": settings.s3_addressing_style},
+        connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        read_timeout=READ_TIMEOUT_SECONDS,
+        retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
+        max_pool_connections=MAX_POOL_CONNECTIONS,
+    )
+
+
+@asynccontextmanager
+async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
+    """Region, credentials and endpoints come from the standard AWS chain (AWS_ENDPOINT_URL...)."""
+    session = aioboto3.Session()
+    region = session.region_name
+    if not region:
+        raise SettingsError("AWS_REGION: is required (or AWS_DEFAULT_REGION, or a profile region)")
+    config = aws_config(settings)
+    async with AsyncExitStack() as stack:
+        s3 = await stack.enter_async_context(session.client("s3", config=config))
+        presign = s3
+        if settings.s3_public_url:
+            presign = await stack.enter_async_context(
+                session.client("s3", config=config, endpoint_url=settings.s3_public_url)
+            )
+        dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
+        yield AwsClients(s3=s3, s3_presign=presign, dynamodb=dynamodb, region=region)
+
+
+async def provision(settings: Settings) -> None:
+    """Creates the bucket (private, with CORS for browser uploads) and the table; idempotent."""
+    async with aws_clients(settings) as clients:
+        await ensure_bucket(
+            clients.s3, settings.bucket, region=clients.region, cors_origins=settings.cors_origins
+        )
+        await ensure_table(clients.dynamodb, settings.table)

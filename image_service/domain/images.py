@@ -1,0 +1,406 @@
+"""The image lifecycle: upload URL, completion, reads, edits, listing, download, delete."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import re
+import uuid
+from collections.abc import Callable, Sequence
+from contextlib import aclosing
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import NoReturn
+from urllib.parse import quote
+
+from image_service.cursor import CursorCodec
+from image_service.errors import (
+    BackendUnavailable,
+    Conflict,
+    Forbidden,
+    ImageNotFound,
+    InvalidRequest,
+    UploadRejected,
+)
+from image_service.models import (
+    ImagePage,
+    ImageRecord,
+    ImageStatus,
+    ListFilter,
+    PresignedDownload,
+    PresignedUpload,
+    Principal,
+)
+from image_service.sniff import SNIFF_BYTES, sniff
+from image_service.storage.dynamo import ImageRepository
+from image_service.storage.s3 import ObjectStore, StoredObject
+
+log = logging.getLogger(__name__)
+
+_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
+_UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+_MAX_FILENAME_STEM = 100
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPolicy:
+    allowed_content_types: tuple[str, ...]
+    max_upload_bytes: int
+    upload_url_expiry: int
+    download_url_expiry: int
+
+
+@dataclass(frozen=True, slots=True)
+class UploadRequest:
+    content_type: str
+    method: str = "PUT"
+    size: int | None = None
+    tags: Sequence[str] = ()
+    description: str = ""
+    checksum_sha256: str | None = None
+    filename: str | None = None
+    user_id: str | None = None
+
+
+def key_prefix(user_id: str) -> str:
+    """A user's S3 prefix: the id percent-encoded, so it can never add a level or escape one."""
+    return quote(user_id, safe="").replace(".", "%2E")
+
+
+def incoming_key(record: ImageRecord) -> str:
+    """Where the client uploads. Never served: completion copies what it verified elsewhere."""
+    return f"incoming/{key_prefix(record.user_id)}/{record.image_id}"
+
+
+def original_key(user_id: str, image_id: str) -> str:
+    return f"images/{key_prefix(user_id)}/{image_id}/original"
+
+
+def normalize_tags(tags: Sequence[str]) -> list[str]:
+    """Lowercase, first occurrence kept: ``["Cat", "cat", "Dog"]`` is ``["cat", "dog"]``."""
+    return list(dict.fromkeys(tag.lower() for tag in tags))
+
+
+def content_disposition(record: ImageRecord) -> str:
+    """An attachment header with an ASCII-safe name whose extension matches the verified type."""
+    extension = _EXTENSIONS[record.content_type]
+    original = record.filename or record.image_id
+    stem = original.rsplit(".", 1)[0] if "." in original else original
+    safe_stem = _UNSAFE_FILENAME_CHARS.sub("_", stem).strip("._")[:_MAX_FILENAME_STEM]
+    ascii_name = (safe_stem or record.image_id) + extension
+    utf8_name = quote(stem[:_MAX_FILENAME_STEM] + extension, safe="")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{utf8_name}"
+
+
+class ImageService:
+    def __init__(
+        self,
+        *,
+        store: ObjectStore,
+        repository: ImageRepository,
+        cursors: CursorCodec,
+        policy: UploadPolicy,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._repository = repository
+        self._cursors = cursors
+        self._policy = policy
+        self._clock = clock
+
+    # -- who acts for whom ---------------------------------------------------------------------
+
+    @staticmethod
+    def owner_for(principal: Principal, user_id: str | None) -> str:
+        """The user whose images a request touches: the caller, or anyone for an admin."""
+        if user_id is None or user_id == principal.user_id:
+            return principal.user_id
+        if principal.is_admin:
+            return user_id
+        raise Forbidden("Only an admin may act for another user.", details={"user_id": user_id})
+
+    async def _owned(self, owner: str, image_id: str) -> ImageRecord:
+        record = await self._repository.get(owner, image_id)
+        if record is None:
+            raise ImageNotFound(image_id)
+        return record
+
+    # -- upload ---------------------------------------------------------------------------------
+
+    async def create_upload(
+        self, principal: Principal, request: UploadRequest
+    ) -> tuple[ImageRecord, PresignedUpload]:
+        owner = self.owner_for(principal, request.user_id)
+        policy = self._policy
+        content_type = request.content_type.lower()
+        if content_type not in policy.allowed_content_types:
+            raise InvalidRequest(
+                f"Content type {request.content_type!r} is not accepted.",
+                code="unsupported_content_type",
+                details={"allowed": list(policy.allowed_content_types)},
+            )
+        if request.size is not None and request.size > policy.max_upload_bytes:
+            raise InvalidRequest(
+                "The declared size exceeds the maximum upload size.",
+                code="file_too_large",
+                details={"size": request.size, "max_upload_bytes": policy.max_upload_bytes},
+            )
+
+        now = self._clock()
+        image_id = str(uuid.uuid4())
+        record = ImageRecord(
+            user_id=owner,
+            image_id=image_id,
+            s3_key=original_key(owner, image_id),
+            content_type=content_type,
+            status=ImageStatus.PENDING,
+            upload_time=now,
+            updated_at=now,
+            tags=normalize_tags(request.tags),
+            description=request.description,
+            filename=request.filename,
+            declared_size=request.size,
+            declared_checksum_sha256=request.checksum_sha256,
+        )
+        upload = await self._presign_upload(record, request.method, now)
+        # Written after signing (which does no I/O): a URL is only handed out for a stored record.
+        await self._repository.create(record)
+        return record, upload
+
+    async def _presign_upload(
+        self, record: ImageRecord, method: str, now: datetime
+    ) -> PresignedUpload:
+        policy = self._policy
+        expires_at = now + timedelta(seconds=policy.upload_url_expiry)
+        key = incoming_key(record)
+        if method == "POST":
+            size = record.declared_size
+            post = await self._store.presign_post(
+                key,
+                content_type=record.content_type,
+                expires_in=policy.upload_url_expiry,
+                min_size=size if size is not None else 1,
+                max_size=size if size is not None else policy.max_upload_bytes,
+                checksum_sha256=record.declared_checksum_sha256,
+            )
+            return PresignedUpload(post.url, "POST", {}, post.fields, expires_at)
+        put = await self._store.presign_put(
+            key,
+            content_type=record.content_type,
+            expires_in=policy.upload_url_expiry,
+            size=record.declared_size,
+            checksum_sha256=record.declared_checksum_sha256,
+            # Signing If-None-Match makes every client send it. A client that declares its size
+            # uses the full contract; one that does not is the original API's
+            # `curl -H "Content-Type: ..."` flow, which must keep working as written. Either way
+            # a verified image cannot be replaced: completion copies it out of the upload key.
+            refuse_overwrite=record.declared_size is not None,
+        )
+        return PresignedUpload(put.url, "PUT", put.headers, {}, expires_at)
+
+    # -- completion -----------------------------------------------------------------------------
+
+    async def complete(
+        self, principal: Principal, image_id: str, user_id: str | None
+    ) -> ImageRecord:
+        owner = self.owner_for(principal, user_id)
+        record = await self._owned(owner, image_id)
+        if record.status is ImageStatus.READY:
+            return record
+        if record.status is ImageStatus.REJECTED:
+            raise Conflict(
+                "This upload was rejected; request a new upload URL.",
+                code="image_rejected",
+                details={"reason": record.rejection_reason},
+            )
+
+        upload_key = incoming_key(record)
+        stored = await self._store.head(upload_key)
+        if stored is None:
+            current = await self._owned(owner, image_id)
+            if current.status is ImageStatus.READY:  # a concurrent completion got there first
+                return current
+            raise Conflict(
+                "Nothing has been uploaded for this image yet.",
+                code="upload_missing",
+                details={"image_id": image_id},
+            )
+
+        await self._check_size(record, stored, upload_key)
+        verified = await self._verify_content(record, stored, upload_key)
+
+        await self._store.copy(
+            upload_key, record.s3_key, etag=stored.etag, content_type=record.content_type
+        )
+        if not await self._repository.replace_if_status(verified, ImageStatus.PENDING):
+            current = await self._owned(owner, image_id)
+            if current.status is ImageStatus.READY:
+                return current
+            raise Conflict("The image changed during completion.", code="image_changed")
+        await self._discard_upload(upload_key)
+        return verified
+
+    async def _check_size(self, record: ImageRecord, stored: StoredObject, upload_key: str) -> None:
+        if stored.size > self._policy.max_upload_bytes:
+            await self._reject(
+                record,
+                upload_key,
+                "file_too_large",
+                "The uploaded file exceeds the maximum upload size.",
+                {"size": stored.size, "max_upload_bytes": self._policy.max_upload_bytes},
+            )
+        if record.declared_size is not None and stored.size != record.declared_size:
+            await self._reject(
+                record,
+                upload_key,
+                "size_mismatch",
+                "The uploaded file's size differs from the declared size.",
+                {"size": stored.size, "declared_size": record.declared_size},
+            )
+
+    async def _verify_content(
+        self, record: ImageRecord, stored: StoredObject, upload_key: str
+    ) -> ImageRecord:
+        """Reads the object once: magic bytes and dimensions from its head, sha256 over all."""
+        digest = hashlib.sha256()
+        head = bytearray()
+        async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
+            async for chunk in chunks:
+                digest.update(chunk)
+                if len(head) < SNIFF_BYTES:
+                    head += chunk[: SNIFF_BYTES - len(head)]
+        sniffed = sniff(bytes(head))
+        if sniffed.content_type != record.content_type:
+            await self._reject(
+                record,
+                upload_key,
+                "content_mismatch",
+                "The uploaded bytes are not the declared image type.",
+                {"declared": record.content_type, "detected": sniffed.content_type},
+            )
+        checksum = base64.b64encode(digest.digest()).decode("ascii")
+        declared = record.declared_checksum_sha256
+        if declared is not None and checksum != declared:
+            await self._reject(
+                record,
+                upload_key,
+                "checksum_mismatch",
+                "The uploaded bytes do not match the declared SHA-256 checksum.",
+                {"declared": declared, "actual": checksum},
+            )
+        return replace(
+            record,
+            status=ImageStatus.READY,
+            size=stored.size,
+            width=sniffed.width,
+            height=sniffed.height,
+            sha256=digest.hexdigest(),
+            updated_at=self._clock(),
+        )
+
+    async def _reject(
+        self,
+        record: ImageRecord,
+        upload_key: str,
+        code: str,
+        message: str,
+        details: dict[str, object],
+    ) -> NoReturn:
+        await self._store.delete([upload_key])
+        rejected = replace(
+            record, status=ImageStatus.REJECTED, rejection_reason=code, updated_at=self._clock()
+        )
+        await self._repository.replace_if_status(rejected, ImageStatus.PENDING)
+        raise UploadRejected(message, code=code, details=details)
+
+    async def _discard_upload(self, upload_key: str) -> None:
+        try:
+            await self._store.delete([upload_key])
+        except BackendUnavailable as exc:
+            # The image is already safe under its own key; a leftover upload is only garbage.
+            log.warning("could not remove upload %s: %s", upload_key, exc.reason)
+
+    # -- reads and edits ------------------------------------------------------------------------
+
+    async def get(self, principal: Principal, image_id: str, user_id: str | None) -> ImageRecord:
+        return await self._owned(self.owner_for(principal, user_id), image_id)
+
+    async def update(
+        self,
+        principal: Principal,
+        image_id: str,
+        user_id: str | None,
+        *,
+        tags: Sequence[str] | None,
+        description: str | None,
+    ) -> ImageRecord:
+        owner = self.owner_for(principal, user_id)
+        if tags is None and description is None:
+            raise InvalidRequest(
+                "Give tags and/or description to change.", code="nothing_to_update"
+            )
+        updated = await self._repository.update_details(
+            owner,
+            image_id,
+            updated_at=self._clock(),
+            tags=None if tags is None else normalize_tags(tags),
+            description=description,
+        )
+        if updated is None:
+            raise ImageNotFound(image_id)
+        return updated
+
+    async def list(
+        self,
+        principal: Principal,
+        user_id: str | None,
+        filters: ListFilter,
+        *,
+        limit: int,
+        cursor: str | None,
+    ) -> ImagePage:
+        owner = self.owner_for(principal, user_id)
+        if filters.start and filters.end and filters.start > filters.end:
+            raise InvalidRequest(
+                "start_date must not be after end_date.", code="invalid_date_range"
+            )
+        after = None if cursor is None else self._cursors.decode(owner, cursor)
+        filters = replace(filters, tags=tuple(normalize_tags(filters.tags)))
+        records, next_position = await self._repository.list_page(owner, filters, limit, after)
+        next_cursor = None if next_position is None else self._cursors.encode(owner, next_position)
+        return ImagePage(items=records, next_cursor=next_cursor)
+
+    async def download(
+        self, principal: Principal, image_id: str, user_id: str | None
+    ) -> PresignedDownload:
+        record = await self._owned(self.owner_for(principal, user_id), image_id)
+        if record.status is not ImageStatus.READY:
+            raise Conflict(
+                "Only a ready image can be downloaded.",
+                code="image_not_ready",
+                details={"status": record.status.value},
+            )
+        expires_in = self._policy.download_url_expiry
+        url = await self._store.presign_get(
+            record.s3_key,
+            expires_in=expires_in,
+            content_type=record.content_type,
+            content_disposition=content_disposition(record),
+        )
+        return PresignedDownload(url=url, expires_at=self._clock() + timedelta(seconds=expires_in))
+
+    async def delete(self, principal: Principal, image_id: str, user_id: str | None) -> None:
+        record = await self._owned(self.owner_for(principal, user_id), image_id)
+        # Objects first: if the record delete then fails, a retry finds the record and finishes.
+        await self._store.delete([record.s3_key, incoming_key(record)])
+        await self._repository.delete(record.user_id, record.image_id)

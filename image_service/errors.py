@@ -1,0 +1,80 @@
+"""Domain errors.
+
+Every error the service answers with on purpose is one of these. Each carries the stable ``code``
+clients branch on (a class default, refined per instance where one class covers several causes)
+and the HTTP status it maps to; the web layer turns them into the one JSON error envelope.
+Nothing here imports aiohttp or botocore.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class ServiceError(Exception):
+    http_status: ClassVar[int] = 500
+    code: str = "internal_error"
+
+    def __init__(
+        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or {}
+        if code is not None:
+            self.code = code
+
+
+class InvalidRequest(ServiceError):
+    """Input that passed the schema but breaks a rule of the domain."""
+
+    http_status = 422
+    code = "validation_error"
+
+
+class Unauthenticated(ServiceError):
+    """No usable credentials: missing_token, invalid_token, token_expired."""
+
+    http_status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ServiceError):
+    http_status = 403
+    code = "forbidden"
+
+
+class ImageNotFound(ServiceError):
+    # Also the answer for another user's image: existence is never revealed.
+    http_status = 404
+    code = "image_not_found"
+
+    def __init__(self, image_id: str) -> None:
+        super().__init__("No such image.", details={"image_id": image_id})
+
+
+class Conflict(ServiceError):
+    """The image's state does not allow the request: upload_missing, image_not_ready, ..."""
+
+    http_status = 409
+    code = "conflict"
+
+
+class UploadRejected(ServiceError):
+    """What arrived in S3 is not an acceptable image; the object has been deleted."""
+
+    http_status = 422
+    code = "upload_rejected"
+
+
+class BackendUnavailable(ServiceError):
+    """S3 or DynamoDB could not be reached or failed on its side."""
+
+    http_status = 503
+    code = "backend_unavailable"
+    retry_after_seconds: ClassVar[int] = 1
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__(f"{backend} is unavailable; retry shortly.", details={"backend": backend})
+        self.backend = backend
+        self.reason = reason

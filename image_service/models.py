@@ -1,0 +1,82 @@
+"""The records the domain works with; plain data, no I/O."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+
+class ImageStatus(enum.StrEnum):
+    PENDING = "pending"  # upload URL issued, bytes not yet verified
+    READY = "ready"  # verified and downloadable
+    REJECTED = "rejected"  # what arrived was refused and deleted
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller."""
+
+    user_id: str
+    is_admin: bool = False
+
+
+@dataclass(slots=True)
+class ImageRecord:
+    user_id: str
+    image_id: str
+    s3_key: str
+    content_type: str
+    status: ImageStatus
+    upload_time: datetime
+    updated_at: datetime
+    tags: list[str] = field(default_factory=list)
+    description: str = ""
+    filename: str | None = None
+    # What the client declared when it asked for the URL; checked at completion.
+    declared_size: int | None = None
+    declared_checksum_sha256: str | None = None
+    # What completion measured.
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    sha256: str | None = None
+    rejection_reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    tags: tuple[str, ...] = ()
+    start: datetime | None = None  # inclusive
+    end: datetime | None = None  # inclusive
+    status: ImageStatus | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedUpload:
+    url: str
+    method: str
+    headers: dict[str, str]
+    fields: dict[str, str]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedDownload:
+    url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ImagePage:
+    items: list[ImageRecord]
+    next_cursor: str | None
+
+
+def format_timestamp(moment: datetime) -> str:
+    """ISO 8601 in UTC with fixed-width microseconds, so text order is time order."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def parse_timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text).astimezone(UTC)

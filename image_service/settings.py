@@ -1,0 +1,167 @@
+"""Settings read from ``IMAGE_SERVICE_*`` environment variables, validated once at start.
+
+AWS itself (region, credentials, endpoints) is configured the AWS way and read by botocore; only
+the public S3 address for presigned URLs is ours, because botocore has no notion of it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+from urllib.parse import urlsplit
+
+from image_service.sniff import SNIFFABLE_CONTENT_TYPES
+
+PREFIX = "IMAGE_SERVICE_"
+MAX_URL_EXPIRY_SECONDS = 3600
+MIN_JWT_SECRET_LENGTH = 32
+MiB = 1024 * 1024
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the environment variable."""
+
+
+def _csv(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be a positive integer")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("must be a TCP port (0-65535)")
+    return number
+
+
+def _expiry(value: str) -> int:
+    number = _positive_int(value)
+    if number > MAX_URL_EXPIRY_SECONDS:
+        raise ValueError(f"must be at most {MAX_URL_EXPIRY_SECONDS} seconds")
+    return number
+
+
+def _content_types(value: str) -> tuple[str, ...]:
+    types = tuple(t.lower() for t in _csv(value))
+    if not types:
+        raise ValueError("must list at least one content type")
+    unknown = sorted(set(types) - SNIFFABLE_CONTENT_TYPES)
+    if unknown:
+        # Completion checks magic bytes; a type we cannot recognise could never be accepted.
+        raise ValueError(f"unsupported {unknown}; choose from {sorted(SNIFFABLE_CONTENT_TYPES)}")
+    return types
+
+
+def _url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in {"http", "https"} or not parts.netloc:
+        raise ValueError("must be an absolute http(s) URL")
+    return value.rstrip("/")
+
+
+def _secret(value: str) -> str:
+    if len(value) < MIN_JWT_SECRET_LENGTH:
+        raise ValueError(f"must be at least {MIN_JWT_SECRET_LENGTH} characters")
+    return value
+
+
+def _addressing_style(value: str) -> str:
+    if value not in {"auto", "path", "virtual"}:
+        raise ValueError("must be one of auto, path, virtual")
+    return value
+
+
+def _log_level(value: str) -> str:
+    level = value.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+        raise ValueError("must be one of DEBUG, INFO, WARNING, ERROR")
+    return level
+
+
+def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret})
+
+
+@dataclass(frozen=True)
+class Settings:
+    jwt_secret: str = _setting(
+        "", _secret, "HS256 key for bearer tokens (at least 32 characters). Required.", secret=True
+    )
+    bucket: str = _setting("cloud-image-bucket", str, "S3 bucket holding the images.")
+    table: str = _setting("ImageMetadata", str, "DynamoDB table holding the metadata.")
+    host: str = _setting("127.0.0.1", str, "Address the API listens on.")
+    port: int = _setting(8080, _port, "Port the API listens on.")
+    allowed_content_types: tuple[str, ...] = _setting(
+        ("image/jpeg", "image/png", "image/gif", "image/webp"),
+        _content_types,
+        "Comma-separated content types an upload may declare.",
+    )
+    max_upload_bytes: int = _setting(20 * MiB, _positive_int, "Largest accepted image, bytes.")
+    upload_url_expiry: int = _setting(
+        300, _expiry, f"Lifetime of presigned upload URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
+    )
+    download_url_expiry: int = _setting(
+        300, _expiry, f"Lifetime of presigned download URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
+    )
+    s3_public_url: str | None = _setting(
+        None, _url, "Base URL clients use to reach S3 when it differs from the service's (compose)."
+    )
+    s3_addressing_style: str = _setting(
+        "auto", _addressing_style, "S3 addressing style: auto, path or virtual."
+    )
+    jwt_audience: str | None = _setting(None, str, "Required `aud` claim, when set.")
+    jwt_issuer: str | None = _setting(None, str, "Required `iss` claim, when set.")
+    cursor_secret: str | None = _setting(
+        None,
+        _secret,
+        "Key that signs list cursors; derived from the JWT secret when unset.",
+        secret=True,
+    )
+    cors_origins: tuple[str, ...] = _setting(
+        ("*",), _csv, "Comma-separated origins allowed to upload from a browser (bucket CORS)."
+    )
+    max_json_body_bytes: int = _setting(
+        64 * 1024, _positive_int, "Largest JSON request body, bytes."
+    )
+    log_level: str = _setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for setting in fields(cls):
+            name = PREFIX + setting.name.upper()
+            raw = env.get(name)
+            if raw is None or raw == "":
+                continue
+            try:
+                values[setting.name] = setting.metadata["parse"](raw)
+            except ValueError as exc:
+                raise SettingsError(f"{name}: {exc}") from None
+        if not values.get("jwt_secret"):
+            raise SettingsError(f"{PREFIX}JWT_SECRET: is required")
+        return cls(**values)
+
+    @staticmethod
+    def documentation() -> list[tuple[str, str, str]]:
+        """(variable, default, description) for every setting, for the README and `--help`."""
+        rows = []
+        for setting in fields(Settings):
+            default = setting.default
+            shown = ",".join(default) if isinstance(default, tuple) else default
+            rows.append(
+                (
+                    PREFIX + setting.name.upper(),
+                    "" if shown is None else str(shown),
+                    setting.metadata["doc"],
+                )
+            )
+        return rows

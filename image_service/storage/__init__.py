@@ -1,0 +1,1 @@
+"""Everything that knows botocore lives here; callers see domain types and domain errors only."""

@@ -1,0 +1,263 @@
+"""Image metadata in DynamoDB.
+
+Table: partition key ``user_id``, sort key ``image_id`` (the original service's model), plus the
+global secondary index ``by_upload_time`` (``user_id``, ``upload_sort`` = upload time then image
+id) that lists a user's images newest first and answers date ranges with a key condition.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from image_service.cursor import CursorPosition
+from image_service.models import (
+    ImageRecord,
+    ImageStatus,
+    ListFilter,
+    format_timestamp,
+    parse_timestamp,
+)
+from image_service.storage.errors import backend_errors, error_code
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
+
+BACKEND = "dynamodb"
+UPLOAD_TIME_INDEX = "by_upload_time"
+# Items read per query while a filter discards some: fewer round trips when matches are sparse,
+# while the page itself is still cut at the requested size.
+FILTERED_READ_BATCH = 100
+# Sorts after every character of an image id, so "<time>#~" bounds all ids at that time.
+_AFTER_ANY_ID = "~"
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+
+def upload_sort_key(record: ImageRecord) -> str:
+    return f"{format_timestamp(record.upload_time)}#{record.image_id}"
+
+
+def _s(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def _n(value: int) -> AttributeValueTypeDef:
+    return {"N": str(value)}
+
+
+def to_item(record: ImageRecord) -> Item:
+    item: Item = {
+        "user_id": _s(record.user_id),
+        "image_id": _s(record.image_id),
+        "s3_key": _s(record.s3_key),
+        "content_type": _s(record.content_type),
+        "status": _s(record.status.value),
+        "upload_time": _s(format_timestamp(record.upload_time)),
+        "upload_sort": _s(upload_sort_key(record)),
+        "updated_at": _s(format_timestamp(record.updated_at)),
+        "tags": {"L": [_s(tag) for tag in record.tags]},
+        "description": _s(record.description),
+    }
+    optional_strings = {
+        "filename": record.filename,
+        "declared_checksum_sha256": record.declared_checksum_sha256,
+        "sha256": record.sha256,
+        "rejection_reason": record.rejection_reason,
+    }
+    optional_numbers = {
+        "declared_size": record.declared_size,
+        "size": record.size,
+        "width": record.width,
+        "height": record.height,
+    }
+    item.update({name: _s(value) for name, value in optional_strings.items() if value is not None})
+    item.update({name: _n(value) for name, value in optional_numbers.items() if value is not None})
+    return item
+
+
+def from_item(item: dict[str, Any]) -> ImageRecord:
+    def string(name: str) -> str | None:
+        value = item.get(name)
+        return None if value is None else str(value["S"])
+
+    def number(name: str) -> int | None:
+        value = item.get(name)
+        return None if value is None else int(value["N"])
+
+    return ImageRecord(
+        user_id=item["user_id"]["S"],
+        image_id=item["image_id"]["S"],
+        s3_key=item["s3_key"]["S"],
+        content_type=item["content_type"]["S"],
+        status=ImageStatus(item["status"]["S"]),
+        upload_time=parse_timestamp(item["upload_time"]["S"]),
+        updated_at=parse_timestamp(item["updated_at"]["S"]),
+        tags=[tag["S"] for tag in item.get("tags", {}).get("L", [])],
+        description=item.get("description", {}).get("S", ""),
+        filename=string("filename"),
+        declared_size=number("declared_size"),
+        declared_checksum_sha256=string("declared_checksum_sha256"),
+        size=number("size"),
+        width=number("width"),
+        height=number("height"),
+        sha256=string("sha256"),
+        rejection_reason=string("rejection_reason"),
+    )
+
+
+def _key(user_id: str, image_id: str) -> Item:
+    return {"user_id": _s(user_id), "image_id": _s(image_id)}
+
+
+def _condition_failed(exc: ClientError) -> bool:
+    return error_code(exc) == "ConditionalCheckFailedException"
+
+
+class ImageRepository:
+    def __init__(self, client: DynamoDBClient, table: str) -> None:
+        self._client = client
+        self.table = table
+
+    async def create(self, record: ImageRecord) -> None:
+        with backend_errors(BACKEND):
+            await self._client.put_item(
+                TableName=self.table,
+                Item=to_item(record),
+                ConditionExpression="attribute_not_exists(image_id)",
+            )
+
+    async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
+        with backend_errors(BACKEND):
+            response = await self._client.get_item(
+                TableName=self.table, Key=_key(user_id, image_id), ConsistentRead=True
+            )
+        item = response.get("Item")
+        return None if item is None else from_item(item)
+
+    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool:
+        """Writes the record if the stored one still has ``expected`` status; False if not."""
+        with backend_errors(BACKEND):
+            try:
+                await self._client.put_item(
+                    TableName=self.table,
+                    Item=to_item(record),
+                    ConditionExpression="#status = :expected",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={":expected": _s(expected.value)},
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
+    async def update_details(
+        self,
+        user_id: str,
+        image_id: str,
+        *,
+        updated_at: datetime,
+        tags: list[str] | None,
+        description: str | None,
+    ) -> ImageRecord | None:
+        """Sets tags and/or description; None when the image does not exist."""
+        assignments = ["updated_at = :updated_at"]
+        values: Item = {":updated_at": _s(format_timestamp(updated_at))}
+        if tags is not None:
+            assignments.append("tags = :tags")
+            values[":tags"] = {"L": [_s(tag) for tag in tags]}
+        if description is not None:
+            assignments.append("description = :description")
+            values[":description"] = _s(description)
+        with backend_errors(BACKEND):
+            try:
+                response = await self._client.update_item(
+                    TableName=self.table,
+                    Key=_key(user_id, image_id),
+                    UpdateExpression="SET " + ", ".join(assignments),
+                    ConditionExpression="attribute_exists(image_id)",
+                    ExpressionAttributeValues=values,
+                    ReturnValues="ALL_NEW",
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return None
+                raise
+        return from_item(response["Attributes"])
+
+    async def delete(self, user_id: str, image_id: str) -> None:
+        with backend_errors(BACKEND):
+            await self._client.delete_item(TableName=self.table, Key=_key(user_id, image_id))
+
+    async def list_page(
+        self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
+    ) -> tuple[list[ImageRecord], CursorPosition | None]:
+        """Up to ``limit`` matching records newest first, and where the next page starts.
+
+        Filters are applied by DynamoDB after it reads, so one query may return fewer matches
+        than asked for: keep reading until the page is full or the index is exhausted, and look
+        one match ahead so that a next position is returned only when another match exists.
+        """
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": UPLOAD_TIME_INDEX,
+            "ScanIndexForward": False,
+        }
+        key_condition = ["user_id = :owner"]
+        values: Item = {":owner": _s(user_id)}
+        if filters.start is not None:
+            values[":lo"] = _s(format_timestamp(filters.start))
+        if filters.end is not None:
+            values[":hi"] = _s(format_timestamp(filters.end) + "#" + _AFTER_ANY_ID)
+        if filters.start is not None and filters.end is not None:
+            key_condition.append("upload_sort BETWEEN :lo AND :hi")
+        elif filters.start is not None:
+            key_condition.append("upload_sort >= :lo")
+        elif filters.end is not None:
+            key_condition.append("upload_sort <= :hi")
+        query["KeyConditionExpression"] = " AND ".join(key_condition)
+
+        conditions = []
+        if filters.status is not None:
+            conditions.append("#status = :status")
+            values[":status"] = _s(filters.status.value)
+            query["ExpressionAttributeNames"] = {"#status": "status"}
+        for index, tag in enumerate(filters.tags):
+            conditions.append(f"contains(tags, :tag{index})")
+            values[f":tag{index}"] = _s(tag)
+        if conditions:
+            query["FilterExpression"] = " AND ".join(conditions)
+        query["ExpressionAttributeValues"] = values
+
+        if after is not None:
+            query["ExclusiveStartKey"] = {
+                "user_id": _s(user_id),
+                "image_id": _s(after.image_id),
+                "upload_sort": _s(after.sort_key),
+            }
+
+        matches: list[dict[str, Any]] = []
+        wanted = limit + 1
+        with backend_errors(BACKEND):
+            while len(matches) < wanted:
+                missing = wanted - len(matches)
+                query["Limit"] = max(missing, FILTERED_READ_BATCH) if conditions else missing
+                response = await self._client.query(**query)
+                matches.extend(response["Items"][:missing])
+                if "LastEvaluatedKey" not in response:
+                    break
+                query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+        records = [from_item(item) for item in matches[:limit]]
+        if len(matches) <= limit:
+            return records, None
+        last = records[-1]
+        return records, CursorPosition(sort_key=upload_sort_key(last), image_id=last.image_id)
+
+    async def ping(self) -> None:
+        with backend_errors(BACKEND):
+            await self._client.describe_table(TableName=self.table)

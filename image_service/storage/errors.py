@@ -1,0 +1,40 @@
+"""Turning botocore failures into domain errors."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import aiohttp
+from botocore.exceptions import BotoCoreError, ClientError
+
+from image_service.errors import BackendUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def error_code(exc: ClientError) -> str:
+    return str(exc.response.get("Error", {}).get("Code", ""))
+
+
+def http_status(exc: ClientError) -> int:
+    return int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
+
+
+@contextmanager
+def backend_errors(backend: str) -> Iterator[None]:
+    """Any failure of the backend not handled by the caller becomes a 503.
+
+    Callers catch the ClientErrors that mean something to them (a missing key, a failed
+    condition) inside this block; what reaches here is an outage, throttling, or a
+    misconfiguration such as a missing table or denied access, and the client can only retry.
+    """
+    try:
+        yield
+    except ClientError as exc:
+        log.warning("%s request failed: %s (HTTP %s)", backend, error_code(exc), http_status(exc))
+        raise BackendUnavailable(backend, error_code(exc)) from exc
+    except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
+        log.warning("%s unreachable: %s", backend, type(exc).__name__)
+        raise BackendUnavailable(backend, type(exc).__name__) from exc

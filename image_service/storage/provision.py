@@ -1,0 +1,112 @@
+"""Creating the bucket and table the service needs. Idempotent: safe to run on every deploy."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from image_service.storage.dynamo import UPLOAD_TIME_INDEX
+from image_service.storage.errors import error_code
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+    from types_aiobotocore_s3 import S3Client
+
+log = logging.getLogger(__name__)
+
+# Browsers read the ETag after a PUT and need these request headers allowed to send a signed one.
+_CORS_EXPOSE_HEADERS = ["ETag"]
+
+
+async def ensure_bucket(
+    s3: S3Client, bucket: str, *, region: str, cors_origins: Sequence[str]
+) -> None:
+    try:
+        if region == "us-east-1":
+            await s3.create_bucket(Bucket=bucket)
+        else:
+            await s3.create_bucket(
+                Bucket=bucket,
+                CreateBucketConfiguration={"LocationConstraint": region},  # type: ignore[typeddict-item]  # any region name is valid here
+            )
+        log.info("created bucket %s", bucket)
+    except ClientError as exc:
+        if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
+            raise
+    await s3.put_public_access_block(
+        Bucket=bucket,
+        PublicAccessBlockConfiguration={
+            "BlockPublicAcls": True,
+            "IgnorePublicAcls": True,
+            "BlockPublicPolicy": True,
+            "RestrictPublicBuckets": True,
+        },
+    )
+    await s3.put_bucket_cors(
+        Bucket=bucket,
+        CORSConfiguration={
+            "CORSRules": [
+                {
+                    "AllowedOrigins": list(cors_origins),
+                    "AllowedMethods": ["PUT", "POST", "GET", "HEAD"],
+                    "AllowedHeaders": ["*"],
+                    "ExposeHeaders": _CORS_EXPOSE_HEADERS,
+                    "MaxAgeSeconds": 3600,
+                }
+            ]
+        },
+    )
+
+
+async def ensure_table(dynamodb: DynamoDBClient, table: str) -> None:
+    definition: dict[str, Any] = {
+        "TableName": table,
+        "AttributeDefinitions": [
+            {"AttributeName": "user_id", "AttributeType": "S"},
+            {"AttributeName": "image_id", "AttributeType": "S"},
+            {"AttributeName": "upload_sort", "AttributeType": "S"},
+        ],
+        "KeySchema": [
+            {"AttributeName": "user_id", "KeyType": "HASH"},
+            {"AttributeName": "image_id", "KeyType": "RANGE"},
+        ],
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": UPLOAD_TIME_INDEX,
+                "KeySchema": [
+                    {"AttributeName": "user_id", "KeyType": "HASH"},
+                    {"AttributeName": "upload_sort", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    try:
+        await dynamodb.create_table(**definition)
+        log.info("created table %s", table)
+    except ClientError as exc:
+        if error_code(exc) != "ResourceInUseException":
+            raise
+        await _ensure_index(dynamodb, table, definition)
+    waiter = dynamodb.get_waiter("table_exists")
+    await waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+async def _ensure_index(dynamodb: DynamoDBClient, table: str, definition: dict[str, Any]) -> None:
+    """Adds the listing index to a table made by the original service, which had none."""
+    description = await dynamodb.describe_table(TableName=table)
+    existing = {
+        index["IndexName"] for index in description["Table"].get("GlobalSecondaryIndexes", [])
+    }
+    if UPLOAD_TIME_INDEX in existing:
+        return
+    await dynamodb.update_table(
+        TableName=table,
+        AttributeDefinitions=definition["AttributeDefinitions"],
+        GlobalSecondaryIndexUpdates=[{"Create": definition["GlobalSecondaryIndexes"][0]}],
+    )
+    log.info("added index %s to table %s", UPLOAD_TIME_INDEX, table)

@@ -1,0 +1,177 @@
+"""The image bucket: presigned URLs, verification reads, copies and deletes."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from image_service.storage.errors import backend_errors, error_code, http_status
+
+if TYPE_CHECKING:
+    from types_aiobotocore_s3 import S3Client
+
+BACKEND = "s3"
+READ_CHUNK_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    size: int
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPut:
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPost:
+    url: str
+    fields: dict[str, str]
+
+
+def _missing(exc: ClientError) -> bool:
+    return error_code(exc) in {"404", "NoSuchKey", "NotFound"} or http_status(exc) == 404
+
+
+class ObjectStore:
+    """One bucket, reached through one data client and one presigning client.
+
+    The presigning client differs from the data client only when clients reach S3 at another
+    address than the service does; presigning itself never touches the network.
+    """
+
+    def __init__(self, client: S3Client, presign_client: S3Client, bucket: str) -> None:
+        self._client = client
+        self._presign = presign_client
+        self.bucket = bucket
+
+    async def presign_put(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        size: int | None = None,
+        checksum_sha256: str | None = None,
+        refuse_overwrite: bool = False,
+    ) -> SignedPut:
+        """A PUT URL whose signature covers every header returned with it.
+
+        A signed header must be sent exactly, so each one here is a rule S3 enforces: the type,
+        the exact length, the checksum, and (``If-None-Match: *``) that nothing exists there yet.
+        """
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
+        headers = {"Content-Type": content_type}
+        if size is not None:
+            params["ContentLength"] = size
+            headers["Content-Length"] = str(size)
+        if checksum_sha256 is not None:
+            params["ChecksumSHA256"] = checksum_sha256
+            headers["x-amz-checksum-sha256"] = checksum_sha256
+        if refuse_overwrite:
+            params["IfNoneMatch"] = "*"
+            headers["If-None-Match"] = "*"
+        url = await self._presign.generate_presigned_url(
+            "put_object", Params=params, ExpiresIn=expires_in
+        )
+        return SignedPut(url=url, headers=headers)
+
+    async def presign_post(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        min_size: int,
+        max_size: int,
+        checksum_sha256: str | None = None,
+    ) -> SignedPost:
+        """A browser form upload whose policy pins the key, the type and the length range."""
+        fields = {"Content-Type": content_type}
+        conditions: list[Any] = [
+            {"Content-Type": content_type},
+            ["content-length-range", min_size, max_size],
+        ]
+        if checksum_sha256 is not None:
+            fields["x-amz-checksum-sha256"] = checksum_sha256
+            conditions.append({"x-amz-checksum-sha256": checksum_sha256})
+        post = await self._presign.generate_presigned_post(
+            self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
+        return SignedPost(url=post["url"], fields=dict(post["fields"]))
+
+    async def presign_get(
+        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str:
+        return await self._presign.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": self.bucket,
+                "Key": key,
+                # Served with the type completion verified, never one S3 or a browser guesses.
+                "ResponseContentType": content_type,
+                "ResponseContentDisposition": content_disposition,
+            },
+            ExpiresIn=expires_in,
+        )
+
+    async def head(self, key: str) -> StoredObject | None:
+        with backend_errors(BACKEND):
+            try:
+                response = await self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+        return StoredObject(size=response["ContentLength"], etag=response["ETag"])
+
+    async def read(self, key: str, *, etag: str) -> AsyncGenerator[bytes]:
+        """The object's bytes in chunks, failing if it changed since it was inspected."""
+        with backend_errors(BACKEND):
+            response = await self._client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+            async with response["Body"] as body:
+                async for chunk in body.iter_chunks(READ_CHUNK_BYTES):
+                    yield chunk
+
+    async def copy(self, source_key: str, target_key: str, *, etag: str, content_type: str) -> None:
+        """Server-side copy of exactly the version that was verified (matched by ETag)."""
+        with backend_errors(BACKEND):
+            await self._client.copy_object(
+                Bucket=self.bucket,
+                Key=target_key,
+                CopySource={"Bucket": self.bucket, "Key": source_key},
+                CopySourceIfMatch=etag,
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+            )
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Deletes the keys; absent keys are not an error, so a retried delete finishes."""
+        if not keys:
+            return
+        with backend_errors(BACKEND):
+            response = await self._client.delete_objects(
+                Bucket=self.bucket,
+                Delete={"Objects": [{"Key": key} for key in keys], "Quiet": True},
+            )
+            if response.get("Errors"):
+                failed = response["Errors"][0]
+                raise ClientError(
+                    {
+                        "Error": {
+                            "Code": failed.get("Code", ""),
+                            "Message": failed.get("Message", ""),
+                        }
+                    },
+                    "DeleteObjects",
+                )
+
+    async def ping(self) -> None:
+        with backend_errors(BACKEND):
+            await self._client.head_bucket(Bucket=self.bucket)

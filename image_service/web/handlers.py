@@ -1,0 +1,170 @@
+"""Thin handlers: validated input in, one call into the domain, a schema dump out."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from marshmallow import Schema
+
+from image_service.domain.health import check_backends
+from image_service.domain.images import UploadRequest
+from image_service.models import ListFilter
+from image_service.web.keys import IMAGE_REPOSITORY, IMAGE_SERVICE, OBJECT_STORE, PRINCIPAL
+from image_service.web.middlewares import public
+from image_service.web.openapi import (
+    BEARER,
+    docs,
+    json_schema,
+    querystring_schema,
+    response_schema,
+)
+from image_service.web.schemas import (
+    DownloadQuerySchema,
+    DownloadResponseSchema,
+    HealthSchema,
+    ImagePageSchema,
+    ImagePatchSchema,
+    ImageSchema,
+    ListQuerySchema,
+    OwnerQuerySchema,
+    UploadRequestSchema,
+    UploadResponseSchema,
+)
+
+READINESS_TIMEOUT_SECONDS = 3.0
+# Responses that carry a URL granting access must never sit in a shared or browser cache.
+NO_STORE = {"Cache-Control": "no-store"}
+
+_image = ImageSchema()
+_page = ImagePageSchema()
+_upload = UploadResponseSchema()
+_download = DownloadResponseSchema()
+_secured = {"tags": ["images"], "security": [{BEARER: []}]}
+
+
+def _dump(
+    schema: Schema, obj: Any, *, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(schema.dump(obj), status=status, headers=headers)
+
+
+def _owner(request: web.Request) -> str | None:
+    user_id: str | None = request["querystring"].get("user_id")
+    return user_id
+
+
+@docs(summary="Request a presigned upload URL", **_secured)
+@json_schema(UploadRequestSchema)
+@response_schema(UploadResponseSchema, 201, description="Upload the bytes to upload_url.")
+async def create_upload(request: web.Request) -> web.Response:
+    body = request["json"]
+    record, upload = await request.app[IMAGE_SERVICE].create_upload(
+        request[PRINCIPAL], UploadRequest(**body)
+    )
+    payload = {
+        "image_id": record.image_id,
+        "upload_url": upload.url,
+        "method": upload.method,
+        "headers": upload.headers,
+        "fields": upload.fields,
+        "expires_at": upload.expires_at,
+    }
+    return _dump(_upload, payload, status=201, headers=NO_STORE)
+
+
+@docs(summary="Verify an uploaded image and mark it ready", **_secured)
+@querystring_schema(OwnerQuerySchema)
+@response_schema(ImageSchema, 200)
+async def complete_upload(request: web.Request) -> web.Response:
+    record = await request.app[IMAGE_SERVICE].complete(
+        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+    )
+    return _dump(_image, record)
+
+
+@docs(summary="Get an image's metadata", **_secured)
+@querystring_schema(OwnerQuerySchema)
+@response_schema(ImageSchema, 200)
+async def get_image(request: web.Request) -> web.Response:
+    record = await request.app[IMAGE_SERVICE].get(
+        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+    )
+    return _dump(_image, record)
+
+
+@docs(summary="Change an image's tags and/or description", **_secured)
+@querystring_schema(OwnerQuerySchema)
+@json_schema(ImagePatchSchema)
+@response_schema(ImageSchema, 200)
+async def update_image(request: web.Request) -> web.Response:
+    body = request["json"]
+    record = await request.app[IMAGE_SERVICE].update(
+        request[PRINCIPAL],
+        request.match_info["image_id"],
+        _owner(request),
+        tags=body.get("tags"),
+        description=body.get("description"),
+    )
+    return _dump(_image, record)
+
+
+@docs(summary="List images, newest first", **_secured)
+@querystring_schema(ListQuerySchema)
+@response_schema(ImagePageSchema, 200)
+async def list_images(request: web.Request) -> web.Response:
+    query = request["querystring"]
+    filters = ListFilter(
+        tags=tuple(query["tag"]),
+        start=query.get("start_date"),
+        end=query.get("end_date"),
+        status=query.get("status"),
+    )
+    page = await request.app[IMAGE_SERVICE].list(
+        request[PRINCIPAL],
+        query.get("user_id"),
+        filters,
+        limit=query["limit"],
+        cursor=query.get("cursor"),
+    )
+    return _dump(_page, page)
+
+
+@docs(summary="Get a short-lived download URL", **_secured)
+@querystring_schema(DownloadQuerySchema)
+@response_schema(DownloadResponseSchema, 200)
+async def download_image(request: web.Request) -> web.Response:
+    download = await request.app[IMAGE_SERVICE].download(
+        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+    )
+    if request["querystring"]["redirect"]:
+        raise web.HTTPFound(download.url, headers=NO_STORE)
+    return _dump(_download, download, headers=NO_STORE)
+
+
+@docs(summary="Delete an image and its stored objects", **_secured)
+@querystring_schema(OwnerQuerySchema)
+@response_schema(None, 204, description="Deleted.")
+async def delete_image(request: web.Request) -> web.Response:
+    await request.app[IMAGE_SERVICE].delete(
+        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+    )
+    return web.Response(status=204)
+
+
+@public
+@docs(summary="Liveness: the process is serving", tags=["health"], security=[])
+@response_schema(HealthSchema, 200)
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+@public
+@docs(summary="Readiness: S3 and DynamoDB answer", tags=["health"], security=[])
+@response_schema(HealthSchema, 200)
+async def ready(request: web.Request) -> web.Response:
+    checks = await check_backends(
+        {"s3": request.app[OBJECT_STORE].ping, "dynamodb": request.app[IMAGE_REPOSITORY].ping},
+        limit_seconds=READINESS_TIMEOUT_SECONDS,
+    )
+    return web.json_response({"status": "ok", "checks": checks})

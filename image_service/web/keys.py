@@ -1,0 +1,21 @@
+"""Typed keys for what the app and each request carry."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from image_service.auth import TokenVerifier
+from image_service.domain.images import ImageService
+from image_service.models import Principal
+from image_service.settings import Settings
+from image_service.storage.dynamo import ImageRepository
+from image_service.storage.s3 import ObjectStore
+
+SETTINGS = web.AppKey("settings", Settings)
+TOKEN_VERIFIER = web.AppKey("token_verifier", TokenVerifier)
+OBJECT_STORE = web.AppKey("object_store", ObjectStore)
+IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)
+IMAGE_SERVICE = web.AppKey("image_service", ImageService)
+
+PRINCIPAL = web.RequestKey("principal", Principal)
+REQUEST_ID = web.RequestKey("request_id", str)

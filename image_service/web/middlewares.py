@@ -1,0 +1,148 @@
+"""The one error envelope, request ids, authentication, and request parsing errors."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, NoReturn
+
+from aiohttp import hdrs, web
+from marshmallow import Schema, ValidationError
+from webargs import core
+from webargs.aiohttpparser import AIOHTTPParser
+
+from image_service.errors import BackendUnavailable, InvalidRequest, ServiceError, Unauthenticated
+from image_service.web.keys import PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_HTTP_ERROR_CODES = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+_SAFE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+# Headers of an aiohttp HTTP error worth keeping on its JSON replacement.
+_KEPT_HEADERS = (hdrs.ALLOW,)
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _service_error_response(exc: ServiceError) -> web.Response:
+    headers: dict[str, str] = {}
+    if isinstance(exc, Unauthenticated):
+        headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
+    if isinstance(exc, BackendUnavailable) or exc.http_status == 503:
+        headers[hdrs.RETRY_AFTER] = str(BackendUnavailable.retry_after_seconds)
+    return error_response(exc.http_status, exc.code, exc.message, exc.details, headers)
+
+
+def _http_error_response(exc: web.HTTPException) -> web.Response:
+    headers = {str(name): exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
+    code = _HTTP_ERROR_CODES.get(exc.status, f"http_{exc.status}")
+    return error_response(exc.status, code, exc.reason, headers=headers)
+
+
+@web.middleware
+async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: every failure leaves as the JSON envelope, with the request's id."""
+    supplied = request.headers.get("X-Request-ID", "")
+    request_id = supplied if _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request[REQUEST_ID] = request_id
+    response: web.StreamResponse
+    try:
+        response = await handler(request)
+    except ServiceError as exc:
+        if exc.http_status >= 500:
+            log.warning(
+                "%s %s -> %s (%s) [%s]",
+                request.method,
+                request.path,
+                exc.code,
+                getattr(exc, "reason", exc.message),
+                request_id,
+            )
+        response = _service_error_response(exc)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            exc.headers["X-Request-ID"] = request_id
+            raise
+        response = _http_error_response(exc)
+    except Exception:
+        log.exception("unhandled error on %s %s [%s]", request.method, request.path, request_id)
+        response = error_response(
+            500, "internal_error", "An unexpected error occurred.", {"request_id": request_id}
+        )
+    response.headers["X-Request-ID"] = request_id
+    return response
+
+
+def is_public(request: web.Request) -> bool:
+    route = request.match_info.route
+    if getattr(route.handler, "is_public", False):
+        return True
+    # aiohttp-apispec's spec, Swagger UI page and static files.
+    resource = route.resource
+    return resource is not None and resource.canonical.startswith("/docs")
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every matched route requires a bearer token unless its handler is marked public."""
+    if request.match_info.http_exception is None and not is_public(request):
+        verifier = request.app[TOKEN_VERIFIER]
+        request[PRINCIPAL] = verifier.verify(request.headers.get(hdrs.AUTHORIZATION))
+    return await handler(request)
+
+
+def public(handler: Handler) -> Handler:
+    handler.is_public = True  # type: ignore[attr-defined]  # a marker read by `authenticate`
+    return handler
+
+
+class RequestParser(AIOHTTPParser):
+    """webargs' aiohttp parser, failing with domain errors so they reach the one envelope."""
+
+    async def load_json(self, req: web.Request, schema: Schema) -> Any:
+        # Any body is read as JSON, whatever its declared type: `curl -d` sends a form type.
+        if not req.body_exists:
+            return core.missing
+        raw = await req.read()
+        if not raw.strip():
+            return core.missing
+        try:
+            return json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+
+    def handle_error(
+        self,
+        error: ValidationError,
+        req: web.Request,
+        schema: Schema,
+        *,
+        error_status_code: int | None,
+        error_headers: Mapping[str, str] | None,
+    ) -> NoReturn:
+        details: dict[str, Any] = {"fields": error.messages}
+        # webargs nests messages under the location ("json", "querystring"): lift it out.
+        if isinstance(error.messages, dict) and len(error.messages) == 1:
+            location, fields = next(iter(error.messages.items()))
+            details = {"location": location, "fields": fields}
+        raise InvalidRequest("The request is invalid.", code="validation_error", details=details)

@@ -1,0 +1,229 @@
+"""Request and response schemas. They validate input, shape output, and are the API docs."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, date, datetime, time
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+
+from image_service.models import ImageStatus, format_timestamp
+
+# Printable text only: control characters corrupt logs and terminal output downstream.
+_NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
+_TAG = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$")
+_BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+MAX_DESCRIPTION_LENGTH = 2000
+MAX_FILENAME_LENGTH = 255
+MAX_USER_ID_LENGTH = 256
+MAX_PAGE_SIZE = 100
+DEFAULT_PAGE_SIZE = 20
+
+
+class StrictSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+
+def _tags_field(**kwargs: Any) -> fields.List[str]:
+    tag = fields.String(
+        validate=[
+            validate.Length(min=1, max=MAX_TAG_LENGTH),
+            validate.Regexp(_TAG, error="Tags are printable text without surrounding spaces."),
+        ]
+    )
+    return fields.List(
+        tag,
+        validate=validate.Length(max=MAX_TAGS),
+        metadata={"description": f"Up to {MAX_TAGS} tags; stored lowercase, deduplicated."},
+        **kwargs,
+    )
+
+
+def _description_field(**kwargs: Any) -> fields.String:
+    return fields.String(
+        validate=[
+            validate.Length(max=MAX_DESCRIPTION_LENGTH),
+            validate.Regexp(_NO_CONTROL, error="Control characters are not allowed."),
+        ],
+        **kwargs,
+    )
+
+
+def _user_id_field(description: str) -> fields.String:
+    return fields.String(
+        validate=validate.Length(min=1, max=MAX_USER_ID_LENGTH),
+        metadata={"description": description},
+    )
+
+
+class UtcTimestamp(fields.DateTime):
+    """Dumps as ISO 8601 UTC with a ``Z``: ``2026-11-26T15:44:47.123456Z``."""
+
+    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
+        return None if value is None else format_timestamp(value)
+
+
+class DateOrDateTime(fields.Field[date]):
+    """An ISO 8601 date (``2026-11-26``) or date-time; a date-time without an offset is UTC."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
+        if not isinstance(value, str) or len(value) > 64:
+            raise ValidationError("Not an ISO 8601 date or date-time.")
+        try:
+            if len(value) == 10:
+                return date.fromisoformat(value)
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            raise ValidationError("Not an ISO 8601 date or date-time.") from None
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+
+class UploadRequestSchema(StrictSchema):
+    content_type = fields.String(
+        required=True,
+        validate=validate.Length(max=100),
+        metadata={
+            "description": "The image's MIME type; must be in the allowlist.",
+            "example": "image/jpeg",
+        },
+    )
+    size = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1),
+        metadata={"description": "Exact size in bytes. When given it is signed into the URL."},
+    )
+    tags = _tags_field(load_default=list)
+    description = _description_field(load_default="")
+    checksum_sha256 = fields.String(
+        validate=validate.Regexp(_BASE64_SHA256, error="Must be a base64 SHA-256 digest."),
+        metadata={"description": "Base64 SHA-256 of the bytes; S3 verifies it when given."},
+    )
+    filename = fields.String(
+        validate=[
+            validate.Length(min=1, max=MAX_FILENAME_LENGTH),
+            validate.Regexp(_NO_CONTROL, error="Control characters are not allowed."),
+        ],
+        metadata={"description": "Original file name, offered (sanitized) on download."},
+    )
+    method = fields.String(
+        load_default="PUT",
+        validate=validate.OneOf(["PUT", "POST"]),
+        metadata={"description": "PUT (default): a presigned PUT. POST: a browser form policy."},
+    )
+    user_id = _user_id_field("Owner; must be the caller unless the caller is an admin.")
+
+
+class ImagePatchSchema(StrictSchema):
+    tags = _tags_field()
+    description = _description_field()
+
+
+class OwnerQuerySchema(StrictSchema):
+    user_id = _user_id_field("Act on another user's image (admin only).")
+
+
+class DownloadQuerySchema(OwnerQuerySchema):
+    redirect = fields.Boolean(
+        load_default=False, metadata={"description": "Answer 302 to the URL instead of JSON."}
+    )
+
+
+class ListQuerySchema(StrictSchema):
+    tag = _tags_field(load_default=list)
+    start_date = DateOrDateTime(
+        metadata={"description": "Uploaded at or after (ISO 8601 date or date-time)."}
+    )
+    end_date = DateOrDateTime(
+        metadata={"description": "Uploaded at or before; a bare date includes the whole day."}
+    )
+    status = fields.Enum(ImageStatus, by_value=True)
+    limit = fields.Integer(
+        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
+    )
+    cursor = fields.String(
+        validate=validate.Length(max=1024),
+        metadata={"description": "next_cursor of the previous page."},
+    )
+    user_id = _user_id_field("List another user's images (admin only).")
+
+    @post_load
+    def _day_bounds(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
+        start, end = data.get("start_date"), data.get("end_date")
+        if start is not None and not isinstance(start, datetime):
+            data["start_date"] = datetime.combine(start, time.min, UTC)
+        if end is not None and not isinstance(end, datetime):
+            data["end_date"] = datetime.combine(end, time.max, UTC)
+        return data
+
+
+# -- responses -------------------------------------------------------------------------------------
+
+
+class UploadResponseSchema(Schema):
+    image_id = fields.String(required=True)
+    upload_url = fields.String(required=True)
+    method = fields.String(required=True, metadata={"enum": ["PUT", "POST"]})
+    headers = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "Exactly the headers a PUT must send."},
+    )
+    fields_ = fields.Dict(
+        data_key="fields",
+        attribute="fields",
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "The form fields a POST must send before the file."},
+    )
+    expires_at = UtcTimestamp(required=True)
+
+
+class ImageSchema(Schema):
+    image_id = fields.String(required=True)
+    user_id = fields.String(required=True)
+    status = fields.Enum(ImageStatus, by_value=True, required=True)
+    content_type = fields.String(required=True)
+    size = fields.Integer(allow_none=True, metadata={"description": "Bytes, once verified."})
+    width = fields.Integer(allow_none=True)
+    height = fields.Integer(allow_none=True)
+    sha256 = fields.String(allow_none=True, metadata={"description": "Hex SHA-256, once verified."})
+    tags = fields.List(fields.String(), required=True)
+    description = fields.String(required=True)
+    filename = fields.String(allow_none=True)
+    upload_time = UtcTimestamp(required=True)
+    updated_at = UtcTimestamp(required=True)
+
+
+class ImagePageSchema(Schema):
+    items = fields.List(fields.Nested(ImageSchema), required=True)
+    next_cursor = fields.String(allow_none=True, required=True)
+
+
+class DownloadResponseSchema(Schema):
+    download_url = fields.String(required=True, attribute="url")
+    expires_at = UtcTimestamp(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+    checks = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"example": "image_not_found"})
+    message = fields.String(required=True)
+    details = fields.Dict(required=True)
+
+
+class ErrorSchema(Schema):
+    error = fields.Nested(ErrorBodySchema, required=True)
