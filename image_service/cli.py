@@ -27,6 +27,9 @@ def _configure_logging(settings: Settings) -> None:
     logging.basicConfig(
         level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # Their INFO lines (credential discovery, the emulator's own access log) are noise here.
+    for chatty in ("botocore", "aiobotocore", "werkzeug"):
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
 def _serve(settings: Settings) -> None:

@@ -94,7 +94,8 @@ def normalize_tags(tags: Sequence[str]) -> list[str]:
 def content_disposition(record: ImageRecord) -> str:
     """An attachment header with an ASCII-safe name whose extension matches the verified type."""
     extension = _EXTENSIONS[record.content_type]
-    original = record.filename or record.image_id
+    # Only the last path segment of whatever name the client gave: never a directory.
+    original = (record.filename or "").replace("\\", "/").rsplit("/", 1)[-1] or record.image_id
     stem = original.rsplit(".", 1)[0] if "." in original else original
     safe_stem = _UNSAFE_FILENAME_CHARS.sub("_", stem).strip("._")[:_MAX_FILENAME_STEM]
     ascii_name = (safe_stem or record.image_id) + extension
@@ -374,7 +375,7 @@ class ImageService:
             raise InvalidRequest(
                 "start_date must not be after end_date.", code="invalid_date_range"
             )
-        after = None if cursor is None else self._cursors.decode(owner, cursor)
+        after = self._cursors.decode(owner, cursor) if cursor else None  # "" is no cursor
         filters = replace(filters, tags=tuple(normalize_tags(filters.tags)))
         records, next_position = await self._repository.list_page(owner, filters, limit, after)
         next_cursor = None if next_position is None else self._cursors.encode(owner, next_position)

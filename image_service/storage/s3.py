@@ -135,7 +135,8 @@ class ObjectStore:
         """The object's bytes in chunks, failing if it changed since it was inspected."""
         with backend_errors(BACKEND):
             response = await self._client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
-            async with response["Body"] as body:
+            body = response["Body"]
+            async with body:  # releases the connection however the reader stops
                 async for chunk in body.iter_chunks(READ_CHUNK_BYTES):
                     yield chunk
 

@@ -46,7 +46,8 @@ class OpenApi3Spec(AiohttpApiSpec):  # type: ignore[misc]  # aiohttp-apispec is 
         operation: dict[str, Any] = {
             key: value
             for key, value in data.items()
-            if key not in {"schemas", "parameters", "responses"}
+            # "produces" is OpenAPI 2; content types live under each body and response in 3.
+            if key not in {"schemas", "parameters", "responses", "produces", "consumes"}
         }
         parameters: list[dict[str, Any]] = list(data.get("parameters", []))
         for entry in data.get("schemas", []):

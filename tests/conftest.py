@@ -1,0 +1,172 @@
+"""Fixtures: one real moto server for the session, a fresh bucket and table per test, and the
+API built by the same factory the program uses, reached over HTTP."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import boto3
+import pytest
+from aiohttp.test_utils import TestClient
+from moto.server import ThreadedMotoServer
+
+from image_service.auth import issue_token
+from image_service.backends import provision
+from image_service.embedded import free_port
+from image_service.settings import Settings
+from image_service.web.app import create_app
+
+JWT_SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
+AWS_SECRET = "testing-secret"
+REGION = "us-east-1"
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+@pytest.fixture(autouse=True)
+def aws_environment(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> None:
+    """Only the emulator is reachable: no AWS_* of the developer's leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith(("AWS_", "IMAGE_SERVICE_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+
+
+@dataclass
+class Clock:
+    """The service's clock; follows real time until a test pins it."""
+
+    pinned: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.pinned or datetime.now(UTC)
+
+
+def token(user: str, *, admin: bool = False, ttl: int = 600) -> str:
+    return issue_token(JWT_SECRET, user, admin=admin, ttl_seconds=ttl)
+
+
+def auth(user: str, *, admin: bool = False) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(user, admin=admin)}"}
+
+
+@dataclass
+class Api:
+    """The service under test, over HTTP, plus a raw S3 view for assertions."""
+
+    client: TestClient[Any, Any]
+    settings: Settings
+    clock: Clock
+    s3: Any  # a boto3 client on the emulator, for checking what is really stored
+    http: aiohttp.ClientSession
+    statuses: list[int] = field(default_factory=list)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        user: str | None = "alice",
+        admin: bool = False,
+        **kwargs: Any,
+    ) -> tuple[int, Any, Any]:
+        headers = dict(kwargs.pop("headers", {}))
+        if user is not None:
+            headers.update(auth(user, admin=admin))
+        async with self.client.request(method, path, headers=headers, **kwargs) as response:
+            body = await response.json() if response.content_type == "application/json" else None
+            return response.status, body, response.headers
+
+    async def upload_url(self, user: str = "alice", **body: Any) -> dict[str, Any]:
+        body.setdefault("content_type", "image/jpeg")
+        status, payload, _ = await self.call("POST", "/images/upload", user=user, json=body)
+        assert status == 201, payload
+        return payload  # type: ignore[no-any-return]
+
+    async def send_to_s3(self, upload: dict[str, Any], data: bytes, **header_overrides: str) -> int:
+        """Uploads straight to S3 exactly as a client would, following the API's instructions."""
+        if upload["method"] == "POST":
+            form = aiohttp.FormData()
+            for name, value in upload["fields"].items():
+                form.add_field(name, value)
+            form.add_field("file", data, filename="upload", content_type="application/octet-stream")
+            async with self.http.post(upload["upload_url"], data=form) as response:
+                return response.status
+        headers = {**upload["headers"], **header_overrides}
+        headers.pop("Content-Length", None)  # aiohttp sets the real length of `data` itself
+        async with self.http.put(upload["upload_url"], data=data, headers=headers) as response:
+            return response.status
+
+    async def upload(
+        self, data: bytes, user: str = "alice", **body: Any
+    ) -> tuple[dict[str, Any], int, Any]:
+        """Upload URL, PUT, complete: the whole client flow. Returns (upload, status, body)."""
+        upload = await self.upload_url(user, **body)
+        assert await self.send_to_s3(upload, data) in (200, 204)
+        status, payload, _ = await self.call(
+            "POST", f"/images/{upload['image_id']}/complete", user=user
+        )
+        return upload, status, payload
+
+    def object_keys(self) -> list[str]:
+        listing = self.s3.list_objects_v2(Bucket=self.settings.bucket)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+MakeApi = Callable[..., Awaitable[Api]]
+
+
+@pytest.fixture
+async def make_api(
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], moto_endpoint: str
+) -> AsyncIterator[MakeApi]:
+    sessions: list[aiohttp.ClientSession] = []
+
+    async def make(*, provisioned: bool = True, **overrides: Any) -> Api:
+        suffix = uuid.uuid4().hex[:12]
+        values: dict[str, Any] = {
+            "jwt_secret": JWT_SECRET,
+            "bucket": f"images-{suffix}",
+            "table": f"images-{suffix}",
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        if provisioned:
+            await provision(settings)
+        clock = Clock()
+        client = await aiohttp_client(create_app(settings, clock=clock))
+        http = aiohttp.ClientSession()
+        sessions.append(http)
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=moto_endpoint,
+            region_name=REGION,
+            aws_access_key_id="testing",
+            aws_secret_access_key=AWS_SECRET,
+        )
+        return Api(client=client, settings=settings, clock=clock, s3=s3, http=http)
+
+    yield make
+    for session in sessions:
+        await session.close()
+
+
+@pytest.fixture
+async def api(make_api: MakeApi) -> Api:
+    return await make_api()

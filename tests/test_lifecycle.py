@@ -1,0 +1,183 @@
+"""The whole client flow with real image bytes, through the API and straight to S3."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+import pytest
+
+from tests import images
+from tests.conftest import Api
+
+FORMATS = [
+    ("image/jpeg", images.jpeg(64, 48), 64, 48),
+    ("image/png", images.png(30, 20), 30, 20),
+    ("image/gif", images.gif(16, 12), 16, 12),
+    ("image/webp", images.webp(40, 30), 40, 30),
+]
+
+
+@pytest.mark.parametrize(("content_type", "data", "width", "height"), FORMATS)
+async def test_full_lifecycle(
+    api: Api, content_type: str, data: bytes, width: int, height: int
+) -> None:
+    upload = await api.upload_url(
+        content_type=content_type,
+        tags=["Holiday", "holiday", "Beach"],
+        description="Sunset",
+        filename="sunset photo.bin",
+    )
+    image_id = upload["image_id"]
+    assert upload["method"] == "PUT"
+    assert upload["headers"] == {"Content-Type": content_type}
+    assert upload["fields"] == {}
+
+    status, pending, _ = await api.call("GET", f"/images/{image_id}")
+    assert status == 200
+    assert pending["status"] == "pending"
+    assert pending["tags"] == ["holiday", "beach"]
+    assert pending["size"] is None
+
+    assert await api.send_to_s3(upload, data) == 200
+    status, ready, _ = await api.call("POST", f"/images/{image_id}/complete")
+    assert status == 200, ready
+    assert ready["status"] == "ready"
+    assert (ready["size"], ready["width"], ready["height"]) == (len(data), width, height)
+    assert ready["sha256"] == hashlib.sha256(data).hexdigest()
+    key = f"images/alice/{image_id}/original"
+    assert api.object_keys() == [key], "the upload key is emptied once the image is verified"
+
+    status, patched, _ = await api.call(
+        "PATCH", f"/images/{image_id}", json={"tags": ["Sea"], "description": "Dusk"}
+    )
+    assert status == 200
+    assert (patched["tags"], patched["description"]) == (["sea"], "Dusk")
+    assert patched["updated_at"] >= ready["updated_at"]
+
+    status, page, _ = await api.call("GET", "/images")
+    assert status == 200
+    assert [item["image_id"] for item in page["items"]] == [image_id]
+    assert page["next_cursor"] is None
+
+    status, download, headers = await api.call("GET", f"/images/{image_id}/download")
+    assert status == 200
+    assert headers["Cache-Control"] == "no-store"
+    async with api.http.get(download["download_url"]) as response:
+        assert response.status == 200
+        assert await response.read() == data
+        assert response.headers["Content-Type"] == content_type
+        extension = {"image/jpeg": "jpg"}.get(content_type, content_type.split("/")[1])
+        assert f'filename="sunset_photo.{extension}"' in response.headers["Content-Disposition"]
+
+    status, _, _ = await api.call("DELETE", f"/images/{image_id}")
+    assert status == 204
+    assert api.object_keys() == []
+    status, body, _ = await api.call("GET", f"/images/{image_id}")
+    assert (status, body["error"]["code"]) == (404, "image_not_found")
+    status, body, _ = await api.call("DELETE", f"/images/{image_id}")
+    assert (status, body["error"]["code"]) == (404, "image_not_found")
+
+
+async def test_original_readme_flow_works_as_written(api: Api) -> None:
+    """POST with the original body, then `curl -X PUT url -H "Content-Type: image/jpeg"`."""
+    data = images.jpeg()
+    upload = await api.upload_url(
+        user="user123",
+        user_id="user123",
+        content_type="image/jpeg",
+        tags=["profile", "test"],
+        description="Sample image upload",
+    )
+    async with api.http.put(
+        upload["upload_url"], data=data, headers={"Content-Type": "image/jpeg"}
+    ) as response:
+        assert response.status == 200
+    status, ready, _ = await api.call(
+        "POST", f"/images/{upload['image_id']}/complete", user="user123"
+    )
+    assert status == 200
+    assert ready["status"] == "ready"
+
+
+async def test_post_form_upload(api: Api) -> None:
+    data = images.png()
+    upload = await api.upload_url(content_type="image/png", method="POST")
+    assert upload["method"] == "POST"
+    assert upload["headers"] == {}
+    assert upload["fields"]["Content-Type"] == "image/png"
+    assert await api.send_to_s3(upload, data) == 204
+    status, ready, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert status == 200
+    assert (ready["status"], ready["size"]) == ("ready", len(data))
+
+
+async def test_declared_size_and_checksum_are_signed_and_verified(api: Api) -> None:
+    data = images.jpeg()
+    checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    upload = await api.upload_url(size=len(data), checksum_sha256=checksum)
+    assert upload["headers"] == {
+        "Content-Type": "image/jpeg",
+        "Content-Length": str(len(data)),
+        "x-amz-checksum-sha256": checksum,
+        "If-None-Match": "*",
+    }
+    assert await api.send_to_s3(upload, data) == 200
+    status, ready, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert status == 200
+    assert ready["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+async def test_completing_twice_returns_the_image_unchanged(api: Api) -> None:
+    upload, status, first = await api.upload(images.jpeg())
+    assert status == 200
+    status, second, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert status == 200
+    assert second == first
+
+
+async def test_a_reupload_after_completion_cannot_replace_the_verified_image(api: Api) -> None:
+    """Without a declared size the PUT carries no If-None-Match (the original flow), so the
+    guarantee comes from completion moving the verified bytes out of the upload key."""
+    data = images.jpeg()
+    upload, status, _ = await api.upload(data)
+    assert status == 200
+    assert await api.send_to_s3(upload, images.HTML, **{"Content-Type": "image/jpeg"}) == 200
+    status, download, _ = await api.call("GET", f"/images/{upload['image_id']}/download")
+    async with api.http.get(download["download_url"]) as response:
+        assert await response.read() == data
+
+
+async def test_download_redirect(api: Api) -> None:
+    upload, _, _ = await api.upload(images.jpeg())
+    status, _, headers = await api.call(
+        "GET", f"/images/{upload['image_id']}/download?redirect=true", allow_redirects=False
+    )
+    assert status == 302
+    assert "X-Amz-Signature=" in headers["Location"]
+    assert headers["Cache-Control"] == "no-store"
+
+
+async def test_admin_acts_for_another_user(api: Api) -> None:
+    status, created, _ = await api.call(
+        "POST",
+        "/images/upload",
+        user="root",
+        admin=True,
+        json={"content_type": "image/png", "user_id": "bob"},
+    )
+    assert status == 201
+    image_id = created["image_id"]
+    assert created["upload_url"].split("?")[0].endswith(f"/incoming/bob/{image_id}")
+    status, record, _ = await api.call("GET", f"/images/{image_id}", user="bob")
+    assert (status, record["user_id"]) == (200, "bob")
+    status, page, _ = await api.call("GET", "/images?user_id=bob", user="root", admin=True)
+    assert [item["image_id"] for item in page["items"]] == [image_id]
+    status, record, _ = await api.call(
+        "GET", f"/images/{image_id}?user_id=bob", user="root", admin=True
+    )
+    assert status == 200
+    status, _, _ = await api.call(
+        "DELETE", f"/images/{image_id}?user_id=bob", user="root", admin=True
+    )
+    assert status == 204

@@ -1,0 +1,186 @@
+"""Listing: newest first, filters, and cursor pages that skip, repeat and fall short of nothing."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from tests import images
+from tests.conftest import Api
+
+TAGS = ["cat", "dog", "beach", "city", "night"]
+START = datetime(2026, 9, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Planted:
+    image_id: str
+    upload_time: datetime
+    tags: frozenset[str]
+    status: str
+
+
+async def _plant(api: Api, count: int, ready_every: int) -> list[Planted]:
+    """`count` images over 60 days, several sharing a timestamp; every n-th one completed."""
+    rng = random.Random(7)
+    planted = []
+    for index in range(count):
+        # Whole hours only, so many images share an upload time: ties must page correctly too.
+        moment = START + timedelta(hours=rng.randrange(60 * 24 // 6) * 6)
+        tags = rng.sample(TAGS, rng.randrange(0, 3))
+        api.clock.pinned = moment
+        if index % ready_every == 0:
+            upload, status, _ = await api.upload(images.gif(), content_type="image/gif", tags=tags)
+            assert status == 200
+            state = "ready"
+        else:
+            upload = await api.upload_url(content_type="image/png", tags=tags)
+            state = "pending"
+        planted.append(Planted(upload["image_id"], moment, frozenset(tags), state))
+    api.clock.pinned = None
+    return planted
+
+
+async def _all_pages(api: Api, query: dict[str, Any], limit: int) -> list[str]:
+    seen: list[str] = []
+    cursor = None
+    while True:
+        params = [
+            (k, v)
+            for k, values in query.items()
+            for v in (values if isinstance(values, list) else [values])
+        ]
+        params.append(("limit", str(limit)))
+        if cursor:
+            params.append(("cursor", cursor))
+        status, page, _ = await api.call("GET", "/images", params=params)
+        assert status == 200, page
+        ids = [item["image_id"] for item in page["items"]]
+        cursor = page["next_cursor"]
+        if cursor is not None:
+            assert len(ids) == limit, "a short page while more matches exist"
+        seen.extend(ids)
+        if cursor is None:
+            return seen
+
+
+def _expected(planted: list[Planted], keep: Any) -> list[str]:
+    chosen = [p for p in planted if keep(p)]
+    chosen.sort(key=lambda p: (p.upload_time, p.image_id), reverse=True)
+    return [p.image_id for p in chosen]
+
+
+WEEK_START = START + timedelta(days=20)
+WEEK_END = START + timedelta(days=27)
+
+# (name, query, which planted images match)
+CASES: list[tuple[str, dict[str, Any], Any]] = [
+    ("all", {}, lambda p: True),
+    ("one-tag", {"tag": "cat"}, lambda p: "cat" in p.tags),
+    ("two-tags", {"tag": ["cat", "DOG"]}, lambda p: {"cat", "dog"} <= p.tags),
+    ("status", {"status": "ready"}, lambda p: p.status == "ready"),
+    (
+        "date-range",
+        {"start_date": WEEK_START.isoformat(), "end_date": WEEK_END.isoformat()},
+        lambda p: WEEK_START <= p.upload_time <= WEEK_END,
+    ),
+    (
+        "tag-and-whole-days",
+        {"tag": "beach", "start_date": "2026-09-21", "end_date": "2026-09-28"},
+        lambda p: (
+            "beach" in p.tags
+            and datetime(2026, 9, 21, tzinfo=UTC)
+            <= p.upload_time
+            < datetime(2026, 9, 29, tzinfo=UTC)
+        ),
+    ),
+    (
+        "tag-status-dates",
+        {"tag": "dog", "status": "pending", "start_date": "2026-09-05"},
+        lambda p: (
+            "dog" in p.tags
+            and p.status == "pending"
+            and p.upload_time >= datetime(2026, 9, 5, tzinfo=UTC)
+        ),
+    ),
+    (
+        "end-only-naive-is-utc",
+        {"end_date": "2026-09-10T00:00:00"},
+        lambda p: p.upload_time <= datetime(2026, 9, 10, tzinfo=UTC),
+    ),
+    (
+        "start-only-with-offset",
+        {"start_date": "2026-10-20T02:00:00+02:00"},
+        lambda p: p.upload_time >= datetime(2026, 10, 20, tzinfo=UTC),
+    ),
+    ("no-match", {"tag": "absent"}, lambda p: False),
+]
+
+
+async def test_pages_are_complete_and_ordered_under_every_filter(api: Api) -> None:
+    """A few hundred images, planted once through the API, read back page by page."""
+    planted = await _plant(api, count=240, ready_every=12)
+    for name, query, keep in CASES:
+        expected = _expected(planted, keep)
+        assert expected or name == "no-match", f"{name}: the plant should produce matches"
+        for limit in (7, 100):
+            assert await _all_pages(api, query, limit) == expected, (name, limit)
+
+    status, page, _ = await api.call("GET", "/images")
+    assert status == 200
+    assert len(page["items"]) == 20, "the default page size"
+    assert page["next_cursor"] is not None
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"limit": "0"},
+        {"limit": "101"},
+        {"limit": "ten"},
+        {"start_date": "yesterday"},
+        {"end_date": "2026-13-01"},
+        {"status": "lost"},
+        {"unknown": "1"},
+        {"tag": "x" * 65},
+        {"cursor": "x" * 2000},
+    ],
+)
+async def test_bad_queries_are_422(api: Api, params: dict[str, str]) -> None:
+    status, payload, _ = await api.call("GET", "/images", params=params)
+    assert (status, payload["error"]["code"]) == (422, "validation_error")
+
+
+async def test_reversed_date_range_is_422(api: Api) -> None:
+    status, payload, _ = await api.call(
+        "GET", "/images", params={"start_date": "2026-10-02", "end_date": "2026-10-01"}
+    )
+    assert (status, payload["error"]["code"]) == (422, "invalid_date_range")
+
+
+async def test_forged_and_foreign_cursors_are_refused(api: Api) -> None:
+    for _ in range(3):
+        await api.upload_url()
+    status, page, _ = await api.call("GET", "/images", params={"limit": "1"})
+    cursor = page["next_cursor"]
+    body, mac = cursor.split(".")
+    forged = [
+        "garbage",
+        "",
+        body + "." + mac[::-1],
+        body[:-2] + ("A" if body[-2] != "A" else "B") + body[-1] + "." + mac,
+        "%%%." + mac,
+    ]
+    for bad in forged:
+        status, payload, _ = await api.call("GET", "/images", params={"cursor": bad})
+        if bad == "":
+            assert status == 200, "an empty cursor is no cursor"
+            continue
+        assert (status, payload["error"]["code"]) == (422, "invalid_cursor"), bad
+    # Genuine, but minted for alice: useless to anybody else.
+    status, payload, _ = await api.call("GET", "/images", user="bob", params={"cursor": cursor})
+    assert (status, payload["error"]["code"]) == (422, "invalid_cursor")
