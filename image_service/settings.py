@@ -151,17 +151,13 @@ class Settings:
         return cls(**values)
 
     @staticmethod
-    def documentation() -> list[tuple[str, str, str]]:
-        """(variable, default, description) for every setting, for the README and `--help`."""
-        rows = []
+    def markdown_table() -> str:
+        """The configuration reference in the README, generated from the fields above."""
+        lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
         for setting in fields(Settings):
             default = setting.default
             shown = ",".join(default) if isinstance(default, tuple) else default
-            rows.append(
-                (
-                    PREFIX + setting.name.upper(),
-                    "" if shown is None else str(shown),
-                    setting.metadata["doc"],
-                )
-            )
-        return rows
+            shown = "" if shown in (None, "") else f"`{shown}`"
+            name = PREFIX + setting.name.upper()
+            lines.append(f"| `{name}` | {shown} | {setting.metadata['doc']} |")
+        return "\n".join(lines) + "\n"

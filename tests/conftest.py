@@ -134,11 +134,16 @@ MakeApi = Callable[..., Awaitable[Api]]
 
 @pytest.fixture
 async def make_api(
-    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]], moto_endpoint: str
+    aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
+    moto_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> AsyncIterator[MakeApi]:
     sessions: list[aiohttp.ClientSession] = []
 
-    async def make(*, provisioned: bool = True, **overrides: Any) -> Api:
+    async def make(
+        *, provisioned: bool = True, environment: dict[str, str] | None = None, **overrides: Any
+    ) -> Api:
+        """A fresh bucket and table; `environment` is set after provisioning, before start."""
         suffix = uuid.uuid4().hex[:12]
         values: dict[str, Any] = {
             "jwt_secret": JWT_SECRET,
@@ -149,6 +154,8 @@ async def make_api(
         settings = Settings(**values)
         if provisioned:
             await provision(settings)
+        for name, value in (environment or {}).items():
+            monkeypatch.setenv(name, value)
         clock = Clock()
         client = await aiohttp_client(create_app(settings, clock=clock))
         http = aiohttp.ClientSession()

@@ -9,7 +9,7 @@ import jwt
 import pytest
 
 from tests import images
-from tests.conftest import JWT_SECRET, Api
+from tests.conftest import JWT_SECRET, Api, MakeApi
 
 NOW = int(time.time())
 
@@ -120,3 +120,19 @@ async def test_acting_for_another_user_without_admin_is_forbidden(
 async def test_passing_ones_own_user_id_is_allowed(api: Api) -> None:
     status, _, _ = await api.call("GET", "/images?user_id=alice", user="alice")
     assert status == 200
+
+
+async def test_audience_and_issuer_are_enforced_when_configured(make_api: MakeApi) -> None:
+    api = await make_api(jwt_audience="images-api", jwt_issuer="https://id.example.test/")
+    good = {
+        "sub": "alice",
+        "exp": NOW + 600,
+        "aud": "images-api",
+        "iss": "https://id.example.test/",
+    }
+    status, _, _ = await api.call("GET", "/images", user=None, headers=_bearer(good))
+    assert status == 200
+    for wrong in ({"aud": "other-api"}, {"iss": "https://evil.example.test/"}, {"aud": None}):
+        claims = {k: v for k, v in {**good, **wrong}.items() if v is not None}
+        status, body, _ = await api.call("GET", "/images", user=None, headers=_bearer(claims))
+        assert (status, body["error"]["code"]) == (401, "invalid_token"), wrong

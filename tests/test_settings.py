@@ -1,0 +1,99 @@
+"""Settings from the environment, and the command line."""
+
+from __future__ import annotations
+
+import jwt
+import pytest
+
+from image_service.cli import main
+from image_service.settings import Settings, SettingsError
+from tests.conftest import JWT_SECRET
+
+BASE = {"IMAGE_SERVICE_JWT_SECRET": JWT_SECRET}
+
+
+def test_defaults() -> None:
+    settings = Settings.from_env(BASE)
+    assert settings.bucket == "cloud-image-bucket"
+    assert settings.table == "ImageMetadata"
+    assert settings.port == 8080
+    assert settings.max_upload_bytes == 20 * 1024 * 1024
+    assert settings.upload_url_expiry == 300
+    assert settings.allowed_content_types == ("image/jpeg", "image/png", "image/gif", "image/webp")
+
+
+def test_values_are_parsed() -> None:
+    settings = Settings.from_env(
+        {
+            **BASE,
+            "IMAGE_SERVICE_BUCKET": "pics",
+            "IMAGE_SERVICE_PORT": "9000",
+            "IMAGE_SERVICE_ALLOWED_CONTENT_TYPES": "image/png, IMAGE/GIF",
+            "IMAGE_SERVICE_UPLOAD_URL_EXPIRY": "3600",
+            "IMAGE_SERVICE_S3_PUBLIC_URL": "http://localhost:4566/",
+        }
+    )
+    assert (settings.bucket, settings.port) == ("pics", 9000)
+    assert settings.allowed_content_types == ("image/png", "image/gif")
+    assert settings.upload_url_expiry == 3600
+    assert settings.s3_public_url == "http://localhost:4566"
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("IMAGE_SERVICE_PORT", "eighty"),
+        ("IMAGE_SERVICE_PORT", "70000"),
+        ("IMAGE_SERVICE_UPLOAD_URL_EXPIRY", "3601"),
+        ("IMAGE_SERVICE_DOWNLOAD_URL_EXPIRY", "0"),
+        ("IMAGE_SERVICE_MAX_UPLOAD_BYTES", "-1"),
+        ("IMAGE_SERVICE_ALLOWED_CONTENT_TYPES", "image/png,image/svg+xml"),
+        ("IMAGE_SERVICE_ALLOWED_CONTENT_TYPES", " , "),
+        ("IMAGE_SERVICE_S3_PUBLIC_URL", "localhost:4566"),
+        ("IMAGE_SERVICE_JWT_SECRET", "short"),
+        ("IMAGE_SERVICE_S3_ADDRESSING_STYLE", "sideways"),
+        ("IMAGE_SERVICE_LOG_LEVEL", "LOUD"),
+    ],
+)
+def test_a_bad_value_names_its_variable(name: str, value: str) -> None:
+    with pytest.raises(SettingsError, match=f"^{name}: "):
+        Settings.from_env({**BASE, name: value})
+
+
+def test_the_jwt_secret_is_required() -> None:
+    with pytest.raises(SettingsError, match=r"^IMAGE_SERVICE_JWT_SECRET: is required"):
+        Settings.from_env({})
+
+
+def test_cli_reports_configuration_errors_without_a_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_SERVICE_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("IMAGE_SERVICE_PORT", "nope")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["serve"])
+    assert exit_info.value.code == 2
+    assert "IMAGE_SERVICE_PORT" in capsys.readouterr().err
+
+
+def test_cli_token_is_signed_with_the_configured_secret(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_SERVICE_JWT_SECRET", JWT_SECRET)
+    main(["token", "carol", "--admin", "--ttl", "120"])
+    token = capsys.readouterr().out.strip()
+    claims = jwt.decode(token, JWT_SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "carol"
+    assert claims["scope"] == "admin"
+    assert claims["exp"] - claims["iat"] == 120
+
+
+def test_cli_init_is_idempotent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_SERVICE_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("IMAGE_SERVICE_BUCKET", "init-twice")
+    monkeypatch.setenv("IMAGE_SERVICE_TABLE", "init-twice")
+    main(["init"])
+    main(["init"])
+    assert capsys.readouterr().out.count("are ready") == 2
