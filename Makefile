@@ -4,6 +4,12 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
+# LocalStack (S3 with real signature checks) lives in a virtualenv of its own: it needs Python 3.13.
+LOCALSTACK_VENV  := .venv-localstack
+LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
+LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
+	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
+
 .PHONY: run test lint fmt clean
 
 $(BIN)/python:
@@ -15,12 +21,19 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e '.[dev,test,lint]'
 	touch $@
 
+$(LOCALSTACK_STAMP): localstack/requirements-host.txt
+	@test -n "$(LOCALSTACK_PYTHON)" || { echo "LocalStack needs Python 3.13: set LOCALSTACK_PYTHON" >&2; exit 1; }
+	"$(LOCALSTACK_PYTHON)" -m venv $(LOCALSTACK_VENV)
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet -r localstack/requirements-host.txt
+	touch $@
+
 ## run: install, then start the API on embedded moto S3 + DynamoDB (no Docker, no AWS account)
 run: $(STAMP)
 	$(BIN)/image-service dev
 
-## test: install, then run the whole suite (it starts its own moto server)
-test: $(STAMP)
+## test: install, then run the whole suite (it starts its own moto server and LocalStack S3)
+test: $(STAMP) $(LOCALSTACK_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff check, ruff format --check, strict mypy on the package
@@ -34,4 +47,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) .pytest_cache .mypy_cache .ruff_cache

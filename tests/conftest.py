@@ -21,6 +21,7 @@ from image_service.backends import provision
 from image_service.embedded import free_port
 from image_service.settings import Settings
 from image_service.web.app import create_app
+from tests.localstack import localstack_s3
 
 JWT_SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
 AWS_SECRET = "testing-secret"
@@ -34,6 +35,12 @@ def moto_endpoint() -> Iterator[str]:
     server.start()
     yield f"http://127.0.0.1:{port}"
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def localstack_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    with localstack_s3(tmp_path_factory.mktemp("localstack")) as endpoint:
+        yield endpoint
 
 
 @pytest.fixture(autouse=True)
@@ -162,10 +169,10 @@ async def make_api(
         sessions.append(http)
         s3 = boto3.client(
             "s3",
-            endpoint_url=moto_endpoint,
+            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3", moto_endpoint),
             region_name=REGION,
-            aws_access_key_id="testing",
-            aws_secret_access_key=AWS_SECRET,
+            aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
         )
         return Api(client=client, settings=settings, clock=clock, s3=s3, http=http)
 
