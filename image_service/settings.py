@@ -12,7 +12,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from image_service.sniff import SNIFFABLE_CONTENT_TYPES
+from image_service.inspection import SNIFFABLE_CONTENT_TYPES
 
 PREFIX = "IMAGE_SERVICE_"
 MAX_URL_EXPIRY_SECONDS = 3600
@@ -105,6 +105,18 @@ class Settings:
         "Comma-separated content types an upload may declare.",
     )
     max_upload_bytes: int = _setting(20 * MiB, _positive_int, "Largest accepted image, bytes.")
+    max_pixels: int = _setting(
+        50_000_000,
+        _positive_int,
+        "Most pixels in one image (or frame); more is a decompression bomb.",
+    )
+    max_frames: int = _setting(1000, _positive_int, "Most frames in an animated image.")
+    max_animation_pixels: int = _setting(
+        100_000_000, _positive_int, "Most pixels summed over all frames of an animation."
+    )
+    inspection_concurrency: int = _setting(
+        2, _positive_int, "Uploads verified (fully decoded) at once per process."
+    )
     upload_url_expiry: int = _setting(
         300, _expiry, f"Lifetime of presigned upload URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
     )

@@ -40,3 +40,37 @@ def noisy_png(width: int = 64, height: int = 64) -> bytes:
     buffer = io.BytesIO()
     Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buffer, "PNG")
     return buffer.getvalue()
+
+
+def noisy(fmt: str, width: int = 128, height: int = 96) -> bytes:
+    buffer = io.BytesIO()
+    Image.frombytes("RGB", (width, height), os.urandom(width * height * 3)).save(buffer, fmt)
+    return buffer.getvalue()
+
+
+def jpeg_with_comment(comment: bytes) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (32, 32), (10, 20, 30)).save(buffer, "JPEG", comment=comment)
+    return buffer.getvalue()
+
+
+def animated_gif(frames: int, width: int = 16, height: int = 16) -> bytes:
+    # Every frame a different colour: Pillow merges identical consecutive frames.
+    images = [
+        Image.new("RGB", (width, height), ((index * 37) % 256, (index * 91) % 256, index % 256))
+        for index in range(frames)
+    ]
+    buffer = io.BytesIO()
+    images[0].save(buffer, "GIF", save_all=True, append_images=images[1:], duration=40, loop=0)
+    return buffer.getvalue()
+
+
+def bilevel_png(width: int, height: int) -> bytes:
+    """A huge canvas in a few kilobytes: the shape of a decompression bomb."""
+    buffer = io.BytesIO()
+    Image.new("1", (width, height)).save(buffer, "PNG", optimize=True)
+    return buffer.getvalue()
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><circle r="10"/></svg>'
+SCRIPT = b"alert(document.cookie)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import logging
@@ -11,7 +12,7 @@ from collections.abc import Callable, Sequence
 from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import NoReturn
+from typing import Any, NoReturn
 from urllib.parse import quote
 
 from image_service.cursor import CursorCodec
@@ -23,6 +24,7 @@ from image_service.errors import (
     InvalidRequest,
     UploadRejected,
 )
+from image_service.inspection import ImageRejected, InspectionLimits, inspect_image
 from image_service.models import (
     ImagePage,
     ImageRecord,
@@ -32,7 +34,6 @@ from image_service.models import (
     PresignedUpload,
     Principal,
 )
-from image_service.sniff import SNIFF_BYTES, sniff
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore, StoredObject
 
@@ -58,6 +59,8 @@ class UploadPolicy:
     max_upload_bytes: int
     upload_url_expiry: int
     download_url_expiry: int
+    inspection: InspectionLimits
+    inspection_concurrency: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +121,8 @@ class ImageService:
         self._cursors = cursors
         self._policy = policy
         self._clock = clock
+        # Full decodes are CPU- and memory-heavy: a bounded number run at once, off the loop.
+        self._inspections = asyncio.Semaphore(policy.inspection_concurrency)
 
     # -- who acts for whom ---------------------------------------------------------------------
 
@@ -272,22 +277,21 @@ class ImageService:
     async def _verify_content(
         self, record: ImageRecord, stored: StoredObject, upload_key: str
     ) -> ImageRecord:
-        """Reads the object once: magic bytes and dimensions from its head, sha256 over all."""
+        """Reads the object once (the version that was sized), hashes it, and inspects it."""
         digest = hashlib.sha256()
-        head = bytearray()
+        data = bytearray()
         async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
             async for chunk in chunks:
                 digest.update(chunk)
-                if len(head) < SNIFF_BYTES:
-                    head += chunk[: SNIFF_BYTES - len(head)]
-        sniffed = sniff(bytes(head))
-        if sniffed.content_type != record.content_type:
+                data += chunk
+        try:
+            async with self._inspections:
+                inspection = await asyncio.get_running_loop().run_in_executor(
+                    None, inspect_image, bytes(data), record.content_type, self._policy.inspection
+                )
+        except ImageRejected as rejection:
             await self._reject(
-                record,
-                upload_key,
-                "content_mismatch",
-                "The uploaded bytes are not the declared image type.",
-                {"declared": record.content_type, "detected": sniffed.content_type},
+                record, upload_key, rejection.code, rejection.message, rejection.details
             )
         checksum = base64.b64encode(digest.digest()).decode("ascii")
         declared = record.declared_checksum_sha256
@@ -303,8 +307,8 @@ class ImageService:
             record,
             status=ImageStatus.READY,
             size=stored.size,
-            width=sniffed.width,
-            height=sniffed.height,
+            width=inspection.width,
+            height=inspection.height,
             sha256=digest.hexdigest(),
             updated_at=self._clock(),
         )
@@ -315,7 +319,7 @@ class ImageService:
         upload_key: str,
         code: str,
         message: str,
-        details: dict[str, object],
+        details: dict[str, Any],
     ) -> NoReturn:
         await self._store.delete([upload_key])
         rejected = replace(

@@ -16,6 +16,7 @@ from image_service.auth import TokenVerifier
 from image_service.backends import aws_clients
 from image_service.cursor import CursorCodec
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
+from image_service.inspection import InspectionLimits
 from image_service.settings import Settings
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
@@ -63,6 +64,12 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                     max_upload_bytes=settings.max_upload_bytes,
                     upload_url_expiry=settings.upload_url_expiry,
                     download_url_expiry=settings.download_url_expiry,
+                    inspection=InspectionLimits(
+                        max_pixels=settings.max_pixels,
+                        max_frames=settings.max_frames,
+                        max_animation_pixels=settings.max_animation_pixels,
+                    ),
+                    inspection_concurrency=settings.inspection_concurrency,
                 ),
                 clock=clock,
             )

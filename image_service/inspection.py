@@ -1,0 +1,148 @@
+"""What an uploaded file really is. Pure functions over bytes; no I/O.
+
+Completion runs :func:`inspect_image` (off the event loop) over the whole object. The type comes
+from magic numbers, never from the client; then the header's dimensions and frame count are
+checked against the limits *before* any pixel is decoded; then every frame is decoded (a
+truncated or corrupt file fails here); finally nothing may follow the image's own end marker
+and no markup may hide inside it, so a file cannot be an image and an HTML page at once.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import struct
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+from PIL import Image, ImageSequence, UnidentifiedImageError
+
+_PILLOW_FORMATS = {
+    "JPEG": "image/jpeg",
+    "PNG": "image/png",
+    "GIF": "image/gif",
+    "WEBP": "image/webp",
+}
+
+SNIFFABLE_CONTENT_TYPES = frozenset(_PILLOW_FORMATS.values())
+
+_PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
+# Markup a browser would act on if it ever sniffed the file as a page.
+_MARKUP = re.compile(
+    rb"<\s*(?:script|html|body|svg|iframe|object|embed|meta|link|style)[\s/>]|<!doctype|<\?php",
+    re.IGNORECASE,
+)
+
+
+class ImageRejected(Exception):
+    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.details = details or {}
+
+
+@dataclass(frozen=True, slots=True)
+class InspectionLimits:
+    max_pixels: int  # per frame
+    max_frames: int
+    max_animation_pixels: int  # summed over all frames
+
+
+@dataclass(frozen=True, slots=True)
+class Inspection:
+    content_type: str
+    width: int
+    height: int
+    frames: int
+
+
+def content_type_from_magic(head: bytes) -> str | None:
+    if head.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    if head.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if head.startswith((b"GIF87a", b"GIF89a")):
+        return "image/gif"
+    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    return None
+
+
+def inspect_image(data: bytes, declared: str, limits: InspectionLimits) -> Inspection:
+    """The verified facts of an image, or ImageRejected with the reason."""
+    detected = content_type_from_magic(data)
+    if detected != declared:
+        raise ImageRejected(
+            "content_mismatch",
+            "The uploaded bytes are not the declared image type.",
+            {"declared": declared, "detected": detected},
+        )
+    try:
+        with warnings.catch_warnings():
+            # Pillow warns on large canvases before it refuses them; the limits below decide.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                inspection = _check_and_decode(image, declared, limits)
+    except Image.DecompressionBombError:
+        raise ImageRejected(
+            "too_many_pixels", "The image has too many pixels.", {"max_pixels": limits.max_pixels}
+        ) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError, struct.error):
+        raise ImageRejected("corrupt_image", "The image is truncated or corrupt.") from None
+    _check_nothing_trails(data, declared)
+    if _MARKUP.search(data):
+        raise ImageRejected(
+            "embedded_markup", "The file carries HTML or script content inside the image."
+        )
+    return inspection
+
+
+def _check_and_decode(image: Image.Image, declared: str, limits: InspectionLimits) -> Inspection:
+    if _PILLOW_FORMATS.get(image.format or "") != declared:
+        raise ImageRejected(
+            "content_mismatch",
+            "The uploaded bytes are not the declared image type.",
+            {"declared": declared, "detected": _PILLOW_FORMATS.get(image.format or "")},
+        )
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            "The image has too many pixels.",
+            {"width": width, "height": height, "max_pixels": limits.max_pixels},
+        )
+    frames = int(getattr(image, "n_frames", 1))
+    if frames > limits.max_frames:
+        raise ImageRejected(
+            "too_many_frames",
+            "The animation has too many frames.",
+            {"frames": frames, "max_frames": limits.max_frames},
+        )
+    if frames * width * height > limits.max_animation_pixels:
+        raise ImageRejected(
+            "too_many_pixels",
+            "The animation has too many pixels across its frames.",
+            {"frames": frames, "max_animation_pixels": limits.max_animation_pixels},
+        )
+    # Bounded by the checks above: at most max_animation_pixels are ever decoded.
+    for frame in ImageSequence.Iterator(image):
+        frame.load()
+    return Inspection(content_type=declared, width=width, height=height, frames=frames)
+
+
+def _check_nothing_trails(data: bytes, declared: str) -> None:
+    """Each format has its own end; anything after it is a second file riding along."""
+    if declared == "image/png":
+        ends_cleanly = data.endswith(_PNG_END)
+    elif declared == "image/gif":
+        ends_cleanly = data.endswith(b"\x3b")
+    elif declared == "image/jpeg":
+        # Some encoders pad after the end-of-image marker with zero bytes; nothing else.
+        ends_cleanly = data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    else:  # image/webp: the RIFF header states the exact length (padded to even)
+        riff_size = struct.unpack_from("<I", data, 4)[0]
+        ends_cleanly = len(data) in {riff_size + 8, riff_size + 9}
+    if not ends_cleanly:
+        raise ImageRejected("trailing_data", "The file continues after the end of the image.")
