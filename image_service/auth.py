@@ -9,37 +9,66 @@ from typing import Any
 import jwt
 
 from image_service.errors import Unauthenticated
+from image_service.jwks import JwksCache
 from image_service.models import Principal
 
-ALGORITHM = "HS256"
+HS256 = "HS256"
+RS256 = "RS256"
 ADMIN_SCOPE = "admin"
 # Leaves room for IdP subjects such as "auth0|abc" or e-mail addresses, and no more.
 MAX_SUBJECT_LENGTH = 256
 
 
 class TokenVerifier:
+    """Verifies bearer JWTs: HS256 with the shared secret, RS256 with keys from a JWKS URL.
+
+    Each algorithm is bound to its own kind of key, chosen here and never by the token: an HS256
+    token is only ever checked against the shared secret, an RS256 one only against the IdP's
+    public keys. That closes algorithm confusion (an HS256 token "signed" with a public key) and
+    ``alg: none``, whatever the token's header claims.
+    """
+
     def __init__(
-        self, secret: str, *, audience: str | None = None, issuer: str | None = None
+        self,
+        secret: str | None,
+        *,
+        jwks: JwksCache | None = None,
+        audience: str | None = None,
+        issuer: str | None = None,
     ) -> None:
         self._secret = secret
+        self._jwks = jwks
         self._audience = audience
         self._issuer = issuer
 
-    def verify(self, authorization: str | None) -> Principal:
+    async def verify(self, authorization: str | None) -> Principal:
         """The principal behind an ``Authorization`` header value, or Unauthenticated."""
         if not authorization:
             raise Unauthenticated(
                 "Authorization: Bearer <token> is required.", code="missing_token"
             )
         scheme, _, token = authorization.partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Authorization must use the Bearer scheme.", code="invalid_token")
         try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise Unauthenticated("The token is invalid.", code="invalid_token") from None
+        algorithm = header.get("alg")
+        key: str | jwt.PyJWK
+        if algorithm == HS256 and self._secret:
+            key = self._secret
+        elif algorithm == RS256 and self._jwks is not None:
+            kid = header.get("kid")
+            key = await self._jwks.key_for(kid if isinstance(kid, str) else None)
+        else:
+            raise Unauthenticated("The token's algorithm is not accepted.", code="invalid_token")
+        try:
             claims = jwt.decode(
-                token.strip(),
-                self._secret,
-                # One algorithm, fixed here: the token's own header never chooses it.
-                algorithms=[ALGORITHM],
+                token,
+                key,
+                algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
                 options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
@@ -77,4 +106,4 @@ def issue_token(
         claims["aud"] = audience
     if issuer:
         claims["iss"] = issuer
-    return jwt.encode(claims, secret, algorithm=ALGORITHM)
+    return jwt.encode(claims, secret, algorithm=HS256)

@@ -54,6 +54,8 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 def cmd_token(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
+    if not settings.jwt_secret:
+        raise SettingsError(f"{PREFIX}JWT_SECRET: is required to mint tokens")
     print(
         issue_token(
             settings.jwt_secret,

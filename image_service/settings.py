@@ -93,7 +93,10 @@ def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: boo
 @dataclass(frozen=True)
 class Settings:
     jwt_secret: str = _setting(
-        "", _secret, "HS256 key for bearer tokens (at least 32 characters). Required.", secret=True
+        "",
+        _secret,
+        "HS256 key for bearer tokens (at least 32 characters). Required unless a JWKS URL is set.",
+        secret=True,
     )
     bucket: str = _setting("cloud-image-bucket", str, "S3 bucket holding the images.")
     table: str = _setting("ImageMetadata", str, "DynamoDB table holding the metadata.")
@@ -129,6 +132,13 @@ class Settings:
     s3_addressing_style: str = _setting(
         "auto", _addressing_style, "S3 addressing style: auto, path or virtual."
     )
+    jwt_jwks_url: str | None = _setting(
+        None, _url, "JWKS URL of an identity provider; enables RS256 tokens signed by its keys."
+    )
+    jwks_min_refresh_seconds: int = _setting(
+        30, _positive_int, "Least time between two JWKS fetches (an unknown `kid` triggers one)."
+    )
+    jwks_max_age_seconds: int = _setting(600, _positive_int, "JWKS keys are refetched after this.")
     jwt_audience: str | None = _setting(None, str, "Required `aud` claim, when set.")
     jwt_issuer: str | None = _setting(None, str, "Required `iss` claim, when set.")
     cursor_secret: str | None = _setting(
@@ -159,7 +169,11 @@ class Settings:
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from None
         if not values.get("jwt_secret"):
-            raise SettingsError(f"{PREFIX}JWT_SECRET: is required")
+            if not values.get("jwt_jwks_url"):
+                raise SettingsError(f"{PREFIX}JWT_SECRET: is required (or {PREFIX}JWT_JWKS_URL)")
+            if not values.get("cursor_secret"):
+                # Replicas must agree on the cursor key, and there is no secret to derive it from.
+                raise SettingsError(f"{PREFIX}CURSOR_SECRET: is required when no JWT secret is set")
         return cls(**values)
 
     @staticmethod

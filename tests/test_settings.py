@@ -65,6 +65,15 @@ def test_the_jwt_secret_is_required() -> None:
         Settings.from_env({})
 
 
+def test_a_jwks_url_alone_needs_a_cursor_secret() -> None:
+    jwks = {"IMAGE_SERVICE_JWT_JWKS_URL": "https://idp.example.test/.well-known/jwks.json"}
+    with pytest.raises(SettingsError, match=r"^IMAGE_SERVICE_CURSOR_SECRET: "):
+        Settings.from_env(jwks)
+    settings = Settings.from_env({**jwks, "IMAGE_SERVICE_CURSOR_SECRET": "c" * 32})
+    assert settings.jwt_secret == ""
+    assert settings.jwt_jwks_url == jwks["IMAGE_SERVICE_JWT_JWKS_URL"]
+
+
 def test_cli_reports_configuration_errors_without_a_traceback(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -6,8 +6,10 @@ import hashlib
 import hmac
 import warnings
 from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack
 from datetime import datetime
 
+import aiohttp
 from aiohttp import web
 from aiohttp_apispec import validation_middleware
 
@@ -17,6 +19,7 @@ from image_service.backends import aws_clients
 from image_service.cursor import CursorCodec
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
 from image_service.inspection import InspectionLimits
+from image_service.jwks import JwksCache
 from image_service.settings import Settings
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
@@ -44,6 +47,27 @@ def cursor_key(settings: Settings) -> bytes:
         return settings.cursor_secret.encode()
     # A key of its own, derived so that a cursor can never double as a token signature.
     return hmac.new(settings.jwt_secret.encode(), b"image-service/cursor", hashlib.sha256).digest()
+
+
+async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    async with AsyncExitStack() as stack:
+        jwks = None
+        if settings.jwt_jwks_url:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            jwks = JwksCache(
+                settings.jwt_jwks_url,
+                http,
+                min_refresh_interval=settings.jwks_min_refresh_seconds,
+                max_age=settings.jwks_max_age_seconds,
+            )
+        app[TOKEN_VERIFIER] = TokenVerifier(
+            settings.jwt_secret or None,
+            jwks=jwks,
+            audience=settings.jwt_audience,
+            issuer=settings.jwt_issuer,
+        )
+        yield
 
 
 def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], AsyncIterator[None]]:
@@ -85,9 +109,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
         middlewares=[error_envelope, authenticate, validation_middleware],
     )
     app[SETTINGS] = settings
-    app[TOKEN_VERIFIER] = TokenVerifier(
-        settings.jwt_secret, audience=settings.jwt_audience, issuer=settings.jwt_issuer
-    )
+    app.cleanup_ctx.append(_token_verifier)
     app.cleanup_ctx.append(_backends(clock))
     app.on_response_prepare.append(_security_headers)
     setup_routes(app)

@@ -107,7 +107,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     """Every matched route requires a bearer token unless its handler is marked public."""
     if request.match_info.http_exception is None and not is_public(request):
         verifier = request.app[TOKEN_VERIFIER]
-        request[PRINCIPAL] = verifier.verify(request.headers.get(hdrs.AUTHORIZATION))
+        request[PRINCIPAL] = await verifier.verify(request.headers.get(hdrs.AUTHORIZATION))
     return await handler(request)
 
 
