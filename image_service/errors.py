@@ -14,15 +14,24 @@ from typing import Any, ClassVar
 class ServiceError(Exception):
     http_status: ClassVar[int] = 500
     code: str = "internal_error"
+    # Seconds a client should wait before retrying, when waiting is the remedy.
+    retry_after: int | None = None
 
     def __init__(
-        self, message: str, *, code: str | None = None, details: dict[str, Any] | None = None
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        details: dict[str, Any] | None = None,
+        retry_after: int | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
         if code is not None:
             self.code = code
+        if retry_after is not None:
+            self.retry_after = retry_after
 
 
 class InvalidRequest(ServiceError):
@@ -72,7 +81,7 @@ class BackendUnavailable(ServiceError):
 
     http_status = 503
     code = "backend_unavailable"
-    retry_after_seconds: ClassVar[int] = 1
+    retry_after = 1
 
     def __init__(self, backend: str, reason: str) -> None:
         super().__init__(f"{backend} is unavailable; retry shortly.", details={"backend": backend})

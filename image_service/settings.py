@@ -120,6 +120,10 @@ class Settings:
     inspection_concurrency: int = _setting(
         2, _positive_int, "Uploads verified (fully decoded) at once per process."
     )
+    upload_rate_per_minute: int = _setting(
+        60, _positive_int, "Upload URLs one user may obtain per minute (token bucket, per replica)."
+    )
+    upload_burst: int = _setting(20, _positive_int, "Upload URLs one user may obtain at once.")
     upload_url_expiry: int = _setting(
         300, _expiry, f"Lifetime of presigned upload URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
     )

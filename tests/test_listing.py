@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tests import images
-from tests.conftest import Api
+from tests.conftest import Api, MakeApi
 
 TAGS = ["cat", "dog", "beach", "city", "night"]
 START = datetime(2026, 9, 1, tzinfo=UTC)
@@ -121,8 +121,9 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
 ]
 
 
-async def test_pages_are_complete_and_ordered_under_every_filter(api: Api) -> None:
+async def test_pages_are_complete_and_ordered_under_every_filter(make_api: MakeApi) -> None:
     """A few hundred images, planted once through the API, read back page by page."""
+    api = await make_api(upload_burst=1000)
     planted = await _plant(api, count=240, ready_every=12)
     for name, query, keep in CASES:
         expected = _expected(planted, keep)

@@ -13,6 +13,7 @@ Probe = Callable[[], Awaitable[None]]
 class NotReady(ServiceError):
     http_status = 503
     code = "not_ready"
+    retry_after = 1
 
 
 async def _probe(probe: Probe, limit_seconds: float) -> str:

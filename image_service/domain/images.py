@@ -16,6 +16,7 @@ from typing import Any, NoReturn
 from urllib.parse import quote
 
 from image_service.cursor import CursorCodec
+from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.errors import (
     BackendUnavailable,
     Conflict,
@@ -114,6 +115,7 @@ class ImageService:
         repository: ImageRepository,
         cursors: CursorCodec,
         policy: UploadPolicy,
+        upload_limiter: TokenBucketLimiter,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
@@ -121,6 +123,7 @@ class ImageService:
         self._cursors = cursors
         self._policy = policy
         self._clock = clock
+        self._upload_limiter = upload_limiter
         # Full decodes are CPU- and memory-heavy: a bounded number run at once, off the loop.
         self._inspections = asyncio.Semaphore(policy.inspection_concurrency)
 
@@ -147,6 +150,8 @@ class ImageService:
         self, principal: Principal, request: UploadRequest
     ) -> tuple[ImageRecord, PresignedUpload]:
         owner = self.owner_for(principal, request.user_id)
+        # Counted against the caller: an admin acting for others spends their own budget.
+        self._upload_limiter.take(principal.user_id)
         policy = self._policy
         content_type = request.content_type.lower()
         if content_type not in policy.allowed_content_types:

@@ -18,6 +18,7 @@ from image_service.auth import TokenVerifier
 from image_service.backends import aws_clients
 from image_service.cursor import CursorCodec
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
+from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.inspection import InspectionLimits
 from image_service.jwks import JwksCache
 from image_service.settings import Settings
@@ -94,6 +95,9 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                         max_animation_pixels=settings.max_animation_pixels,
                     ),
                     inspection_concurrency=settings.inspection_concurrency,
+                ),
+                upload_limiter=TokenBucketLimiter(
+                    per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
                 ),
                 clock=clock,
             )

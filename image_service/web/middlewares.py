@@ -10,11 +10,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from aiohttp import hdrs, web
-from marshmallow import Schema, ValidationError
+from marshmallow import Schema, ValidationError, fields
 from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
-from image_service.errors import BackendUnavailable, InvalidRequest, ServiceError, Unauthenticated
+from image_service.errors import InvalidRequest, ServiceError, Unauthenticated
 from image_service.web.keys import PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
 
 log = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def _service_error_response(exc: ServiceError) -> web.Response:
     headers: dict[str, str] = {}
     if isinstance(exc, Unauthenticated):
         headers[hdrs.WWW_AUTHENTICATE] = "Bearer"
-    if isinstance(exc, BackendUnavailable) or exc.http_status == 503:
-        headers[hdrs.RETRY_AFTER] = str(BackendUnavailable.retry_after_seconds)
+    if exc.retry_after is not None:
+        headers[hdrs.RETRY_AFTER] = str(exc.retry_after)
     return error_response(exc.http_status, exc.code, exc.message, exc.details, headers)
 
 
@@ -130,6 +130,26 @@ class RequestParser(AIOHTTPParser):
             return json.loads(raw)
         except (ValueError, UnicodeDecodeError):
             raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
+
+    def load_querystring(self, req: web.Request, schema: Schema) -> Any:
+        # `?limit=5&limit=500` is ambiguous, and layers that read the first or the last value
+        # would disagree: a parameter that takes one value must appear once.
+        repeated = sorted(
+            name
+            for name in set(req.query.keys())
+            if len(req.query.getall(name)) > 1
+            and not isinstance(schema.fields.get(name), fields.List)
+        )
+        if repeated:
+            raise InvalidRequest(
+                "The request is invalid.",
+                code="validation_error",
+                details={
+                    "location": "querystring",
+                    "fields": {name: ["Give this parameter once."] for name in repeated},
+                },
+            )
+        return super().load_querystring(req, schema)
 
     def handle_error(
         self,

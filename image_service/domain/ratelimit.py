@@ -1,0 +1,54 @@
+"""Per-key token buckets, in process memory.
+
+Each replica limits on its own, so N replicas allow up to N times the rate: a bound on abuse, not
+an exact global quota (an API gateway or a shared store is the tool for that).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+
+from image_service.errors import ServiceError
+
+
+class RateLimited(ServiceError):
+    http_status = 429
+    code = "rate_limited"
+
+
+class TokenBucketLimiter:
+    def __init__(
+        self,
+        *,
+        per_minute: int,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        max_tracked_keys: int = 100_000,
+    ) -> None:
+        self._rate = per_minute / 60.0
+        self._burst = float(burst)
+        self._clock = clock
+        self._max_tracked_keys = max_tracked_keys
+        # key -> (tokens, when counted); least recently used first, so memory stays bounded.
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> None:
+        """Spends one token for ``key``, or raises RateLimited saying when one is back."""
+        now = self._clock()
+        tokens, counted_at = self._buckets.pop(key, (self._burst, now))
+        tokens = min(self._burst, tokens + (now - counted_at) * self._rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now)
+            wait = math.ceil((1.0 - tokens) / self._rate)
+            raise RateLimited(
+                "Too many upload URLs requested; slow down.",
+                details={"retry_after_seconds": wait},
+                retry_after=wait,
+            )
+        self._buckets[key] = (tokens - 1.0, now)
+        if len(self._buckets) > self._max_tracked_keys:
+            # The evicted key was idle longest; it starts again with a full bucket.
+            self._buckets.popitem(last=False)
