@@ -23,7 +23,7 @@ ACCESS_KEY = SECRET_KEY = "test"
 
 def _healthy(endpoint: str) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=1) as response:  # noqa: S310  # loopback URL built above
+        with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=1) as response:
             return json.load(response)["services"].get("s3") in {"available", "running"}
     except (OSError, ValueError, KeyError):
         return False
@@ -49,7 +49,7 @@ def localstack_s3(workdir: Path) -> Iterator[str]:
         "LOCALSTACK_VOLUME_DIR": str(workdir / "volume"),
     }
     log = (workdir / "localstack.log").open("wb")
-    process = subprocess.Popen(  # noqa: S603  # our own interpreter and module, no shell
+    process = subprocess.Popen(
         [str(PYTHON), "-m", "localstack.runtime.main"],
         env=env,
         stdout=log,
