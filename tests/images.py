@@ -74,3 +74,25 @@ def bilevel_png(width: int, height: int) -> bytes:
 
 SVG = b'<svg xmlns="http://www.w3.org/2000/svg" onload="alert(1)"><circle r="10"/></svg>'
 SCRIPT = b"alert(document.cookie)"
+
+
+GPS_LATITUDE = (52.0, 31.0, 12.34)
+
+
+def jpeg_with_orientation_and_gps(
+    width: int = 300, height: int = 200, orientation: int = 6
+) -> bytes:
+    """A camera-like JPEG: EXIF orientation (6 = rotate 90° clockwise to display) and GPS."""
+    image = Image.new("RGB", (width, height), (200, 40, 40))
+    image.paste((40, 40, 200), (0, 0, width // 3, height))  # a blue band on the stored left
+    exif = Image.Exif()
+    exif[0x0112] = orientation  # Orientation
+    exif[0x010F] = "ExampleCam"  # Make
+    gps = exif.get_ifd(0x8825)
+    gps[1] = "N"
+    gps[2] = GPS_LATITUDE
+    gps[3] = "E"
+    gps[4] = (13.0, 24.0, 0.0)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90, exif=exif)
+    return buffer.getvalue()
