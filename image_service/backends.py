@@ -11,11 +11,17 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from image_service.settings import Settings, SettingsError
-from image_service.storage.provision import ensure_bucket, ensure_table
+from image_service.storage.provision import (
+    ensure_bucket,
+    ensure_queue,
+    ensure_table,
+    ensure_upload_notifications,
+)
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sqs import SQSClient
 
 # Deliberate limits: a request fails fast (and answers 503) rather than hanging on a backend.
 CONNECT_TIMEOUT_SECONDS = 3
@@ -30,6 +36,7 @@ class AwsClients:
     # Signs URLs for clients; differs from `s3` only when they reach S3 at another address.
     s3_presign: S3Client
     dynamodb: DynamoDBClient
+    sqs: SQSClient
     region: str
 
 
@@ -61,7 +68,8 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
                 session.client("s3", config=config, endpoint_url=settings.s3_public_url)
             )
         dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
-        yield AwsClients(s3=s3, s3_presign=presign, dynamodb=dynamodb, region=region)
+        sqs = await stack.enter_async_context(session.client("sqs", config=config))
+        yield AwsClients(s3=s3, s3_presign=presign, dynamodb=dynamodb, sqs=sqs, region=region)
 
 
 async def provision(settings: Settings) -> None:
@@ -71,3 +79,11 @@ async def provision(settings: Settings) -> None:
             clients.s3, settings.bucket, region=clients.region, cors_origins=settings.cors_origins
         )
         await ensure_table(clients.dynamodb, settings.table)
+        queue = await ensure_queue(
+            clients.sqs,
+            settings.queue_name,
+            max_receives=settings.job_max_receives,
+            visibility_timeout=settings.job_visibility_seconds,
+        )
+        if settings.s3_event_notifications:
+            await ensure_upload_notifications(clients.s3, clients.sqs, settings.bucket, queue)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import logging
 import os
@@ -68,13 +69,34 @@ def cmd_token(args: argparse.Namespace) -> None:
     )
 
 
+def cmd_worker(args: argparse.Namespace) -> None:
+    from image_service.services import make_worker, open_services
+
+    settings = Settings.from_env()
+    _configure_logging(settings)
+
+    async def work() -> None:
+        async with open_services(settings) as services:
+            worker = make_worker(settings, services)
+            logging.getLogger(__name__).info("worker polling %s", settings.queue_name)
+            try:
+                await worker.run()
+            finally:
+                await worker.drain()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(work())
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from image_service.embedded import moto_server
 
     if not os.environ.get(PREFIX + "JWT_SECRET"):
         # A fresh key per run: dev tokens are printed below and die with the process.
         os.environ[PREFIX + "JWT_SECRET"] = secrets.token_urlsafe(32)
-    settings = dataclasses.replace(Settings.from_env(), host=args.host, port=args.port)
+    settings = dataclasses.replace(
+        Settings.from_env(), host=args.host, port=args.port, embedded_worker=True
+    )
     _configure_logging(settings)
     with moto_server() as endpoint:
         asyncio.run(provision(settings))
@@ -82,7 +104,7 @@ def cmd_dev(args: argparse.Namespace) -> None:
         base = f"http://{settings.host}:{settings.port}"
         print(
             f"""
-image_service {__version__} (dev): embedded moto S3 + DynamoDB at {endpoint}
+image_service {__version__} (dev): moto S3 + DynamoDB + SQS at {endpoint}; worker in-process
 
   API      {base}
   Docs     {base}/docs
@@ -110,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = commands.add_parser("serve", help="API only, on the configured AWS backends")
     serve.set_defaults(func=cmd_serve)
+
+    worker = commands.add_parser("worker", help="process the queue: scans, variants, GPS removal")
+    worker.set_defaults(func=cmd_worker)
 
     init = commands.add_parser("init", help="create the bucket, table and index (idempotent)")
     init.set_defaults(func=cmd_init)

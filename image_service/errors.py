@@ -58,8 +58,13 @@ class ImageNotFound(ServiceError):
     http_status = 404
     code = "image_not_found"
 
-    def __init__(self, image_id: str) -> None:
-        super().__init__("No such image.", details={"image_id": image_id})
+    def __init__(self, image_id: str, *, variant: str | None = None) -> None:
+        details = {"image_id": image_id}
+        if variant is not None:
+            details["variant"] = variant
+        super().__init__(
+            "No such image." if variant is None else "No such variant.", details=details
+        )
 
 
 class Conflict(ServiceError):

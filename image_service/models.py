@@ -9,8 +9,21 @@ from datetime import UTC, datetime
 
 class ImageStatus(enum.StrEnum):
     PENDING = "pending"  # upload URL issued, bytes not yet verified
-    READY = "ready"  # verified and downloadable
+    PROCESSING = "processing"  # verified; scans and variants under way, not yet downloadable
+    READY = "ready"  # scanned, processed and downloadable
     REJECTED = "rejected"  # what arrived was refused and deleted
+    QUARANTINED = "quarantined"  # a scanner flagged it; moved aside, never downloadable
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str  # "thumb", "medium", ...
+    format: str  # "jpeg" | "webp"
+    content_type: str
+    key: str
+    width: int
+    height: int
+    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +55,8 @@ class ImageRecord:
     height: int | None = None
     sha256: str | None = None
     rejection_reason: str | None = None
+    variants: list[Variant] = field(default_factory=list)
+    placeholder: str | None = None  # dominant colour, "#rrggbb"
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,10 @@ the public S3 address for presigned URLs is ours, because botocore has no notion
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -86,6 +89,51 @@ def _log_level(value: str) -> str:
     return level
 
 
+def _bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("must be true or false")
+
+
+_VARIANT_NAME = re.compile(r"^[a-z][a-z0-9_-]{0,31}$")
+
+
+def _variants(value: str) -> tuple[str, ...]:
+    specs = _csv(value)
+    names = set()
+    for spec in specs:
+        name, _, side = spec.partition(":")
+        if not _VARIANT_NAME.match(name) or not side.isdigit() or not 16 <= int(side) <= 8192:
+            raise ValueError(f"{spec!r} is not name:max-side (16-8192 px)")
+        names.add(name)
+    if not specs or len(names) != len(specs):
+        raise ValueError("must list one or more variants with distinct names")
+    return specs
+
+
+def _variant_formats(value: str) -> tuple[str, ...]:
+    formats = tuple(f.lower() for f in _csv(value))
+    if not formats or set(formats) - {"jpeg", "webp"}:
+        raise ValueError("must be jpeg and/or webp")
+    return formats
+
+
+def _clamd_address(value: str) -> str:
+    if not (value.startswith("unix:") or value.startswith("tcp:")):
+        raise ValueError("must be unix:/path/to/socket or tcp:host:port")
+    return value
+
+
+def _wait_seconds(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 20:
+        raise ValueError("must be 0-20 seconds")
+    return number
+
+
 def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
     return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret})
 
@@ -124,6 +172,42 @@ class Settings:
         60, _positive_int, "Upload URLs one user may obtain per minute (token bucket, per replica)."
     )
     upload_burst: int = _setting(20, _positive_int, "Upload URLs one user may obtain at once.")
+    queue_name: str = _setting("image-processing", str, "SQS queue of processing jobs.")
+    worker_concurrency: int = _setting(4, _positive_int, "Jobs one worker process runs at once.")
+    queue_wait_seconds: int = _setting(
+        20, _wait_seconds, "Long-poll wait of one receive, seconds (0-20)."
+    )
+    job_visibility_seconds: int = _setting(
+        60, _positive_int, "How long a received job stays hidden; extended while it runs."
+    )
+    job_max_receives: int = _setting(
+        5, _positive_int, "Tries before a job moves to the dead-letter queue."
+    )
+    s3_event_notifications: bool = _setting(
+        True,
+        _bool,
+        "init: have S3 queue a job for every upload, so uncompleted ones are processed.",
+    )
+    embedded_worker: bool = _setting(
+        False, _bool, "Run a queue worker inside the API process (dev does)."
+    )
+    variants: tuple[str, ...] = _setting(
+        ("thumb:256", "medium:1024"), _variants, "Variants as name:max-side, comma-separated."
+    )
+    variant_formats: tuple[str, ...] = _setting(
+        ("jpeg", "webp"), _variant_formats, "Formats of every variant: jpeg and/or webp."
+    )
+    keep_gps: bool = _setting(False, _bool, "Keep GPS data in JPEG originals (removed by default).")
+    clamd_address: str | None = _setting(
+        None,
+        _clamd_address,
+        "ClamAV daemon: unix:/path/clamd.ctl or tcp:host:port. Off when unset.",
+    )
+    moderation_webhook_url: str | None = _setting(
+        None,
+        _url,
+        "Moderation webhook: sent a download URL, answers allow or deny. Off when unset.",
+    )
     upload_url_expiry: int = _setting(
         300, _expiry, f"Lifetime of presigned upload URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
     )
@@ -191,3 +275,10 @@ class Settings:
             name = PREFIX + setting.name.upper()
             lines.append(f"| `{name}` | {shown} | {setting.metadata['doc']} |")
         return "\n".join(lines) + "\n"
+
+
+def cursor_key(settings: Settings) -> bytes:
+    if settings.cursor_secret:
+        return settings.cursor_secret.encode()
+    # A key of its own, derived so that a cursor can never double as a token signature.
+    return hmac.new(settings.jwt_secret.encode(), b"image-service/cursor", hashlib.sha256).digest()

@@ -3,6 +3,7 @@ API built by the same factory the program uses, reached over HTTP."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -26,6 +27,7 @@ from tests.localstack import localstack_s3
 JWT_SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
 AWS_SECRET = "testing-secret"
 REGION = "us-east-1"
+PROCESSING_SECONDS = 30
 
 
 @pytest.fixture(scope="session")
@@ -123,13 +125,27 @@ class Api:
     async def upload(
         self, data: bytes, user: str = "alice", **body: Any
     ) -> tuple[dict[str, Any], int, Any]:
-        """Upload URL, PUT, complete: the whole client flow. Returns (upload, status, body)."""
+        """Upload URL, PUT, complete, then wait for processing: the whole client flow.
+        Returns (upload, status of complete, the image once processed or the error)."""
         upload = await self.upload_url(user, **body)
         assert await self.send_to_s3(upload, data) in (200, 204)
         status, payload, _ = await self.call(
             "POST", f"/images/{upload['image_id']}/complete", user=user
         )
+        if status == 200:
+            assert payload["status"] == "processing", payload
+            payload = await self.processed(upload["image_id"], user=user)
         return upload, status, payload
+
+    async def processed(self, image_id: str, user: str = "alice") -> dict[str, Any]:
+        """The image once the worker is done with it, as a client polling would see it."""
+        async with asyncio.timeout(PROCESSING_SECONDS):
+            while True:
+                status, image, _ = await self.call("GET", f"/images/{image_id}", user=user)
+                assert status == 200, image
+                if image["status"] not in {"pending", "processing"}:
+                    return image  # type: ignore[no-any-return]
+                await asyncio.sleep(0.05)
 
     def object_keys(self) -> list[str]:
         listing = self.s3.list_objects_v2(Bucket=self.settings.bucket)
@@ -156,6 +172,12 @@ async def make_api(
             "jwt_secret": JWT_SECRET,
             "bucket": f"images-{suffix}",
             "table": f"images-{suffix}",
+            "queue_name": f"jobs-{suffix}",
+            # The worker runs in the app, polling briefly so that shutdown is quick.
+            "embedded_worker": True,
+            "queue_wait_seconds": 1,
+            # Completion is driven by the tests; the S3 event path has tests of its own.
+            "s3_event_notifications": False,
         }
         values.update(overrides)
         settings = Settings(**values)

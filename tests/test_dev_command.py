@@ -79,6 +79,16 @@ async def test_dev_serves_the_whole_flow(dev_server: tuple[str, str]) -> None:
             f"{base}/images/{upload['image_id']}/complete", headers=headers
         ) as response:
             assert response.status == 200
-            assert (await response.json())["status"] == "ready"
+            assert (await response.json())["status"] == "processing"
+        async with asyncio.timeout(30):  # the in-process worker makes the variants
+            while True:
+                async with http.get(
+                    f"{base}/images/{upload['image_id']}", headers=headers
+                ) as response:
+                    image = await response.json()
+                if image["status"] == "ready":
+                    break
+                await asyncio.sleep(0.1)
+        assert {v["name"] for v in image["variants"]} == {"thumb", "medium"}
         async with http.get(f"{base}/docs") as response:
             assert response.status == 200

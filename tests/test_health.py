@@ -21,7 +21,10 @@ async def test_health_is_public_and_ok(make_api: MakeApi) -> None:
 async def test_ready_checks_each_backend(make_api: MakeApi) -> None:
     api = await make_api()
     status, body, _ = await api.call("GET", "/ready", user=None)
-    assert (status, body) == (200, {"status": "ok", "checks": {"s3": "ok", "dynamodb": "ok"}})
+    assert (status, body) == (
+        200,
+        {"status": "ok", "checks": {"s3": "ok", "dynamodb": "ok", "sqs": "ok"}},
+    )
 
 
 async def test_ready_names_the_missing_resources(make_api: MakeApi) -> None:
@@ -30,7 +33,11 @@ async def test_ready_names_the_missing_resources(make_api: MakeApi) -> None:
     assert status == 503
     assert body["error"]["code"] == "not_ready"
     checks = body["error"]["details"]["checks"]
-    assert checks == {"s3": "backend_unavailable", "dynamodb": "backend_unavailable"}
+    assert checks == {
+        "s3": "backend_unavailable",
+        "dynamodb": "backend_unavailable",
+        "sqs": "backend_unavailable",
+    }
     assert headers["Retry-After"] == "1"
 
 
@@ -78,4 +85,5 @@ async def test_s3_outage_is_a_503_and_loses_nothing(make_api: MakeApi) -> None:
 
     # Nothing was lost: once S3 answers again the same completion succeeds.
     status, record, _ = await healthy.call("POST", f"/images/{upload['image_id']}/complete")
-    assert (status, record["status"]) == (200, "ready")
+    assert (status, record["status"]) == (200, "processing")
+    assert (await healthy.processed(upload["image_id"]))["status"] == "ready"

@@ -40,13 +40,26 @@ async def test_full_lifecycle(
     assert pending["size"] is None
 
     assert await api.send_to_s3(upload, data) == 200
-    status, ready, _ = await api.call("POST", f"/images/{image_id}/complete")
-    assert status == 200, ready
+    status, verified, _ = await api.call("POST", f"/images/{image_id}/complete")
+    assert status == 200, verified
+    assert verified["status"] == "processing"
+    status, body, _ = await api.call("GET", f"/images/{image_id}/download")
+    assert (status, body["error"]["code"]) == (409, "image_not_ready"), (
+        "not served before processed"
+    )
+    ready = await api.processed(image_id)
     assert ready["status"] == "ready"
     assert (ready["size"], ready["width"], ready["height"]) == (len(data), width, height)
     assert ready["sha256"] == hashlib.sha256(data).hexdigest()
-    key = f"images/alice/{image_id}/original"
-    assert api.object_keys() == [key], "the upload key is emptied once the image is verified"
+    assert ready["placeholder"].startswith("#")
+    variants = {(v["name"], v["format"]): v for v in ready["variants"]}
+    assert set(variants) == {(n, f) for n in ("thumb", "medium") for f in ("jpeg", "webp")}
+    assert all((v["width"], v["height"]) == (width, height) for v in variants.values())
+    prefix = f"images/alice/{image_id}/"
+    assert api.object_keys() == sorted(
+        [prefix + "original"]
+        + [prefix + n + e for n in ("medium", "thumb") for e in (".jpg", ".webp")]
+    ), "the upload key is emptied once the image is verified"
 
     status, patched, _ = await api.call(
         "PATCH", f"/images/{image_id}", json={"tags": ["Sea"], "description": "Dusk"}
@@ -70,9 +83,22 @@ async def test_full_lifecycle(
         extension = {"image/jpeg": "jpg"}.get(content_type, content_type.split("/")[1])
         assert f'filename="sunset_photo.{extension}"' in response.headers["Content-Disposition"]
 
+    status, thumb, _ = await api.call(
+        "GET", f"/images/{image_id}/download", params={"variant": "thumb", "format": "webp"}
+    )
+    assert status == 200
+    async with api.http.get(thumb["download_url"]) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"] == "image/webp"
+        assert 'filename="sunset_photo-thumb.webp"' in response.headers["Content-Disposition"]
+    status, body, _ = await api.call(
+        "GET", f"/images/{image_id}/download", params={"variant": "huge"}
+    )
+    assert (status, body["error"]["code"]) == (404, "image_not_found")
+
     status, _, _ = await api.call("DELETE", f"/images/{image_id}")
     assert status == 204
-    assert api.object_keys() == []
+    assert api.object_keys() == [], "the original and every variant are gone"
     status, body, _ = await api.call("GET", f"/images/{image_id}")
     assert (status, body["error"]["code"]) == (404, "image_not_found")
     status, body, _ = await api.call("DELETE", f"/images/{image_id}")
@@ -93,11 +119,11 @@ async def test_original_readme_flow_works_as_written(api: Api) -> None:
         upload["upload_url"], data=data, headers={"Content-Type": "image/jpeg"}
     ) as response:
         assert response.status == 200
-    status, ready, _ = await api.call(
+    status, verified, _ = await api.call(
         "POST", f"/images/{upload['image_id']}/complete", user="user123"
     )
-    assert status == 200
-    assert ready["status"] == "ready"
+    assert (status, verified["status"]) == (200, "processing")
+    assert (await api.processed(upload["image_id"], user="user123"))["status"] == "ready"
 
 
 async def test_post_form_upload(api: Api) -> None:
@@ -107,8 +133,9 @@ async def test_post_form_upload(api: Api) -> None:
     assert upload["headers"] == {}
     assert upload["fields"]["Content-Type"] == "image/png"
     assert await api.send_to_s3(upload, data) == 204
-    status, ready, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    status, _, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
     assert status == 200
+    ready = await api.processed(upload["image_id"])
     assert (ready["status"], ready["size"]) == ("ready", len(data))
 
 
@@ -123,8 +150,9 @@ async def test_declared_size_and_checksum_are_signed_and_verified(api: Api) -> N
         "If-None-Match": "*",
     }
     assert await api.send_to_s3(upload, data) == 200
-    status, ready, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    status, _, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
     assert status == 200
+    ready = await api.processed(upload["image_id"])
     assert ready["sha256"] == hashlib.sha256(data).hexdigest()
 
 

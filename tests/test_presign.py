@@ -71,6 +71,7 @@ async def test_url_expiry_follows_the_setting(make_api: MakeApi) -> None:
     assert query_of(upload["upload_url"])["X-Amz-Expires"] == "60"
     assert await api.send_to_s3(upload, images.jpeg()) == 200
     await api.call("POST", f"/images/{upload['image_id']}/complete")
+    await api.processed(upload["image_id"])
     status, download, _ = await api.call("GET", f"/images/{upload['image_id']}/download")
     assert status == 200
     assert query_of(download["download_url"])["X-Amz-Expires"] == "30"

@@ -58,8 +58,9 @@ async def test_a_signed_upload_goes_through_the_whole_lifecycle(api: Api) -> Non
     checksum = base64.b64encode(hashlib.sha256(data).digest()).decode()
     upload = await api.upload_url(size=len(data), checksum_sha256=checksum)
     assert await api.send_to_s3(upload, data) == 200
-    status, ready, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
-    assert (status, ready["status"]) == (200, "ready")
+    status, verified, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert (status, verified["status"]) == (200, "processing")
+    assert (await api.processed(upload["image_id"]))["status"] == "ready"
     status, download, _ = await api.call("GET", f"/images/{upload['image_id']}/download")
     async with api.http.get(download["download_url"]) as response:
         assert response.status == 200
@@ -72,15 +73,17 @@ async def test_a_signed_upload_goes_through_the_whole_lifecycle(api: Api) -> Non
 async def test_the_original_curl_flow_passes_signature_checks(api: Api) -> None:
     upload = await api.upload_url(content_type="image/png")
     assert await _put(api, upload["upload_url"], images.png(), {"Content-Type": "image/png"}) == 200
-    status, ready, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
-    assert (status, ready["status"]) == (200, "ready")
+    status, verified, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert (status, verified["status"]) == (200, "processing")
+    assert (await api.processed(upload["image_id"]))["status"] == "ready"
 
 
 async def test_a_post_form_upload_passes(api: Api) -> None:
     upload = await api.upload_url(content_type="image/png", method="POST")
     assert await api.send_to_s3(upload, images.png()) == 204
-    status, ready, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
-    assert (status, ready["status"]) == (200, "ready")
+    status, verified, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert (status, verified["status"]) == (200, "processing")
+    assert (await api.processed(upload["image_id"]))["status"] == "ready"
 
 
 async def test_expired_put_and_get_urls_are_refused(on_localstack: None, make_api: MakeApi) -> None:

@@ -36,6 +36,7 @@ from image_service.models import (
     Principal,
 )
 from image_service.storage.dynamo import ImageRepository
+from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
@@ -86,8 +87,22 @@ def incoming_key(record: ImageRecord) -> str:
     return f"incoming/{key_prefix(record.user_id)}/{record.image_id}"
 
 
+def image_prefix(user_id: str, image_id: str) -> str:
+    """Everything served for one image (original and variants) lives under this prefix."""
+    return f"images/{key_prefix(user_id)}/{image_id}/"
+
+
 def original_key(user_id: str, image_id: str) -> str:
-    return f"images/{key_prefix(user_id)}/{image_id}/original"
+    return image_prefix(user_id, image_id) + "original"
+
+
+def quarantine_key(record: ImageRecord) -> str:
+    """Where a flagged original is kept for review: outside every prefix that is ever served."""
+    return f"quarantine/{key_prefix(record.user_id)}/{record.image_id}/original"
+
+
+def process_job(record: ImageRecord) -> dict[str, str]:
+    return {"type": "process", "user_id": record.user_id, "image_id": record.image_id}
 
 
 def normalize_tags(tags: Sequence[str]) -> list[str]:
@@ -95,12 +110,16 @@ def normalize_tags(tags: Sequence[str]) -> list[str]:
     return list(dict.fromkeys(tag.lower() for tag in tags))
 
 
-def content_disposition(record: ImageRecord) -> str:
-    """An attachment header with an ASCII-safe name whose extension matches the verified type."""
-    extension = _EXTENSIONS[record.content_type]
+def content_disposition(
+    record: ImageRecord, content_type: str | None = None, *, suffix: str | None = None
+) -> str:
+    """An attachment header with an ASCII-safe name whose extension matches the served type."""
+    extension = _EXTENSIONS[content_type or record.content_type]
     # Only the last path segment of whatever name the client gave: never a directory.
     original = (record.filename or "").replace("\\", "/").rsplit("/", 1)[-1] or record.image_id
     stem = original.rsplit(".", 1)[0] if "." in original else original
+    if suffix:
+        stem = f"{stem}-{suffix}"
     safe_stem = _UNSAFE_FILENAME_CHARS.sub("_", stem).strip("._")[:_MAX_FILENAME_STEM]
     ascii_name = (safe_stem or record.image_id) + extension
     utf8_name = quote(stem[:_MAX_FILENAME_STEM] + extension, safe="")
@@ -113,6 +132,7 @@ class ImageService:
         *,
         store: ObjectStore,
         repository: ImageRepository,
+        jobs: JobQueue,
         cursors: CursorCodec,
         policy: UploadPolicy,
         upload_limiter: TokenBucketLimiter,
@@ -120,6 +140,7 @@ class ImageService:
     ) -> None:
         self._store = store
         self._repository = repository
+        self._jobs = jobs
         self._cursors = cursors
         self._policy = policy
         self._clock = clock
@@ -224,9 +245,17 @@ class ImageService:
     async def complete(
         self, principal: Principal, image_id: str, user_id: str | None
     ) -> ImageRecord:
-        owner = self.owner_for(principal, user_id)
+        return await self.complete_for(self.owner_for(principal, user_id), image_id)
+
+    async def complete_for(self, owner: str, image_id: str) -> ImageRecord:
+        """Verifies the upload and hands it to processing. Called by the API on the client's
+        behalf, and by the worker for S3's own notification of the upload."""
         record = await self._owned(owner, image_id)
-        if record.status is ImageStatus.READY:
+        if record.status is ImageStatus.PROCESSING:
+            # Again: the job may have been lost (the queue was down); one more is harmless.
+            await self._jobs.send(process_job(record))
+            return record
+        if record.status in {ImageStatus.READY, ImageStatus.QUARANTINED}:
             return record
         if record.status is ImageStatus.REJECTED:
             raise Conflict(
@@ -239,7 +268,7 @@ class ImageService:
         stored = await self._store.head(upload_key)
         if stored is None:
             current = await self._owned(owner, image_id)
-            if current.status is ImageStatus.READY:  # a concurrent completion got there first
+            if current.status is not ImageStatus.PENDING:  # a concurrent completion won
                 return current
             raise Conflict(
                 "Nothing has been uploaded for this image yet.",
@@ -255,10 +284,11 @@ class ImageService:
         )
         if not await self._repository.replace_if_status(verified, ImageStatus.PENDING):
             current = await self._owned(owner, image_id)
-            if current.status is ImageStatus.READY:
+            if current.status is not ImageStatus.PENDING:
                 return current
             raise Conflict("The image changed during completion.", code="image_changed")
         await self._discard_upload(upload_key)
+        await self._jobs.send(process_job(verified))
         return verified
 
     async def _check_size(self, record: ImageRecord, stored: StoredObject, upload_key: str) -> None:
@@ -310,7 +340,7 @@ class ImageService:
             )
         return replace(
             record,
-            status=ImageStatus.READY,
+            status=ImageStatus.PROCESSING,
             size=stored.size,
             width=inspection.width,
             height=inspection.height,
@@ -391,7 +421,13 @@ class ImageService:
         return ImagePage(items=records, next_cursor=next_cursor)
 
     async def download(
-        self, principal: Principal, image_id: str, user_id: str | None
+        self,
+        principal: Principal,
+        image_id: str,
+        user_id: str | None,
+        *,
+        variant: str | None = None,
+        variant_format: str = "jpeg",
     ) -> PresignedDownload:
         record = await self._owned(self.owner_for(principal, user_id), image_id)
         if record.status is not ImageStatus.READY:
@@ -400,17 +436,27 @@ class ImageService:
                 code="image_not_ready",
                 details={"status": record.status.value},
             )
+        key, content_type, suffix = record.s3_key, record.content_type, None
+        if variant is not None:
+            chosen = next(
+                (v for v in record.variants if v.name == variant and v.format == variant_format),
+                None,
+            )
+            if chosen is None:
+                raise ImageNotFound(image_id, variant=f"{variant}/{variant_format}")
+            key, content_type, suffix = chosen.key, chosen.content_type, chosen.name
         expires_in = self._policy.download_url_expiry
         url = await self._store.presign_get(
-            record.s3_key,
+            key,
             expires_in=expires_in,
-            content_type=record.content_type,
-            content_disposition=content_disposition(record),
+            content_type=content_type,
+            content_disposition=content_disposition(record, content_type, suffix=suffix),
         )
         return PresignedDownload(url=url, expires_at=self._clock() + timedelta(seconds=expires_in))
 
     async def delete(self, principal: Principal, image_id: str, user_id: str | None) -> None:
         record = await self._owned(self.owner_for(principal, user_id), image_id)
         # Objects first: if the record delete then fails, a retry finds the record and finishes.
-        await self._store.delete([record.s3_key, incoming_key(record)])
+        served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
+        await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
         await self._repository.delete(record.user_id, record.image_id)

@@ -17,6 +17,7 @@ from image_service.models import (
     ImageRecord,
     ImageStatus,
     ListFilter,
+    Variant,
     format_timestamp,
     parse_timestamp,
 )
@@ -75,8 +76,36 @@ def to_item(record: ImageRecord) -> Item:
         "height": record.height,
     }
     item.update({name: _s(value) for name, value in optional_strings.items() if value is not None})
+    if record.variants:
+        item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
+    if record.placeholder is not None:
+        item["placeholder"] = _s(record.placeholder)
     item.update({name: _n(value) for name, value in optional_numbers.items() if value is not None})
     return item
+
+
+def _variant_item(variant: Variant) -> Item:
+    return {
+        "name": _s(variant.name),
+        "format": _s(variant.format),
+        "content_type": _s(variant.content_type),
+        "key": _s(variant.key),
+        "width": _n(variant.width),
+        "height": _n(variant.height),
+        "size": _n(variant.size),
+    }
+
+
+def _variant(item: dict[str, Any]) -> Variant:
+    return Variant(
+        name=item["name"]["S"],
+        format=item["format"]["S"],
+        content_type=item["content_type"]["S"],
+        key=item["key"]["S"],
+        width=int(item["width"]["N"]),
+        height=int(item["height"]["N"]),
+        size=int(item["size"]["N"]),
+    )
 
 
 def from_item(item: dict[str, Any]) -> ImageRecord:
@@ -106,6 +135,8 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         height=number("height"),
         sha256=string("sha256"),
         rejection_reason=string("rejection_reason"),
+        variants=[_variant(entry["M"]) for entry in item.get("variants", {}).get("L", [])],
+        placeholder=string("placeholder"),
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from image_service.storage.errors import error_code
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb import DynamoDBClient
     from types_aiobotocore_s3 import S3Client
+    from types_aiobotocore_sqs import SQSClient
 
 log = logging.getLogger(__name__)
 
@@ -110,3 +112,73 @@ async def _ensure_index(dynamodb: DynamoDBClient, table: str, definition: dict[s
         GlobalSecondaryIndexUpdates=[{"Create": definition["GlobalSecondaryIndexes"][0]}],
     )
     log.info("added index %s to table %s", UPLOAD_TIME_INDEX, table)
+
+
+async def ensure_queue(
+    sqs: SQSClient, name: str, *, max_receives: int, visibility_timeout: int
+) -> str:
+    """The processing queue and its dead-letter queue (after ``max_receives`` failed tries)."""
+    dead_letters = await sqs.create_queue(
+        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+    )
+    dlq_arn = (
+        await sqs.get_queue_attributes(
+            QueueUrl=dead_letters["QueueUrl"], AttributeNames=["QueueArn"]
+        )
+    )["Attributes"]["QueueArn"]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receives)})
+    attributes = {"RedrivePolicy": redrive, "VisibilityTimeout": str(visibility_timeout)}
+    try:
+        created = await sqs.create_queue(QueueName=name, Attributes=attributes)  # type: ignore[arg-type]  # attribute names are plain strings here
+        url = created["QueueUrl"]
+    except ClientError as exc:
+        if error_code(exc) not in {"QueueAlreadyExists", "QueueNameExists"}:
+            raise
+        url = (await sqs.get_queue_url(QueueName=name))["QueueUrl"]
+        await sqs.set_queue_attributes(QueueUrl=url, Attributes=attributes)  # type: ignore[arg-type]  # as above
+    log.info("queue %s ready (dead letters after %d receives)", name, max_receives)
+    return url
+
+
+async def ensure_upload_notifications(
+    s3: S3Client, sqs: SQSClient, bucket: str, queue: str
+) -> None:
+    """S3 tells the queue about every object created under incoming/, so an upload whose client
+    never calls complete is still verified and processed."""
+    arn = (await sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
+    # On AWS the queue must let this bucket, and nothing else, send to it.
+    policy = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"Service": "s3.amazonaws.com"},
+                "Action": "sqs:SendMessage",
+                "Resource": arn,
+                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+            }
+        ],
+    }
+    await sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps(policy)})
+    try:
+        await _put_notification(s3, bucket, arn)
+    except ClientError as exc:
+        # Emulators without cross-service notifications refuse this; completion still works.
+        log.warning("bucket notifications not set up (%s): uploads need complete", error_code(exc))
+
+
+async def _put_notification(s3: S3Client, bucket: str, arn: str) -> None:
+    await s3.put_bucket_notification_configuration(
+        Bucket=bucket,
+        NotificationConfiguration={
+            "QueueConfigurations": [
+                {
+                    "QueueArn": arn,
+                    "Events": ["s3:ObjectCreated:*"],
+                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}},
+                }
+            ]
+        },
+    )

@@ -152,6 +152,27 @@ class ObjectStore:
                 ContentType=content_type,
             )
 
+    async def get_bytes(self, key: str) -> bytes:
+        with backend_errors(BACKEND):
+            response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            body = response["Body"]
+            async with body:
+                return await body.read()
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+        with backend_errors(BACKEND):
+            await self._client.put_object(
+                Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
+            )
+
+    async def keys_under(self, prefix: str) -> list[str]:
+        keys: list[str] = []
+        with backend_errors(BACKEND):
+            paginator = self._client.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(entry["Key"] for entry in page.get("Contents", []))
+        return keys
+
     async def delete(self, keys: Sequence[str]) -> None:
         """Deletes the keys; absent keys are not an error, so a retried delete finishes."""
         if not keys:

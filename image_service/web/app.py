@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -15,18 +13,14 @@ from aiohttp_apispec import validation_middleware
 
 from image_service import __version__
 from image_service.auth import TokenVerifier
-from image_service.backends import aws_clients
-from image_service.cursor import CursorCodec
-from image_service.domain.images import ImageService, UploadPolicy, utc_now
-from image_service.domain.ratelimit import TokenBucketLimiter
-from image_service.inspection import InspectionLimits
+from image_service.domain.images import utc_now
 from image_service.jwks import JwksCache
+from image_service.services import make_worker, open_services, running
 from image_service.settings import Settings
-from image_service.storage.dynamo import ImageRepository
-from image_service.storage.s3 import ObjectStore
 from image_service.web.keys import (
     IMAGE_REPOSITORY,
     IMAGE_SERVICE,
+    JOB_QUEUE,
     OBJECT_STORE,
     SETTINGS,
     TOKEN_VERIFIER,
@@ -41,13 +35,6 @@ API_DESCRIPTION = (
     "Every /images route takes `Authorization: Bearer <JWT>`; errors are "
     '`{"error": {"code", "message", "details"}}`.'
 )
-
-
-def cursor_key(settings: Settings) -> bytes:
-    if settings.cursor_secret:
-        return settings.cursor_secret.encode()
-    # A key of its own, derived so that a cursor can never double as a token signature.
-    return hmac.new(settings.jwt_secret.encode(), b"image-service/cursor", hashlib.sha256).digest()
 
 
 async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
@@ -73,35 +60,19 @@ async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
 
 def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], AsyncIterator[None]]:
     async def backends(app: web.Application) -> AsyncIterator[None]:
-        """One aioboto3 session and one client per AWS service for the app's whole life."""
+        """One aioboto3 session and one client per AWS service for the app's whole life; and,
+        when asked (dev, tests), a queue worker in this process."""
         settings = app[SETTINGS]
-        async with aws_clients(settings) as clients:
-            store = ObjectStore(clients.s3, clients.s3_presign, settings.bucket)
-            repository = ImageRepository(clients.dynamodb, settings.table)
-            app[OBJECT_STORE] = store
-            app[IMAGE_REPOSITORY] = repository
-            app[IMAGE_SERVICE] = ImageService(
-                store=store,
-                repository=repository,
-                cursors=CursorCodec(cursor_key(settings)),
-                policy=UploadPolicy(
-                    allowed_content_types=settings.allowed_content_types,
-                    max_upload_bytes=settings.max_upload_bytes,
-                    upload_url_expiry=settings.upload_url_expiry,
-                    download_url_expiry=settings.download_url_expiry,
-                    inspection=InspectionLimits(
-                        max_pixels=settings.max_pixels,
-                        max_frames=settings.max_frames,
-                        max_animation_pixels=settings.max_animation_pixels,
-                    ),
-                    inspection_concurrency=settings.inspection_concurrency,
-                ),
-                upload_limiter=TokenBucketLimiter(
-                    per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
-                ),
-                clock=clock,
-            )
-            yield
+        async with open_services(settings, clock=clock) as services:
+            app[OBJECT_STORE] = services.store
+            app[IMAGE_REPOSITORY] = services.repository
+            app[JOB_QUEUE] = services.jobs
+            app[IMAGE_SERVICE] = services.images
+            if not settings.embedded_worker:
+                yield
+                return
+            async with running(make_worker(settings, services)):
+                yield
 
     return backends
 

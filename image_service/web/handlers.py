@@ -10,7 +10,13 @@ from marshmallow import Schema
 from image_service.domain.health import check_backends
 from image_service.domain.images import UploadRequest
 from image_service.models import ListFilter
-from image_service.web.keys import IMAGE_REPOSITORY, IMAGE_SERVICE, OBJECT_STORE, PRINCIPAL
+from image_service.web.keys import (
+    IMAGE_REPOSITORY,
+    IMAGE_SERVICE,
+    JOB_QUEUE,
+    OBJECT_STORE,
+    PRINCIPAL,
+)
 from image_service.web.middlewares import public
 from image_service.web.openapi import (
     BEARER,
@@ -134,8 +140,13 @@ async def list_images(request: web.Request) -> web.Response:
 @querystring_schema(DownloadQuerySchema)
 @response_schema(DownloadResponseSchema, 200)
 async def download_image(request: web.Request) -> web.Response:
+    query = request["querystring"]
     download = await request.app[IMAGE_SERVICE].download(
-        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+        request[PRINCIPAL],
+        request.match_info["image_id"],
+        _owner(request),
+        variant=query.get("variant"),
+        variant_format=query["format"],
     )
     if request["querystring"]["redirect"]:
         raise web.HTTPFound(download.url, headers=NO_STORE)
@@ -160,11 +171,15 @@ async def health(request: web.Request) -> web.Response:
 
 
 @public
-@docs(summary="Readiness: S3 and DynamoDB answer", tags=["health"], security=[])
+@docs(summary="Readiness: S3, DynamoDB and SQS answer", tags=["health"], security=[])
 @response_schema(HealthSchema, 200)
 async def ready(request: web.Request) -> web.Response:
     checks = await check_backends(
-        {"s3": request.app[OBJECT_STORE].ping, "dynamodb": request.app[IMAGE_REPOSITORY].ping},
+        {
+            "s3": request.app[OBJECT_STORE].ping,
+            "dynamodb": request.app[IMAGE_REPOSITORY].ping,
+            "sqs": request.app[JOB_QUEUE].ping,
+        },
         limit_seconds=READINESS_TIMEOUT_SECONDS,
     )
     return web.json_response({"status": "ok", "checks": checks})

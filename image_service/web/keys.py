@@ -9,6 +9,7 @@ from image_service.domain.images import ImageService
 from image_service.models import Principal
 from image_service.settings import Settings
 from image_service.storage.dynamo import ImageRepository
+from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -16,6 +17,7 @@ TOKEN_VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)
 IMAGE_SERVICE = web.AppKey("image_service", ImageService)
+JOB_QUEUE = web.AppKey("job_queue", JobQueue)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

@@ -134,6 +134,15 @@ class DownloadQuerySchema(OwnerQuerySchema):
     redirect = fields.Boolean(
         load_default=False, metadata={"description": "Answer 302 to the URL instead of JSON."}
     )
+    variant = fields.String(
+        validate=validate.Length(min=1, max=32),
+        metadata={"description": "A variant's name (e.g. thumb); the original when absent."},
+    )
+    format = fields.String(
+        load_default="jpeg",
+        validate=validate.OneOf(["jpeg", "webp"]),
+        metadata={"description": "The variant's format."},
+    )
 
 
 class ListQuerySchema(StrictSchema):
@@ -188,6 +197,15 @@ class UploadResponseSchema(Schema):
     expires_at = UtcTimestamp(required=True)
 
 
+class VariantSchema(Schema):
+    name = fields.String(required=True)
+    format = fields.String(required=True)
+    content_type = fields.String(required=True)
+    width = fields.Integer(required=True)
+    height = fields.Integer(required=True)
+    size = fields.Integer(required=True)
+
+
 class ImageSchema(Schema):
     image_id = fields.String(required=True)
     user_id = fields.String(required=True)
@@ -200,6 +218,10 @@ class ImageSchema(Schema):
     tags = fields.List(fields.String(), required=True)
     description = fields.String(required=True)
     filename = fields.String(allow_none=True)
+    variants = fields.List(fields.Nested(VariantSchema), required=True)
+    placeholder = fields.String(
+        allow_none=True, metadata={"description": "Dominant colour (#rrggbb) to show meanwhile."}
+    )
     upload_time = UtcTimestamp(required=True)
     updated_at = UtcTimestamp(required=True)
 

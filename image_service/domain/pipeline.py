@@ -1,0 +1,177 @@
+"""What the worker does with a job: scan, strip GPS, render variants, publish the image."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote_plus
+
+from image_service.domain.images import (
+    ImageService,
+    image_prefix,
+    quarantine_key,
+    utc_now,
+)
+from image_service.errors import ServiceError
+from image_service.models import ImageRecord, ImageStatus, Variant
+from image_service.processing import VariantSpec, render_variants, strip_jpeg_gps
+from image_service.scanners import Scanner, ScanSubject
+from image_service.storage.dynamo import ImageRepository
+from image_service.storage.s3 import ObjectStore
+
+log = logging.getLogger(__name__)
+
+
+class PoisonJob(Exception):
+    """A message that can never succeed; retries end in the dead-letter queue."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessingPolicy:
+    variants: tuple[VariantSpec, ...]
+    keep_gps: bool
+    scan_url_expiry: int
+
+
+class ImageProcessor:
+    def __init__(
+        self,
+        *,
+        images: ImageService,
+        store: ObjectStore,
+        repository: ImageRepository,
+        scanners: Sequence[Scanner],
+        policy: ProcessingPolicy,
+        render_slots: int,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._images = images
+        self._store = store
+        self._repository = repository
+        self._scanners = scanners
+        self._policy = policy
+        self._clock = clock
+        # Decoding and encoding are CPU-bound: a bounded number run at once, off the loop.
+        self._render_slots = asyncio.Semaphore(render_slots)
+
+    async def handle(self, job: Any) -> None:
+        """Processes one queue message; raises to have it retried."""
+        if not isinstance(job, dict):
+            raise PoisonJob(f"not a job: {type(job).__name__}")
+        if job.get("type") == "process":
+            await self.process(str(job["user_id"]), str(job["image_id"]))
+        elif "Records" in job:
+            await self._uploaded(job["Records"])
+        elif job.get("Event") == "s3:TestEvent":
+            return  # S3 confirms a new notification configuration this way
+        else:
+            raise PoisonJob(f"unknown job: {sorted(job)}")
+
+    async def _uploaded(self, records: list[dict[str, Any]]) -> None:
+        """S3's ObjectCreated notification for incoming/<user>/<image_id>."""
+        for event in records:
+            key = unquote_plus(event.get("s3", {}).get("object", {}).get("key", ""))
+            parts = key.split("/")
+            if len(parts) != 3 or parts[0] != "incoming":
+                continue
+            owner, image_id = unquote_plus(parts[1]), parts[2]
+            try:
+                await self._images.complete_for(owner, image_id)
+            except ServiceError as exc:
+                if exc.http_status >= 500:
+                    raise  # an outage: retry later
+                # Rejected, already completed, or unknown: nothing more to do for this upload.
+                log.info("upload event for %s/%s: %s", owner, image_id, exc.code)
+
+    async def process(self, user_id: str, image_id: str) -> None:
+        record = await self._repository.get(user_id, image_id)
+        if record is None or record.status is not ImageStatus.PROCESSING:
+            return  # done already (a redelivered job) or deleted meanwhile: one result only
+        data = await self._store.get_bytes(record.s3_key)
+        if record.content_type == "image/jpeg" and not self._policy.keep_gps:
+            stripped = strip_jpeg_gps(data)
+            if stripped is not data:
+                await self._store.put_bytes(
+                    record.s3_key, stripped, content_type=record.content_type
+                )
+                data = stripped
+
+        finding = await self._scan(record, data)
+        if finding is not None:
+            await self._quarantine(record, finding)
+            return
+
+        async with self._render_slots:
+            rendering = await asyncio.get_running_loop().run_in_executor(
+                None, render_variants, data, self._policy.variants
+            )
+        prefix = image_prefix(record.user_id, record.image_id)
+        variants = []
+        for rendered in rendering.variants:
+            key = f"{prefix}{rendered.name}{rendered.extension}"
+            await self._store.put_bytes(key, rendered.data, content_type=rendered.content_type)
+            variants.append(
+                Variant(
+                    name=rendered.name,
+                    format=rendered.format,
+                    content_type=rendered.content_type,
+                    key=key,
+                    width=rendered.width,
+                    height=rendered.height,
+                    size=len(rendered.data),
+                )
+            )
+        ready = replace(
+            record,
+            status=ImageStatus.READY,
+            size=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            variants=variants,
+            placeholder=rendering.dominant_color,
+            updated_at=self._clock(),
+        )
+        # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
+        # the conditional write lets exactly one of them publish the record.
+        await self._repository.replace_if_status(ready, ImageStatus.PROCESSING)
+
+    async def _scan(self, record: ImageRecord, data: bytes) -> str | None:
+        """The first finding of the chain, or None when every scanner passes it."""
+        if not self._scanners:
+            return None
+        url = await self._store.presign_get(
+            record.s3_key,
+            expires_in=self._policy.scan_url_expiry,
+            content_type=record.content_type,
+            content_disposition="inline",
+        )
+        subject = ScanSubject(record.user_id, record.image_id, record.content_type, data, url)
+        for scanner in self._scanners:
+            verdict = await scanner.scan(subject)  # ScannerUnavailable: retried, never ready
+            if not verdict.clean:
+                return f"{verdict.scanner}: {verdict.finding}"
+        return None
+
+    async def _quarantine(self, record: ImageRecord, finding: str) -> None:
+        target = quarantine_key(record)
+        stored = await self._store.head(record.s3_key)
+        if stored is not None:
+            await self._store.copy(
+                record.s3_key, target, etag=stored.etag, content_type=record.content_type
+            )
+        await self._store.delete(
+            await self._store.keys_under(image_prefix(record.user_id, record.image_id))
+        )
+        quarantined = replace(
+            record,
+            status=ImageStatus.QUARANTINED,
+            rejection_reason=finding,
+            variants=[],
+            updated_at=self._clock(),
+        )
+        await self._repository.replace_if_status(quarantined, ImageStatus.PROCESSING)
+        log.warning("quarantined %s/%s: %s", record.user_id, record.image_id, finding)

@@ -1,0 +1,120 @@
+"""Assembling the service's parts from settings: shared by the API process and the worker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import aiohttp
+
+from image_service.backends import aws_clients
+from image_service.cursor import CursorCodec
+from image_service.domain.images import ImageService, UploadPolicy, utc_now
+from image_service.domain.pipeline import ImageProcessor, ProcessingPolicy
+from image_service.domain.ratelimit import TokenBucketLimiter
+from image_service.inspection import InspectionLimits
+from image_service.processing import VariantSpec
+from image_service.scanners import ClamdScanner, Scanner, WebhookScanner
+from image_service.settings import Settings, cursor_key
+from image_service.storage.dynamo import ImageRepository
+from image_service.storage.queue import JobQueue
+from image_service.storage.s3 import ObjectStore
+from image_service.worker import Worker
+
+# How long a scanner's presigned GET of the original lives.
+SCAN_URL_EXPIRY_SECONDS = 300
+
+
+@dataclass(frozen=True, slots=True)
+class Services:
+    store: ObjectStore
+    repository: ImageRepository
+    jobs: JobQueue
+    images: ImageService
+    processor: ImageProcessor
+
+
+def variant_specs(settings: Settings) -> tuple[VariantSpec, ...]:
+    return tuple(
+        VariantSpec(name, int(side), settings.variant_formats)
+        for name, _, side in (spec.partition(":") for spec in settings.variants)
+    )
+
+
+@asynccontextmanager
+async def open_services(
+    settings: Settings, *, clock: Callable[[], datetime] = utc_now
+) -> AsyncIterator[Services]:
+    async with aws_clients(settings) as clients, AsyncExitStack() as stack:
+        store = ObjectStore(clients.s3, clients.s3_presign, settings.bucket)
+        repository = ImageRepository(clients.dynamodb, settings.table)
+        jobs = JobQueue(clients.sqs, settings.queue_name)
+        images = ImageService(
+            store=store,
+            repository=repository,
+            jobs=jobs,
+            cursors=CursorCodec(cursor_key(settings)),
+            policy=UploadPolicy(
+                allowed_content_types=settings.allowed_content_types,
+                max_upload_bytes=settings.max_upload_bytes,
+                upload_url_expiry=settings.upload_url_expiry,
+                download_url_expiry=settings.download_url_expiry,
+                inspection=InspectionLimits(
+                    max_pixels=settings.max_pixels,
+                    max_frames=settings.max_frames,
+                    max_animation_pixels=settings.max_animation_pixels,
+                ),
+                inspection_concurrency=settings.inspection_concurrency,
+            ),
+            upload_limiter=TokenBucketLimiter(
+                per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
+            ),
+            clock=clock,
+        )
+        scanners: list[Scanner] = []
+        if settings.clamd_address:
+            scanners.append(ClamdScanner(settings.clamd_address))
+        if settings.moderation_webhook_url:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            scanners.append(WebhookScanner(settings.moderation_webhook_url, http))
+        processor = ImageProcessor(
+            images=images,
+            store=store,
+            repository=repository,
+            scanners=scanners,
+            policy=ProcessingPolicy(
+                variants=variant_specs(settings),
+                keep_gps=settings.keep_gps,
+                scan_url_expiry=SCAN_URL_EXPIRY_SECONDS,
+            ),
+            render_slots=settings.inspection_concurrency,
+            clock=clock,
+        )
+        yield Services(store, repository, jobs, images, processor)
+
+
+def make_worker(settings: Settings, services: Services) -> Worker:
+    return Worker(
+        services.jobs,
+        services.processor,
+        concurrency=settings.worker_concurrency,
+        visibility_seconds=settings.job_visibility_seconds,
+        wait_seconds=settings.queue_wait_seconds,
+    )
+
+
+@asynccontextmanager
+async def running(worker: Worker) -> AsyncIterator[None]:
+    """Runs the worker in the background; on exit stops polling and finishes jobs in flight."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.drain()

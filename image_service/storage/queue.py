@@ -1,0 +1,88 @@
+"""The processing queue (SQS): jobs from completion and S3 event notifications."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from image_service.storage.errors import backend_errors
+
+if TYPE_CHECKING:
+    from types_aiobotocore_sqs import SQSClient
+
+BACKEND = "sqs"
+
+
+@dataclass(frozen=True, slots=True)
+class QueueMessage:
+    message_id: str
+    receipt_handle: str
+    body: str
+    receive_count: int
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class JobQueue:
+    """One SQS queue by name; its URL is looked up on first use, so the service starts (and
+    reports the queue in /ready) even while SQS or the queue is missing."""
+
+    def __init__(self, client: SQSClient, name: str) -> None:
+        self._client = client
+        self.name = name
+        self._url: str | None = None
+
+    async def url(self) -> str:
+        if self._url is None:
+            with backend_errors(BACKEND):
+                self._url = (await self._client.get_queue_url(QueueName=self.name))["QueueUrl"]
+        return self._url
+
+    async def send(self, job: dict[str, Any]) -> None:
+        url = await self.url()
+        with backend_errors(BACKEND):
+            await self._client.send_message(
+                QueueUrl=url, MessageBody=json.dumps(job, separators=(",", ":"))
+            )
+
+    async def receive(
+        self, *, max_messages: int, wait_seconds: int, visibility_timeout: int
+    ) -> list[QueueMessage]:
+        url = await self.url()
+        with backend_errors(BACKEND):
+            response = await self._client.receive_message(
+                QueueUrl=url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_seconds,
+                VisibilityTimeout=visibility_timeout,
+                MessageSystemAttributeNames=["ApproximateReceiveCount"],
+            )
+        return [
+            QueueMessage(
+                message_id=message["MessageId"],
+                receipt_handle=message["ReceiptHandle"],
+                body=message["Body"],
+                receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+            )
+            for message in response.get("Messages", [])
+        ]
+
+    async def delete(self, message: QueueMessage) -> None:
+        url = await self.url()
+        with backend_errors(BACKEND):
+            await self._client.delete_message(QueueUrl=url, ReceiptHandle=message.receipt_handle)
+
+    async def hide(self, message: QueueMessage, seconds: int) -> None:
+        """Keeps a message invisible for ``seconds`` more: extends a long job, or delays a retry."""
+        url = await self.url()
+        with backend_errors(BACKEND):
+            await self._client.change_message_visibility(
+                QueueUrl=url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=seconds
+            )
+
+    async def ping(self) -> None:
+        url = await self.url()
+        with backend_errors(BACKEND):
+            await self._client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])

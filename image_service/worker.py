@@ -1,0 +1,105 @@
+"""The queue worker: long polling, bounded concurrency, visibility extension, backoff retries.
+
+A job that keeps failing is left to SQS's redrive policy, which moves it to the dead-letter
+queue after ``job_max_receives`` receives (set up by ``image-service init``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from image_service.domain.pipeline import ImageProcessor
+from image_service.errors import BackendUnavailable
+from image_service.storage.queue import JobQueue, QueueMessage
+
+log = logging.getLogger(__name__)
+
+_MAX_BATCH = 10  # SQS's limit per receive
+_BACKOFF_BASE_SECONDS = 2
+_BACKOFF_MAX_SECONDS = 300
+_IDLE_AFTER_ERROR_SECONDS = 1.0
+
+
+class Worker:
+    def __init__(
+        self,
+        queue: JobQueue,
+        processor: ImageProcessor,
+        *,
+        concurrency: int,
+        visibility_seconds: int,
+        wait_seconds: int,
+    ) -> None:
+        self._queue = queue
+        self._processor = processor
+        self._slots = asyncio.Semaphore(concurrency)
+        self._concurrency = concurrency
+        self._visibility = visibility_seconds
+        self._wait = wait_seconds
+        self._in_flight: set[asyncio.Task[None]] = set()
+
+    async def run(self) -> None:
+        """Polls until cancelled; then lets the jobs in flight finish (see :meth:`drain`)."""
+        while True:
+            await self._slots.acquire()  # poll only when a job could start
+            self._slots.release()
+            free = self._concurrency - len(self._in_flight)
+            try:
+                messages = await self._queue.receive(
+                    max_messages=max(1, min(_MAX_BATCH, free)),
+                    wait_seconds=self._wait,
+                    visibility_timeout=self._visibility,
+                )
+            except BackendUnavailable as exc:  # an SQS outage must not end the worker
+                log.warning("receiving jobs failed: %s", exc.reason)
+                await asyncio.sleep(_IDLE_AFTER_ERROR_SECONDS)
+                continue
+            except Exception:
+                log.exception("receiving jobs failed")
+                await asyncio.sleep(_IDLE_AFTER_ERROR_SECONDS)
+                continue
+            for message in messages:
+                await self._slots.acquire()
+                task = asyncio.create_task(self._run_one(message))
+                self._in_flight.add(task)
+                task.add_done_callback(self._in_flight.discard)
+
+    async def drain(self) -> None:
+        if self._in_flight:
+            await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def _run_one(self, message: QueueMessage) -> None:
+        heartbeat = asyncio.create_task(self._keep_hidden(message))
+        try:
+            job: Any = message.json()
+            await self._processor.handle(job)
+        except Exception as exc:
+            delay = min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS**message.receive_count)
+            log.warning(
+                "job %s failed (try %d, next in %d s): %s: %s",
+                message.message_id,
+                message.receive_count,
+                delay,
+                type(exc).__name__,
+                exc,
+            )
+            with contextlib.suppress(Exception):
+                await self._queue.hide(message, delay)
+        else:
+            with contextlib.suppress(Exception):  # undeleted, it is redone: harmless, idempotent
+                await self._queue.delete(message)
+        finally:
+            heartbeat.cancel()
+            self._slots.release()
+
+    async def _keep_hidden(self, message: QueueMessage) -> None:
+        """Extends the message's invisibility while its job runs, so nobody else starts it."""
+        while True:
+            await asyncio.sleep(self._visibility / 2)
+            try:
+                await self._queue.hide(message, self._visibility)
+            except Exception:
+                log.warning("could not extend job %s", message.message_id)
