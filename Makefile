@@ -28,12 +28,18 @@ $(LOCALSTACK_STAMP): localstack/requirements-host.txt
 	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet -r localstack/requirements-host.txt
 	touch $@
 
+# ClamAV's daemon, for the scanning tests (Debian's package; signatures are written by the tests).
+CLAMD ?= /usr/sbin/clamd
+$(CLAMD):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clamav-daemon
+
 ## run: install, then start the API on embedded moto S3 + DynamoDB (no Docker, no AWS account)
 run: $(STAMP)
 	$(BIN)/image-service dev
 
-## test: install, then run the whole suite (it starts its own moto server and LocalStack S3)
-test: $(STAMP) $(LOCALSTACK_STAMP)
+## test: install, then run the whole suite (it starts its own moto, LocalStack S3 and clamd)
+test: $(STAMP) $(LOCALSTACK_STAMP) $(CLAMD)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff check, ruff format --check, strict mypy on the package
