@@ -9,6 +9,7 @@ import dataclasses
 import logging
 import os
 import secrets
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -78,14 +79,18 @@ def cmd_worker(args: argparse.Namespace) -> None:
     async def work() -> None:
         async with open_services(settings) as services:
             worker = make_worker(settings, services)
+            polling = asyncio.create_task(worker.run())
+            # SIGTERM (a deploy, a scale-in) stops polling; jobs in flight finish first.
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, polling.cancel)
             logging.getLogger(__name__).info("worker polling %s", settings.queue_name)
-            try:
-                await worker.run()
-            finally:
-                await worker.drain()
+            with contextlib.suppress(asyncio.CancelledError):
+                await polling
+            await worker.drain()
+            logging.getLogger(__name__).info("worker stopped")
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(work())
+    asyncio.run(work())
 
 
 def cmd_dev(args: argparse.Namespace) -> None:

@@ -7,6 +7,9 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import os
+import signal
+import sys
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -263,3 +266,69 @@ async def test_clamav_down_never_lets_an_image_become_ready(
     await asyncio.sleep(3)  # the worker tries, fails closed, and will retry later
     status, image, _ = await api.call("GET", f"/images/{upload['image_id']}")
     assert image["status"] == "processing"
+
+
+class SlowModerator(Moderator):
+    """Takes longer to answer than a job stays hidden: without extension it would run twice."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__("allow")
+        self.seconds = seconds
+        self.calls = 0
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls += 1
+        await asyncio.sleep(self.seconds)
+        return web.json_response({"decision": "allow"})
+
+
+async def test_long_jobs_stay_hidden_while_they_run(
+    make_api: MakeApi, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    moderator = SlowModerator(seconds=3.5)
+    app = web.Application()
+    app.router.add_post("/moderate", moderator.handle)
+    server = await aiohttp_server(app)
+    api = await make_api(
+        moderation_webhook_url=str(server.make_url("/moderate")), job_visibility_seconds=2
+    )
+    _, status, image = await api.upload(images.png(), content_type="image/png")
+    assert (status, image["status"]) == (200, "ready")
+    assert moderator.calls == 1, "the visibility was extended, so no second delivery ran"
+
+
+async def test_the_worker_command_processes_jobs_and_stops_on_sigterm(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    api = await make_api(embedded_worker=False)
+    upload = await api.upload_url(content_type="image/png")
+    assert await api.send_to_s3(upload, images.png()) == 200
+    status, image, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert (status, image["status"]) == (200, "processing")
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
+    env.update(
+        {
+            "IMAGE_SERVICE_JWT_SECRET": api.settings.jwt_secret,
+            "IMAGE_SERVICE_BUCKET": api.settings.bucket,
+            "IMAGE_SERVICE_TABLE": api.settings.table,
+            "IMAGE_SERVICE_QUEUE_NAME": api.settings.queue_name,
+            "IMAGE_SERVICE_QUEUE_WAIT_SECONDS": "1",
+        }
+    )
+    worker = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "image_service.cli",
+        "worker",
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        assert (await api.processed(upload["image_id"]))["status"] == "ready"
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(worker.communicate(), timeout=30)
+    assert worker.returncode == 0, output.decode()
+    assert b"worker stopped" in output
