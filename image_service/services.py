@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import aiohttp
 
@@ -17,6 +18,7 @@ from image_service.domain.images import ImageService, UploadPolicy, utc_now
 from image_service.domain.pipeline import ImageProcessor, ProcessingPolicy
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.inspection import InspectionLimits
+from image_service.metrics import ServiceMetrics
 from image_service.processing import VariantSpec
 from image_service.scanners import ClamdScanner, Scanner, WebhookScanner
 from image_service.settings import Settings, cursor_key
@@ -47,9 +49,14 @@ def variant_specs(settings: Settings) -> tuple[VariantSpec, ...]:
 
 @asynccontextmanager
 async def open_services(
-    settings: Settings, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    metrics: ServiceMetrics | None = None,
 ) -> AsyncIterator[Services]:
     async with aws_clients(settings) as clients, AsyncExitStack() as stack:
+        if metrics is not None:
+            _count_dynamodb_calls(clients.dynamodb, metrics)
         store = ObjectStore(clients.s3, clients.s3_presign, settings.bucket)
         repository = ImageRepository(clients.dynamodb, settings.table)
         jobs = JobQueue(clients.sqs, settings.queue_name)
@@ -95,6 +102,15 @@ async def open_services(
             clock=clock,
         )
         yield Services(store, repository, jobs, images, processor)
+
+
+def _count_dynamodb_calls(client: Any, metrics: ServiceMetrics) -> None:
+    """Every DynamoDB call is counted where botocore finishes it, whichever module made it."""
+
+    def after_call(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        metrics.observe_dynamodb_call(model.name, parsed)
+
+    client.meta.events.register("after-call.dynamodb", after_call)
 
 
 def make_worker(settings: Settings, services: Services) -> Worker:

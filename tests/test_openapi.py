@@ -18,6 +18,7 @@ ROUTES = {
     ("get", "/images/{image_id}/download"): (None, "200", "DownloadResponse"),
     ("get", "/health"): (None, "200", "Health"),
     ("get", "/ready"): (None, "200", "Health"),
+    ("get", "/metrics"): (None, "200", None),
 }
 
 

@@ -15,17 +15,19 @@ from image_service import __version__
 from image_service.auth import TokenVerifier
 from image_service.domain.images import utc_now
 from image_service.jwks import JwksCache
+from image_service.metrics import ServiceMetrics
 from image_service.services import make_worker, open_services, running
 from image_service.settings import Settings
 from image_service.web.keys import (
     IMAGE_REPOSITORY,
     IMAGE_SERVICE,
     JOB_QUEUE,
+    METRICS,
     OBJECT_STORE,
     SETTINGS,
     TOKEN_VERIFIER,
 )
-from image_service.web.middlewares import RequestParser, authenticate, error_envelope
+from image_service.web.middlewares import RequestParser, authenticate, error_envelope, observe
 from image_service.web.openapi import setup_openapi
 from image_service.web.routes import setup_routes
 
@@ -63,7 +65,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
         """One aioboto3 session and one client per AWS service for the app's whole life; and,
         when asked (dev, tests), a queue worker in this process."""
         settings = app[SETTINGS]
-        async with open_services(settings, clock=clock) as services:
+        async with open_services(settings, clock=clock, metrics=app[METRICS]) as services:
             app[OBJECT_STORE] = services.store
             app[IMAGE_REPOSITORY] = services.repository
             app[JOB_QUEUE] = services.jobs
@@ -81,9 +83,10 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     app = web.Application(
         # The API never carries image bytes, so every body is small JSON.
         client_max_size=settings.max_json_body_bytes,
-        middlewares=[error_envelope, authenticate, validation_middleware],
+        middlewares=[observe, error_envelope, authenticate, validation_middleware],
     )
     app[SETTINGS] = settings
+    app[METRICS] = ServiceMetrics()
     app.cleanup_ctx.append(_token_verifier)
     app.cleanup_ctx.append(_backends(clock))
     app.on_response_prepare.append(_security_headers)

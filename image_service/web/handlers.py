@@ -9,11 +9,13 @@ from marshmallow import Schema
 
 from image_service.domain.health import check_backends
 from image_service.domain.images import UploadRequest
+from image_service.metrics import CONTENT_TYPE
 from image_service.models import ListFilter
 from image_service.web.keys import (
     IMAGE_REPOSITORY,
     IMAGE_SERVICE,
     JOB_QUEUE,
+    METRICS,
     OBJECT_STORE,
     PRINCIPAL,
 )
@@ -183,3 +185,10 @@ async def ready(request: web.Request) -> web.Response:
         limit_seconds=READINESS_TIMEOUT_SECONDS,
     )
     return web.json_response({"status": "ok", "checks": checks})
+
+
+@public
+@docs(summary="Prometheus metrics", tags=["health"], security=[])
+@response_schema(None, 200, description="Prometheus text exposition format.")
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from image_service.auth import TokenVerifier
 from image_service.domain.images import ImageService
+from image_service.metrics import ServiceMetrics
 from image_service.models import Principal
 from image_service.settings import Settings
 from image_service.storage.dynamo import ImageRepository
@@ -13,6 +14,7 @@ from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
 
 SETTINGS = web.AppKey("settings", Settings)
+METRICS = web.AppKey("metrics", ServiceMetrics)
 TOKEN_VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
@@ -15,7 +16,7 @@ from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
 from image_service.errors import InvalidRequest, ServiceError, Unauthenticated
-from image_service.web.keys import PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
+from image_service.web.keys import METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,26 @@ def _http_error_response(exc: web.HTTPException) -> web.Response:
     headers = {str(name): exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
     code = _HTTP_ERROR_CODES.get(exc.status, f"http_{exc.status}")
     return error_response(exc.status, code, exc.reason, headers=headers)
+
+
+@web.middleware
+async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Outermost: counts and times every request by its route template, never its raw path."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        return response
+    except web.HTTPException as exc:  # redirects leave as exceptions
+        status = exc.status
+        raise
+    finally:
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else "unmatched"
+        request.app[METRICS].observe_request(
+            route, request.method, status, time.perf_counter() - started
+        )
 
 
 @web.middleware

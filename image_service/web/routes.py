@@ -20,3 +20,4 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(_IMAGE + "/download", handlers.download_image, allow_head=False)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/ready", handlers.ready, allow_head=False)
+    app.router.add_get("/metrics", handlers.metrics, allow_head=False)

@@ -1,0 +1,67 @@
+"""Prometheus metrics: HTTP traffic per route, and what DynamoDB reads cost.
+
+Each app has a registry of its own (no process-global state), served at ``/metrics``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Covers the API's range: sub-millisecond presigning up to multi-second backend trouble.
+_LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Operations whose responses report how many items DynamoDB read.
+_READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
+
+
+class ServiceMetrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "image_service_http_requests",
+            "HTTP requests answered, by route template, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "image_service_http_request_duration_seconds",
+            "Time to answer an HTTP request, by route template and method.",
+            ["route", "method"],
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.dynamodb_requests = Counter(
+            "image_service_dynamodb_requests",
+            "DynamoDB API calls, by operation.",
+            ["operation"],
+            registry=self.registry,
+        )
+        self.dynamodb_items_read = Counter(
+            "image_service_dynamodb_items_read",
+            "Items DynamoDB read: ScannedCount of queries and scans, items returned otherwise.",
+            registry=self.registry,
+        )
+
+    def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route, method).observe(seconds)
+
+    def observe_dynamodb_call(self, operation: str, parsed: dict[str, Any]) -> None:
+        """A botocore ``after-call`` hook: one call per API call, retries included once."""
+        self.dynamodb_requests.labels(operation).inc()
+        if operation not in _READS:
+            return
+        if "ScannedCount" in parsed:
+            read = int(parsed["ScannedCount"])
+        elif "Item" in parsed:
+            read = 1
+        elif "Responses" in parsed:
+            read = sum(len(items) for items in parsed["Responses"].values())
+        else:
+            read = 0
+        self.dynamodb_items_read.inc(read)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,62 @@
+"""/metrics in Prometheus text format: HTTP traffic by route template, DynamoDB calls and reads."""
+
+from __future__ import annotations
+
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import Api, MakeApi
+
+
+async def _samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async with api.client.get("/metrics") as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        text = await response.text()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def test_requests_are_counted_by_route_template_and_status(api: Api) -> None:
+    upload = await api.upload_url()
+    await api.call("GET", f"/images/{upload['image_id']}")
+    await api.call("GET", "/images/00000000-0000-4000-8000-000000000000")
+    await api.call("GET", "/nowhere")
+    await api.call("GET", "/images", user=None)
+    samples = await _samples(api)
+
+    def requests(route: str, method: str, status: str) -> float:
+        labels = (("method", method), ("route", route), ("status", status))
+        return samples.get(("image_service_http_requests_total", labels), 0.0)
+
+    image_route = "/images/{image_id}"
+    assert requests("/images/upload", "POST", "201") == 1
+    assert requests(image_route, "GET", "200") == 1
+    assert requests(image_route, "GET", "404") == 1
+    assert requests("unmatched", "GET", "404") == 1
+    assert requests("/images", "GET", "401") == 1
+    buckets = (
+        "image_service_http_request_duration_seconds_count",
+        (("method", "POST"), ("route", "/images/upload")),
+    )
+    assert samples[buckets] == 1
+
+
+async def test_dynamodb_calls_and_items_read_are_counted(make_api: MakeApi) -> None:
+    api = await make_api(upload_burst=1000)
+    for _ in range(60):
+        await api.upload_url()
+    before = await _samples(api)
+    status, page, _ = await api.call("GET", "/images", params={"limit": "20"})
+    assert (status, len(page["items"])) == (200, 20)
+    after = await _samples(api)
+
+    def delta(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
+        return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)
+
+    # A page of 20 from 60, unfiltered: one query reading the page and one look-ahead item.
+    assert delta("image_service_dynamodb_requests_total", (("operation", "Query"),)) == 1
+    assert delta("image_service_dynamodb_items_read_total") == 21
+    assert after[("image_service_dynamodb_requests_total", (("operation", "PutItem"),))] == 60
