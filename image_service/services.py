@@ -58,7 +58,9 @@ async def open_services(
         if metrics is not None:
             _count_dynamodb_calls(clients.dynamodb, metrics)
         store = ObjectStore(clients.s3, clients.s3_presign, settings.bucket)
-        repository = ImageRepository(clients.dynamodb, settings.table)
+        repository = ImageRepository(
+            clients.dynamodb, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
+        )
         jobs = JobQueue(clients.sqs, settings.queue_name)
         images = ImageService(
             store=store,

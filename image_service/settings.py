@@ -172,6 +172,9 @@ class Settings:
         60, _positive_int, "Upload URLs one user may obtain per minute (token bucket, per replica)."
     )
     upload_burst: int = _setting(20, _positive_int, "Upload URLs one user may obtain at once.")
+    dead_record_ttl_seconds: int = _setting(
+        86400, _positive_int, "Pending and rejected records expire (DynamoDB TTL) after this."
+    )
     queue_name: str = _setting("image-processing", str, "SQS queue of processing jobs.")
     worker_concurrency: int = _setting(4, _positive_int, "Jobs one worker process runs at once.")
     queue_wait_seconds: int = _setting(

@@ -50,7 +50,12 @@ def _n(value: int) -> AttributeValueTypeDef:
     return {"N": str(value)}
 
 
-def to_item(record: ImageRecord) -> Item:
+# Records of uploads that never became images expire (DynamoDB TTL) after this attribute's time.
+EXPIRY_ATTRIBUTE = "expires_at"
+_EXPIRING = {ImageStatus.PENDING, ImageStatus.REJECTED}
+
+
+def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     item: Item = {
         "user_id": _s(record.user_id),
         "image_id": _s(record.image_id),
@@ -80,6 +85,8 @@ def to_item(record: ImageRecord) -> Item:
         item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
     if record.placeholder is not None:
         item["placeholder"] = _s(record.placeholder)
+    if dead_record_ttl is not None and record.status in _EXPIRING:
+        item[EXPIRY_ATTRIBUTE] = _n(int(record.updated_at.timestamp()) + dead_record_ttl)
     item.update({name: _n(value) for name, value in optional_numbers.items() if value is not None})
     return item
 
@@ -149,15 +156,19 @@ def _condition_failed(exc: ClientError) -> bool:
 
 
 class ImageRepository:
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
+    def __init__(
+        self, client: DynamoDBClient, table: str, *, dead_record_ttl: int | None = None
+    ) -> None:
         self._client = client
         self.table = table
+        # Pending and rejected records are deleted by DynamoDB this long after their last change.
+        self._dead_record_ttl = dead_record_ttl
 
     async def create(self, record: ImageRecord) -> None:
         with backend_errors(BACKEND):
             await self._client.put_item(
                 TableName=self.table,
-                Item=to_item(record),
+                Item=to_item(record, dead_record_ttl=self._dead_record_ttl),
                 ConditionExpression="attribute_not_exists(image_id)",
             )
 
@@ -175,7 +186,7 @@ class ImageRepository:
             try:
                 await self._client.put_item(
                     TableName=self.table,
-                    Item=to_item(record),
+                    Item=to_item(record, dead_record_ttl=self._dead_record_ttl),
                     ConditionExpression="#status = :expected",
                     ExpressionAttributeNames={"#status": "status"},
                     ExpressionAttributeValues={":expected": _s(expected.value)},

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from image_service.storage.dynamo import UPLOAD_TIME_INDEX
+from image_service.storage.dynamo import EXPIRY_ATTRIBUTE, UPLOAD_TIME_INDEX
 from image_service.storage.errors import error_code
 
 if TYPE_CHECKING:
@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+ABANDONED_UPLOAD_DAYS = 1
 # Browsers read the ETag after a PUT and need these request headers allowed to send a signed one.
 _CORS_EXPOSE_HEADERS = ["ETag"]
 
@@ -45,6 +46,21 @@ async def ensure_bucket(
             "IgnorePublicAcls": True,
             "BlockPublicPolicy": True,
             "RestrictPublicBuckets": True,
+        },
+    )
+    await s3.put_bucket_lifecycle_configuration(
+        Bucket=bucket,
+        LifecycleConfiguration={
+            "Rules": [
+                {
+                    # Uploads that were never completed (or whose completion failed) go away.
+                    "ID": "expire-abandoned-uploads",
+                    "Filter": {"Prefix": "incoming/"},
+                    "Status": "Enabled",
+                    "Expiration": {"Days": ABANDONED_UPLOAD_DAYS},
+                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+                }
+            ]
         },
     )
     await s3.put_bucket_cors(
@@ -96,6 +112,12 @@ async def ensure_table(dynamodb: DynamoDBClient, table: str) -> None:
         await _ensure_index(dynamodb, table, definition)
     waiter = dynamodb.get_waiter("table_exists")
     await waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+    ttl = await dynamodb.describe_time_to_live(TableName=table)
+    if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
+        await dynamodb.update_time_to_live(
+            TableName=table,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": EXPIRY_ATTRIBUTE},
+        )
 
 
 async def _ensure_index(dynamodb: DynamoDBClient, table: str, definition: dict[str, Any]) -> None:
