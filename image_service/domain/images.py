@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import json
 import logging
 import re
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import quote
@@ -35,7 +36,7 @@ from image_service.models import (
     PresignedUpload,
     Principal,
 )
-from image_service.storage.dynamo import ImageRepository
+from image_service.storage.dynamo import IdempotentUpload, ImageRepository
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore, StoredObject
 
@@ -105,6 +106,15 @@ def process_job(record: ImageRecord) -> dict[str, str]:
     return {"type": "process", "user_id": record.user_id, "image_id": record.image_id}
 
 
+_IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+
+
+def _fingerprint(request: UploadRequest) -> str:
+    body = asdict(request)
+    body["tags"] = list(request.tags)
+    return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
 def normalize_tags(tags: Sequence[str]) -> list[str]:
     """Lowercase, first occurrence kept: ``["Cat", "cat", "Dog"]`` is ``["cat", "dog"]``."""
     return list(dict.fromkeys(tag.lower() for tag in tags))
@@ -168,9 +178,53 @@ class ImageService:
     # -- upload ---------------------------------------------------------------------------------
 
     async def create_upload(
-        self, principal: Principal, request: UploadRequest
+        self, principal: Principal, request: UploadRequest, *, idempotency_key: str | None = None
     ) -> tuple[ImageRecord, PresignedUpload]:
+        """A new pending image and its upload URL. With an idempotency key, a retry of the same
+        request (until its URL expires) answers the same image and URL instead of a new one."""
         owner = self.owner_for(principal, request.user_id)
+        if idempotency_key is None:
+            return await self._new_upload(principal, owner, request)
+        if not _IDEMPOTENCY_KEY.match(idempotency_key):
+            raise InvalidRequest(
+                "Idempotency-Key must be 1-255 printable ASCII characters.",
+                code="invalid_idempotency_key",
+            )
+        fingerprint = _fingerprint(request)
+        replay = await self._replay(principal, idempotency_key, fingerprint)
+        if replay is not None:
+            return replay
+        record, upload = await self._new_upload(principal, owner, request)
+        entry = IdempotentUpload(fingerprint, record.user_id, record.image_id, upload)
+        if await self._repository.put_idempotent(
+            principal.user_id, idempotency_key, entry, self._clock()
+        ):
+            return record, upload
+        # A concurrent twin stored its answer first: answer as it did, and drop ours.
+        await self._repository.delete(record.user_id, record.image_id)
+        replay = await self._replay(principal, idempotency_key, fingerprint)
+        if replay is None:
+            raise Conflict(
+                "The request is being retried concurrently.", code="idempotency_conflict"
+            )
+        return replay
+
+    async def _replay(
+        self, principal: Principal, key: str, fingerprint: str
+    ) -> tuple[ImageRecord, PresignedUpload] | None:
+        stored = await self._repository.get_idempotent(principal.user_id, key, self._clock())
+        if stored is None:
+            return None
+        if stored.fingerprint != fingerprint:
+            raise InvalidRequest(
+                "This Idempotency-Key was used with another request body.",
+                code="idempotency_key_reused",
+            )
+        return await self._owned(stored.owner, stored.image_id), stored.upload
+
+    async def _new_upload(
+        self, principal: Principal, owner: str, request: UploadRequest
+    ) -> tuple[ImageRecord, PresignedUpload]:
         # Counted against the caller: an admin acting for others spends their own budget.
         self._upload_limiter.take(principal.user_id)
         policy = self._policy

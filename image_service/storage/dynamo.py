@@ -7,6 +7,7 @@ id) that lists a user's images newest first and answers date ranges with a key c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +18,7 @@ from image_service.models import (
     ImageRecord,
     ImageStatus,
     ListFilter,
+    PresignedUpload,
     Variant,
     format_timestamp,
     parse_timestamp,
@@ -36,6 +38,19 @@ FILTERED_READ_BATCH = 100
 _AFTER_ANY_ID = "~"
 
 Item = dict[str, "AttributeValueTypeDef"]
+
+
+_IDEMPOTENCY_PREFIX = "idempotency#"
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentUpload:
+    """What a keyed upload-URL request answered, to answer its retries the same."""
+
+    fingerprint: str  # of the request body: the same key with another body is refused
+    owner: str
+    image_id: str
+    upload: PresignedUpload
 
 
 def upload_sort_key(record: ImageRecord) -> str:
@@ -299,6 +314,64 @@ class ImageRepository:
             return records, None
         last = records[-1]
         return records, CursorPosition(sort_key=upload_sort_key(last), image_id=last.image_id)
+
+    # -- idempotency keys: items in the caller's partition, outside every image listing -------
+
+    async def get_idempotent(self, caller: str, key: str, now: datetime) -> IdempotentUpload | None:
+        with backend_errors(BACKEND):
+            response = await self._client.get_item(
+                TableName=self.table,
+                Key=_key(caller, _IDEMPOTENCY_PREFIX + key),
+                ConsistentRead=True,
+            )
+        item = response.get("Item")
+        # DynamoDB's TTL deletes late (hours); an expired key is already gone for clients.
+        if item is None or int(item[EXPIRY_ATTRIBUTE]["N"]) <= int(now.timestamp()):
+            return None
+        return IdempotentUpload(
+            fingerprint=item["fingerprint"]["S"],
+            owner=item["owner"]["S"],
+            image_id=item["target_image_id"]["S"],
+            upload=PresignedUpload(
+                url=item["url"]["S"],
+                method=item["method"]["S"],
+                headers={k: v["S"] for k, v in item["headers"]["M"].items()},
+                fields={k: v["S"] for k, v in item["fields"]["M"].items()},
+                expires_at=parse_timestamp(item["upload_expires_at"]["S"]),
+            ),
+        )
+
+    async def put_idempotent(
+        self, caller: str, key: str, entry: IdempotentUpload, now: datetime
+    ) -> bool:
+        """Records the answer to a keyed request; False if a live one exists (a twin won)."""
+        upload = entry.upload
+        item: Item = {
+            **_key(caller, _IDEMPOTENCY_PREFIX + key),
+            "fingerprint": _s(entry.fingerprint),
+            "owner": _s(entry.owner),
+            "target_image_id": _s(entry.image_id),
+            "url": _s(upload.url),
+            "method": _s(upload.method),
+            "headers": {"M": {k: _s(v) for k, v in upload.headers.items()}},
+            "fields": {"M": {k: _s(v) for k, v in upload.fields.items()}},
+            "upload_expires_at": _s(format_timestamp(upload.expires_at)),
+            EXPIRY_ATTRIBUTE: _n(int(upload.expires_at.timestamp())),
+        }
+        with backend_errors(BACKEND):
+            try:
+                await self._client.put_item(
+                    TableName=self.table,
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(image_id) OR #expiry <= :now",
+                    ExpressionAttributeNames={"#expiry": EXPIRY_ATTRIBUTE},
+                    ExpressionAttributeValues={":now": _n(int(now.timestamp()))},
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
 
     async def ping(self) -> None:
         with backend_errors(BACKEND):

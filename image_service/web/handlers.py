@@ -62,13 +62,27 @@ def _owner(request: web.Request) -> str | None:
     return user_id
 
 
-@docs(summary="Request a presigned upload URL", **_secured)
+@docs(
+    summary="Request a presigned upload URL",
+    parameters=[
+        {
+            "in": "header",
+            "name": "Idempotency-Key",
+            "required": False,
+            "description": "Retries with the same key and body return the same image and URL.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+        }
+    ],
+    **_secured,
+)
 @json_schema(UploadRequestSchema)
 @response_schema(UploadResponseSchema, 201, description="Upload the bytes to upload_url.")
 async def create_upload(request: web.Request) -> web.Response:
     body = request["json"]
     record, upload = await request.app[IMAGE_SERVICE].create_upload(
-        request[PRINCIPAL], UploadRequest(**body)
+        request[PRINCIPAL],
+        UploadRequest(**body),
+        idempotency_key=request.headers.get("Idempotency-Key"),
     )
     payload = {
         "image_id": record.image_id,
