@@ -13,6 +13,7 @@ class ImageStatus(enum.StrEnum):
     READY = "ready"  # scanned, processed and downloadable
     REJECTED = "rejected"  # what arrived was refused and deleted
     QUARANTINED = "quarantined"  # a scanner flagged it; moved aside, never downloadable
+    DELETING = "deleting"  # a delete began; a retried DELETE finishes it
 
 
 @dataclass(frozen=True, slots=True)

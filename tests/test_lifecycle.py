@@ -7,8 +7,9 @@ import hashlib
 
 import pytest
 
+from image_service.embedded import free_port
 from tests import images
-from tests.conftest import Api
+from tests.conftest import Api, MakeApi
 
 FORMATS = [
     ("image/jpeg", images.jpeg(64, 48), 64, 48),
@@ -209,3 +210,32 @@ async def test_admin_acts_for_another_user(api: Api) -> None:
         "DELETE", f"/images/{image_id}?user_id=bob", user="root", admin=True
     )
     assert status == 204
+
+
+async def test_an_interrupted_delete_is_finished_by_a_retry(make_api: MakeApi) -> None:
+    """S3 fails mid-delete (its endpoint unreachable): the image is left `deleting`, never
+    served again, and the next DELETE removes every object and the record."""
+    healthy = await make_api()
+    upload, _, ready = await healthy.upload(images.jpeg())
+    assert ready["status"] == "ready"
+    image_id = upload["image_id"]
+    broken = await make_api(
+        provisioned=False,
+        bucket=healthy.settings.bucket,
+        table=healthy.settings.table,
+        environment={"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"},
+    )
+    status, body, _ = await broken.call("DELETE", f"/images/{image_id}")
+    assert (status, body["error"]["code"]) == (503, "backend_unavailable")
+
+    status, record, _ = await healthy.call("GET", f"/images/{image_id}")
+    assert (status, record["status"]) == (200, "deleting")
+    status, body, _ = await healthy.call("GET", f"/images/{image_id}/download")
+    assert (status, body["error"]["code"]) == (409, "image_not_ready")
+    assert healthy.object_keys(), "the objects are still there: nothing points at nothing yet"
+
+    status, _, _ = await healthy.call("DELETE", f"/images/{image_id}")
+    assert status == 204
+    assert healthy.object_keys() == []
+    status, _, _ = await healthy.call("GET", f"/images/{image_id}")
+    assert status == 404

@@ -510,7 +510,12 @@ class ImageService:
 
     async def delete(self, principal: Principal, image_id: str, user_id: str | None) -> None:
         record = await self._owned(self.owner_for(principal, user_id), image_id)
-        # Objects first: if the record delete then fails, a retry finds the record and finishes.
+        # Marked first, objects next, record last: wherever this stops, the record still names
+        # the image as `deleting` (never served again), and a retried DELETE finishes the job.
+        if record.status is not ImageStatus.DELETING and not await self._repository.mark_deleting(
+            record.user_id, record.image_id, updated_at=self._clock()
+        ):
+            raise ImageNotFound(image_id)
         served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
         await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
         await self._repository.delete(record.user_id, record.image_id)

@@ -137,7 +137,12 @@ class ImageProcessor:
         )
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
         # the conditional write lets exactly one of them publish the record.
-        await self._repository.replace_if_status(ready, ImageStatus.PROCESSING)
+        if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
+            return
+        current = await self._repository.get(record.user_id, record.image_id)
+        if current is None or current.status is ImageStatus.DELETING:
+            # Deleted while this job ran: take back what it wrote, so nothing is orphaned.
+            await self._store.delete([variant.key for variant in variants])
 
     async def _scan(self, record: ImageRecord, data: bytes) -> str | None:
         """The first finding of the chain, or None when every scanner passes it."""

@@ -246,6 +246,27 @@ class ImageRepository:
                 raise
         return from_item(response["Attributes"])
 
+    async def mark_deleting(self, user_id: str, image_id: str, *, updated_at: datetime) -> bool:
+        """Sets the deleting status; False when the record is already gone."""
+        with backend_errors(BACKEND):
+            try:
+                await self._client.update_item(
+                    TableName=self.table,
+                    Key=_key(user_id, image_id),
+                    UpdateExpression="SET #status = :deleting, updated_at = :updated_at",
+                    ConditionExpression="attribute_exists(image_id)",
+                    ExpressionAttributeNames={"#status": "status"},
+                    ExpressionAttributeValues={
+                        ":deleting": _s(ImageStatus.DELETING.value),
+                        ":updated_at": _s(format_timestamp(updated_at)),
+                    },
+                )
+            except ClientError as exc:
+                if _condition_failed(exc):
+                    return False
+                raise
+        return True
+
     async def delete(self, user_id: str, image_id: str) -> None:
         with backend_errors(BACKEND):
             await self._client.delete_item(TableName=self.table, Key=_key(user_id, image_id))
