@@ -53,6 +53,11 @@ class Forbidden(ServiceError):
     code = "forbidden"
 
 
+class QuotaExceeded(ServiceError):
+    http_status = 403
+    code = "quota_exceeded"
+
+
 class ImageNotFound(ServiceError):
     # Also the answer for another user's image: existence is never revealed.
     http_status = 404

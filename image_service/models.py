@@ -50,6 +50,8 @@ class ImageRecord:
     # What the client declared when it asked for the URL; checked at completion.
     declared_size: int | None = None
     declared_checksum_sha256: str | None = None
+    # Bytes this image counts against its owner's quota (set once completion accepted it).
+    counted_bytes: int | None = None
     # What completion measured.
     size: int | None = None
     width: int | None = None
@@ -58,6 +60,12 @@ class ImageRecord:
     rejection_reason: str | None = None
     variants: list[Variant] = field(default_factory=list)
     placeholder: str | None = None  # dominant colour, "#rrggbb"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    images: int
+    bytes: int
 
 
 @dataclass(frozen=True, slots=True)

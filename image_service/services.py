@@ -78,6 +78,9 @@ async def open_services(
                     max_animation_pixels=settings.max_animation_pixels,
                 ),
                 inspection_concurrency=settings.inspection_concurrency,
+                max_images_per_user=settings.max_images_per_user,
+                max_bytes_per_user=settings.max_bytes_per_user,
+                usage_cache_seconds=settings.usage_cache_seconds,
             ),
             upload_limiter=TokenBucketLimiter(
                 per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst

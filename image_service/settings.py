@@ -38,6 +38,13 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be zero or a positive integer")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -174,6 +181,13 @@ class Settings:
     upload_burst: int = _setting(20, _positive_int, "Upload URLs one user may obtain at once.")
     dead_record_ttl_seconds: int = _setting(
         86400, _positive_int, "Pending and rejected records expire (DynamoDB TTL) after this."
+    )
+    max_images_per_user: int = _setting(100_000, _positive_int, "Quota: images one user may keep.")
+    max_bytes_per_user: int = _setting(
+        50 * 1024 * MiB, _positive_int, "Quota: bytes of originals one user may keep."
+    )
+    usage_cache_seconds: int = _setting(
+        10, _non_negative_int, "Age of the usage figure upload URLs are checked against."
     )
     queue_name: str = _setting("image-processing", str, "SQS queue of processing jobs.")
     worker_concurrency: int = _setting(4, _positive_int, "Jobs one worker process runs at once.")

@@ -18,6 +18,11 @@ from tests import images
 STARTUP_SECONDS = 60
 
 
+async def _drain(stream: asyncio.StreamReader, output: list[str]) -> None:
+    while line := await stream.readline():
+        output.append(line.decode())
+
+
 @pytest.fixture
 async def dev_server() -> AsyncIterator[tuple[str, str]]:
     port = free_port()
@@ -35,7 +40,8 @@ async def dev_server() -> AsyncIterator[tuple[str, str]]:
     )
     assert process.stdout is not None
     token = None
-    output = []
+    output: list[str] = []
+    drain: asyncio.Task[None] | None = None
     try:
         async with asyncio.timeout(STARTUP_SECONDS):
             while token is None:
@@ -55,10 +61,14 @@ async def dev_server() -> AsyncIterator[tuple[str, str]]:
                     except aiohttp.ClientConnectionError:
                         pass
                     await asyncio.sleep(0.1)
+        # Keep reading what it prints: a full pipe would block the server mid-log.
+        drain = asyncio.create_task(_drain(process.stdout, output))
         yield base, token
     finally:
         process.terminate()
         await process.wait()
+        if drain is not None:
+            await drain
 
 
 async def test_dev_serves_the_whole_flow(dev_server: tuple[str, str]) -> None:

@@ -23,7 +23,9 @@ from jwt.algorithms import RSAAlgorithm
 from image_service.embedded import free_port
 from tests.conftest import JWT_SECRET, Api, MakeApi
 
-NOW = int(time.time())
+
+def now() -> int:
+    return int(time.time())
 
 
 @dataclass
@@ -37,7 +39,7 @@ class IdentityProvider:
         self.keys[kid] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
     def token(self, kid: str, **claims: Any) -> str:
-        body = {"sub": "alice", "exp": NOW + 600, **claims}
+        body = {"sub": "alice", "exp": now() + 600, **claims}
         return jwt.encode(body, self.keys[kid], algorithm="RS256", headers={"kid": kid})
 
     def public_pem(self, kid: str) -> bytes:
@@ -123,7 +125,7 @@ async def test_algorithm_confusion_is_refused(
     header = jwt.utils.base64url_encode(
         json.dumps({"alg": "HS256", "typ": "JWT", "kid": "key-1"}).encode()
     )
-    payload = jwt.utils.base64url_encode(json.dumps({"sub": "alice", "exp": NOW + 600}).encode())
+    payload = jwt.utils.base64url_encode(json.dumps({"sub": "alice", "exp": now() + 600}).encode())
     signing_input = header + b"." + payload
     signature = jwt.utils.base64url_encode(hmac.new(pem, signing_input, hashlib.sha256).digest())
     forged = (signing_input + b"." + signature).decode()
@@ -145,14 +147,14 @@ async def test_rs256_with_a_wrong_key_or_no_kid_is_refused(
     impostor.add_key("key-1")  # same kid, different key
     assert await _status(api, impostor.token("key-1")) == (401, "invalid_token")
     no_kid = jwt.encode(
-        {"sub": "alice", "exp": NOW + 600}, provider.keys["key-1"], algorithm="RS256"
+        {"sub": "alice", "exp": now() + 600}, provider.keys["key-1"], algorithm="RS256"
     )
     assert await _status(api, no_kid) == (401, "invalid_token")
 
 
 async def test_not_yet_valid_tokens_are_refused(api: Api) -> None:
     early = jwt.encode(
-        {"sub": "alice", "exp": NOW + 600, "nbf": NOW + 300}, JWT_SECRET, algorithm="HS256"
+        {"sub": "alice", "exp": now() + 600, "nbf": now() + 300}, JWT_SECRET, algorithm="HS256"
     )
     assert await _status(api, early) == (401, "invalid_token")
 

@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import re
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
@@ -24,6 +25,7 @@ from image_service.errors import (
     Forbidden,
     ImageNotFound,
     InvalidRequest,
+    QuotaExceeded,
     UploadRejected,
 )
 from image_service.inspection import ImageRejected, InspectionLimits, inspect_image
@@ -35,6 +37,7 @@ from image_service.models import (
     PresignedDownload,
     PresignedUpload,
     Principal,
+    Usage,
 )
 from image_service.storage.dynamo import IdempotentUpload, ImageRepository
 from image_service.storage.queue import JobQueue
@@ -64,6 +67,10 @@ class UploadPolicy:
     download_url_expiry: int
     inspection: InspectionLimits
     inspection_concurrency: int
+    max_images_per_user: int
+    max_bytes_per_user: int
+    # Upload URLs are checked against a usage figure at most this old; completion is exact.
+    usage_cache_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +113,7 @@ def process_job(record: ImageRecord) -> dict[str, str]:
     return {"type": "process", "user_id": record.user_id, "image_id": record.image_id}
 
 
+_MAX_CACHED_USAGES = 100_000
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -157,6 +165,8 @@ class ImageService:
         self._upload_limiter = upload_limiter
         # Full decodes are CPU- and memory-heavy: a bounded number run at once, off the loop.
         self._inspections = asyncio.Semaphore(policy.inspection_concurrency)
+        # owner -> (when read, usage): keeps the upload-URL path free of a read per request.
+        self._usage_cache: dict[str, tuple[float, Usage]] = {}
 
     # -- who acts for whom ---------------------------------------------------------------------
 
@@ -241,6 +251,7 @@ class ImageService:
                 code="file_too_large",
                 details={"size": request.size, "max_upload_bytes": policy.max_upload_bytes},
             )
+        await self._check_quota(owner, request.size or 0)
 
         now = self._clock()
         image_id = str(uuid.uuid4())
@@ -262,6 +273,29 @@ class ImageService:
         # Written after signing (which does no I/O): a URL is only handed out for a stored record.
         await self._repository.create(record)
         return record, upload
+
+    async def _check_quota(self, owner: str, size: int) -> None:
+        policy = self._policy
+        now = time.monotonic()
+        cached = self._usage_cache.get(owner)
+        if cached is None or now - cached[0] > policy.usage_cache_seconds:
+            if len(self._usage_cache) > _MAX_CACHED_USAGES:
+                self._usage_cache.clear()
+            cached = (now, await self._repository.usage(owner))
+            self._usage_cache[owner] = cached
+        usage = cached[1]
+        if usage.images >= policy.max_images_per_user or (
+            usage.bytes + size > policy.max_bytes_per_user
+        ):
+            raise QuotaExceeded(
+                "The owner's image quota is used up.",
+                details={
+                    "images": usage.images,
+                    "bytes": usage.bytes,
+                    "max_images": policy.max_images_per_user,
+                    "max_bytes": policy.max_bytes_per_user,
+                },
+            )
 
     async def _presign_upload(
         self, record: ImageRecord, method: str, now: datetime
@@ -336,7 +370,21 @@ class ImageService:
         await self._store.copy(
             upload_key, record.s3_key, etag=stored.etag, content_type=record.content_type
         )
-        if not await self._repository.replace_if_status(verified, ImageStatus.PENDING):
+        verified = replace(verified, counted_bytes=stored.size)
+        try:
+            published = await self._repository.publish_counted(
+                verified,
+                ImageStatus.PENDING,
+                max_images=self._policy.max_images_per_user,
+                max_bytes=self._policy.max_bytes_per_user,
+            )
+        except QuotaExceeded:
+            await self._store.delete([record.s3_key])
+            await self._reject_over_quota(record, upload_key)
+            raise
+        finally:
+            self._usage_cache.pop(owner, None)
+        if not published:
             current = await self._owned(owner, image_id)
             if current.status is not ImageStatus.PENDING:
                 return current
@@ -416,6 +464,16 @@ class ImageService:
         )
         await self._repository.replace_if_status(rejected, ImageStatus.PENDING)
         raise UploadRejected(message, code=code, details=details)
+
+    async def _reject_over_quota(self, record: ImageRecord, upload_key: str) -> None:
+        await self._store.delete([upload_key])
+        rejected = replace(
+            record,
+            status=ImageStatus.REJECTED,
+            rejection_reason="quota_exceeded",
+            updated_at=self._clock(),
+        )
+        await self._repository.replace_if_status(rejected, ImageStatus.PENDING)
 
     async def _discard_upload(self, upload_key: str) -> None:
         try:
@@ -518,4 +576,5 @@ class ImageService:
             raise ImageNotFound(image_id)
         served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
         await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
-        await self._repository.delete(record.user_id, record.image_id)
+        await self._repository.delete_counted(record)
+        self._usage_cache.pop(record.user_id, None)

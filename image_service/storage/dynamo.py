@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from image_service.cursor import CursorPosition
+from image_service.errors import QuotaExceeded
 from image_service.models import (
     ImageRecord,
     ImageStatus,
     ListFilter,
     PresignedUpload,
+    Usage,
     Variant,
     format_timestamp,
     parse_timestamp,
@@ -41,6 +43,7 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 
 _IDEMPOTENCY_PREFIX = "idempotency#"
+_USAGE_ID = "usage#totals"
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +93,7 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         "rejection_reason": record.rejection_reason,
     }
     optional_numbers = {
+        "counted_bytes": record.counted_bytes,
         "declared_size": record.declared_size,
         "size": record.size,
         "width": record.width,
@@ -152,6 +156,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         filename=string("filename"),
         declared_size=number("declared_size"),
         declared_checksum_sha256=string("declared_checksum_sha256"),
+        counted_bytes=number("counted_bytes"),
         size=number("size"),
         width=number("width"),
         height=number("height"),
@@ -245,6 +250,105 @@ class ImageRepository:
                     return None
                 raise
         return from_item(response["Attributes"])
+
+    # -- usage: one item per user, changed in the same transaction as the image it counts ------
+
+    async def usage(self, user_id: str) -> Usage:
+        with backend_errors(BACKEND):
+            response = await self._client.get_item(
+                TableName=self.table, Key=_key(user_id, _USAGE_ID), ConsistentRead=True
+            )
+        item = response.get("Item", {})
+        return Usage(
+            images=int(item.get("images", {}).get("N", 0)),
+            bytes=int(item.get("bytes", {}).get("N", 0)),
+        )
+
+    async def publish_counted(
+        self, record: ImageRecord, expected: ImageStatus, *, max_images: int, max_bytes: int
+    ) -> bool:
+        """Writes the record (if still ``expected``) and adds it to its owner's usage, in one
+        transaction. False if the record changed; QuotaExceeded if the usage has no room."""
+        size = record.counted_bytes or 0
+        transaction: list[Any] = [
+            {
+                "Put": {
+                    "TableName": self.table,
+                    "Item": to_item(record, dead_record_ttl=self._dead_record_ttl),
+                    "ConditionExpression": "#status = :expected",
+                    "ExpressionAttributeNames": {"#status": "status"},
+                    "ExpressionAttributeValues": {":expected": _s(expected.value)},
+                }
+            },
+            {
+                "Update": {
+                    "TableName": self.table,
+                    "Key": _key(record.user_id, _USAGE_ID),
+                    "UpdateExpression": "ADD images :one, #bytes :size",
+                    "ConditionExpression": (
+                        "attribute_not_exists(images) OR (images < :max_images AND #bytes <= :room)"
+                    ),
+                    "ExpressionAttributeNames": {"#bytes": "bytes"},
+                    "ExpressionAttributeValues": {
+                        ":one": _n(1),
+                        ":size": _n(size),
+                        ":max_images": _n(max_images),
+                        ":room": _n(max_bytes - size),
+                    },
+                }
+            },
+        ]
+        with backend_errors(BACKEND):
+            try:
+                await self._client.transact_write_items(TransactItems=transaction)
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
+                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
+                    raise QuotaExceeded(
+                        "This upload would exceed the owner's quota.",
+                        details={"max_images": max_images, "max_bytes": max_bytes},
+                    ) from None
+                if reasons and reasons[0] == "ConditionalCheckFailed":
+                    return False
+                raise
+        return True
+
+    async def delete_counted(self, record: ImageRecord) -> None:
+        """Deletes the record and, if it was counted, takes it off its owner's usage."""
+        if record.counted_bytes is None:
+            await self.delete(record.user_id, record.image_id)
+            return
+        with backend_errors(BACKEND):
+            try:
+                await self._client.transact_write_items(
+                    TransactItems=[
+                        {
+                            "Delete": {
+                                "TableName": self.table,
+                                "Key": _key(record.user_id, record.image_id),
+                                "ConditionExpression": "attribute_exists(image_id)",
+                            }
+                        },
+                        {
+                            "Update": {
+                                "TableName": self.table,
+                                "Key": _key(record.user_id, _USAGE_ID),
+                                "UpdateExpression": "ADD images :minus_one, #bytes :minus_size",
+                                "ExpressionAttributeNames": {"#bytes": "bytes"},
+                                "ExpressionAttributeValues": {
+                                    ":minus_one": _n(-1),
+                                    ":minus_size": _n(-record.counted_bytes),
+                                },
+                            }
+                        },
+                    ]
+                )
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                # Already deleted (a concurrent retry): its usage was taken off then.
 
     async def mark_deleting(self, user_id: str, image_id: str, *, updated_at: datetime) -> bool:
         """Sets the deleting status; False when the record is already gone."""
