@@ -24,7 +24,7 @@ async def _drain(stream: asyncio.StreamReader, output: list[str]) -> None:
 
 
 @pytest.fixture
-async def dev_server() -> AsyncIterator[tuple[str, str]]:
+async def dev_server() -> AsyncIterator[tuple[str, str, list[str]]]:
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGE_SERVICE_"))}
     process = await asyncio.create_subprocess_exec(
@@ -63,7 +63,7 @@ async def dev_server() -> AsyncIterator[tuple[str, str]]:
                     await asyncio.sleep(0.1)
         # Keep reading what it prints: a full pipe would block the server mid-log.
         drain = asyncio.create_task(_drain(process.stdout, output))
-        yield base, token
+        yield base, token, output
     finally:
         process.terminate()
         await process.wait()
@@ -71,8 +71,15 @@ async def dev_server() -> AsyncIterator[tuple[str, str]]:
             await drain
 
 
-async def test_dev_serves_the_whole_flow(dev_server: tuple[str, str]) -> None:
-    base, token = dev_server
+async def test_dev_serves_the_whole_flow(dev_server: tuple[str, str, list[str]]) -> None:
+    base, token, output = dev_server
+    try:
+        await _whole_flow(base, token)
+    except (AssertionError, TimeoutError) as exc:
+        raise AssertionError("what dev printed:\n" + "".join(output)) from exc
+
+
+async def _whole_flow(base: str, token: str) -> None:
     headers = {"Authorization": f"Bearer {token}"}
     data = images.jpeg()
     async with aiohttp.ClientSession() as http:
