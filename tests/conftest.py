@@ -67,6 +67,17 @@ class Clock:
         return self.pinned or datetime.now(UTC)
 
 
+def emulator_client(service: str, endpoint: str) -> Any:
+    """A plain boto3 client on an emulator, for checking what is really stored."""
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=REGION,
+        aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
+    )
+
+
 def token(user: str, *, admin: bool = False, ttl: int = 600) -> str:
     return issue_token(JWT_SECRET, user, admin=admin, ttl_seconds=ttl)
 
@@ -189,13 +200,7 @@ async def make_api(
         client = await aiohttp_client(create_app(settings, clock=clock))
         http = aiohttp.ClientSession()
         sessions.append(http)
-        s3 = boto3.client(
-            "s3",
-            endpoint_url=os.environ.get("AWS_ENDPOINT_URL_S3", moto_endpoint),
-            region_name=REGION,
-            aws_access_key_id=os.environ["AWS_ACCESS_KEY_ID"],
-            aws_secret_access_key=os.environ["AWS_SECRET_ACCESS_KEY"],
-        )
+        s3 = emulator_client("s3", os.environ.get("AWS_ENDPOINT_URL_S3", moto_endpoint))
         return Api(client=client, settings=settings, clock=clock, s3=s3, http=http)
 
     yield make

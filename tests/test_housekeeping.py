@@ -6,21 +6,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-import boto3
-
 from image_service.backends import provision
 from tests import images
-from tests.conftest import AWS_SECRET, REGION, Api, MakeApi
+from tests.conftest import Api, MakeApi, emulator_client
 
 
 def _dynamodb(moto_endpoint: str) -> Any:
-    return boto3.client(
-        "dynamodb",
-        endpoint_url=moto_endpoint,
-        region_name=REGION,
-        aws_access_key_id="testing",
-        aws_secret_access_key=AWS_SECRET,
-    )
+    return emulator_client("dynamodb", moto_endpoint)
 
 
 def _item(api: Api, moto_endpoint: str, image_id: str) -> dict[str, Any]:
