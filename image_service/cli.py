@@ -93,6 +93,30 @@ def cmd_worker(args: argparse.Namespace) -> None:
     asyncio.run(work())
 
 
+def cmd_reconcile(args: argparse.Namespace) -> None:
+    from image_service.domain.reconcile import reconcile
+    from image_service.services import open_services
+
+    settings = Settings.from_env()
+    _configure_logging(settings)
+
+    async def run() -> int:
+        async with open_services(settings) as services:
+            report = await reconcile(services.store, services.repository, fix=args.fix)
+        for user_id, image_id in report.records_without_objects:
+            print(f"record without object: {user_id}/{image_id}")
+        for key in report.objects_without_records:
+            print(f"object without record: {key}")
+        verdict = "consistent" if report.clean else ("repaired" if args.fix else "inconsistent")
+        print(
+            f"{verdict}: {len(report.records_without_objects)} records without objects, "
+            f"{len(report.objects_without_records)} objects without records"
+        )
+        return 0 if report.clean or args.fix else 1
+
+    raise SystemExit(asyncio.run(run()))
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from image_service.embedded import moto_server
 
@@ -140,6 +164,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="process the queue: scans, variants, GPS removal")
     worker.set_defaults(func=cmd_worker)
+
+    reconcile = commands.add_parser(
+        "reconcile", help="report records without objects and objects without records"
+    )
+    reconcile.add_argument("--fix", action="store_true", help="repair what is found")
+    reconcile.set_defaults(func=cmd_reconcile)
 
     init = commands.add_parser("init", help="create the bucket, table and index (idempotent)")
     init.set_defaults(func=cmd_init)

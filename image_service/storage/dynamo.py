@@ -7,6 +7,7 @@ id) that lists a user's images newest first and answers date ranges with a key c
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -497,6 +498,16 @@ class ImageRepository:
                     return False
                 raise
         return True
+
+    async def all_images(self) -> AsyncIterator[ImageRecord]:
+        """Every image record in the table (a full scan: for maintenance, never for requests)."""
+        with backend_errors(BACKEND):
+            paginator = self._client.get_paginator("scan")
+            async for page in paginator.paginate(
+                TableName=self.table, FilterExpression="attribute_exists(upload_sort)"
+            ):
+                for item in page.get("Items", []):
+                    yield from_item(item)
 
     async def ping(self) -> None:
         with backend_errors(BACKEND):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -164,6 +165,16 @@ class ObjectStore:
             await self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
             )
+
+    async def last_modified(self, key: str) -> datetime | None:
+        with backend_errors(BACKEND):
+            try:
+                response = await self._client.head_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+        return response["LastModified"]
 
     async def keys_under(self, prefix: str) -> list[str]:
         keys: list[str] = []

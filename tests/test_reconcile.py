@@ -1,0 +1,66 @@
+"""`image-service reconcile [--fix]` on planted orphans, run as the real command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+from tests import images
+from tests.conftest import MakeApi
+
+
+async def _reconcile(env: dict[str, str], *args: str) -> tuple[int, str]:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "image_service.cli",
+        "reconcile",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    return process.returncode or 0, output.decode()
+
+
+async def test_reconcile_reports_then_repairs_only_with_fix(make_api: MakeApi) -> None:
+    api = await make_api()
+    kept, _, _ = await api.upload(images.jpeg())
+    broken, _, _ = await api.upload(images.png(), content_type="image/png")
+    bucket = api.settings.bucket
+    # A record whose original vanished, an object nobody owns, and a fresh upload in flight.
+    api.s3.delete_object(Bucket=bucket, Key=f"images/alice/{broken['image_id']}/original")
+    ghost = f"images/ghost/{uuid.uuid4()}/original"
+    api.s3.put_object(Bucket=bucket, Key=ghost, Body=images.png())
+    in_flight = await api.upload_url()
+    assert await api.send_to_s3(in_flight, images.jpeg()) == 200
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
+    env.update(
+        IMAGE_SERVICE_JWT_SECRET=api.settings.jwt_secret,
+        IMAGE_SERVICE_BUCKET=bucket,
+        IMAGE_SERVICE_TABLE=api.settings.table,
+        IMAGE_SERVICE_QUEUE_NAME=api.settings.queue_name,
+    )
+    status, report = await _reconcile(env)
+    assert status == 1, report
+    assert f"record without object: alice/{broken['image_id']}" in report
+    assert f"object without record: {ghost}" in report
+    assert "incoming/" not in report, "a recent upload is not an orphan"
+    assert ghost in api.object_keys(), "nothing changes without --fix"
+
+    status, report = await _reconcile(env, "--fix")
+    assert status == 0, report
+    assert "repaired: 1 records without objects, 1 objects without records" in report
+    status, report = await _reconcile(env)
+    assert (status, report.strip().splitlines()[-1]) == (
+        0,
+        "consistent: 0 records without objects, 0 objects without records",
+    )
+    assert ghost not in api.object_keys()
+    assert (await api.call("GET", f"/images/{broken['image_id']}"))[0] == 404
+    status, image, _ = await api.call("GET", f"/images/{kept['image_id']}")
+    assert (status, image["status"]) == (200, "ready"), "the healthy image is untouched"
