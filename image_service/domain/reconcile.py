@@ -84,5 +84,5 @@ async def reconcile(
 
 
 async def _recent(store: ObjectStore, key: str, now: datetime) -> bool:
-    modified = await store.last_modified(key)
-    return modified is not None and now - modified < UPLOAD_GRACE
+    stored = await store.head(key)
+    return stored is not None and now - stored.last_modified < UPLOAD_GRACE

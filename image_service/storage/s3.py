@@ -22,6 +22,7 @@ READ_CHUNK_BYTES = 256 * 1024
 class StoredObject:
     size: int
     etag: str
+    last_modified: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +131,11 @@ class ObjectStore:
                 if _missing(exc):
                     return None
                 raise
-        return StoredObject(size=response["ContentLength"], etag=response["ETag"])
+        return StoredObject(
+            size=response["ContentLength"],
+            etag=response["ETag"],
+            last_modified=response["LastModified"],
+        )
 
     async def read(self, key: str, *, etag: str) -> AsyncGenerator[bytes]:
         """The object's bytes in chunks, failing if it changed since it was inspected."""
@@ -165,16 +170,6 @@ class ObjectStore:
             await self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
             )
-
-    async def last_modified(self, key: str) -> datetime | None:
-        with backend_errors(BACKEND):
-            try:
-                response = await self._client.head_object(Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if _missing(exc):
-                    return None
-                raise
-        return response["LastModified"]
 
     async def keys_under(self, prefix: str) -> list[str]:
         keys: list[str] = []
