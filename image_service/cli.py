@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import os
@@ -71,24 +70,24 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from image_service.services import make_worker, open_services
+    from image_service.services import make_worker, open_services, running
 
     settings = Settings.from_env()
     _configure_logging(settings)
 
     async def work() -> None:
-        async with open_services(settings) as services:
-            worker = make_worker(settings, services)
-            polling = asyncio.create_task(worker.run())
-            # SIGTERM (a deploy, a scale-in) stops polling; jobs in flight finish first.
-            loop = asyncio.get_running_loop()
-            for signum in (signal.SIGTERM, signal.SIGINT):
-                loop.add_signal_handler(signum, polling.cancel)
+        stop = asyncio.Event()
+        # SIGTERM (a deploy, a scale-in) stops polling; `running` lets jobs in flight finish.
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        async with (
+            open_services(settings) as services,
+            running(make_worker(settings, services)),
+        ):
             logging.getLogger(__name__).info("worker polling %s", settings.queue_name)
-            with contextlib.suppress(asyncio.CancelledError):
-                await polling
-            await worker.drain()
-            logging.getLogger(__name__).info("worker stopped")
+            await stop.wait()
+        logging.getLogger(__name__).info("worker stopped")
 
     asyncio.run(work())
 

@@ -38,18 +38,19 @@ def _positive_int(value: str) -> int:
     return number
 
 
-def _non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise ValueError("must be zero or a positive integer")
-    return number
+def _int_between(low: int, high: int | None, meaning: str) -> Callable[[str], int]:
+    def parse(value: str) -> int:
+        number = int(value)
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"must be {meaning}")
+        return number
+
+    return parse
 
 
-def _port(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 65535:
-        raise ValueError("must be a TCP port (0-65535)")
-    return number
+_non_negative_int = _int_between(0, None, "zero or a positive integer")
+_port = _int_between(0, 65535, "a TCP port (0-65535)")
+_wait_seconds = _int_between(0, 20, "0-20 seconds")
 
 
 def _expiry(value: str) -> int:
@@ -132,13 +133,6 @@ def _clamd_address(value: str) -> str:
     if not (value.startswith("unix:") or value.startswith("tcp:")):
         raise ValueError("must be unix:/path/to/socket or tcp:host:port")
     return value
-
-
-def _wait_seconds(value: str) -> int:
-    number = int(value)
-    if not 0 <= number <= 20:
-        raise ValueError("must be 0-20 seconds")
-    return number
 
 
 def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:

@@ -15,6 +15,7 @@ from typing import Any, TypeVar, cast
 import aiohttp_apispec
 from aiohttp import web
 from aiohttp_apispec import AiohttpApiSpec
+from aiohttp_apispec.utils import get_path_keys
 from apispec import APISpec
 from marshmallow import Schema
 
@@ -64,7 +65,7 @@ class OpenApi3Spec(AiohttpApiSpec):  # type: ignore[misc]  # aiohttp-apispec is 
                     )
                 )
         documented = {p["name"] for p in parameters if p["in"] == "path"}
-        for name in _path_keys(url_path):
+        for name in get_path_keys(url_path):
             if name not in documented:
                 parameters.append(
                     {"in": "path", "name": name, "required": True, "schema": {"type": "string"}}
@@ -85,14 +86,6 @@ class OpenApi3Spec(AiohttpApiSpec):  # type: ignore[misc]  # aiohttp-apispec is 
         }
         operation["responses"] = responses
         self.spec.path(path=url_path, operations={method: copy.deepcopy(operation)})
-
-
-def _path_keys(path: str) -> list[str]:
-    keys = []
-    for segment in path.split("/"):
-        if segment.startswith("{") and segment.endswith("}"):
-            keys.append(segment[1:-1].split(":", 1)[0])
-    return keys
 
 
 def setup_openapi(app: web.Application, *, title: str, version: str, description: str) -> None:
