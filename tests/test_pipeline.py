@@ -321,3 +321,18 @@ async def test_the_worker_command_processes_jobs_and_stops_on_sigterm(
         output, _ = await asyncio.wait_for(worker.communicate(), timeout=30)
     assert worker.returncode == 0, output.decode()
     assert b"worker stopped" in output
+
+
+async def test_racing_completions_all_get_the_one_result(make_api: MakeApi) -> None:
+    """S3's event and several client retries complete the same upload at once: every caller
+    gets the image, and it is processed once."""
+    api = await make_api(s3_event_notifications=True)
+    for _ in range(3):
+        upload = await api.upload_url(content_type="image/png")
+        assert await api.send_to_s3(upload, images.png()) == 200
+        path = f"/images/{upload['image_id']}/complete"
+        answers = await asyncio.gather(*(api.call("POST", path) for _ in range(4)))
+        assert {status for status, _, _ in answers} == {200}, [a[1] for a in answers]
+        assert (await api.processed(upload["image_id"]))["status"] == "ready"
+    _, page, _ = await api.call("GET", "/images")
+    assert [item["status"] for item in page["items"]] == ["ready"] * 3

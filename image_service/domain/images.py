@@ -114,6 +114,8 @@ def process_job(record: ImageRecord) -> dict[str, str]:
 
 
 _MAX_CACHED_USAGES = 100_000
+# States a completion leads to: once there, completing again answers the record as it is.
+_COMPLETED = frozenset({ImageStatus.PROCESSING, ImageStatus.READY, ImageStatus.QUARANTINED})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
@@ -351,7 +353,19 @@ class ImageService:
                 code="image_rejected",
                 details={"reason": record.rejection_reason},
             )
+        try:
+            return await self._complete_pending(owner, record)
+        except (Conflict, UploadRejected, BackendUnavailable):
+            # The API and S3's own event may complete the same upload at once; whatever the
+            # loser tripped over (a vanished upload key, a failed condition), the winner's
+            # result stands and is the answer.
+            current = await self._repository.get(owner, image_id)
+            if current is not None and current.status in _COMPLETED:
+                return current
+            raise
 
+    async def _complete_pending(self, owner: str, record: ImageRecord) -> ImageRecord:
+        image_id = record.image_id
         upload_key = incoming_key(record)
         stored = await self._store.head(upload_key)
         if stored is None:
