@@ -60,6 +60,8 @@ class ImageRecord:
     rejection_reason: str | None = None
     variants: list[Variant] = field(default_factory=list)
     placeholder: str | None = None  # dominant colour, "#rrggbb"
+    # Bumped by every stored change; each write is conditional on the revision its writer read.
+    revision: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,6 +16,7 @@ import boto3
 import pytest
 from aiohttp.test_utils import TestClient
 from moto.server import ThreadedMotoServer
+from prometheus_client.parser import text_string_to_metric_families
 
 from image_service.auth import issue_token
 from image_service.backends import provision
@@ -157,6 +158,18 @@ class Api:
                 if image["status"] not in {"pending", "processing"}:
                     return image  # type: ignore[no-any-return]
                 await asyncio.sleep(0.05)
+
+    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        """Every sample /metrics shows, by (name, sorted labels)."""
+        async with self.client.get("/metrics") as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+            text = await response.text()
+        return {
+            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+        }
 
     def object_keys(self) -> list[str]:
         listing = self.s3.list_objects_v2(Bucket=self.settings.bucket)

@@ -2,21 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from tests.conftest import Api, MakeApi
-
-
-async def _samples(api: Api) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    async with api.client.get("/metrics") as response:
-        assert response.status == 200
-        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-        text = await response.text()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 async def test_requests_are_counted_by_route_template_and_status(api: Api) -> None:
@@ -25,7 +11,7 @@ async def test_requests_are_counted_by_route_template_and_status(api: Api) -> No
     await api.call("GET", "/images/00000000-0000-4000-8000-000000000000")
     await api.call("GET", "/nowhere")
     await api.call("GET", "/images", user=None)
-    samples = await _samples(api)
+    samples = await api.metrics()
 
     def requests(route: str, method: str, status: str) -> float:
         labels = (("method", method), ("route", route), ("status", status))
@@ -48,10 +34,10 @@ async def test_dynamodb_calls_and_items_read_are_counted(make_api: MakeApi) -> N
     api = await make_api(upload_burst=1000)
     for _ in range(60):
         await api.upload_url()
-    before = await _samples(api)
+    before = await api.metrics()
     status, page, _ = await api.call("GET", "/images", params={"limit": "20"})
     assert (status, len(page["items"])) == (200, 20)
-    after = await _samples(api)
+    after = await api.metrics()
 
     def delta(name: str, labels: tuple[tuple[str, str], ...] = ()) -> float:
         return after.get((name, labels), 0.0) - before.get((name, labels), 0.0)

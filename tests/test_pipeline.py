@@ -336,3 +336,51 @@ async def test_racing_completions_all_get_the_one_result(make_api: MakeApi) -> N
         assert (await api.processed(upload["image_id"]))["status"] == "ready"
     _, page, _ = await api.call("GET", "/images")
     assert [item["status"] for item in page["items"]] == ["ready"] * 3
+
+
+class HoldingModerator:
+    """Holds each image until the test lets it go: a window in which the owner edits it."""
+
+    def __init__(self) -> None:
+        self.holding = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.holding.set()
+        await self.release.wait()
+        return web.json_response({"decision": "allow"})
+
+
+async def test_an_edit_made_while_the_image_is_processed_is_kept(
+    make_api: MakeApi, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    """The worker publishes its result over a record the owner changed meanwhile: the owner's
+    tags and description stand, and listing by tag agrees with the image."""
+    moderator = HoldingModerator()
+    app = web.Application()
+    app.router.add_post("/moderate", moderator.handle)
+    server = await aiohttp_server(app)
+    api = await make_api(moderation_webhook_url=str(server.make_url("/moderate")))
+    upload = await api.upload_url(content_type="image/png", tags=["draft"])
+    image_id = upload["image_id"]
+    assert await api.send_to_s3(upload, images.png()) == 200
+    status, _, _ = await api.call("POST", f"/images/{image_id}/complete")
+    assert status == 200
+    await asyncio.wait_for(moderator.holding.wait(), QUEUE_SECONDS)
+
+    edit = {"tags": ["final", "cats"], "description": "edited during processing"}
+    status, edited, _ = await api.call("PATCH", f"/images/{image_id}", json=edit)
+    assert (status, edited["status"]) == (200, "processing")
+    moderator.release.set()
+
+    image = await api.processed(image_id)
+    assert (image["status"], image["tags"], image["description"]) == (
+        "ready",
+        ["final", "cats"],
+        "edited during processing",
+    )
+    assert image["variants"], "the worker's result is there too"
+    for tag, listed in (("final", [image_id]), ("cats", [image_id]), ("draft", [])):
+        status, page, _ = await api.call("GET", "/images", params={"tag": tag})
+        assert [item["image_id"] for item in page["items"]] == listed, tag
+        assert all(item == image for item in page["items"]), "a tag's listing shows the image"

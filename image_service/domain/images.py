@@ -213,7 +213,7 @@ class ImageService:
         ):
             return record, upload
         # A concurrent twin stored its answer first: answer as it did, and drop ours.
-        await self._repository.delete(record.user_id, record.image_id)
+        await self._repository.delete(record)
         replay = await self._replay(principal, idempotency_key, fingerprint)
         if replay is None:
             raise Conflict(
@@ -273,7 +273,7 @@ class ImageService:
         )
         upload = await self._presign_upload(record, request.method, now)
         # Written after signing (which does no I/O): a URL is only handed out for a stored record.
-        await self._repository.create(record)
+        record = await self._repository.create(record)
         return record, upload
 
     async def _check_quota(self, owner: str, size: int) -> None:
@@ -584,11 +584,12 @@ class ImageService:
         record = await self._owned(self.owner_for(principal, user_id), image_id)
         # Marked first, objects next, record last: wherever this stops, the record still names
         # the image as `deleting` (never served again), and a retried DELETE finishes the job.
-        if record.status is not ImageStatus.DELETING and not await self._repository.mark_deleting(
-            record.user_id, record.image_id, updated_at=self._clock()
-        ):
-            raise ImageNotFound(image_id)
+        if record.status is not ImageStatus.DELETING:
+            marked = await self._repository.mark_deleting(record, updated_at=self._clock())
+            if marked is None:
+                raise ImageNotFound(image_id)
+            record = marked
         served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
         await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
-        await self._repository.delete_counted(record)
+        await self._repository.delete(record)
         self._usage_cache.pop(record.user_id, None)

@@ -74,7 +74,7 @@ async def reconcile(
                 await store.keys_under(image_prefix(record.user_id, record.image_id))
             )
             await store.delete([incoming_key(record)])
-            await repository.delete_counted(record)
+            await repository.delete(record)
         log.info(
             "reconcile fixed %d records and %d objects",
             len(missing_originals),

@@ -1,21 +1,33 @@
 """Image metadata in DynamoDB.
 
-Table: partition key ``user_id``, sort key ``image_id`` (the original service's model), plus the
-global secondary index ``by_upload_time`` (``user_id``, ``upload_sort`` = upload time then image
-id) that lists a user's images newest first and answers date ranges with a key condition.
+Table: partition key ``user_id``, sort key ``image_id`` (the original service's model). Every
+listing is a query on one of three global secondary indexes, all sorted by upload time then image
+id, so a page reads what it returns whatever the user owns (``docs/data-model.md``):
+
+- ``by_upload_time`` (``user_id``): newest first, date ranges;
+- ``by_status`` (``status_key`` = owner and status): one status;
+- ``by_tag`` (``tag_key`` = owner and tag): one tag. An image has many tags and an index key has
+  one value, so each tag gets a *tag copy* of the image item (sort key ``<image id>#tag#<tag>``),
+  written in the same transaction as the image, which is the only way the copies change.
+
+Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
+a fresh read when another writer got there first, so the copies never drift from their image.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, replace
 from datetime import datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from botocore.exceptions import ClientError
 
 from image_service.cursor import CursorPosition
-from image_service.errors import QuotaExceeded
+from image_service.errors import BackendUnavailable, Conflict, QuotaExceeded
 from image_service.models import (
     ImageRecord,
     ImageStatus,
@@ -34,6 +46,20 @@ if TYPE_CHECKING:
 
 BACKEND = "dynamodb"
 UPLOAD_TIME_INDEX = "by_upload_time"
+STATUS_INDEX = "by_status"
+TAG_INDEX = "by_tag"
+# (index, partition key attribute, sort key attribute)
+INDEXES = (
+    (UPLOAD_TIME_INDEX, "user_id", "upload_sort"),
+    (STATUS_INDEX, "status_key", "upload_sort"),
+    (TAG_INDEX, "tag_key", "tag_sort"),
+)
+_TAG_COPY_MARK = "#tag#"
+# Attributes only the image item has: a tag copy carrying them would show up in those indexes.
+_IMAGE_ONLY = ("upload_sort", "status_key")
+# Writers that lose a race re-read and re-apply their change; this many times, then 409.
+_WRITE_ATTEMPTS = 8
+_BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
 # Items read per query while a filter discards some: fewer round trips when matches are sparse,
 # while the page itself is still cut at the requested size.
 FILTERED_READ_BATCH = 100
@@ -61,6 +87,23 @@ def upload_sort_key(record: ImageRecord) -> str:
     return f"{format_timestamp(record.upload_time)}#{record.image_id}"
 
 
+def _owner_part(user_id: str) -> str:
+    # Percent-encoded, so the first "#" of an index key ends the owner whatever follows.
+    return quote(user_id, safe="")
+
+
+def status_key(user_id: str, status: ImageStatus) -> str:
+    return f"{_owner_part(user_id)}#{status.value}"
+
+
+def tag_key(user_id: str, tag: str) -> str:
+    return f"{_owner_part(user_id)}#{tag}"
+
+
+def tag_copy_id(image_id: str, tag: str) -> str:
+    return f"{image_id}{_TAG_COPY_MARK}{tag}"
+
+
 def _s(value: str) -> AttributeValueTypeDef:
     return {"S": value}
 
@@ -83,6 +126,8 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         "status": _s(record.status.value),
         "upload_time": _s(format_timestamp(record.upload_time)),
         "upload_sort": _s(upload_sort_key(record)),
+        "status_key": _s(status_key(record.user_id, record.status)),
+        "revision": _n(record.revision),
         "updated_at": _s(format_timestamp(record.updated_at)),
         "tags": {"L": [_s(tag) for tag in record.tags]},
         "description": _s(record.description),
@@ -109,6 +154,20 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item[EXPIRY_ATTRIBUTE] = _n(int(record.updated_at.timestamp()) + dead_record_ttl)
     item.update({name: _n(value) for name, value in optional_numbers.items() if value is not None})
     return item
+
+
+def tag_copies(record: ImageRecord, image_item: Item) -> list[Item]:
+    """The image item once per tag, keyed and indexed for listing by that tag."""
+    shared = {name: value for name, value in image_item.items() if name not in _IMAGE_ONLY}
+    return [
+        {
+            **shared,
+            "image_id": _s(tag_copy_id(record.image_id, tag)),
+            "tag_key": _s(tag_key(record.user_id, tag)),
+            "tag_sort": image_item["upload_sort"],
+        }
+        for tag in record.tags
+    ]
 
 
 def _variant_item(variant: Variant) -> Item:
@@ -146,7 +205,8 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
 
     return ImageRecord(
         user_id=item["user_id"]["S"],
-        image_id=item["image_id"]["S"],
+        # A tag copy's sort key is "<image id>#tag#<tag>"; image ids never contain "#".
+        image_id=item["image_id"]["S"].split("#", 1)[0],
         s3_key=item["s3_key"]["S"],
         content_type=item["content_type"]["S"],
         status=ImageStatus(item["status"]["S"]),
@@ -165,6 +225,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         rejection_reason=string("rejection_reason"),
         variants=[_variant(entry["M"]) for entry in item.get("variants", {}).get("L", [])],
         placeholder=string("placeholder"),
+        revision=number("revision") or 0,
     )
 
 
@@ -176,6 +237,22 @@ def _condition_failed(exc: ClientError) -> bool:
     return error_code(exc) == "ConditionalCheckFailedException"
 
 
+class _Refused(Exception):
+    """A write's condition failed for a reason other than a concurrent writer."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(reasons)
+        self.reasons = reasons
+
+
+class _Delete(Enum):
+    DELETE = "delete"
+
+
+# What a change makes of the stored image: this record, no image, or None to leave it alone.
+Change = Callable[[ImageRecord], "ImageRecord | _Delete | None"]
+
+
 class ImageRepository:
     def __init__(
         self, client: DynamoDBClient, table: str, *, dead_record_ttl: int | None = None
@@ -185,14 +262,6 @@ class ImageRepository:
         # Pending and rejected records are deleted by DynamoDB this long after their last change.
         self._dead_record_ttl = dead_record_ttl
 
-    async def create(self, record: ImageRecord) -> None:
-        with backend_errors(BACKEND):
-            await self._client.put_item(
-                TableName=self.table,
-                Item=to_item(record, dead_record_ttl=self._dead_record_ttl),
-                ConditionExpression="attribute_not_exists(image_id)",
-            )
-
     async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
         with backend_errors(BACKEND):
             response = await self._client.get_item(
@@ -200,57 +269,6 @@ class ImageRepository:
             )
         item = response.get("Item")
         return None if item is None else from_item(item)
-
-    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool:
-        """Writes the record if the stored one still has ``expected`` status; False if not."""
-        with backend_errors(BACKEND):
-            try:
-                await self._client.put_item(
-                    TableName=self.table,
-                    Item=to_item(record, dead_record_ttl=self._dead_record_ttl),
-                    ConditionExpression="#status = :expected",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={":expected": _s(expected.value)},
-                )
-            except ClientError as exc:
-                if _condition_failed(exc):
-                    return False
-                raise
-        return True
-
-    async def update_details(
-        self,
-        user_id: str,
-        image_id: str,
-        *,
-        updated_at: datetime,
-        tags: list[str] | None,
-        description: str | None,
-    ) -> ImageRecord | None:
-        """Sets tags and/or description; None when the image does not exist."""
-        assignments = ["updated_at = :updated_at"]
-        values: Item = {":updated_at": _s(format_timestamp(updated_at))}
-        if tags is not None:
-            assignments.append("tags = :tags")
-            values[":tags"] = {"L": [_s(tag) for tag in tags]}
-        if description is not None:
-            assignments.append("description = :description")
-            values[":description"] = _s(description)
-        with backend_errors(BACKEND):
-            try:
-                response = await self._client.update_item(
-                    TableName=self.table,
-                    Key=_key(user_id, image_id),
-                    UpdateExpression="SET " + ", ".join(assignments),
-                    ConditionExpression="attribute_exists(image_id)",
-                    ExpressionAttributeValues=values,
-                    ReturnValues="ALL_NEW",
-                )
-            except ClientError as exc:
-                if _condition_failed(exc):
-                    return None
-                raise
-        return from_item(response["Attributes"])
 
     # -- usage: one item per user, changed in the same transaction as the image it counts ------
 
@@ -265,162 +283,301 @@ class ImageRepository:
             bytes=int(item.get("bytes", {}).get("N", 0)),
         )
 
+    # -- writes: the image item and its tag copies, together or not at all ---------------------
+
+    async def create(self, record: ImageRecord) -> ImageRecord:
+        """Stores a new image; returns it as stored (with its first revision)."""
+        writes, stored = self._image_writes(None, record)
+        if stored is None or await self._apply(writes) is not None:
+            raise Conflict("An image with this id exists.", code="image_exists")
+        return stored
+
+    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool:
+        """Stores ``record``, the service's next state of an image it read with ``expected``
+        status (and ``record.revision``); False if the image has left that status or is gone.
+        Tags and description are the owner's: an edit made meanwhile is kept, not overwritten."""
+        read = replace(record, status=expected)  # as the caller read it
+        return await self._rewrite(read, self._advance(record, expected)) is not None
+
     async def publish_counted(
         self, record: ImageRecord, expected: ImageStatus, *, max_images: int, max_bytes: int
     ) -> bool:
-        """Writes the record (if still ``expected``) and adds it to its owner's usage, in one
-        transaction. False if the record changed; QuotaExceeded if the usage has no room."""
+        """``replace_if_status``, adding the image to its owner's usage in the same
+        transaction. QuotaExceeded if the usage has no room for it."""
         size = record.counted_bytes or 0
-        transaction: list[Any] = [
-            {
-                "Put": {
-                    "TableName": self.table,
-                    "Item": to_item(record, dead_record_ttl=self._dead_record_ttl),
-                    "ConditionExpression": "#status = :expected",
-                    "ExpressionAttributeNames": {"#status": "status"},
-                    "ExpressionAttributeValues": {":expected": _s(expected.value)},
-                }
-            },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": _key(record.user_id, _USAGE_ID),
-                    "UpdateExpression": "ADD images :one, #bytes :size",
-                    "ConditionExpression": (
-                        "attribute_not_exists(images) OR (images < :max_images AND #bytes <= :room)"
-                    ),
-                    "ExpressionAttributeNames": {"#bytes": "bytes"},
-                    "ExpressionAttributeValues": {
-                        ":one": _n(1),
-                        ":size": _n(size),
-                        ":max_images": _n(max_images),
-                        ":room": _n(max_bytes - size),
-                    },
-                }
-            },
-        ]
-        with backend_errors(BACKEND):
-            try:
-                await self._client.transact_write_items(TransactItems=transaction)
-            except ClientError as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise
-                reasons = [r.get("Code") for r in exc.response.get("CancellationReasons", [])]
-                if len(reasons) > 1 and reasons[1] == "ConditionalCheckFailed":
-                    raise QuotaExceeded(
-                        "This upload would exceed the owner's quota.",
-                        details={"max_images": max_images, "max_bytes": max_bytes},
-                    ) from None
-                if reasons and reasons[0] == "ConditionalCheckFailed":
-                    return False
-                raise
-        return True
+        usage = {
+            "Update": {
+                "TableName": self.table,
+                "Key": _key(record.user_id, _USAGE_ID),
+                "UpdateExpression": "ADD images :one, #bytes :size",
+                "ConditionExpression": (
+                    "attribute_not_exists(images) OR (images < :max_images AND #bytes <= :room)"
+                ),
+                "ExpressionAttributeNames": {"#bytes": "bytes"},
+                "ExpressionAttributeValues": {
+                    ":one": _n(1),
+                    ":size": _n(size),
+                    ":max_images": _n(max_images),
+                    ":room": _n(max_bytes - size),
+                },
+            }
+        }
+        try:
+            published = await self._rewrite(
+                replace(record, status=expected),
+                self._advance(record, expected),
+                extra=lambda _: [usage],
+            )
+        except _Refused as refused:
+            if refused.reasons[1:2] == ["ConditionalCheckFailed"]:
+                raise QuotaExceeded(
+                    "This upload would exceed the owner's quota.",
+                    details={"max_images": max_images, "max_bytes": max_bytes},
+                ) from None
+            raise
+        return published is not None
 
-    async def delete_counted(self, record: ImageRecord) -> None:
-        """Deletes the record and, if it was counted, takes it off its owner's usage."""
-        if record.counted_bytes is None:
-            await self.delete(record.user_id, record.image_id)
-            return
-        with backend_errors(BACKEND):
-            try:
-                await self._client.transact_write_items(
-                    TransactItems=[
-                        {
-                            "Delete": {
-                                "TableName": self.table,
-                                "Key": _key(record.user_id, record.image_id),
-                                "ConditionExpression": "attribute_exists(image_id)",
-                            }
+    async def update_details(
+        self,
+        user_id: str,
+        image_id: str,
+        *,
+        updated_at: datetime,
+        tags: list[str] | None,
+        description: str | None,
+    ) -> ImageRecord | None:
+        """Sets tags and/or description; None when the image does not exist."""
+
+        def edit(current: ImageRecord) -> ImageRecord:
+            return replace(
+                current,
+                updated_at=updated_at,
+                tags=current.tags if tags is None else tags,
+                description=current.description if description is None else description,
+            )
+
+        return await self._rewrite(await self.get(user_id, image_id), edit)
+
+    async def mark_deleting(
+        self, record: ImageRecord, *, updated_at: datetime
+    ) -> ImageRecord | None:
+        """Sets the deleting status; None when the image is already gone."""
+
+        def mark(current: ImageRecord) -> ImageRecord:
+            return replace(current, status=ImageStatus.DELETING, updated_at=updated_at)
+
+        return await self._rewrite(record, mark)
+
+    async def delete(self, record: ImageRecord) -> None:
+        """Deletes the image with its tag copies and, if it was counted, takes it off its
+        owner's usage, in one transaction. Already gone is done."""
+
+        def usage_back(current: ImageRecord) -> list[dict[str, Any]]:
+            if current.counted_bytes is None:
+                return []
+            return [
+                {
+                    "Update": {
+                        "TableName": self.table,
+                        "Key": _key(current.user_id, _USAGE_ID),
+                        "UpdateExpression": "ADD images :minus_one, #bytes :minus_size",
+                        "ExpressionAttributeNames": {"#bytes": "bytes"},
+                        "ExpressionAttributeValues": {
+                            ":minus_one": _n(-1),
+                            ":minus_size": _n(-current.counted_bytes),
                         },
-                        {
-                            "Update": {
-                                "TableName": self.table,
-                                "Key": _key(record.user_id, _USAGE_ID),
-                                "UpdateExpression": "ADD images :minus_one, #bytes :minus_size",
-                                "ExpressionAttributeNames": {"#bytes": "bytes"},
-                                "ExpressionAttributeValues": {
-                                    ":minus_one": _n(-1),
-                                    ":minus_size": _n(-record.counted_bytes),
-                                },
-                            }
-                        },
-                    ]
-                )
-            except ClientError as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise
-                # Already deleted (a concurrent retry): its usage was taken off then.
+                    }
+                }
+            ]
 
-    async def mark_deleting(self, user_id: str, image_id: str, *, updated_at: datetime) -> bool:
-        """Sets the deleting status; False when the record is already gone."""
+        await self._rewrite(record, lambda _: _Delete.DELETE, extra=usage_back)
+
+    async def put_many(self, records: list[ImageRecord]) -> None:
+        """Stores new images and their tag copies in batches of 25 writes, unconditionally:
+        a bulk load (imports, benchmarks) for ids nobody else is writing, never a request."""
+        requests: list[dict[str, Any]] = []
+        for record in records:
+            item = to_item(replace(record, revision=1), dead_record_ttl=self._dead_record_ttl)
+            for write in (item, *tag_copies(record, item)):
+                requests.append({"PutRequest": {"Item": write}})
+        with backend_errors(BACKEND):
+            for start in range(0, len(requests), _BATCH_WRITE_SIZE):
+                batch = requests[start : start + _BATCH_WRITE_SIZE]
+                for attempt in range(_WRITE_ATTEMPTS):
+                    response = await self._client.batch_write_item(
+                        RequestItems={self.table: batch}  # type: ignore[dict-item]  # plain dicts
+                    )
+                    batch = response.get("UnprocessedItems", {}).get(self.table, [])  # type: ignore[assignment]  # as above
+                    if not batch:
+                        break
+                    await asyncio.sleep(0.05 * 2**attempt)  # throttled: back off, then the rest
+                else:
+                    raise BackendUnavailable(BACKEND, "UnprocessedItems")
+
+    @staticmethod
+    def _advance(record: ImageRecord, expected: ImageStatus) -> Change:
+        def advance(current: ImageRecord) -> ImageRecord | None:
+            if current.status is not expected:
+                return None
+            return replace(record, tags=current.tags, description=current.description)
+
+        return advance
+
+    async def _rewrite(
+        self,
+        current: ImageRecord | None,
+        change: Change,
+        *,
+        extra: Callable[[ImageRecord], list[dict[str, Any]]] | None = None,
+    ) -> ImageRecord | None:
+        """Applies ``change`` to ``current`` (the image as its caller read it) and stores the
+        result; if another writer changed the image first, re-reads it and applies ``change``
+        again. Returns the record as stored (the deleted one for a delete), or None when the
+        image is gone or ``change`` leaves it alone."""
+        for _ in range(_WRITE_ATTEMPTS):
+            if current is None:
+                return None
+            wanted = change(current)
+            if wanted is None:
+                return None
+            writes, stored = self._image_writes(
+                current, None if wanted is _Delete.DELETE else wanted
+            )
+            if extra is not None:
+                writes[1:1] = extra(current)  # second, where cancellation reasons find it
+            reasons = await self._apply(writes)
+            if reasons is None:
+                return current if stored is None else stored
+            # The image's own condition failed, or DynamoDB saw two transactions collide:
+            # another writer was first. Anything else (the usage's room) is the caller's to say.
+            if reasons[0] != "ConditionalCheckFailed" and "TransactionConflict" not in reasons:
+                raise _Refused(reasons)
+            current = await self.get(current.user_id, current.image_id)
+        raise Conflict("The image is being changed by others; try again.", code="concurrent_update")
+
+    def _image_writes(
+        self, old: ImageRecord | None, new: ImageRecord | None
+    ) -> tuple[list[dict[str, Any]], ImageRecord | None]:
+        """The writes taking the stored image from ``old`` (as read; None: absent) to ``new``
+        (None: deleted), tag copies included, conditional on the image still being ``old``;
+        and ``new`` as it will be stored (its next revision)."""
+        if old is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(image_id)"}
+        else:
+            condition = {
+                "ConditionExpression": "#revision = :revision",
+                "ExpressionAttributeNames": {"#revision": "revision"},
+                "ExpressionAttributeValues": {":revision": _n(old.revision)},
+            }
+        subject = new or old
+        assert subject is not None
+        owner, image_id = subject.user_id, subject.image_id
+        writes: list[dict[str, Any]] = []
+        kept_tags: list[str] = []
+        if new is None:
+            writes.append(
+                {"Delete": {"TableName": self.table, "Key": _key(owner, image_id), **condition}}
+            )
+        else:
+            new = replace(new, revision=(old.revision if old else 0) + 1)
+            item = to_item(new, dead_record_ttl=self._dead_record_ttl)
+            writes.append({"Put": {"TableName": self.table, "Item": item, **condition}})
+            writes.extend(
+                {"Put": {"TableName": self.table, "Item": copy}} for copy in tag_copies(new, item)
+            )
+            kept_tags = new.tags
+        writes.extend(
+            {"Delete": {"TableName": self.table, "Key": _key(owner, tag_copy_id(image_id, tag))}}
+            for tag in (old.tags if old else [])
+            if tag not in kept_tags
+        )
+        return writes, new
+
+    async def _apply(self, writes: list[dict[str, Any]]) -> list[str] | None:
+        """Runs the writes as one: None when done, else why each was refused ("None" for
+        those that were not), in order."""
         with backend_errors(BACKEND):
             try:
-                await self._client.update_item(
-                    TableName=self.table,
-                    Key=_key(user_id, image_id),
-                    UpdateExpression="SET #status = :deleting, updated_at = :updated_at",
-                    ConditionExpression="attribute_exists(image_id)",
-                    ExpressionAttributeNames={"#status": "status"},
-                    ExpressionAttributeValues={
-                        ":deleting": _s(ImageStatus.DELETING.value),
-                        ":updated_at": _s(format_timestamp(updated_at)),
-                    },
-                )
+                if len(writes) > 1:
+                    await self._client.transact_write_items(TransactItems=writes)  # type: ignore[arg-type]  # built as plain dicts above
+                elif "Put" in writes[0]:
+                    await self._client.put_item(**writes[0]["Put"])
+                else:
+                    await self._client.delete_item(**writes[0]["Delete"])
             except ClientError as exc:
-                if _condition_failed(exc):
-                    return False
+                code = error_code(exc)
+                if code == "ConditionalCheckFailedException":
+                    return ["ConditionalCheckFailed"]
+                if code == "TransactionCanceledException":
+                    return [
+                        str(reason.get("Code", "None"))
+                        for reason in exc.response.get("CancellationReasons", [])
+                    ] or ["None"]
                 raise
-        return True
-
-    async def delete(self, user_id: str, image_id: str) -> None:
-        with backend_errors(BACKEND):
-            await self._client.delete_item(TableName=self.table, Key=_key(user_id, image_id))
+        return None
 
     async def list_page(
         self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
     ) -> tuple[list[ImageRecord], CursorPosition | None]:
         """Up to ``limit`` matching records newest first, and where the next page starts.
 
-        Filters are applied by DynamoDB after it reads, so one query may return fewer matches
-        than asked for: keep reading until the page is full or the index is exhausted, and look
-        one match ahead so that a next position is returned only when another match exists.
+        One tag, or else the status, picks the index, whose key condition does the selecting
+        (with the date range); only a second tag, or a status next to a tag, is left to a filter
+        that DynamoDB applies after it reads. Look one match ahead, so that a next position is
+        returned only when another match exists.
         """
-        query: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": UPLOAD_TIME_INDEX,
-            "ScanIndexForward": False,
-        }
-        key_condition = ["user_id = :owner"]
-        values: Item = {":owner": _s(user_id)}
+        values: Item = {}
+        conditions: list[str] = []
+        names: dict[str, str] = {}
+        if filters.tags:
+            index, partition, sort = TAG_INDEX, "tag_key", "tag_sort"
+            values[":partition"] = _s(tag_key(user_id, filters.tags[0]))
+            for number, tag in enumerate(filters.tags[1:]):
+                conditions.append(f"contains(tags, :tag{number})")
+                values[f":tag{number}"] = _s(tag)
+            if filters.status is not None:
+                conditions.append("#status = :status")
+                values[":status"] = _s(filters.status.value)
+                names["#status"] = "status"
+        elif filters.status is not None:
+            index, partition, sort = STATUS_INDEX, "status_key", "upload_sort"
+            values[":partition"] = _s(status_key(user_id, filters.status))
+        else:
+            index, partition, sort = UPLOAD_TIME_INDEX, "user_id", "upload_sort"
+            values[":partition"] = _s(user_id)
+
+        key_condition = f"{partition} = :partition"
         if filters.start is not None:
             values[":lo"] = _s(format_timestamp(filters.start))
         if filters.end is not None:
             values[":hi"] = _s(format_timestamp(filters.end) + "#" + _AFTER_ANY_ID)
         if filters.start is not None and filters.end is not None:
-            key_condition.append("upload_sort BETWEEN :lo AND :hi")
+            key_condition += f" AND {sort} BETWEEN :lo AND :hi"
         elif filters.start is not None:
-            key_condition.append("upload_sort >= :lo")
+            key_condition += f" AND {sort} >= :lo"
         elif filters.end is not None:
-            key_condition.append("upload_sort <= :hi")
-        query["KeyConditionExpression"] = " AND ".join(key_condition)
+            key_condition += f" AND {sort} <= :hi"
 
-        conditions = []
-        if filters.status is not None:
-            conditions.append("#status = :status")
-            values[":status"] = _s(filters.status.value)
-            query["ExpressionAttributeNames"] = {"#status": "status"}
-        for index, tag in enumerate(filters.tags):
-            conditions.append(f"contains(tags, :tag{index})")
-            values[f":tag{index}"] = _s(tag)
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeValues": values,
+        }
         if conditions:
             query["FilterExpression"] = " AND ".join(conditions)
-        query["ExpressionAttributeValues"] = values
-
+        if names:
+            query["ExpressionAttributeNames"] = names
         if after is not None:
+            # The position in this index of the cursor's image (any index: they sort alike).
             query["ExclusiveStartKey"] = {
                 "user_id": _s(user_id),
-                "image_id": _s(after.image_id),
-                "upload_sort": _s(after.sort_key),
+                "image_id": _s(
+                    tag_copy_id(after.image_id, filters.tags[0]) if filters.tags else after.image_id
+                ),
+                partition: values[":partition"],
+                sort: _s(after.sort_key),
             }
 
         matches: list[dict[str, Any]] = []

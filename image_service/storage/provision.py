@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
 
-from image_service.storage.dynamo import EXPIRY_ATTRIBUTE, UPLOAD_TIME_INDEX
+from image_service.storage.dynamo import EXPIRY_ATTRIBUTE, INDEXES
 from image_service.storage.errors import error_code
 
 if TYPE_CHECKING:
@@ -79,39 +79,44 @@ async def ensure_bucket(
     )
 
 
+def _index_definitions() -> list[dict[str, Any]]:
+    return [
+        {
+            "IndexName": name,
+            "KeySchema": [
+                {"AttributeName": partition, "KeyType": "HASH"},
+                {"AttributeName": sort, "KeyType": "RANGE"},
+            ],
+            # Pages are served from the index alone: no second read per listed image.
+            "Projection": {"ProjectionType": "ALL"},
+        }
+        for name, partition, sort in INDEXES
+    ]
+
+
+def _attribute_definitions() -> list[dict[str, str]]:
+    names = ["user_id", "image_id"] + [key for _, *keys in INDEXES for key in keys]
+    return [{"AttributeName": name, "AttributeType": "S"} for name in dict.fromkeys(names)]
+
+
 async def ensure_table(dynamodb: DynamoDBClient, table: str) -> None:
-    definition: dict[str, Any] = {
-        "TableName": table,
-        "AttributeDefinitions": [
-            {"AttributeName": "user_id", "AttributeType": "S"},
-            {"AttributeName": "image_id", "AttributeType": "S"},
-            {"AttributeName": "upload_sort", "AttributeType": "S"},
-        ],
-        "KeySchema": [
-            {"AttributeName": "user_id", "KeyType": "HASH"},
-            {"AttributeName": "image_id", "KeyType": "RANGE"},
-        ],
-        "GlobalSecondaryIndexes": [
-            {
-                "IndexName": UPLOAD_TIME_INDEX,
-                "KeySchema": [
-                    {"AttributeName": "user_id", "KeyType": "HASH"},
-                    {"AttributeName": "upload_sort", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        "BillingMode": "PAY_PER_REQUEST",
-    }
     try:
-        await dynamodb.create_table(**definition)
+        await dynamodb.create_table(
+            TableName=table,
+            AttributeDefinitions=_attribute_definitions(),  # type: ignore[arg-type]  # plain dicts
+            KeySchema=[
+                {"AttributeName": "user_id", "KeyType": "HASH"},
+                {"AttributeName": "image_id", "KeyType": "RANGE"},
+            ],
+            GlobalSecondaryIndexes=_index_definitions(),  # type: ignore[arg-type]  # plain dicts
+            BillingMode="PAY_PER_REQUEST",
+        )
         log.info("created table %s", table)
     except ClientError as exc:
         if error_code(exc) != "ResourceInUseException":
             raise
-        await _ensure_index(dynamodb, table, definition)
-    waiter = dynamodb.get_waiter("table_exists")
-    await waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+        await _ensure_indexes(dynamodb, table)
+    await _table_active(dynamodb, table)
     ttl = await dynamodb.describe_time_to_live(TableName=table)
     if ttl["TimeToLiveDescription"].get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}:
         await dynamodb.update_time_to_live(
@@ -120,20 +125,28 @@ async def ensure_table(dynamodb: DynamoDBClient, table: str) -> None:
         )
 
 
-async def _ensure_index(dynamodb: DynamoDBClient, table: str, definition: dict[str, Any]) -> None:
-    """Adds the listing index to a table made by the original service, which had none."""
+async def _table_active(dynamodb: DynamoDBClient, table: str) -> None:
+    waiter = dynamodb.get_waiter("table_exists")
+    await waiter.wait(TableName=table, WaiterConfig={"Delay": 1, "MaxAttempts": 60})
+
+
+async def _ensure_indexes(dynamodb: DynamoDBClient, table: str) -> None:
+    """Adds the listing indexes a table lacks: one made by the original service (which had
+    none) or by an earlier version of this one. DynamoDB adds one index per table update."""
     description = await dynamodb.describe_table(TableName=table)
     existing = {
         index["IndexName"] for index in description["Table"].get("GlobalSecondaryIndexes", [])
     }
-    if UPLOAD_TIME_INDEX in existing:
-        return
-    await dynamodb.update_table(
-        TableName=table,
-        AttributeDefinitions=definition["AttributeDefinitions"],
-        GlobalSecondaryIndexUpdates=[{"Create": definition["GlobalSecondaryIndexes"][0]}],
-    )
-    log.info("added index %s to table %s", UPLOAD_TIME_INDEX, table)
+    for index in _index_definitions():
+        if index["IndexName"] in existing:
+            continue
+        await _table_active(dynamodb, table)
+        await dynamodb.update_table(
+            TableName=table,
+            AttributeDefinitions=_attribute_definitions(),  # type: ignore[arg-type]  # plain dicts
+            GlobalSecondaryIndexUpdates=[{"Create": index}],  # type: ignore[typeddict-item]  # as above
+        )
+        log.info("adding index %s to table %s", index["IndexName"], table)
 
 
 async def ensure_queue(
