@@ -27,8 +27,8 @@ class ServiceMetrics:
         )
         self.latency = Histogram(
             "image_service_http_request_duration_seconds",
-            "Time to answer an HTTP request, by route template and method.",
-            ["route", "method"],
+            "Time to answer an HTTP request, by route template, method and status.",
+            ["route", "method", "status"],
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
@@ -46,7 +46,7 @@ class ServiceMetrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        self.latency.labels(route, method, str(status)).observe(seconds)
 
     def observe_dynamodb_call(self, operation: str, parsed: dict[str, Any]) -> None:
         """A botocore ``after-call`` hook: one call per API call, retries included once."""

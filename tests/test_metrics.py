@@ -25,7 +25,7 @@ async def test_requests_are_counted_by_route_template_and_status(api: Api) -> No
     assert requests("/images", "GET", "401") == 1
     buckets = (
         "image_service_http_request_duration_seconds_count",
-        (("method", "POST"), ("route", "/images/upload")),
+        (("method", "POST"), ("route", "/images/upload"), ("status", "201")),
     )
     assert samples[buckets] == 1
 
