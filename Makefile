@@ -18,7 +18,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,test,lint]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,test,lint,bench]'
 	touch $@
 
 $(LOCALSTACK_STAMP): localstack/requirements-host.txt

@@ -11,6 +11,7 @@ import aioboto3
 from aiobotocore.config import AioConfig
 
 from image_service.settings import Settings, SettingsError
+from image_service.storage.presign import Credentials, CredentialSource
 from image_service.storage.provision import (
     ensure_bucket,
     ensure_queue,
@@ -38,6 +39,8 @@ class AwsClients:
     dynamodb: DynamoDBClient
     sqs: SQSClient
     region: str
+    # The credentials the clients sign with, for URLs the service signs itself.
+    credentials: CredentialSource
 
 
 def aws_config(settings: Settings) -> AioConfig:
@@ -49,6 +52,9 @@ def aws_config(settings: Settings) -> AioConfig:
         read_timeout=READ_TIMEOUT_SECONDS,
         retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=MAX_POOL_CONNECTIONS,
+        # Every request is built by our storage modules and checked by AWS on arrival; botocore's
+        # own check of each parameter tree is a large share of a call's CPU.
+        parameter_validation=False,
     )
 
 
@@ -69,7 +75,23 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             )
         dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
         sqs = await stack.enter_async_context(session.client("sqs", config=config))
-        yield AwsClients(s3=s3, s3_presign=presign, dynamodb=dynamodb, sqs=sqs, region=region)
+        found = await session.get_credentials()
+        if found is None:
+            raise SettingsError("AWS credentials: none found in the environment or profile")
+
+        async def credentials() -> Credentials:
+            # Temporary credentials are refreshed here by botocore's provider when they age.
+            frozen = await found.get_frozen_credentials()
+            return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+        yield AwsClients(
+            s3=s3,
+            s3_presign=presign,
+            dynamodb=dynamodb,
+            sqs=sqs,
+            region=region,
+            credentials=credentials,
+        )
 
 
 async def provision(settings: Settings) -> None:

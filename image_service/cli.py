@@ -6,10 +6,12 @@ import argparse
 import asyncio
 import dataclasses
 import logging
+import multiprocessing
 import os
 import secrets
 import signal
 import sys
+import time
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -33,17 +35,85 @@ def _configure_logging(settings: Settings) -> None:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
 
 
-def _serve(settings: Settings) -> None:
+def _event_loop() -> asyncio.AbstractEventLoop:
+    """uvloop where it is installed (Linux and macOS): a cheaper loop under every request."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop()
+    return uvloop.new_event_loop()
+
+
+def _serve(settings: Settings, *, reuse_port: bool = False) -> None:
     from image_service.web.app import create_app
 
-    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+    web.run_app(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        reuse_port=reuse_port or None,
+        loop=_event_loop(),
+    )
+
+
+def _serve_worker(settings: Settings) -> None:
+    """One of `serve --workers N`: its own process and event loop, on the shared port."""
+    _configure_logging(settings)
+    _serve(settings, reuse_port=True)
+
+
+def _serve_workers(settings: Settings, workers: int) -> None:
+    """N API processes on one port (SO_REUSEPORT: the kernel spreads connections over them).
+    A process that dies is replaced; SIGTERM or SIGINT stops them all, each draining first."""
+    log = logging.getLogger(__name__)
+    context = multiprocessing.get_context("spawn")
+    processes: dict[int, multiprocessing.process.BaseProcess] = {}
+    stopping = False
+
+    def start(slot: int) -> None:
+        process = context.Process(target=_serve_worker, args=(settings,), name=f"api-{slot}")
+        process.start()
+        processes[slot] = process
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        for process in processes.values():
+            if process.is_alive() and process.pid is not None:
+                os.kill(process.pid, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for slot in range(workers):
+        start(slot)
+    while processes:
+        for slot, process in list(processes.items()):
+            process.join(timeout=0.2)
+            if process.is_alive():
+                continue
+            del processes[slot]
+            if not stopping:
+                log.error("API process %s exited (%s); starting another", slot, process.exitcode)
+                time.sleep(1)  # a process that cannot start must not spin
+                start(slot)
+    log.info("all %d API processes stopped", workers)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
     settings = Settings.from_env()
     _configure_logging(settings)
-    logging.getLogger(__name__).info("serving on http://%s:%s", settings.host, settings.port)
-    _serve(settings)
+    logging.getLogger(__name__).info(
+        "serving on http://%s:%s (%d process%s)",
+        settings.host,
+        settings.port,
+        args.workers,
+        "" if args.workers == 1 else "es",
+    )
+    if args.workers == 1:
+        _serve(settings)
+    else:
+        _serve_workers(settings, args.workers)
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -148,6 +218,13 @@ image_service {__version__} (dev): moto S3 + DynamoDB + SQS at {endpoint}; worke
         _serve(settings)
 
 
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 256:
+        raise argparse.ArgumentTypeError("must be between 1 and 256")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="image-service", description=__doc__)
     parser.add_argument("--version", action="version", version=__version__)
@@ -159,6 +236,12 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=cmd_dev)
 
     serve = commands.add_parser("serve", help="API only, on the configured AWS backends")
+    serve.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="API processes sharing the port (SO_REUSEPORT); about one per core (default 1)",
+    )
     serve.set_defaults(func=cmd_serve)
 
     worker = commands.add_parser("worker", help="process the queue: scans, variants, GPS removal")

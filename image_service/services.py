@@ -23,6 +23,7 @@ from image_service.processing import VariantSpec
 from image_service.scanners import ClamdScanner, Scanner, WebhookScanner
 from image_service.settings import Settings, cursor_key
 from image_service.storage.dynamo import ImageRepository
+from image_service.storage.presign import Presigner
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
 from image_service.worker import Worker
@@ -57,7 +58,10 @@ async def open_services(
     async with aws_clients(settings) as clients, AsyncExitStack() as stack:
         if metrics is not None:
             _count_dynamodb_calls(clients.dynamodb, metrics)
-        store = ObjectStore(clients.s3, clients.s3_presign, settings.bucket)
+        presigner = await Presigner.learn(
+            clients.s3_presign, settings.bucket, clients.credentials, clock=clock
+        )
+        store = ObjectStore(clients.s3, presigner, settings.bucket)
         repository = ImageRepository(
             clients.dynamodb, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
         )

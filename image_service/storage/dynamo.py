@@ -17,6 +17,7 @@ a fresh read when another writer got there first, so the copies never drift from
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -60,6 +61,7 @@ _IMAGE_ONLY = ("upload_sort", "status_key")
 # Writers that lose a race re-read and re-apply their change; this many times, then 409.
 _WRITE_ATTEMPTS = 8
 _BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
+_CREATE_BATCHES_IN_FLIGHT = 4
 # Items read per query while a filter discards some: fewer round trips when matches are sparse,
 # while the page itself is still cut at the requested size.
 FILTERED_READ_BATCH = 100
@@ -261,6 +263,10 @@ class ImageRepository:
         self.table = table
         # Pending and rejected records are deleted by DynamoDB this long after their last change.
         self._dead_record_ttl = dead_record_ttl
+        # Creations waiting for a batch (their put requests, and who to tell), and batches
+        # being written.
+        self._waiting: deque[tuple[list[dict[str, Any]], asyncio.Future[None]]] = deque()
+        self._batches: set[asyncio.Task[None]] = set()
 
     async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
         with backend_errors(BACKEND):
@@ -286,11 +292,71 @@ class ImageRepository:
     # -- writes: the image item and its tag copies, together or not at all ---------------------
 
     async def create(self, record: ImageRecord) -> ImageRecord:
-        """Stores a new image; returns it as stored (with its first revision)."""
-        writes, stored = self._image_writes(None, record)
-        if stored is None or await self._apply(writes) is not None:
-            raise Conflict("An image with this id exists.", code="image_exists")
+        """Stores a new image; returns it as stored (with its first revision).
+
+        The upload-URL path's one write, so creations arriving together share BatchWriteItem
+        calls (group commit): a creation starts a batch at once while fewer than
+        ``_CREATE_BATCHES_IN_FLIGHT`` are being written, else waits for the next one, which
+        takes every waiting creation that fits. Alone, a creation costs one call as before;
+        under load, one call per up to 25 items. Unconditional (a fresh UUID has no twin) and
+        not atomic: if a batch fails after its retries, its callers get a 503 and the parts
+        written expire with the TTL of pending records.
+        """
+        stored, requests = self._put_requests(record)
+        written = asyncio.get_running_loop().create_future()
+        self._waiting.append((requests, written))
+        self._start_batches()
+        await written
         return stored
+
+    def _put_requests(self, record: ImageRecord) -> tuple[ImageRecord, list[dict[str, Any]]]:
+        stored = replace(record, revision=1)
+        item = to_item(stored, dead_record_ttl=self._dead_record_ttl)
+        writes = (item, *tag_copies(stored, item))
+        return stored, [{"PutRequest": {"Item": write}} for write in writes]
+
+    def _start_batches(self) -> None:
+        while self._waiting and len(self._batches) < _CREATE_BATCHES_IN_FLIGHT:
+            requests: list[dict[str, Any]] = []
+            waiters: list[asyncio.Future[None]] = []
+            while self._waiting and len(requests) + len(self._waiting[0][0]) <= _BATCH_WRITE_SIZE:
+                more, waiter = self._waiting.popleft()
+                requests += more
+                waiters.append(waiter)
+            batch = asyncio.create_task(self._write_for(requests, waiters))
+            self._batches.add(batch)
+            batch.add_done_callback(self._batch_done)
+
+    def _batch_done(self, batch: asyncio.Task[None]) -> None:
+        self._batches.discard(batch)
+        self._start_batches()
+
+    async def _write_for(
+        self, requests: list[dict[str, Any]], waiters: list[asyncio.Future[None]]
+    ) -> None:
+        try:
+            await self._batch_write(requests)
+        except Exception as exc:  # every waiter hears how its write ended, whatever it was
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_exception(exc)
+        else:
+            for waiter in waiters:
+                if not waiter.done():  # a caller that gave up (its client went away)
+                    waiter.set_result(None)
+
+    async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
+        """One BatchWriteItem of up to 25 puts, retrying what DynamoDB leaves unprocessed."""
+        with backend_errors(BACKEND):
+            for attempt in range(_WRITE_ATTEMPTS):
+                response = await self._client.batch_write_item(
+                    RequestItems={self.table: requests}  # type: ignore[dict-item]  # plain dicts
+                )
+                requests = response.get("UnprocessedItems", {}).get(self.table, [])  # type: ignore[assignment]  # as above
+                if not requests:
+                    return
+                await asyncio.sleep(0.05 * 2**attempt)  # throttled: back off, then the rest
+        raise BackendUnavailable(BACKEND, "UnprocessedItems")
 
     async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool:
         """Stores ``record``, the service's next state of an image it read with ``expected``
@@ -395,24 +461,9 @@ class ImageRepository:
     async def put_many(self, records: list[ImageRecord]) -> None:
         """Stores new images and their tag copies in batches of 25 writes, unconditionally:
         a bulk load (imports, benchmarks) for ids nobody else is writing, never a request."""
-        requests: list[dict[str, Any]] = []
-        for record in records:
-            item = to_item(replace(record, revision=1), dead_record_ttl=self._dead_record_ttl)
-            for write in (item, *tag_copies(record, item)):
-                requests.append({"PutRequest": {"Item": write}})
-        with backend_errors(BACKEND):
-            for start in range(0, len(requests), _BATCH_WRITE_SIZE):
-                batch = requests[start : start + _BATCH_WRITE_SIZE]
-                for attempt in range(_WRITE_ATTEMPTS):
-                    response = await self._client.batch_write_item(
-                        RequestItems={self.table: batch}  # type: ignore[dict-item]  # plain dicts
-                    )
-                    batch = response.get("UnprocessedItems", {}).get(self.table, [])  # type: ignore[assignment]  # as above
-                    if not batch:
-                        break
-                    await asyncio.sleep(0.05 * 2**attempt)  # throttled: back off, then the rest
-                else:
-                    raise BackendUnavailable(BACKEND, "UnprocessedItems")
+        requests = [put for record in records for put in self._put_requests(record)[1]]
+        for start in range(0, len(requests), _BATCH_WRITE_SIZE):
+            await self._batch_write(requests[start : start + _BATCH_WRITE_SIZE])
 
     @staticmethod
     def _advance(record: ImageRecord, expected: ImageStatus) -> Change:

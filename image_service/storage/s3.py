@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.exceptions import ClientError
 
 from image_service.storage.errors import backend_errors, error_code, http_status
+from image_service.storage.presign import Presigner
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -42,15 +43,12 @@ def _missing(exc: ClientError) -> bool:
 
 
 class ObjectStore:
-    """One bucket, reached through one data client and one presigning client.
+    """One bucket, reached through one data client; URLs for clients are signed by a
+    Presigner (no network, no botocore on the request path)."""
 
-    The presigning client differs from the data client only when clients reach S3 at another
-    address than the service does; presigning itself never touches the network.
-    """
-
-    def __init__(self, client: S3Client, presign_client: S3Client, bucket: str) -> None:
+    def __init__(self, client: S3Client, presigner: Presigner, bucket: str) -> None:
         self._client = client
-        self._presign = presign_client
+        self._presigner = presigner
         self.bucket = bucket
 
     async def presign_put(
@@ -68,20 +66,14 @@ class ObjectStore:
         A signed header must be sent exactly, so each one here is a rule S3 enforces: the type,
         the exact length, the checksum, and (``If-None-Match: *``) that nothing exists there yet.
         """
-        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key, "ContentType": content_type}
         headers = {"Content-Type": content_type}
         if size is not None:
-            params["ContentLength"] = size
             headers["Content-Length"] = str(size)
         if checksum_sha256 is not None:
-            params["ChecksumSHA256"] = checksum_sha256
             headers["x-amz-checksum-sha256"] = checksum_sha256
         if refuse_overwrite:
-            params["IfNoneMatch"] = "*"
             headers["If-None-Match"] = "*"
-        url = await self._presign.generate_presigned_url(
-            "put_object", Params=params, ExpiresIn=expires_in
-        )
+        url = await self._presigner.url("PUT", key, expires_in=expires_in, headers=headers)
         return SignedPut(url=url, headers=headers)
 
     async def presign_post(
@@ -103,24 +95,23 @@ class ObjectStore:
         if checksum_sha256 is not None:
             fields["x-amz-checksum-sha256"] = checksum_sha256
             conditions.append({"x-amz-checksum-sha256": checksum_sha256})
-        post = await self._presign.generate_presigned_post(
-            self.bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        url, signed_fields = await self._presigner.post(
+            self.bucket, key, expires_in=expires_in, fields=fields, conditions=conditions
         )
-        return SignedPost(url=post["url"], fields=dict(post["fields"]))
+        return SignedPost(url=url, fields=signed_fields)
 
     async def presign_get(
         self, key: str, *, expires_in: int, content_type: str, content_disposition: str
     ) -> str:
-        return await self._presign.generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": self.bucket,
-                "Key": key,
-                # Served with the type completion verified, never one S3 or a browser guesses.
-                "ResponseContentType": content_type,
-                "ResponseContentDisposition": content_disposition,
-            },
-            ExpiresIn=expires_in,
+        return await self._presigner.url(
+            "GET",
+            key,
+            expires_in=expires_in,
+            # Served with the type completion verified, never one S3 or a browser guesses.
+            params=(
+                ("response-content-type", content_type),
+                ("response-content-disposition", content_disposition),
+            ),
         )
 
     async def head(self, key: str) -> StoredObject | None:

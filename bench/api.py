@@ -1,0 +1,367 @@
+"""API cost per request: this service against the original design, same load, same run.
+
+Starts moto's server (bench/moto_server.py), this service (`image-service serve`, one process)
+and the baseline (bench/baseline_app.py: FastAPI + sync boto3 under uvicorn, one process), then
+drives each with the same requests at 64 concurrent connections:
+
+- `POST /images/upload` (an upload URL),
+- `GET /images` (a page of 20),
+- `GET /images/{id}/download` (a presigned GET of a stored image).
+
+Prints per endpoint and server: requests per second, CPU microseconds per request (the server
+process's user + system CPU time over the phase, divided by its requests), p50/p99 latency and
+RSS after the phase; then the ratios. Target: the upload URL at most 25 % of the baseline's CPU
+per request, and at most 150 MB RSS per API process at 64 connections.
+
+Requests per second are bounded by moto (one more process on the same two cores), so CPU per
+request is the figure that compares the servers.
+
+    .venv/bin/python bench/api.py [--requests 3000] [--concurrency 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import aiohttp
+import psutil
+
+from image_service.auth import issue_token
+from image_service.backends import aws_clients, provision
+from image_service.embedded import free_port
+from image_service.models import ImageRecord, ImageStatus
+from image_service.settings import Settings
+from image_service.storage.dynamo import ImageRepository
+
+REPOSITORY = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+SECRET = "bench-secret-" + uuid.uuid4().hex
+USERS = [f"user{number:03d}" for number in range(64)]
+UPLOAD_BODY = {"content_type": "image/jpeg", "tags": ["profile", "test"], "description": "bench"}
+CPU_TARGET = 0.25
+RSS_TARGET_MB = 150
+AWS = {
+    "AWS_ACCESS_KEY_ID": "test",
+    "AWS_SECRET_ACCESS_KEY": "test",
+    "AWS_REGION": "us-east-1",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+
+
+@dataclass
+class Phase:
+    requests: int
+    errors: dict[int, int]
+    seconds: float
+    cpu_seconds: float
+    latencies: list[float]
+    rss_mb: float
+
+    @property
+    def cpu_us(self) -> float:
+        return 1e6 * self.cpu_seconds / self.requests
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.seconds
+
+    def quantile_ms(self, q: float) -> float:
+        ordered = sorted(self.latencies)
+        return 1000 * ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+# One request of a phase: (method, path, json body or None, headers), by request number.
+Request = Callable[[int], tuple[str, str, dict[str, object] | None, dict[str, str]]]
+
+
+async def wait_until_up(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(400):
+            try:
+                async with session.get(url) as response:
+                    if response.status < 500:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    raise SystemExit(f"{url} did not come up")
+
+
+@asynccontextmanager
+async def process(
+    argv: list[str], env: dict[str, str], health_url: str
+) -> AsyncIterator[asyncio.subprocess.Process]:
+    child = await asyncio.create_subprocess_exec(
+        *argv,
+        env={**os.environ, **env},
+        cwd=REPOSITORY,
+        stdout=subprocess.DEVNULL,
+        stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
+    )
+    try:
+        await wait_until_up(health_url)
+        yield child
+    finally:
+        child.terminate()
+        await child.wait()
+
+
+async def drive(base: str, pid: int, request: Request, total: int, concurrency: int) -> Phase:
+    server = psutil.Process(pid)
+    errors: dict[int, int] = {}
+    latencies: list[float] = []
+    counter = iter(range(total))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def client() -> None:
+            for number in counter:
+                method, path, body, headers = request(number)
+                started = time.perf_counter()
+                async with session.request(
+                    method, base + path, json=body, headers=headers
+                ) as response:
+                    await response.read()
+                    if response.status >= 400:
+                        errors[response.status] = errors.get(response.status, 0) + 1
+                latencies.append(time.perf_counter() - started)
+
+        cpu = server.cpu_times()
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(concurrency)))
+        seconds = time.perf_counter() - started
+        after = server.cpu_times()
+    return Phase(
+        requests=total,
+        errors=errors,
+        seconds=seconds,
+        cpu_seconds=(after.user + after.system) - (cpu.user + cpu.system),
+        latencies=latencies,
+        rss_mb=server.memory_info().rss / 2**20,
+    )
+
+
+def service_requests(image_ids: dict[str, str]) -> dict[str, Request]:
+    tokens = {user: {"Authorization": f"Bearer {issue_token(SECRET, user)}"} for user in USERS}
+
+    def user(number: int) -> str:
+        return USERS[number % len(USERS)]
+
+    return {
+        "POST /images/upload": lambda n: ("POST", "/images/upload", UPLOAD_BODY, tokens[user(n)]),
+        "GET /images": lambda n: ("GET", "/images?limit=20", None, tokens[user(n)]),
+        "GET /images/{id}/download": lambda n: (
+            "GET",
+            f"/images/{image_ids[user(n)]}/download",
+            None,
+            tokens[user(n)],
+        ),
+    }
+
+
+def baseline_requests(image_ids: dict[str, str]) -> dict[str, Request]:
+    def user(number: int) -> str:
+        return USERS[number % len(USERS)]
+
+    return {
+        "POST /images/upload": lambda n: (
+            "POST",
+            "/images/upload",
+            {**UPLOAD_BODY, "user_id": user(n)},
+            {},
+        ),
+        "GET /images": lambda n: ("GET", f"/images?user_id={user(n)}&limit=20", None, {}),
+        "GET /images/{id}/download": lambda n: (
+            "GET",
+            f"/images/{image_ids[user(n)]}/download?user_id={user(n)}",
+            None,
+            {},
+        ),
+    }
+
+
+async def seed(settings: Settings, baseline_table: str) -> dict[str, str]:
+    """One ready image per user in both tables, so that downloads have something to sign."""
+    now = datetime.now(UTC)
+    image_ids = {user: str(uuid.uuid4()) for user in USERS}
+    records = [
+        ImageRecord(
+            user_id=user,
+            image_id=image_id,
+            s3_key=f"images/{user}/{image_id}/original",
+            content_type="image/jpeg",
+            status=ImageStatus.READY,
+            upload_time=now,
+            updated_at=now,
+            size=1000,
+            width=10,
+            height=10,
+        )
+        for user, image_id in image_ids.items()
+    ]
+    async with aws_clients(settings) as clients:
+        await ImageRepository(clients.dynamodb, settings.table).put_many(records)
+        await clients.dynamodb.create_table(
+            TableName=baseline_table,
+            AttributeDefinitions=[
+                {"AttributeName": "user_id", "AttributeType": "S"},
+                {"AttributeName": "image_id", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "user_id", "KeyType": "HASH"},
+                {"AttributeName": "image_id", "KeyType": "RANGE"},
+            ],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        for record in records:
+            await clients.dynamodb.put_item(
+                TableName=baseline_table,
+                Item={
+                    "user_id": {"S": record.user_id},
+                    "image_id": {"S": record.image_id},
+                    "s3_key": {"S": record.s3_key},
+                },
+            )
+    return image_ids
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--requests", type=int, default=3000, help="per endpoint and server")
+    parser.add_argument("--concurrency", type=int, default=64)
+    args = parser.parse_args()
+
+    suffix = uuid.uuid4().hex[:8]
+    moto_port, service_port, baseline_port = free_port(), free_port(), free_port()
+    endpoint = f"http://127.0.0.1:{moto_port}"
+    os.environ.update(AWS, AWS_ENDPOINT_URL=endpoint)
+    service_env = {
+        "IMAGE_SERVICE_JWT_SECRET": SECRET,
+        "IMAGE_SERVICE_BUCKET": f"bench-{suffix}",
+        "IMAGE_SERVICE_TABLE": f"bench-{suffix}",
+        "IMAGE_SERVICE_QUEUE_NAME": f"bench-{suffix}",
+        "IMAGE_SERVICE_PORT": str(service_port),
+        "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
+        # The bench is one client hammering the API: no per-user limit may shape it.
+        "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
+        "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
+        "IMAGE_SERVICE_LOG_LEVEL": "WARNING",
+    }
+    baseline_env = {"BASELINE_BUCKET": f"baseline-{suffix}", "BASELINE_TABLE": f"baseline-{suffix}"}
+
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(
+            process(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.moto_server",
+                    "-H",
+                    "127.0.0.1",
+                    "-p",
+                    str(moto_port),
+                ],
+                {},
+                f"{endpoint}/moto-api/",
+            )
+        )
+        os.environ.update(service_env)
+        settings = Settings.from_env()
+        await provision(settings)
+        image_ids = await seed(settings, baseline_env["BASELINE_TABLE"])
+        async with aws_clients(settings) as clients:
+            await clients.s3.create_bucket(Bucket=baseline_env["BASELINE_BUCKET"])
+
+        service = await stack.enter_async_context(
+            process(
+                [str(BIN / "image-service"), "serve"],
+                service_env,
+                f"http://127.0.0.1:{service_port}/health",
+            )
+        )
+        baseline = await stack.enter_async_context(
+            process(
+                [
+                    *(sys.executable, "-m", "uvicorn", "bench.baseline_app:app"),
+                    *("--port", str(baseline_port), "--no-access-log", "--log-level", "warning"),
+                ],
+                baseline_env,
+                f"http://127.0.0.1:{baseline_port}/docs",
+            )
+        )
+        servers: dict[str, tuple[str, int, dict[str, Request]]] = {
+            "service": (
+                f"http://127.0.0.1:{service_port}",
+                service.pid,
+                service_requests(image_ids),
+            ),
+            "baseline": (
+                f"http://127.0.0.1:{baseline_port}",
+                baseline.pid,
+                baseline_requests(image_ids),
+            ),
+        }
+        results: dict[tuple[str, str], Phase] = {}
+        for endpoint_name in service_requests(image_ids):
+            for server_name, (base, pid, requests) in servers.items():
+                request = requests[endpoint_name]
+                await drive(base, pid, request, 200, args.concurrency)  # warm up
+                results[endpoint_name, server_name] = await drive(
+                    base, pid, request, args.requests, args.concurrency
+                )
+    report(results, args)
+
+
+def report(results: dict[tuple[str, str], Phase], args: argparse.Namespace) -> None:
+    print(f"{args.requests} requests per endpoint and server, {args.concurrency} connections\n")
+    header = (
+        f"{'endpoint':<27} {'server':<9} {'req/s':>7} {'CPU µs/req':>10} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'RSS MB':>7} {'errors':>8}"
+    )
+    print(header)
+    print("-" * len(header))
+    for (endpoint_name, server_name), phase in results.items():
+        print(
+            f"{endpoint_name:<27} {server_name:<9} {phase.rps:>7.0f} {phase.cpu_us:>10.0f} "
+            f"{phase.quantile_ms(0.5):>7.1f} {phase.quantile_ms(0.99):>7.1f} "
+            f"{phase.rss_mb:>7.0f} {sum(phase.errors.values()) or '-':>8}"
+        )
+    print("\nservice / baseline:")
+    verdicts = []
+    for endpoint_name in dict.fromkeys(name for name, _ in results):
+        ours, theirs = results[endpoint_name, "service"], results[endpoint_name, "baseline"]
+        cpu_ratio = ours.cpu_us / theirs.cpu_us
+        print(
+            f"  {endpoint_name:<27} CPU per request {cpu_ratio:.2f}x, "
+            f"throughput {ours.rps / theirs.rps:.2f}x, "
+            f"p50 {ours.quantile_ms(0.5) / theirs.quantile_ms(0.5):.2f}x"
+        )
+        if endpoint_name == "POST /images/upload":
+            verdicts.append(
+                f"upload URL CPU {cpu_ratio:.0%} of the baseline's (target <= {CPU_TARGET:.0%}): "
+                + ("met" if cpu_ratio <= CPU_TARGET else "MISSED")
+            )
+    peak = max(phase.rss_mb for (_, name), phase in results.items() if name == "service")
+    verdicts.append(
+        f"service RSS {peak:.0f} MB at {args.concurrency} connections "
+        f"(target <= {RSS_TARGET_MB} MB): " + ("met" if peak <= RSS_TARGET_MB else "MISSED")
+    )
+    errors = {key: phase.errors for key, phase in results.items() if phase.errors}
+    if errors:
+        verdicts.append(f"errors: {errors}")
+    print("\n" + "\n".join(verdicts))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,204 @@
+"""S3 presigned URLs and POST policies (SigV4), computed here instead of by botocore.
+
+botocore builds a whole request, resolves the endpoint through its rule engine and runs its
+event hooks for every URL: about half a millisecond of CPU, most of an upload-URL request. The
+signature itself is a few HMACs. This module does only that, with the day's signing key cached,
+and produces exactly what botocore would: the same URL, byte for byte, and the same POST fields
+(`tests/test_presign.py` compares them for every kind of URL the service hands out).
+
+What botocore still decides: the bucket's base URL (endpoint, path or virtual-host style),
+learned once from one botocore presign at startup, and the credentials (refreshed by botocore's
+provider chain when they are temporary).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+ALGORITHM = "AWS4-HMAC-SHA256"
+UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
+_SERVICE = "s3"
+_PROBE_KEY = "presign-probe"
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    access_key: str
+    secret_key: str
+    token: str | None = None
+
+
+# Answers the current credentials; botocore's provider refreshes temporary ones behind it.
+CredentialSource = Callable[[], Awaitable[Credentials]]
+
+
+def _encode(value: str) -> str:
+    """RFC 3986 encoding, as SigV4 and botocore's query strings use it."""
+    return quote(value, safe="-_.~")
+
+
+def _hmac(key: bytes, message: str) -> bytes:
+    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
+
+
+class Presigner:
+    """Signs URLs and POST policies for one bucket."""
+
+    def __init__(
+        self,
+        *,
+        object_url_prefix: str,
+        post_url: str,
+        region: str,
+        credentials: CredentialSource,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        # "<scheme>://<host>/<bucket>/" or "<scheme>://<bucket>.<host>/": a key follows.
+        self._object_url_prefix = object_url_prefix
+        self._post_url = post_url
+        parts = urlsplit(object_url_prefix)
+        self._host = parts.netloc
+        self._path_prefix = parts.path
+        self._region = region
+        self._credentials = credentials
+        self._clock = clock
+        self._signing_keys: dict[tuple[str, str], bytes] = {}
+
+    @classmethod
+    async def learn(
+        cls,
+        presign_client: Any,
+        bucket: str,
+        credentials: CredentialSource,
+        *,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> Presigner:
+        """A presigner for ``bucket`` at the address botocore's client would sign for."""
+        url = await presign_client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
+        )
+        post = await presign_client.generate_presigned_post(bucket, _PROBE_KEY, ExpiresIn=60)
+        prefix = url.split("?", 1)[0].removesuffix(_PROBE_KEY)
+        return cls(
+            object_url_prefix=prefix,
+            post_url=post["url"],
+            region=presign_client.meta.region_name,
+            credentials=credentials,
+            clock=clock,
+        )
+
+    def _signing_key(self, secret: str, day: str) -> bytes:
+        cached = self._signing_keys.get((secret, day))
+        if cached is None:
+            key = _hmac(f"AWS4{secret}".encode(), day)
+            for part in (self._region, _SERVICE, "aws4_request"):
+                key = _hmac(key, part)
+            # One key per day (and per secret, which rotates with temporary credentials).
+            self._signing_keys = {(secret, day): key}
+            cached = key
+        return cached
+
+    async def url(
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_in: int,
+        headers: dict[str, str] | None = None,
+        params: Sequence[tuple[str, str]] = (),
+    ) -> str:
+        """A presigned URL for ``method`` on ``key``. ``headers`` are signed: the client must
+        send them exactly. ``params`` (e.g. ``response-content-type``) join the query."""
+        credentials = await self._credentials()
+        now = self._clock()
+        timestamp = now.strftime("%Y%m%dT%H%M%SZ")
+        day = timestamp[:8]
+        scope = f"{day}/{self._region}/{_SERVICE}/aws4_request"
+        signed = {"host": self._host}
+        for name, value in (headers or {}).items():
+            signed[name.lower()] = " ".join(value.split())
+        signed_names = ";".join(sorted(signed))
+
+        query = [(_encode(name), _encode(value)) for name, value in params]
+        query += [
+            ("X-Amz-Algorithm", ALGORITHM),
+            ("X-Amz-Credential", _encode(f"{credentials.access_key}/{scope}")),
+            ("X-Amz-Date", timestamp),
+            ("X-Amz-Expires", str(expires_in)),
+            ("X-Amz-SignedHeaders", _encode(signed_names)),
+        ]
+        if credentials.token is not None:
+            query.append(("X-Amz-Security-Token", _encode(credentials.token)))
+
+        path = quote(key, safe="/~")
+        canonical_request = "\n".join(
+            (
+                method,
+                self._path_prefix + path,
+                "&".join(f"{name}={value}" for name, value in sorted(query)),
+                "".join(f"{name}:{signed[name]}\n" for name in sorted(signed)),
+                signed_names,
+                UNSIGNED_PAYLOAD,
+            )
+        )
+        string_to_sign = "\n".join(
+            (ALGORITHM, timestamp, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
+        )
+        signature = hmac.new(
+            self._signing_key(credentials.secret_key, day),
+            string_to_sign.encode(),
+            hashlib.sha256,
+        ).hexdigest()
+        query_string = "&".join(f"{name}={value}" for name, value in query)
+        return f"{self._object_url_prefix}{path}?{query_string}&X-Amz-Signature={signature}"
+
+    async def post(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        expires_in: int,
+        fields: dict[str, str],
+        conditions: list[Any],
+    ) -> tuple[str, dict[str, str]]:
+        """A browser form upload: the URL and the form fields, the policy signed among them."""
+        credentials = await self._credentials()
+        now = self._clock()
+        timestamp = now.strftime("%Y%m%dT%H%M%SZ")
+        day = timestamp[:8]
+        credential = f"{credentials.access_key}/{day}/{self._region}/{_SERVICE}/aws4_request"
+        signed_fields = {**fields, "key": key}
+        auth_fields = {
+            "x-amz-algorithm": ALGORITHM,
+            "x-amz-credential": credential,
+            "x-amz-date": timestamp,
+        }
+        if credentials.token is not None:
+            auth_fields["x-amz-security-token"] = credentials.token
+        policy = {
+            "expiration": (now + timedelta(seconds=expires_in)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "conditions": [
+                *conditions,
+                {"bucket": bucket},
+                {"key": key},
+                *({name: value} for name, value in auth_fields.items()),
+            ],
+        }
+        encoded = base64.b64encode(json.dumps(policy).encode()).decode()
+        signature = hmac.new(
+            self._signing_key(credentials.secret_key, day), encoded.encode(), hashlib.sha256
+        ).hexdigest()
+        return self._post_url, {
+            **signed_fields,
+            **auth_fields,
+            "policy": encoded,
+            "x-amz-signature": signature,
+        }
