@@ -10,7 +10,10 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test lint fmt clean
+.PHONY: run test lint fmt clean loadtest bench
+
+USERS    ?= 16
+DURATION ?= 30
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -41,6 +44,16 @@ run: $(STAMP)
 ## test: install, then run the whole suite (it starts its own moto, LocalStack S3 and clamd)
 test: $(STAMP) $(LOCALSTACK_STAMP) $(CLAMD)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## loadtest: install, start `image-service dev` on a spare port, drive it (USERS=16 DURATION=30)
+loadtest: $(STAMP)
+	$(BIN)/image-service loadtest --dev --users $(USERS) --duration $(DURATION)
+
+## bench: the benchmarks that print numbers (API CPU per request, listing cost, rendering)
+bench: $(STAMP)
+	$(BIN)/python bench/api.py
+	$(BIN)/python bench/listing.py
+	$(BIN)/python bench/variants.py
 
 ## lint: ruff check, ruff format --check, strict mypy on the package
 lint: $(STAMP)

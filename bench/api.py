@@ -31,7 +31,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -48,7 +48,12 @@ REPOSITORY = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 SECRET = "bench-secret-" + uuid.uuid4().hex
 USERS = [f"user{number:03d}" for number in range(64)]
-UPLOAD_BODY = {"content_type": "image/jpeg", "tags": ["profile", "test"], "description": "bench"}
+UPLOAD_BODY: dict[str, object] = {
+    "content_type": "image/jpeg",
+    "tags": ["profile", "test"],
+    "description": "bench",
+}
+SEEDED_PER_USER = 20
 CPU_TARGET = 0.25
 RSS_TARGET_MB = 150
 AWS = {
@@ -192,9 +197,9 @@ def baseline_requests(image_ids: dict[str, str]) -> dict[str, Request]:
 
 
 async def seed(settings: Settings, baseline_table: str) -> dict[str, str]:
-    """One ready image per user in both tables, so that downloads have something to sign."""
+    """A page of ready images per user in both tables (the same metadata), so that lists
+    return full pages and downloads have something to sign. Returns one image id per user."""
     now = datetime.now(UTC)
-    image_ids = {user: str(uuid.uuid4()) for user in USERS}
     records = [
         ImageRecord(
             user_id=user,
@@ -202,14 +207,18 @@ async def seed(settings: Settings, baseline_table: str) -> dict[str, str]:
             s3_key=f"images/{user}/{image_id}/original",
             content_type="image/jpeg",
             status=ImageStatus.READY,
-            upload_time=now,
+            upload_time=now - timedelta(minutes=number),
             updated_at=now,
+            tags=list(UPLOAD_BODY["tags"]),
+            description="bench",
             size=1000,
             width=10,
             height=10,
         )
-        for user, image_id in image_ids.items()
+        for user in USERS
+        for number, image_id in enumerate(str(uuid.uuid4()) for _ in range(SEEDED_PER_USER))
     ]
+    image_ids = {record.user_id: record.image_id for record in records}
     async with aws_clients(settings) as clients:
         await ImageRepository(clients.dynamodb, settings.table).put_many(records)
         await clients.dynamodb.create_table(
@@ -231,6 +240,10 @@ async def seed(settings: Settings, baseline_table: str) -> dict[str, str]:
                     "user_id": {"S": record.user_id},
                     "image_id": {"S": record.image_id},
                     "s3_key": {"S": record.s3_key},
+                    "content_type": {"S": record.content_type},
+                    "upload_time": {"S": record.upload_time.isoformat()},
+                    "tags": {"L": [{"S": tag} for tag in record.tags]},
+                    "description": {"S": record.description},
                 },
             )
     return image_ids
@@ -313,7 +326,8 @@ async def main() -> None:
             ),
         }
         results: dict[tuple[str, str], Phase] = {}
-        for endpoint_name in service_requests(image_ids):
+        # Uploads last: they grow the tables, and moto's queries slow down as tables grow.
+        for endpoint_name in ("GET /images", "GET /images/{id}/download", "POST /images/upload"):
             for server_name, (base, pid, requests) in servers.items():
                 request = requests[endpoint_name]
                 await drive(base, pid, request, 200, args.concurrency)  # warm up

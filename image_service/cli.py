@@ -5,13 +5,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import json
 import logging
 import multiprocessing
 import os
 import secrets
 import signal
+import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Sequence
 
 from aiohttp import web
@@ -218,6 +221,73 @@ image_service {__version__} (dev): moto S3 + DynamoDB + SQS at {endpoint}; worke
         _serve(settings)
 
 
+def cmd_loadtest(args: argparse.Namespace) -> None:
+    from image_service import loadtest
+
+    secret = args.jwt_secret or os.environ.get(PREFIX + "JWT_SECRET")
+    url = args.url
+    dev = None
+    try:
+        if args.dev:
+            secret = secret or secrets.token_urlsafe(32)
+            dev, url = _start_dev(secret)
+        plan = loadtest.make_plan(
+            url=url,
+            users=args.users,
+            count=args.count,
+            duration=args.duration,
+            keep_every=args.keep_every,
+            jwt_secret=secret,
+            token=args.token,
+            allow_remote=args.allow_remote,
+        )
+        results = asyncio.run(loadtest.run(plan, progress=not args.json))
+    except ValueError as exc:
+        raise SystemExit(f"loadtest: {exc}") from None
+    finally:
+        if dev is not None:
+            dev.send_signal(signal.SIGTERM)
+            dev.wait(timeout=30)
+    summary = results.summary()
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        print(loadtest.format_report(summary))
+    if summary["error_count"]:
+        sys.exit(1)
+
+
+def _start_dev(secret: str) -> tuple[subprocess.Popen[bytes], str]:
+    """`image-service dev` on a spare port, for `loadtest --dev`: a whole stack to load."""
+    from image_service.embedded import free_port
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    environment = {
+        **os.environ,
+        PREFIX + "JWT_SECRET": secret,
+        # Each virtual user is one user: the per-user limit would shape the load, not measure it.
+        PREFIX + "UPLOAD_RATE_PER_MINUTE": "1000000",
+        PREFIX + "UPLOAD_BURST": "1000000",
+        PREFIX + "LOG_LEVEL": "WARNING",
+    }
+    dev = subprocess.Popen(  # noqa: S603  # this very program, fixed arguments
+        [sys.executable, "-m", "image_service", "dev", "--port", str(port)],
+        env=environment,
+        stdout=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310  # loopback
+                if response.status == 200:
+                    return dev, url
+        except OSError:
+            time.sleep(0.2)
+    dev.kill()
+    raise SystemExit("loadtest: image-service dev did not start within 60 s")
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 256:
@@ -243,6 +313,29 @@ def build_parser() -> argparse.ArgumentParser:
         help="API processes sharing the port (SO_REUSEPORT); about one per core (default 1)",
     )
     serve.set_defaults(func=cmd_serve)
+
+    load = commands.add_parser(
+        "loadtest",
+        help="drive a running service through whole upload lifecycles and report",
+        description=(
+            "Virtual users repeat the lifecycle: upload URL, PUT to S3, complete, wait until "
+            "processed, list, download, delete. Tokens are minted with IMAGE_SERVICE_JWT_SECRET "
+            "(or --jwt-secret) for users loadtest-0..N-1, or one --token is used by all."
+        ),
+    )
+    load.add_argument("--url", default="http://127.0.0.1:8080", help="the API (loopback only)")
+    load.add_argument("--users", type=int, default=8, help="concurrent virtual users (<= 1000)")
+    load.add_argument("--count", type=int, help="lifecycles in all, then stop")
+    load.add_argument("--duration", type=float, help="seconds to run, then stop (<= 3600)")
+    load.add_argument(
+        "--keep-every", type=int, default=0, help="keep every Nth image instead of deleting it"
+    )
+    load.add_argument("--jwt-secret", help="HS256 key to mint tokens (default: from the env)")
+    load.add_argument("--token", help="one bearer token for every virtual user")
+    load.add_argument("--dev", action="store_true", help="start `image-service dev` to load")
+    load.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
+    load.add_argument("--json", action="store_true", help="print the results as JSON")
+    load.set_defaults(func=cmd_loadtest)
 
     worker = commands.add_parser("worker", help="process the queue: scans, variants, GPS removal")
     worker.set_defaults(func=cmd_worker)

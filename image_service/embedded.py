@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 # Fake credentials for the emulator. Set unconditionally so that dev can never reach real AWS.
 _EMULATOR_ENVIRONMENT = {
@@ -24,6 +25,27 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
+def serialize_moto_transactions() -> None:
+    """moto's TransactWriteItems deep-copies every table to roll back, while other threads of
+    its server write them: concurrent transactions fail with "dictionary changed size during
+    iteration" (a 500). One lock around them makes moto behave as DynamoDB does. Idempotent."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    original = DynamoDBBackend.transact_write_items
+    if getattr(original, "serialized", False):
+        return
+    lock = threading.Lock()
+
+    def transact_write_items(self: DynamoDBBackend, transact_items: Any) -> Any:
+        with lock:
+            return original(self, transact_items)
+
+    transact_write_items.serialized = True  # type: ignore[attr-defined]
+    DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
 @contextmanager
 def moto_server(port: int | None = None, host: str = "127.0.0.1") -> Iterator[str]:
     """Runs moto's S3/DynamoDB/SQS server and points this process's AWS settings at it."""
@@ -31,6 +53,7 @@ def moto_server(port: int | None = None, host: str = "127.0.0.1") -> Iterator[st
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # moto is a dev extra, not a production dependency
         raise SystemExit("moto is not installed: pip install 'image-service[dev]'") from exc
+    serialize_moto_transactions()
     port = port or free_port(host)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()

@@ -138,6 +138,7 @@ class ImageProcessor:
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
         # the conditional write lets exactly one of them publish the record.
         if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
+            log.info("ready %s/%s (%d variants)", record.user_id, record.image_id, len(variants))
             return
         current = await self._repository.get(record.user_id, record.image_id)
         if current is None or current.status is ImageStatus.DELETING:

@@ -1,0 +1,119 @@
+"""Scale out: two API processes on one port (`serve --workers 2`) and two queue workers on the
+same backends, loaded by `image-service loadtest` through whole lifecycles; then an audit that
+nothing was lost, duplicated or left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+from typing import Any
+
+import psutil
+
+from image_service.embedded import free_port
+from tests.conftest import MakeApi, emulator_client
+
+LIFECYCLES = 32
+
+
+def _environment(settings: Any, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
+    env.update(
+        {
+            "IMAGE_SERVICE_JWT_SECRET": settings.jwt_secret,
+            "IMAGE_SERVICE_BUCKET": settings.bucket,
+            "IMAGE_SERVICE_TABLE": settings.table,
+            "IMAGE_SERVICE_QUEUE_NAME": settings.queue_name,
+            "IMAGE_SERVICE_QUEUE_WAIT_SECONDS": "1",
+            "IMAGE_SERVICE_PORT": str(port),
+            "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000",
+            "IMAGE_SERVICE_UPLOAD_BURST": "100000",
+        }
+    )
+    return env
+
+
+async def _start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "image_service",
+        *args,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+
+
+async def _stop(process: asyncio.subprocess.Process) -> str:
+    if process.returncode is None:
+        process.send_signal(signal.SIGTERM)
+    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode == 0, output.decode()
+    return output.decode()
+
+
+async def test_two_api_processes_and_two_workers_lose_nothing(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    api = await make_api(embedded_worker=False)  # provisions; its app is the auditor's view
+    port = free_port()
+    env = _environment(api.settings, port)
+    server = await _start("serve", "--workers", "2", env=env)
+    workers = [await _start("worker", env=env) for _ in range(2)]
+    try:
+        async with asyncio.timeout(30):
+            while True:
+                try:
+                    _, writer = await asyncio.open_connection("127.0.0.1", port)
+                    writer.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.1)
+        api_processes = [
+            child
+            for child in psutil.Process(server.pid).children()
+            if "resource_tracker" not in " ".join(child.cmdline())  # multiprocessing's helper
+        ]
+        assert len(api_processes) == 2
+        cpu_before = [p.cpu_times().user for p in api_processes]
+
+        load = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-m", "image_service", "loadtest", "--json"),
+            *("--url", f"http://127.0.0.1:{port}", "--users", "8"),
+            *("--count", str(LIFECYCLES), "--keep-every", "2"),
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        output, _ = await asyncio.wait_for(load.communicate(), timeout=240)
+        report = json.loads(output)
+        assert (report["lifecycles"], report["errors"]) == (LIFECYCLES, {})
+        assert all(
+            p.cpu_times().user > before + 0.2
+            for p, before in zip(api_processes, cpu_before, strict=True)
+        ), "the kernel spread the connections over both API processes"
+    finally:
+        outputs = [await _stop(w) for w in workers]
+        await _stop(server)
+    assert sum(out.count(" ready ") for out in outputs) == LIFECYCLES, "each image once"
+
+    kept, deleted = report["kept"], report["deleted"]
+    assert (len(kept), len(deleted)) == (LIFECYCLES // 2, LIFECYCLES // 2)
+    for owner in {image["user"] for image in kept}:
+        status, page, _ = await api.call("GET", "/images", user=owner, params={"limit": "100"})
+        assert status == 200
+        listed = [item["image_id"] for item in page["items"]]
+        expected = [image["image_id"] for image in kept if image["user"] == owner]
+        assert sorted(listed) == sorted(expected), "every kept image listed exactly once"
+        assert {item["status"] for item in page["items"]} == {"ready"}
+    keys = api.object_keys()
+    table = emulator_client("dynamodb", moto_endpoint).scan(TableName=api.settings.table)
+    stored_ids = {item["image_id"]["S"].split("#")[0] for item in table["Items"]}
+    for image in deleted:
+        assert image["image_id"] not in stored_ids, "a deleted image left a record"
+        assert not [key for key in keys if image["image_id"] in key], "and left an object"
+    for image in kept:
+        assert [key for key in keys if f"/{image['image_id']}/" in key], "kept images stay"
