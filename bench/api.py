@@ -330,15 +330,21 @@ async def main() -> None:
         for endpoint_name in ("GET /images", "GET /images/{id}/download", "POST /images/upload"):
             for server_name, (base, pid, requests) in servers.items():
                 request = requests[endpoint_name]
-                await drive(base, pid, request, 200, args.concurrency)  # warm up
+                # moto answers an index query by sorting the whole table (the service lists from
+                # an index, the baseline from the table): fewer lists keep the run short.
+                total = args.requests // 5 if endpoint_name == "GET /images" else args.requests
+                await drive(base, pid, request, 100, args.concurrency)  # warm up
                 results[endpoint_name, server_name] = await drive(
-                    base, pid, request, args.requests, args.concurrency
+                    base, pid, request, total, args.concurrency
                 )
     report(results, args)
 
 
 def report(results: dict[tuple[str, str], Phase], args: argparse.Namespace) -> None:
-    print(f"{args.requests} requests per endpoint and server, {args.concurrency} connections\n")
+    print(
+        f"{args.requests} requests per endpoint and server ({args.requests // 5} lists), "
+        f"{args.concurrency} connections\n"
+    )
     header = (
         f"{'endpoint':<27} {'server':<9} {'req/s':>7} {'CPU µs/req':>10} {'p50 ms':>7} "
         f"{'p99 ms':>7} {'RSS MB':>7} {'errors':>8}"

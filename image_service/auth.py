@@ -17,6 +17,11 @@ RS256 = "RS256"
 ADMIN_SCOPE = "admin"
 # Leaves room for IdP subjects such as "auth0|abc" or e-mail addresses, and no more.
 MAX_SUBJECT_LENGTH = 256
+# Verified tokens are remembered (a client sends the same one with every request) for at most
+# this long and never past their expiry; after that the signature is checked again, so a key the
+# IdP withdrew stops working within this time.
+VERIFIED_TOKEN_SECONDS = 60.0
+VERIFIED_TOKENS_KEPT = 10_000
 
 
 class TokenVerifier:
@@ -40,6 +45,8 @@ class TokenVerifier:
         self._jwks = jwks
         self._audience = audience
         self._issuer = issuer
+        # token -> (principal, usable from, usable until): insertion-ordered, oldest evicted.
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
 
     async def verify(self, authorization: str | None) -> Principal:
         """The principal behind an ``Authorization`` header value, or Unauthenticated."""
@@ -51,6 +58,28 @@ class TokenVerifier:
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise Unauthenticated("Authorization must use the Bearer scheme.", code="invalid_token")
+        now = time.time()
+        remembered = self._verified.get(token)
+        if remembered is not None:
+            principal, usable_from, usable_until = remembered
+            if usable_from <= now < usable_until:
+                return principal
+            del self._verified[token]
+        principal, claims = await self._verify(token)
+        self._remember(token, principal, claims, now)
+        return principal
+
+    def _remember(
+        self, token: str, principal: Principal, claims: Mapping[str, Any], now: float
+    ) -> None:
+        expires = float(claims["exp"])  # required, and checked numeric by PyJWT
+        not_before = claims.get("nbf")
+        usable_from = float(not_before) if isinstance(not_before, int | float) else 0.0
+        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
+            del self._verified[next(iter(self._verified))]
+        self._verified[token] = (principal, usable_from, min(expires, now + VERIFIED_TOKEN_SECONDS))
+
+    async def _verify(self, token: str) -> tuple[Principal, Mapping[str, Any]]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:
@@ -77,7 +106,7 @@ class TokenVerifier:
             raise Unauthenticated("The token has expired.", code="token_expired") from None
         except jwt.PyJWTError:
             raise Unauthenticated("The token is invalid.", code="invalid_token") from None
-        return _principal(claims)
+        return _principal(claims), claims
 
 
 def _principal(claims: Mapping[str, Any]) -> Principal:

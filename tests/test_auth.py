@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -140,3 +141,22 @@ async def test_audience_and_issuer_are_enforced_when_configured(make_api: MakeAp
         claims = {k: v for k, v in {**good, **wrong}.items() if v is not None}
         status, body, _ = await api.call("GET", "/images", user=None, headers=_bearer(claims))
         assert (status, body["error"]["code"]) == (401, "invalid_token"), wrong
+
+
+async def test_a_remembered_token_still_expires_and_waits_for_nbf(api: Api) -> None:
+    """Verified tokens are remembered between requests, never past `exp` nor before `nbf`."""
+    now = int(time.time())
+    short = _bearer({"sub": "alice", "exp": now + 2})
+    for _ in range(2):
+        status, _, _ = await api.call("GET", "/images", user=None, headers=short)
+        assert status == 200
+    early = _bearer({"sub": "alice", "exp": now + 60, "nbf": now + 2})
+    status, body, _ = await api.call("GET", "/images", user=None, headers=early)
+    assert (status, body["error"]["code"]) == (401, "invalid_token")
+    await asyncio.sleep(now + 2.2 - time.time())
+    status, body, _ = await api.call("GET", "/images", user=None, headers=short)
+    assert (status, body["error"]["code"]) == (401, "token_expired")
+    status, _, _ = await api.call("GET", "/images", user=None, headers=early)
+    assert status == 200, "usable once its nbf has passed"
+    status, _, _ = await api.call("GET", "/images", user=None, headers=early)
+    assert status == 200, "and remembered from then on"
