@@ -61,7 +61,7 @@ _IMAGE_ONLY = ("upload_sort", "status_key")
 # Writers that lose a race re-read and re-apply their change; this many times, then 409.
 _WRITE_ATTEMPTS = 8
 _BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
-_CREATE_BATCHES_IN_FLIGHT = 4
+_CREATE_BATCHES_IN_FLIGHT = 2
 # Items read per query while a filter discards some: fewer round trips when matches are sparse,
 # while the page itself is still cut at the requested size.
 FILTERED_READ_BATCH = 100

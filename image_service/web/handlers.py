@@ -11,6 +11,7 @@ from image_service.domain.health import check_backends
 from image_service.domain.images import UploadRequest
 from image_service.metrics import CONTENT_TYPE
 from image_service.models import ListFilter
+from image_service.web.encoding import json_text
 from image_service.web.keys import (
     IMAGE_REPOSITORY,
     IMAGE_SERVICE,
@@ -54,7 +55,7 @@ _secured = {"tags": ["images"], "security": [{BEARER: []}]}
 def _dump(
     schema: Schema, obj: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
-    return web.json_response(schema.dump(obj), status=status, headers=headers)
+    return web.json_response(schema.dump(obj), status=status, headers=headers, dumps=json_text)
 
 
 def _owner(request: web.Request) -> str | None:

@@ -16,6 +16,7 @@ from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
 from image_service.errors import InvalidRequest, ServiceError, Unauthenticated
+from image_service.web.encoding import json_text
 from image_service.web.keys import METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
 
 log = logging.getLogger(__name__)
@@ -42,7 +43,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return web.json_response(body, status=status, headers=headers)
+    return web.json_response(body, status=status, headers=headers, dumps=json_text)
 
 
 def _service_error_response(exc: ServiceError) -> web.Response:
