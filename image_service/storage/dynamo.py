@@ -319,7 +319,10 @@ class ImageRepository:
         while self._waiting and len(self._batches) < _CREATE_BATCHES_IN_FLIGHT:
             requests: list[dict[str, Any]] = []
             waiters: list[asyncio.Future[None]] = []
-            while self._waiting and len(requests) + len(self._waiting[0][0]) <= _BATCH_WRITE_SIZE:
+            # Whole creations only (at most 21 items each: the image and 20 tag copies).
+            while self._waiting and (
+                not requests or len(requests) + len(self._waiting[0][0]) <= _BATCH_WRITE_SIZE
+            ):
                 more, waiter = self._waiting.popleft()
                 requests += more
                 waiters.append(waiter)
