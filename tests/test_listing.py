@@ -25,7 +25,8 @@ class Planted:
 
 
 async def _plant(api: Api, count: int, ready_every: int) -> list[Planted]:
-    """`count` images over 60 days, several sharing a timestamp; every n-th one completed."""
+    """`count` images over 60 days, several sharing a timestamp: every n-th one completed and
+    processed, every third one rejected at completion, the rest pending."""
     rng = random.Random(7)
     planted = []
     for index in range(count):
@@ -40,9 +41,20 @@ async def _plant(api: Api, count: int, ready_every: int) -> list[Planted]:
         else:
             upload = await api.upload_url(content_type="image/png", tags=tags)
             state = "pending"
+            if index % 3 == 1:
+                assert await api.send_to_s3(upload, images.HTML) == 200
+                status, _, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+                assert status == 422
+                state = "rejected"
         planted.append(Planted(upload["image_id"], moment, frozenset(tags), state))
     api.clock.pinned = None
     return planted
+
+
+def _tagged(p: Planted, *tags: str) -> bool:
+    """Listed by these tags: it carries them and its upload was completed (pending uploads are
+    listed by time and status only)."""
+    return set(tags) <= p.tags and p.status != "pending"
 
 
 async def _all_pages(api: Api, query: dict[str, Any], limit: int) -> list[str]:
@@ -96,9 +108,10 @@ WEEK_END = START + timedelta(days=27)
 # (name, query, which planted images match)
 CASES: list[tuple[str, dict[str, Any], Any]] = [
     ("all", {}, lambda p: True),
-    ("one-tag", {"tag": "cat"}, lambda p: "cat" in p.tags),
-    ("two-tags", {"tag": ["cat", "DOG"]}, lambda p: {"cat", "dog"} <= p.tags),
+    ("one-tag", {"tag": "cat"}, lambda p: _tagged(p, "cat")),
+    ("two-tags", {"tag": ["cat", "DOG"]}, lambda p: _tagged(p, "cat", "dog")),
     ("status", {"status": "ready"}, lambda p: p.status == "ready"),
+    ("status-pending", {"status": "pending"}, lambda p: p.status == "pending"),
     (
         "date-range",
         {"start_date": WEEK_START.isoformat(), "end_date": WEEK_END.isoformat()},
@@ -108,7 +121,7 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
         "tag-and-whole-days",
         {"tag": "beach", "start_date": "2026-09-21", "end_date": "2026-09-28"},
         lambda p: (
-            "beach" in p.tags
+            _tagged(p, "beach")
             and datetime(2026, 9, 21, tzinfo=UTC)
             <= p.upload_time
             < datetime(2026, 9, 29, tzinfo=UTC)
@@ -116,10 +129,10 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
     ),
     (
         "tag-status-dates",
-        {"tag": "dog", "status": "pending", "start_date": "2026-09-05"},
+        {"tag": "dog", "status": "rejected", "start_date": "2026-09-05"},
         lambda p: (
-            "dog" in p.tags
-            and p.status == "pending"
+            _tagged(p, "dog")
+            and p.status == "rejected"
             and p.upload_time >= datetime(2026, 9, 5, tzinfo=UTC)
         ),
     ),
@@ -138,7 +151,15 @@ CASES: list[tuple[str, dict[str, Any], Any]] = [
 
 
 # Served by an index whose key does all the selecting: a page reads what it returns.
-INDEXED = {"all", "one-tag", "status", "date-range", "tag-and-whole-days", "no-match"}
+INDEXED = {
+    "all",
+    "one-tag",
+    "status",
+    "status-pending",
+    "date-range",
+    "tag-and-whole-days",
+    "no-match",
+}
 
 
 async def test_pages_are_complete_and_ordered_under_every_filter(make_api: MakeApi) -> None:

@@ -8,7 +8,8 @@ id, so a page reads what it returns whatever the user owns (``docs/data-model.md
 - ``by_status`` (``status_key`` = owner and status): one status;
 - ``by_tag`` (``tag_key`` = owner and tag): one tag. An image has many tags and an index key has
   one value, so each tag gets a *tag copy* of the image item (sort key ``<image id>#tag#<tag>``),
-  written in the same transaction as the image, which is the only way the copies change.
+  written in the same transaction as the image, which is the only way the copies change. Copies
+  exist from completion on: a pending upload is listed by time and status, not by tag.
 
 Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
 a fresh read when another writer got there first, so the copies never drift from their image.
@@ -158,8 +159,15 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     return item
 
 
+def indexed_tags(record: ImageRecord) -> list[str]:
+    """The tags an image is listed by. A pending image is none yet: it has no bytes until its
+    upload completes, so it is listed by time and by status only, and the upload-URL path
+    writes one item, not one per tag."""
+    return [] if record.status is ImageStatus.PENDING else record.tags
+
+
 def tag_copies(record: ImageRecord, image_item: Item) -> list[Item]:
-    """The image item once per tag, keyed and indexed for listing by that tag."""
+    """The image item once per indexed tag, keyed and indexed for listing by that tag."""
     shared = {name: value for name, value in image_item.items() if name not in _IMAGE_ONLY}
     return [
         {
@@ -168,7 +176,7 @@ def tag_copies(record: ImageRecord, image_item: Item) -> list[Item]:
             "tag_key": _s(tag_key(record.user_id, tag)),
             "tag_sort": image_item["upload_sort"],
         }
-        for tag in record.tags
+        for tag in indexed_tags(record)
     ]
 
 
@@ -539,10 +547,10 @@ class ImageRepository:
             writes.extend(
                 {"Put": {"TableName": self.table, "Item": copy}} for copy in tag_copies(new, item)
             )
-            kept_tags = new.tags
+            kept_tags = indexed_tags(new)
         writes.extend(
             {"Delete": {"TableName": self.table, "Key": _key(owner, tag_copy_id(image_id, tag))}}
-            for tag in (old.tags if old else [])
+            for tag in (indexed_tags(old) if old else [])
             if tag not in kept_tags
         )
         return writes, new

@@ -29,7 +29,9 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
-def _tags_field(**kwargs: Any) -> fields.List[str]:
+def _tags_field(
+    description: str = f"Up to {MAX_TAGS} tags; stored lowercase, deduplicated.", **kwargs: Any
+) -> fields.List[str]:
     tag = fields.String(
         validate=[
             validate.Length(min=1, max=MAX_TAG_LENGTH),
@@ -39,7 +41,7 @@ def _tags_field(**kwargs: Any) -> fields.List[str]:
     return fields.List(
         tag,
         validate=validate.Length(max=MAX_TAGS),
-        metadata={"description": f"Up to {MAX_TAGS} tags; stored lowercase, deduplicated."},
+        metadata={"description": description},
         **kwargs,
     )
 
@@ -146,7 +148,11 @@ class DownloadQuerySchema(OwnerQuerySchema):
 
 
 class ListQuerySchema(StrictSchema):
-    tag = _tags_field(load_default=list)
+    tag = _tags_field(
+        "Only images with every one of these tags (repeat the parameter). Tags index an image "
+        "once its upload is completed: pending uploads are listed by time and status only.",
+        load_default=list,
+    )
     start_date = DateOrDateTime(
         metadata={"description": "Uploaded at or after (ISO 8601 date or date-time)."}
     )
