@@ -160,6 +160,21 @@ class Api:
                     return image  # type: ignore[no-any-return]
                 await asyncio.sleep(0.05)
 
+    def child_environment(self, **settings: str) -> dict[str, str]:
+        """The environment for an `image-service` process on this API's backends: none of the
+        caller's IMAGE_SERVICE_* settings, this API's key and resources, then `settings`
+        (names without the prefix)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
+        own = {
+            "JWT_SECRET": self.settings.jwt_secret,
+            "BUCKET": self.settings.bucket,
+            "TABLE": self.settings.table,
+            "QUEUE_NAME": self.settings.queue_name,
+            **settings,
+        }
+        env.update({f"IMAGE_SERVICE_{name}": value for name, value in own.items()})
+        return env
+
     async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         """Every sample /metrics shows, by (name, sorted labels)."""
         async with self.client.get("/metrics") as response:

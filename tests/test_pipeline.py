@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable, Iterator
@@ -295,16 +294,7 @@ async def test_the_worker_command_processes_jobs_and_stops_on_sigterm(
     status, image, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
     assert (status, image["status"]) == (200, "processing")
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
-    env.update(
-        {
-            "IMAGE_SERVICE_JWT_SECRET": api.settings.jwt_secret,
-            "IMAGE_SERVICE_BUCKET": api.settings.bucket,
-            "IMAGE_SERVICE_TABLE": api.settings.table,
-            "IMAGE_SERVICE_QUEUE_NAME": api.settings.queue_name,
-            "IMAGE_SERVICE_QUEUE_WAIT_SECONDS": "1",
-        }
-    )
+    env = api.child_environment(QUEUE_WAIT_SECONDS="1")
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import sys
 import uuid
 
@@ -38,13 +37,7 @@ async def test_reconcile_reports_then_repairs_only_with_fix(make_api: MakeApi) -
     in_flight = await api.upload_url()
     assert await api.send_to_s3(in_flight, images.jpeg()) == 200
 
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
-    env.update(
-        IMAGE_SERVICE_JWT_SECRET=api.settings.jwt_secret,
-        IMAGE_SERVICE_BUCKET=bucket,
-        IMAGE_SERVICE_TABLE=api.settings.table,
-        IMAGE_SERVICE_QUEUE_NAME=api.settings.queue_name,
-    )
+    env = api.child_environment()
     status, report = await _reconcile(env)
     assert status == 1, report
     assert f"record without object: alice/{broken['image_id']}" in report

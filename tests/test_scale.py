@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
 import sys
-from typing import Any
 
 import psutil
 
@@ -17,23 +15,6 @@ from image_service.embedded import free_port
 from tests.conftest import MakeApi, emulator_client
 
 LIFECYCLES = 32
-
-
-def _environment(settings: Any, port: int) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("IMAGE_SERVICE_")}
-    env.update(
-        {
-            "IMAGE_SERVICE_JWT_SECRET": settings.jwt_secret,
-            "IMAGE_SERVICE_BUCKET": settings.bucket,
-            "IMAGE_SERVICE_TABLE": settings.table,
-            "IMAGE_SERVICE_QUEUE_NAME": settings.queue_name,
-            "IMAGE_SERVICE_QUEUE_WAIT_SECONDS": "1",
-            "IMAGE_SERVICE_PORT": str(port),
-            "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000",
-            "IMAGE_SERVICE_UPLOAD_BURST": "100000",
-        }
-    )
-    return env
 
 
 async def _start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
@@ -61,7 +42,12 @@ async def test_two_api_processes_and_two_workers_lose_nothing(
 ) -> None:
     api = await make_api(embedded_worker=False)  # provisions; its app is the auditor's view
     port = free_port()
-    env = _environment(api.settings, port)
+    env = api.child_environment(
+        QUEUE_WAIT_SECONDS="1",
+        PORT=str(port),
+        UPLOAD_RATE_PER_MINUTE="100000",
+        UPLOAD_BURST="100000",
+    )
     server = await _start("serve", "--workers", "2", env=env)
     workers = [await _start("worker", env=env) for _ in range(2)]
     try:
