@@ -1,4 +1,5 @@
-"""The `image-service` command: dev, serve, init, token."""
+"""The `image-service` command: dev, serve, worker, init, token, loadtest, and the API's client
+commands upload, list, download, delete."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from dotenv import load_dotenv
 from image_service import __version__
 from image_service.auth import issue_token
 from image_service.backends import provision
+from image_service.client_cli import add_client_commands
 from image_service.settings import PREFIX, Settings, SettingsError
 
 DEMO_USER = "demo-user"
@@ -354,6 +356,8 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--admin", action="store_true", help="add the admin scope")
     token.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds (default 3600)")
     token.set_defaults(func=cmd_token)
+
+    add_client_commands(commands)
     return parser
 
 

@@ -16,17 +16,20 @@ from __future__ import annotations
 import asyncio
 import io
 import ipaddress
-import json
 import math
 import sys
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
 
 from image_service.auth import issue_token
+from image_service.client import ApiError, ImageServiceClient, ProcessingTimeout, StorageError
+
+T = TypeVar("T")
 
 MAX_USERS = 1000
 MAX_DURATION_SECONDS = 3600
@@ -123,76 +126,48 @@ class Plan:
 
 
 async def _lifecycle(
-    http: aiohttp.ClientSession,
-    plan: Plan,
-    user: int,
-    number: int,
-    data: bytes,
-    results: Results,
+    images: ImageServiceClient, plan: Plan, user: int, number: int, data: bytes, results: Results
 ) -> None:
-    headers = {"Authorization": f"Bearer {plan.tokens[user]}"}
-    api = plan.url.rstrip("/")
+    """One image's whole life, each step timed; a step's failure names the step."""
 
-    async def timed(step: str, method: str, url: str, expect: set[int], **kwargs: Any) -> Any:
+    async def timed(step: str, call: Awaitable[T]) -> T:
         started = time.perf_counter()
-        async with http.request(method, url, **kwargs) as response:
-            body = await response.read()
-            if response.status not in expect:
-                raise LoadTestError(step, response.status)
+        try:
+            answer = await call
+        except (ApiError, StorageError) as exc:
+            raise LoadTestError(step, exc.status) from None
         results.timings[step].append(time.perf_counter() - started)
-        return json.loads(body) if body and response.content_type == "application/json" else None
+        return answer
 
-    upload = await timed(
+    ticket = await timed(
         "upload_url",
-        "POST",
-        f"{api}/images/upload",
-        {201},
-        headers=headers,
-        json={
-            "content_type": "image/jpeg",
-            "size": len(data),
-            "tags": ["loadtest", f"user{user}"],
-            "description": f"lifecycle {number}",
-        },
+        images.create_upload(
+            "image/jpeg",
+            size=len(data),
+            tags=["loadtest", f"user{user}"],
+            description=f"lifecycle {number}",
+        ),
     )
-    image_id = upload["image_id"]
-    put_headers = {k: v for k, v in upload["headers"].items() if k.lower() != "content-length"}
-    await timed("put_to_s3", "PUT", upload["upload_url"], {200}, data=data, headers=put_headers)
-    await timed("complete", "POST", f"{api}/images/{image_id}/complete", {200}, headers=headers)
-
-    started = time.perf_counter()
-    deadline = started + PROCESSING_TIMEOUT_SECONDS
-    while True:
-        async with http.get(f"{api}/images/{image_id}", headers=headers) as response:
-            image = await response.json()
-            if response.status != 200:
-                raise LoadTestError("processed", response.status)
-        if image["status"] == "ready":
-            break
-        if image["status"] not in {"pending", "processing"}:
-            raise LoadTestError("processed", image["status"])
-        if time.perf_counter() > deadline:
-            raise LoadTestError("processed", "timeout")
-        await asyncio.sleep(0.1)
-    results.timings["processed"].append(time.perf_counter() - started)
-
-    await timed("list", "GET", f"{api}/images?limit=20", {200}, headers=headers)
-    download = await timed(
-        "download", "GET", f"{api}/images/{image_id}/download", {200}, headers=headers
-    )
-    async with http.get(download["download_url"]) as response:
-        fetched = await response.read()
-        if response.status != 200:
-            raise LoadTestError("download", response.status)
-        if fetched != data:
-            raise LoadTestError("download", "content differs")
-
-    owner = image["user_id"]
+    image_id = ticket.image_id
+    await timed("put_to_s3", images.send(ticket, data))
+    await timed("complete", images.complete(image_id))
+    try:
+        image = await timed(
+            "processed", images.wait_until_processed(image_id, max_wait=PROCESSING_TIMEOUT_SECONDS)
+        )
+    except ProcessingTimeout:
+        raise LoadTestError("processed", "timeout") from None
+    if image.status != "ready":
+        raise LoadTestError("processed", image.status)
+    await timed("list", images.list(limit=20))
+    fetched = await timed("download", images.download(image_id))
+    if fetched != data:
+        raise LoadTestError("download", "content differs")
     if plan.keep_every and number % plan.keep_every == 0:
-        results.kept.append((owner, image_id))
+        results.kept.append((image.user_id, image_id))
     else:
-        await timed("delete", "DELETE", f"{api}/images/{image_id}", {204}, headers=headers)
-        results.deleted.append((owner, image_id))
+        await timed("delete", images.delete(image_id))
+        results.deleted.append((image.user_id, image_id))
 
 
 async def run(plan: Plan, *, progress: bool = True) -> Results:
@@ -208,7 +183,7 @@ async def run(plan: Plan, *, progress: bool = True) -> Results:
             if deadline is not None and time.perf_counter() >= deadline:
                 return
             try:
-                await _lifecycle(http, plan, index, number, data, results)
+                await _lifecycle(clients[index], plan, index, number, data, results)
                 results.lifecycles += 1
             except LoadTestError as exc:
                 results.error(exc.step, exc.status)
@@ -228,6 +203,7 @@ async def run(plan: Plan, *, progress: bool = True) -> Results:
             )
 
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
+        clients = [ImageServiceClient(plan.url, token, session=http) for token in plan.tokens]
         reporter = asyncio.create_task(report_progress()) if progress else None
         try:
             await asyncio.gather(*(user(index) for index in range(plan.users)))

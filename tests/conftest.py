@@ -20,6 +20,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from image_service.auth import issue_token
 from image_service.backends import provision
+from image_service.client import ImageServiceClient
 from image_service.embedded import free_port, serialize_moto_transactions
 from image_service.settings import Settings
 from image_service.web.app import create_app
@@ -159,6 +160,15 @@ class Api:
                 if image["status"] not in {"pending", "processing"}:
                     return image  # type: ignore[no-any-return]
                 await asyncio.sleep(0.05)
+
+    @property
+    def url(self) -> str:
+        """The API's base URL: a real server on loopback."""
+        return str(self.client.make_url("")).rstrip("/")
+
+    def images(self, user: str = "alice") -> ImageServiceClient:
+        """The Python client, as `user`, on this API (sharing the test's connection pool)."""
+        return ImageServiceClient(self.url, token(user), session=self.http)
 
     def child_environment(self, **settings: str) -> dict[str, str]:
         """The environment for an `image-service` process on this API's backends: none of the

@@ -1,0 +1,472 @@
+"""`ImageServiceClient`: the async Python client of the whole API, typed.
+
+It follows the service's own protocol, so callers never handle presigned URLs by hand: ask for an
+upload URL, send the bytes straight to S3 (a signed PUT or a POST policy, with progress), complete,
+wait until processed, list page by page, download, delete. The CLI's ``upload``/``list``/
+``download``/``delete`` commands, the load-test tool and the tests all speak through it.
+
+    async with ImageServiceClient("http://127.0.0.1:8080", token) as images:
+        image = await images.upload(data, tags=["holiday"], wait=True)
+        async for image in images.iter_images(tag="holiday"):
+            ...
+
+Errors are typed: :class:`ApiError` carries the service's JSON envelope (status, code, message,
+details, request id, ``Retry-After``); :class:`StorageError` is S3 refusing the bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import date, datetime
+from types import TracebackType
+from typing import Any, Self
+
+import aiohttp
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import BytesPayload
+
+from image_service.inspection import content_type_from_magic
+
+# Bytes written to S3 between two progress reports.
+PROGRESS_CHUNK_BYTES = 64 * 1024
+DEFAULT_TIMEOUT_SECONDS = 60.0
+PROCESSING_STATUSES = frozenset({"pending", "processing"})
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes sent so far, total bytes) while an upload is written to S3."""
+
+
+class ClientError(Exception):
+    """Base of everything this client raises for an answer it did not want."""
+
+
+class ApiError(ClientError):
+    """The service answered with its JSON error envelope (or, failing that, a bare status)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class StorageError(ClientError):
+    """S3 refused an upload or a download (expired URL, wrong length, second upload...)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"S3 answered {status}: {body[:300]}")
+        self.status = status
+        self.body = body
+
+
+class ProcessingTimeout(ClientError):
+    """The image was still pending or processing when the wait ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTicket:
+    """Where and how to send one image's bytes; valid until ``expires_at``."""
+
+    image_id: str
+    upload_url: str
+    method: str  # "PUT" or "POST"
+    headers: dict[str, str]
+    fields: dict[str, str]
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> UploadTicket:
+        return cls(
+            image_id=body["image_id"],
+            upload_url=body["upload_url"],
+            method=body["method"],
+            headers=dict(body.get("headers") or {}),
+            fields=dict(body.get("fields") or {}),
+            expires_at=_timestamp(body["expires_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    format: str
+    content_type: str
+    width: int
+    height: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    image_id: str
+    user_id: str
+    status: str
+    content_type: str
+    tags: tuple[str, ...]
+    description: str
+    upload_time: datetime
+    updated_at: datetime
+    variants: tuple[Variant, ...] = ()
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    sha256: str | None = None
+    filename: str | None = None
+    placeholder: str | None = None
+
+    @property
+    def processed(self) -> bool:
+        return self.status not in PROCESSING_STATUSES
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Image:
+        return cls(
+            image_id=body["image_id"],
+            user_id=body["user_id"],
+            status=body["status"],
+            content_type=body["content_type"],
+            tags=tuple(body.get("tags") or ()),
+            description=body.get("description") or "",
+            upload_time=_timestamp(body["upload_time"]),
+            updated_at=_timestamp(body["updated_at"]),
+            variants=tuple(
+                Variant(
+                    name=v["name"],
+                    format=v["format"],
+                    content_type=v["content_type"],
+                    width=v["width"],
+                    height=v["height"],
+                    size=v["size"],
+                )
+                for v in body.get("variants") or ()
+            ),
+            size=body.get("size"),
+            width=body.get("width"),
+            height=body.get("height"),
+            sha256=body.get("sha256"),
+            filename=body.get("filename"),
+            placeholder=body.get("placeholder"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: tuple[Image, ...]
+    next_cursor: str | None
+
+
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+class _ProgressPayload(BytesPayload):
+    """Bytes written in chunks, reporting after each: a progress bar for a direct S3 upload.
+    Its size is known, so the request still carries a Content-Length (S3 needs one)."""
+
+    def __init__(self, data: bytes, progress: Progress | None, **kwargs: Any) -> None:
+        super().__init__(data, **kwargs)
+        self._progress = progress
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        await self.write_with_length(writer, None)
+
+    async def write_with_length(
+        self, writer: AbstractStreamWriter, content_length: int | None
+    ) -> None:
+        view = memoryview(self._value)
+        if content_length is not None:
+            view = view[:content_length]
+        total = len(view)
+        for start in range(0, total, PROGRESS_CHUNK_BYTES):
+            await writer.write(view[start : start + PROGRESS_CHUNK_BYTES])
+            if self._progress is not None:
+                self._progress(min(start + PROGRESS_CHUNK_BYTES, total), total)
+        if total == 0 and self._progress is not None:
+            self._progress(0, 0)
+
+
+class ImageServiceClient:
+    """One API base URL, one bearer token, one connection pool; use it as an async context
+    manager (or call :meth:`close`). Pass ``session`` to share a pool with other clients: it is
+    then the caller's to close."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._auth = {"Authorization": f"Bearer {token}"}
+        self._owns_session = session is None
+        self._session = session or aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=timeout)
+        )
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._owns_session:
+            await self._session.close()
+
+    # -- uploads -----------------------------------------------------------------------------
+
+    async def create_upload(
+        self,
+        content_type: str,
+        *,
+        size: int | None = None,
+        tags: Iterable[str] = (),
+        description: str = "",
+        filename: str | None = None,
+        checksum_sha256: str | None = None,
+        method: str = "PUT",
+        idempotency_key: str | None = None,
+    ) -> UploadTicket:
+        """``POST /images/upload``. Declaring ``size`` (and ``checksum_sha256``, base64) gets
+        them signed into a PUT URL, so S3 itself refuses other bytes or a second upload."""
+        body: dict[str, Any] = {
+            "content_type": content_type,
+            "tags": list(tags),
+            "description": description,
+            "method": method,
+        }
+        if size is not None:
+            body["size"] = size
+        if filename is not None:
+            body["filename"] = filename
+        if checksum_sha256 is not None:
+            body["checksum_sha256"] = checksum_sha256
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer = await self._json("POST", "/images/upload", json=body, headers=headers)
+        return UploadTicket.from_json(answer)
+
+    async def send(
+        self, ticket: UploadTicket, data: bytes, *, progress: Progress | None = None
+    ) -> None:
+        """Sends the bytes straight to S3 as the ticket says: a PUT with exactly its headers, or
+        a form POST with its fields and the file last (S3 ignores fields after the file)."""
+        content_type = ticket.headers.get("Content-Type") or ticket.fields.get("Content-Type")
+        payload = _ProgressPayload(
+            data, progress, content_type=content_type or "application/octet-stream"
+        )
+        if ticket.method == "POST":
+            form = aiohttp.MultipartWriter("form-data")
+            for name, value in ticket.fields.items():
+                form.append(value).set_content_disposition("form-data", name=name)
+            part = form.append_payload(payload)
+            part.set_content_disposition("form-data", name="file", filename="upload")
+            request = self._session.post(ticket.upload_url, data=form)
+        else:
+            # aiohttp writes the real Content-Length itself; a signed one must equal it anyway.
+            headers = {k: v for k, v in ticket.headers.items() if k.lower() != "content-length"}
+            request = self._session.put(ticket.upload_url, data=payload, headers=headers)
+        async with request as response:
+            if response.status not in (200, 201, 204):
+                raise StorageError(response.status, await response.text())
+
+    async def complete(self, image_id: str) -> Image:
+        """``POST /images/{id}/complete``: the service verifies what arrived and queues it."""
+        return Image.from_json(await self._json("POST", f"/images/{image_id}/complete"))
+
+    async def upload(
+        self,
+        data: bytes,
+        *,
+        content_type: str | None = None,
+        tags: Iterable[str] = (),
+        description: str = "",
+        filename: str | None = None,
+        method: str = "PUT",
+        progress: Progress | None = None,
+        wait: bool = False,
+        max_wait: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> Image:
+        """The whole upload: URL (the exact size signed in), bytes to S3, completion, and with
+        ``wait`` the processed image. ``content_type`` defaults to what the bytes are."""
+        declared = content_type or content_type_from_magic(data[:64])
+        if declared is None:
+            raise ValueError("not a recognised image: give content_type")
+        ticket = await self.create_upload(
+            declared,
+            size=len(data) if method == "PUT" else None,
+            tags=tags,
+            description=description,
+            filename=filename,
+            method=method,
+        )
+        await self.send(ticket, data, progress=progress)
+        image = await self.complete(ticket.image_id)
+        if wait:
+            image = await self.wait_until_processed(image.image_id, max_wait=max_wait)
+        return image
+
+    async def wait_until_processed(
+        self, image_id: str, *, max_wait: float = DEFAULT_TIMEOUT_SECONDS, interval: float = 0.1
+    ) -> Image:
+        """Polls until the image leaves pending/processing (ready, rejected, quarantined...)."""
+        deadline = time.monotonic() + max_wait
+        while True:
+            image = await self.get(image_id)
+            if image.processed:
+                return image
+            if time.monotonic() >= deadline:
+                raise ProcessingTimeout(f"{image_id} still {image.status} after {max_wait} s")
+            await asyncio.sleep(interval)
+
+    # -- reading and changing ----------------------------------------------------------------
+
+    async def get(self, image_id: str) -> Image:
+        return Image.from_json(await self._json("GET", f"/images/{image_id}"))
+
+    async def list(
+        self,
+        *,
+        tags: Iterable[str] = (),
+        status: str | None = None,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        limit: int | None = None,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page, newest first. Every tag must match; a bare ``end`` date includes its day."""
+        query: list[tuple[str, str]] = [("tag", tag) for tag in tags]
+        for name, value in (("status", status), ("start_date", start), ("end_date", end)):
+            if value is not None:
+                query.append((name, value if isinstance(value, str) else value.isoformat()))
+        if limit is not None:
+            query.append(("limit", str(limit)))
+        if cursor is not None:
+            query.append(("cursor", cursor))
+        body = await self._json("GET", "/images", params=query)
+        return Page(
+            items=tuple(Image.from_json(item) for item in body["items"]),
+            next_cursor=body["next_cursor"],
+        )
+
+    async def iter_images(
+        self,
+        *,
+        tags: Iterable[str] = (),
+        status: str | None = None,
+        start: date | datetime | None = None,
+        end: date | datetime | None = None,
+        page_size: int | None = None,
+    ) -> AsyncIterator[Image]:
+        """Every matching image, following the cursor page by page."""
+        wanted = tuple(tags)
+        cursor: str | None = None
+        while True:
+            page = await self.list(
+                tags=wanted, status=status, start=start, end=end, limit=page_size, cursor=cursor
+            )
+            for image in page.items:
+                yield image
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def update(
+        self, image_id: str, *, tags: Iterable[str] | None = None, description: str | None = None
+    ) -> Image:
+        body: dict[str, Any] = {}
+        if tags is not None:
+            body["tags"] = list(tags)
+        if description is not None:
+            body["description"] = description
+        return Image.from_json(await self._json("PATCH", f"/images/{image_id}", json=body))
+
+    async def download_url(
+        self, image_id: str, *, variant: str | None = None, format: str | None = None
+    ) -> str:
+        """A short-lived presigned GET of the original, or of ``variant`` in ``format``."""
+        params = {}
+        if variant is not None:
+            params["variant"] = variant
+        if format is not None:
+            params["format"] = format
+        body = await self._json("GET", f"/images/{image_id}/download", params=params)
+        url: str = body["download_url"]
+        return url
+
+    async def download(
+        self, image_id: str, *, variant: str | None = None, format: str | None = None
+    ) -> bytes:
+        """The bytes themselves, fetched from S3 through a fresh download URL."""
+        url = await self.download_url(image_id, variant=variant, format=format)
+        async with self._session.get(url) as response:
+            if response.status != 200:
+                raise StorageError(response.status, await response.text())
+            return await response.read()
+
+    async def delete(self, image_id: str) -> None:
+        await self._json("DELETE", f"/images/{image_id}")
+
+    async def ready(self) -> dict[str, Any]:
+        """``GET /ready``: every backend's check; raises :class:`ApiError` (503) naming those
+        that fail."""
+        checks: dict[str, Any] = await self._json("GET", "/ready", authenticated=False)
+        return checks
+
+    # -- the wire ------------------------------------------------------------------------------
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        authenticated: bool = True,
+        **kwargs: Any,
+    ) -> Any:
+        sent = {**(self._auth if authenticated else {}), **(headers or {})}
+        async with self._session.request(
+            method, self.base_url + path, headers=sent, **kwargs
+        ) as response:
+            body = None
+            if response.content_type == "application/json":
+                body = await response.json()
+            if response.status >= 400:
+                raise _api_error(response, body)
+            return body
+
+
+def _api_error(response: aiohttp.ClientResponse, body: Any) -> ApiError:
+    error = body.get("error") if isinstance(body, dict) else None
+    retry_after = response.headers.get("Retry-After")
+    if not isinstance(error, dict):
+        error = {"code": f"http_{response.status}", "message": response.reason or ""}
+    return ApiError(
+        response.status,
+        str(error.get("code")),
+        str(error.get("message")),
+        error.get("details") or {},
+        request_id=response.headers.get("X-Request-ID"),
+        retry_after=float(retry_after) if retry_after and retry_after.isdigit() else None,
+    )

@@ -1,0 +1,263 @@
+"""`image-service upload | list | download | delete`: the API from a shell, through the client.
+
+They talk to a running service: ``--url`` (or ``IMAGE_SERVICE_API_URL``, default
+``http://127.0.0.1:8080``) with ``--token`` (or ``IMAGE_SERVICE_API_TOKEN``). Results go to
+stdout, one line per image, so they pipe; progress and errors go to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TextIO
+
+from image_service.client import ClientError, Image, ImageServiceClient
+
+URL_VARIABLE = "IMAGE_SERVICE_API_URL"
+TOKEN_VARIABLE = "IMAGE_SERVICE_API_TOKEN"  # noqa: S105  # a variable name, not a secret
+DEFAULT_URL = "http://127.0.0.1:8080"
+MAX_PARALLEL_UPLOADS = 16
+_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
+
+
+class ProgressBar:
+    """One line on a terminal for all the bytes of all the files; silent when not a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, total_bytes: int, files: int, stream: TextIO = sys.stderr) -> None:
+        self.total = max(total_bytes, 1)
+        self.files = files
+        self.done_files = 0
+        self.sent: dict[int, int] = {}
+        self.stream = stream
+        self.enabled = stream.isatty()
+
+    def sent_bytes(self, slot: int) -> Callable[[int, int], None]:
+        def report(sent: int, _total: int) -> None:
+            self.sent[slot] = sent
+            self.draw()
+
+        return report
+
+    def file_done(self) -> None:
+        self.done_files += 1
+        self.draw()
+
+    def draw(self) -> None:
+        if not self.enabled:
+            return
+        fraction = min(sum(self.sent.values()) / self.total, 1.0)
+        filled = int(fraction * self.WIDTH)
+        self.stream.write(
+            f"\r[{'#' * filled}{'.' * (self.WIDTH - filled)}] {fraction:4.0%} "
+            f"{sum(self.sent.values()) / 1e6:.1f}/{self.total / 1e6:.1f} MB "
+            f"{self.done_files}/{self.files} files"
+        )
+        self.stream.flush()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _connection(args: argparse.Namespace) -> ImageServiceClient:
+    token = args.token or os.environ.get(TOKEN_VARIABLE)
+    if not token:
+        raise SystemExit(f"image-service {args.command}: give --token or set {TOKEN_VARIABLE}")
+    url = args.url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
+    return ImageServiceClient(url, token)
+
+
+def _run(args: argparse.Namespace, command: Callable[[ImageServiceClient], Awaitable[int]]) -> None:
+    async def main() -> int:
+        async with _connection(args) as images:
+            return await command(images)
+
+    raise SystemExit(asyncio.run(main()))
+
+
+def _fail(path: object, exc: Exception) -> None:
+    print(f"{path}: {exc}", file=sys.stderr)
+
+
+def _row(image: Image) -> str:
+    size = "-" if image.size is None else str(image.size)
+    tags = ",".join(image.tags) or "-"
+    moment = image.upload_time.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return "\t".join((image.image_id, image.status, size, moment, tags, image.filename or "-"))
+
+
+def cmd_upload(args: argparse.Namespace) -> None:
+    paths = [Path(p) for p in args.files]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise SystemExit(f"image-service upload: no such file: {', '.join(missing)}")
+    bar = ProgressBar(sum(p.stat().st_size for p in paths), len(paths))
+    slots = asyncio.Semaphore(args.parallel)
+
+    async def upload_one(images: ImageServiceClient, slot: int, path: Path) -> Image | None:
+        async with slots:
+            try:
+                data = await asyncio.to_thread(path.read_bytes)
+                image = await images.upload(
+                    data,
+                    tags=args.tag,
+                    description=args.description,
+                    filename=path.name,
+                    progress=bar.sent_bytes(slot),
+                    wait=args.wait,
+                )
+            except (ClientError, ValueError, OSError) as exc:
+                _fail(path, exc)
+                return None
+            bar.file_done()
+            return image
+
+    async def upload_all(images: ImageServiceClient) -> int:
+        done = await asyncio.gather(*(upload_one(images, n, p) for n, p in enumerate(paths)))
+        bar.finish()
+        for path, image in zip(paths, done, strict=True):
+            if image is not None:
+                print(f"{image.image_id}\t{image.status}\t{path}")
+        failed = sum(image is None for image in done)
+        return 1 if failed else 0
+
+    _run(args, upload_all)
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    async def list_all(images: ImageServiceClient) -> int:
+        shown = 0
+        try:
+            async for image in images.iter_images(
+                tags=args.tag, status=args.status, start=args.since, end=args.until
+            ):
+                if args.json:
+                    print(json.dumps(_as_json(image)))
+                else:
+                    print(_row(image))
+                shown += 1
+                if args.limit is not None and shown >= args.limit:
+                    break
+        except ClientError as exc:
+            _fail("list", exc)
+            return 1
+        return 0
+
+    _run(args, list_all)
+
+
+def _as_json(image: Image) -> dict[str, Any]:
+    return {
+        "image_id": image.image_id,
+        "status": image.status,
+        "content_type": image.content_type,
+        "size": image.size,
+        "width": image.width,
+        "height": image.height,
+        "tags": list(image.tags),
+        "description": image.description,
+        "filename": image.filename,
+        "upload_time": image.upload_time.isoformat(),
+    }
+
+
+def cmd_download(args: argparse.Namespace) -> None:
+    async def download(images: ImageServiceClient) -> int:
+        try:
+            image = await images.get(args.image_id)
+            data = await images.download(args.image_id, variant=args.variant, format=args.format)
+        except ClientError as exc:
+            _fail(args.image_id, exc)
+            return 1
+        if args.output == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+            return 0
+        target = Path(args.output or _default_name(image, args.variant, args.format))
+        await asyncio.to_thread(target.write_bytes, data)
+        print(target)
+        return 0
+
+    _run(args, download)
+
+
+def _default_name(image: Image, variant: str | None, variant_format: str | None) -> str:
+    if variant is None:
+        return f"{image.image_id}.{_EXTENSIONS.get(image.content_type, 'bin')}"
+    extension = "jpg" if (variant_format or "jpeg") == "jpeg" else variant_format
+    return f"{image.image_id}-{variant}.{extension}"
+
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    async def delete(images: ImageServiceClient) -> int:
+        failed = 0
+        for image_id in args.image_ids:
+            try:
+                await images.delete(image_id)
+            except ClientError as exc:
+                _fail(image_id, exc)
+                failed += 1
+            else:
+                print(f"deleted {image_id}")
+        return 1 if failed else 0
+
+    _run(args, delete)
+
+
+def _parallel(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= MAX_PARALLEL_UPLOADS:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_PARALLEL_UPLOADS}")
+    return value
+
+
+def add_client_commands(commands: Any) -> None:
+    """Adds the four commands to the `image-service` parser's subcommands."""
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--url", help=f"the API (default ${URL_VARIABLE} or {DEFAULT_URL})")
+    connection.add_argument("--token", help=f"bearer token (default ${TOKEN_VARIABLE})")
+
+    upload = commands.add_parser(
+        "upload",
+        parents=[connection],
+        help="upload image files straight to S3 and complete them; prints their ids",
+    )
+    upload.add_argument("files", nargs="+", metavar="FILE")
+    upload.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    upload.add_argument("--description", default="", help="one description for every file")
+    upload.add_argument(
+        "--parallel", type=_parallel, default=4, help="files uploaded at once (default 4)"
+    )
+    upload.add_argument("--wait", action="store_true", help="wait until each one is processed")
+    upload.set_defaults(func=cmd_upload)
+
+    listing = commands.add_parser(
+        "list", parents=[connection], help="list your images, newest first (tab-separated)"
+    )
+    listing.add_argument("--tag", action="append", default=[], help="must have it (repeatable)")
+    listing.add_argument("--status", help="pending, processing, ready, rejected, quarantined...")
+    listing.add_argument("--since", help="uploaded at or after (ISO date or date-time)")
+    listing.add_argument("--until", help="uploaded at or before (a bare date includes the day)")
+    listing.add_argument("--limit", type=int, help="show at most this many")
+    listing.add_argument("--json", action="store_true", help="one JSON object per line")
+    listing.set_defaults(func=cmd_list)
+
+    download = commands.add_parser(
+        "download", parents=[connection], help="download an image (or a variant) to a file"
+    )
+    download.add_argument("image_id")
+    download.add_argument("-o", "--output", help="file to write ('-' for stdout)")
+    download.add_argument("--variant", help="a variant's name, e.g. thumb")
+    download.add_argument("--format", help="the variant's format: jpeg or webp")
+    download.set_defaults(func=cmd_download)
+
+    delete = commands.add_parser("delete", parents=[connection], help="delete images by id")
+    delete.add_argument("image_ids", nargs="+", metavar="IMAGE_ID")
+    delete.set_defaults(func=cmd_delete)

@@ -1,0 +1,123 @@
+"""`ImageServiceClient` against the real service: every call, through HTTP, on moto."""
+
+from __future__ import annotations
+
+import pytest
+
+from image_service.client import ApiError, Image, ProcessingTimeout, StorageError
+from tests import images
+from tests.conftest import Api, MakeApi
+
+
+async def test_an_image_goes_through_its_whole_life_with_the_client(api: Api) -> None:
+    client = api.images("alice")
+    data = images.noisy("JPEG")
+
+    image = await client.upload(data, tags=["trip"], description="a beach", wait=True)
+    assert isinstance(image, Image)
+    assert (image.status, image.content_type, image.size) == ("ready", "image/jpeg", len(data))
+    assert (image.tags, image.description) == (("trip",), "a beach")
+    assert {(v.name, v.format) for v in image.variants} >= {("thumb", "webp"), ("thumb", "jpeg")}
+
+    assert await client.get(image.image_id) == image
+    assert [i.image_id for i in (await client.list(tags=["trip"])).items] == [image.image_id]
+
+    edited = await client.update(image.image_id, tags=["sea"], description="the sea")
+    assert (edited.tags, edited.description) == (("sea",), "the sea")
+    assert (await client.list(tags=["trip"])).items == ()
+
+    assert await client.download(image.image_id) == data
+    thumb = await client.download(image.image_id, variant="thumb", format="webp")
+    assert thumb[:4] == b"RIFF"
+    assert thumb[8:12] == b"WEBP"
+
+    await client.delete(image.image_id)
+    with pytest.raises(ApiError) as missing:
+        await client.get(image.image_id)
+    assert (missing.value.status, missing.value.code) == (404, "image_not_found")
+    assert api.object_keys() == []
+
+
+async def test_iter_images_follows_the_cursor_over_every_page(api: Api) -> None:
+    client = api.images("alice")
+    uploaded = [(await client.upload(images.jpeg(), tags=["many"])).image_id for _ in range(5)]
+
+    seen = [image.image_id async for image in client.iter_images(tags=["many"], page_size=2)]
+
+    assert seen == uploaded[::-1]  # newest first, each once
+
+
+async def test_a_post_policy_upload_reports_its_progress(api: Api) -> None:
+    client = api.images("alice")
+    data = images.noisy("PNG", 600, 400)  # several progress chunks
+    reports: list[tuple[int, int]] = []
+
+    image = await client.upload(
+        data, method="POST", progress=lambda sent, total: reports.append((sent, total))
+    )
+
+    assert image.status == "processing"
+    sent = [s for s, _ in reports]
+    assert len(reports) > 1
+    assert sent == sorted(sent)
+    assert reports[-1] == (len(data), len(data))
+    assert await client.download((await client.wait_until_processed(image.image_id)).image_id)
+
+
+async def test_the_error_envelope_becomes_a_typed_api_error(api: Api) -> None:
+    with pytest.raises(ApiError) as invalid:
+        await api.images("alice").create_upload("image/jpeg", tags=["x" * 500])
+
+    error = invalid.value
+    assert (error.status, error.code) == (422, "validation_error")
+    assert "tags" in error.details["fields"]
+    assert error.request_id
+
+
+async def test_a_rate_limit_carries_retry_after(make_api: MakeApi) -> None:
+    api = await make_api(upload_burst=1, upload_rate_per_minute=1)
+    client = api.images("alice")
+    await client.create_upload("image/jpeg")
+
+    with pytest.raises(ApiError) as limited:
+        await client.create_upload("image/jpeg")
+
+    assert (limited.value.status, limited.value.code) == (429, "rate_limited")
+    assert limited.value.retry_after is not None
+    assert limited.value.retry_after > 0
+
+
+async def test_s3_refusing_the_bytes_is_a_storage_error(api: Api) -> None:
+    client = api.images("alice")
+    data = images.jpeg()
+    ticket = await client.create_upload("image/jpeg", size=len(data))
+    await client.send(ticket, data)
+
+    with pytest.raises(StorageError) as refused:  # If-None-Match: * is signed in
+        await client.send(ticket, data)
+
+    assert refused.value.status == 412
+
+
+async def test_waiting_for_an_image_that_never_arrives_times_out(api: Api) -> None:
+    client = api.images("alice")
+    ticket = await client.create_upload("image/jpeg")
+
+    with pytest.raises(ProcessingTimeout):
+        await client.wait_until_processed(ticket.image_id, max_wait=0.3)
+
+
+async def test_a_user_cannot_reach_another_users_image_through_the_client(api: Api) -> None:
+    image = await api.images("alice").upload(images.jpeg())
+
+    with pytest.raises(ApiError) as hidden:
+        await api.images("mallory").delete(image.image_id)
+
+    assert hidden.value.status == 404
+    assert (await api.images("alice").get(image.image_id)).image_id == image.image_id
+
+
+async def test_ready_reports_every_backend(api: Api) -> None:
+    report = await api.images().ready()
+
+    assert report["checks"] == {"s3": "ok", "dynamodb": "ok", "sqs": "ok"}

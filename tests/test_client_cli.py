@@ -1,0 +1,128 @@
+"""`image-service upload | list | download | delete`, run as real processes against the API."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+
+from tests import images
+from tests.conftest import Api, token
+
+
+async def _cli(
+    api: Api, *args: str, user: str = "alice", cwd: Path | None = None
+) -> tuple[int, str, str]:
+    environment = api.child_environment(API_URL=api.url, API_TOKEN=token(user))
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "image_service",
+        *args,
+        env=environment,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
+
+
+async def test_upload_sends_files_in_parallel_and_prints_their_ids(
+    api: Api, tmp_path: Path
+) -> None:
+    files = {"a.jpg": images.jpeg(), "b.png": images.png(), "c.webp": images.webp()}
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+
+    code, out, err = await _cli(
+        api,
+        "upload",
+        *files,
+        "--tag",
+        "cli",
+        "--description",
+        "from a shell",
+        "--wait",
+        cwd=tmp_path,
+    )
+
+    assert code == 0, err
+    lines = [line.split("\t") for line in out.splitlines()]
+    assert [(status, path) for _, status, path in lines] == [("ready", name) for name in files]
+    client = api.images("alice")
+    for image_id, _, path in lines:
+        image = await client.get(image_id)
+        assert (image.tags, image.description, image.filename) == (("cli",), "from a shell", path)
+        assert await client.download(image_id) == files[path]
+
+
+async def test_upload_reports_each_file_it_could_not_send_and_fails(
+    api: Api, tmp_path: Path
+) -> None:
+    (tmp_path / "good.jpg").write_bytes(images.jpeg())
+    (tmp_path / "page.html").write_bytes(images.HTML)
+
+    code, out, err = await _cli(api, "upload", "good.jpg", "page.html", cwd=tmp_path)
+
+    assert code == 1
+    assert len(out.splitlines()) == 1
+    assert out.endswith("\tprocessing\tgood.jpg\n")
+    assert "page.html" in err
+    assert "not a recognised image" in err
+
+
+async def test_list_download_and_delete_work_on_the_callers_images_only(
+    api: Api, tmp_path: Path
+) -> None:
+    data = images.noisy("JPEG")
+    mine = await api.images("alice").upload(data, tags=["keep"], wait=True)
+    theirs = await api.images("bob").upload(images.jpeg(), tags=["keep"])
+
+    code, out, err = await _cli(api, "list", "--tag", "keep", "--json")
+    assert code == 0, err
+    assert [json.loads(line)["image_id"] for line in out.splitlines()] == [mine.image_id]
+
+    code, out, err = await _cli(api, "download", mine.image_id, cwd=tmp_path)
+    assert code == 0, err
+    assert (tmp_path / f"{mine.image_id}.jpg").read_bytes() == data
+    code, out, err = await _cli(
+        api,
+        "download",
+        mine.image_id,
+        "--variant",
+        "thumb",
+        "--format",
+        "webp",
+        "-o",
+        "t.webp",
+        cwd=tmp_path,
+    )
+    assert code == 0, err
+    assert (tmp_path / "t.webp").read_bytes()[8:12] == b"WEBP"
+
+    code, out, err = await _cli(api, "delete", mine.image_id, theirs.image_id)
+    assert code == 1
+    assert out == f"deleted {mine.image_id}\n"
+    assert theirs.image_id in err
+    assert "image_not_found" in err
+    code, out, _ = await _cli(api, "list")
+    assert out == ""
+    assert (await api.images("bob").get(theirs.image_id)).image_id == theirs.image_id
+
+
+async def test_the_client_commands_need_a_token(api: Api) -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "image_service",
+        "list",
+        env=api.child_environment(API_URL=api.url),
+        stderr=asyncio.subprocess.PIPE,
+    )
+    _, err = await process.communicate()
+
+    assert process.returncode != 0
+    assert b"IMAGE_SERVICE_API_TOKEN" in err
