@@ -25,6 +25,7 @@ from image_service import __version__
 from image_service.auth import issue_token
 from image_service.backends import provision
 from image_service.client_cli import add_client_commands
+from image_service.logs import configure_logging
 from image_service.settings import PREFIX, Settings, SettingsError
 
 DEMO_USER = "demo-user"
@@ -32,12 +33,7 @@ DEV_TOKEN_TTL_SECONDS = 24 * 3600
 
 
 def _configure_logging(settings: Settings) -> None:
-    logging.basicConfig(
-        level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    # Their INFO lines (credential discovery, the emulator's own access log) are noise here.
-    for chatty in ("botocore", "aiobotocore", "werkzeug"):
-        logging.getLogger(chatty).setLevel(max(logging.WARNING, logging.getLogger().level))
+    configure_logging(settings.log_level, settings.log_format)
 
 
 def _event_loop() -> asyncio.AbstractEventLoop:
@@ -57,6 +53,9 @@ def _serve(settings: Settings, *, reuse_port: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         print=None,
+        access_log=None,  # every request is logged once, by the app's `observe` middleware
+        # SIGTERM: stop listening, let requests in flight finish (this long at most), then exit.
+        shutdown_timeout=settings.shutdown_grace_seconds,
         reuse_port=reuse_port or None,
         loop=_event_loop(),
     )
@@ -158,7 +157,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
             loop.add_signal_handler(signum, stop.set)
         async with (
             open_services(settings) as services,
-            running(make_worker(settings, services)),
+            running(make_worker(settings, services), grace_seconds=settings.shutdown_grace_seconds),
         ):
             logging.getLogger(__name__).info("worker polling %s", settings.queue_name)
             await stop.wait()

@@ -133,8 +133,9 @@ def make_worker(settings: Settings, services: Services) -> Worker:
 
 
 @asynccontextmanager
-async def running(worker: Worker) -> AsyncIterator[None]:
-    """Runs the worker in the background; on exit stops polling and finishes jobs in flight."""
+async def running(worker: Worker, *, grace_seconds: float) -> AsyncIterator[None]:
+    """Runs the worker in the background; on exit stops polling and lets the jobs in flight
+    finish, for at most ``grace_seconds``."""
     task = asyncio.create_task(worker.run())
     try:
         yield
@@ -142,4 +143,4 @@ async def running(worker: Worker) -> AsyncIterator[None]:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
-        await worker.drain()
+        await worker.drain(grace_seconds)

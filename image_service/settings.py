@@ -97,6 +97,12 @@ def _log_level(value: str) -> str:
     return level
 
 
+def _log_format(value: str) -> str:
+    if value not in {"json", "text"}:
+        raise ValueError("must be json or text")
+    return value
+
+
 def _bool(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in {"1", "true", "yes", "on"}:
@@ -247,12 +253,23 @@ class Settings:
         secret=True,
     )
     cors_origins: tuple[str, ...] = _setting(
-        ("*",), _csv, "Comma-separated origins allowed to upload from a browser (bucket CORS)."
+        ("*",),
+        _csv,
+        "Comma-separated origins whose browser pages may call the API and upload to the bucket "
+        "(CORS on both; `init` writes the bucket's).",
     )
     max_json_body_bytes: int = _setting(
         64 * 1024, _positive_int, "Largest JSON request body, bytes."
     )
+    shutdown_grace_seconds: int = _setting(
+        25,
+        _positive_int,
+        "On SIGTERM: how long requests (API) and jobs (worker) in flight may take to finish.",
+    )
     log_level: str = _setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = _setting(
+        "json", _log_format, "json (one object per line, one line per request) or text."
+    )
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:

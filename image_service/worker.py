@@ -39,7 +39,8 @@ class Worker:
         self._concurrency = concurrency
         self._visibility = visibility_seconds
         self._wait = wait_seconds
-        self._in_flight: set[asyncio.Task[None]] = set()
+        # Each job in flight and the message it came in.
+        self._in_flight: dict[asyncio.Task[None], QueueMessage] = {}
 
     async def run(self) -> None:
         """Polls until cancelled; then lets the jobs in flight finish (see :meth:`drain`)."""
@@ -64,12 +65,28 @@ class Worker:
             for message in messages:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._run_one(message))
-                self._in_flight.add(task)
-                task.add_done_callback(self._in_flight.discard)
+                self._in_flight[task] = message
+                task.add_done_callback(self._forget)
 
-    async def drain(self) -> None:
-        if self._in_flight:
-            await asyncio.gather(*self._in_flight, return_exceptions=True)
+    def _forget(self, task: asyncio.Task[None]) -> None:
+        self._in_flight.pop(task, None)
+
+    async def drain(self, grace_seconds: float) -> None:
+        """Lets the jobs in flight finish, for at most ``grace_seconds``; the jobs still running
+        then are cancelled and their messages made visible at once, so that another worker
+        takes them now rather than when their invisibility runs out. (Processing is
+        idempotent: a job redone from the start makes the same variants.)"""
+        if not self._in_flight:
+            return
+        running = dict(self._in_flight)
+        _, unfinished = await asyncio.wait(running, timeout=grace_seconds)
+        for task in unfinished:
+            task.cancel()
+        await asyncio.gather(*unfinished, return_exceptions=True)
+        for task in unfinished:
+            log.warning("job %s cut short by shutdown; back on the queue", running[task].message_id)
+            with contextlib.suppress(Exception):
+                await self._queue.hide(running[task], 0)
 
     async def _run_one(self, message: QueueMessage) -> None:
         heartbeat = asyncio.create_task(self._keep_hidden(message))

@@ -6,35 +6,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import signal
 import sys
 
 import psutil
 
 from image_service.embedded import free_port
 from tests.conftest import MakeApi, emulator_client
+from tests.processes import Program, wait_for_port
 
 LIFECYCLES = 32
-
-
-async def _start(*args: str, env: dict[str, str]) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "image_service",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-
-
-async def _stop(process: asyncio.subprocess.Process) -> str:
-    if process.returncode is None:
-        process.send_signal(signal.SIGTERM)
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode == 0, output.decode()
-    return output.decode()
 
 
 async def test_two_api_processes_and_two_workers_lose_nothing(
@@ -48,20 +28,13 @@ async def test_two_api_processes_and_two_workers_lose_nothing(
         UPLOAD_RATE_PER_MINUTE="100000",
         UPLOAD_BURST="100000",
     )
-    server = await _start("serve", "--workers", "2", env=env)
-    workers = [await _start("worker", env=env) for _ in range(2)]
+    server = await Program.start("serve", "--workers", "2", env=env)
+    workers = [await Program.start("worker", env=env) for _ in range(2)]
     try:
-        async with asyncio.timeout(30):
-            while True:
-                try:
-                    _, writer = await asyncio.open_connection("127.0.0.1", port)
-                    writer.close()
-                    break
-                except OSError:
-                    await asyncio.sleep(0.1)
+        await wait_for_port(port)
         api_processes = [
             child
-            for child in psutil.Process(server.pid).children()
+            for child in psutil.Process(server.process.pid).children()
             if "resource_tracker" not in " ".join(child.cmdline())  # multiprocessing's helper
         ]
         assert len(api_processes) == 2
@@ -82,9 +55,16 @@ async def test_two_api_processes_and_two_workers_lose_nothing(
             for p, before in zip(api_processes, cpu_before, strict=True)
         ), "the kernel spread the connections over both API processes"
     finally:
-        outputs = [await _stop(w) for w in workers]
-        await _stop(server)
-    assert sum(out.count(" ready ") for out in outputs) == LIFECYCLES, "each image once"
+        for worker in workers:
+            await worker.stop()
+        await server.stop()
+    published = [
+        json.loads(line)["image_id"]
+        for worker in workers
+        for line in worker.lines
+        if '"event":"image_ready"' in line
+    ]
+    assert len(published) == len(set(published)) == LIFECYCLES, "each image ready once"
 
     kept, deleted = report["kept"], report["deleted"]
     assert (len(kept), len(deleted)) == (LIFECYCLES // 2, LIFECYCLES // 2)

@@ -138,7 +138,13 @@ class ImageProcessor:
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
         # the conditional write lets exactly one of them publish the record.
         if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
-            log.info("ready %s/%s (%d variants)", record.user_id, record.image_id, len(variants))
+            log.info(
+                "ready %s/%s (%d variants)",
+                record.user_id,
+                record.image_id,
+                len(variants),
+                extra=_log_fields("image_ready", record),
+            )
             return
         current = await self._repository.get(record.user_id, record.image_id)
         if current is None or current.status is ImageStatus.DELETING:
@@ -180,4 +186,19 @@ class ImageProcessor:
             updated_at=self._clock(),
         )
         await self._repository.replace_if_status(quarantined, ImageStatus.PROCESSING)
-        log.warning("quarantined %s/%s: %s", record.user_id, record.image_id, finding)
+        log.warning(
+            "quarantined %s/%s: %s",
+            record.user_id,
+            record.image_id,
+            finding,
+            extra={
+                "event": "image_quarantined",
+                "user": record.user_id,
+                "image_id": record.image_id,
+            },
+        )
+
+
+def _log_fields(event: str, record: ImageRecord) -> dict[str, str]:
+    """Fields a JSON log line carries as keys of its own, for a log pipeline to filter on."""
+    return {"event": event, "user": record.user_id, "image_id": record.image_id}

@@ -27,7 +27,13 @@ from image_service.web.keys import (
     SETTINGS,
     TOKEN_VERIFIER,
 )
-from image_service.web.middlewares import RequestParser, authenticate, error_envelope, observe
+from image_service.web.middlewares import (
+    RequestParser,
+    authenticate,
+    cors,
+    error_envelope,
+    observe,
+)
 from image_service.web.openapi import setup_openapi
 from image_service.web.routes import setup_routes
 
@@ -73,7 +79,8 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             if not settings.embedded_worker:
                 yield
                 return
-            async with running(make_worker(settings, services)):
+            worker = make_worker(settings, services)
+            async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
                 yield
 
     return backends
@@ -83,7 +90,13 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     app = web.Application(
         # The API never carries image bytes, so every body is small JSON.
         client_max_size=settings.max_json_body_bytes,
-        middlewares=[observe, error_envelope, authenticate, validation_middleware],
+        middlewares=[
+            observe,
+            cors(settings.cors_origins),
+            error_envelope,
+            authenticate,
+            validation_middleware,
+        ],
     )
     app[SETTINGS] = settings
     app[METRICS] = ServiceMetrics()

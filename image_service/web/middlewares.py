@@ -11,11 +11,13 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
 
 from aiohttp import hdrs, web
+from aiohttp.typedefs import Middleware
 from marshmallow import Schema, ValidationError, fields
 from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
 from image_service.errors import InvalidRequest, ServiceError, Unauthenticated
+from image_service.logs import log_request
 from image_service.web.encoding import json_text
 from image_service.web.keys import METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
 
@@ -63,7 +65,10 @@ def _http_error_response(exc: web.HTTPException) -> web.Response:
 
 @web.middleware
 async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: counts and times every request by its route template, never its raw path."""
+    """Outermost: gives the request its id (the caller's X-Request-ID when it is safe to echo),
+    then counts, times and logs it by its route template, never its raw path."""
+    supplied = request.headers.get("X-Request-ID", "")
+    request[REQUEST_ID] = supplied if _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
     started = time.perf_counter()
     status = 500
     try:
@@ -74,19 +79,27 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
         status = exc.status
         raise
     finally:
+        duration = time.perf_counter() - started
         resource = request.match_info.route.resource
         route = resource.canonical if resource is not None else "unmatched"
-        request.app[METRICS].observe_request(
-            route, request.method, status, time.perf_counter() - started
+        request.app[METRICS].observe_request(route, request.method, status, duration)
+        principal = request.get(PRINCIPAL)
+        log_request(
+            request_id=request[REQUEST_ID],
+            method=request.method,
+            route=route,
+            path=request.path,
+            status=status,
+            duration=duration,
+            user=principal.user_id if principal is not None else None,
+            remote=request.remote,
         )
 
 
 @web.middleware
 async def error_envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Outermost: every failure leaves as the JSON envelope, with the request's id."""
-    supplied = request.headers.get("X-Request-ID", "")
-    request_id = supplied if _SAFE_REQUEST_ID.match(supplied) else uuid.uuid4().hex
-    request[REQUEST_ID] = request_id
+    """Every failure leaves as the JSON envelope; every answer carries the request's id."""
+    request_id = request[REQUEST_ID]
     response: web.StreamResponse
     try:
         response = await handler(request)
@@ -113,6 +126,57 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
         )
     response.headers["X-Request-ID"] = request_id
     return response
+
+
+# What a browser page on another origin may send and read (tokens travel in a header, never in
+# cookies, so no credentials mode is needed and `*` is safe to answer).
+_CORS_METHODS = "GET, POST, PATCH, DELETE"
+_CORS_REQUEST_HEADERS = "Authorization, Content-Type, Idempotency-Key, X-Request-ID"
+_CORS_EXPOSED_HEADERS = "X-Request-ID, Retry-After, Location"
+_CORS_MAX_AGE_SECONDS = "600"
+
+
+def cors(origins: tuple[str, ...]) -> Middleware:
+    """Answers CORS preflights itself (before authentication: a browser sends no token there)
+    and marks every answer, errors included, readable by the allowed origins."""
+    any_origin = "*" in origins
+    allowed = frozenset(origins)
+
+    def allow(origin: str) -> dict[str, str]:
+        return {
+            hdrs.ACCESS_CONTROL_ALLOW_ORIGIN: "*" if any_origin else origin,
+            hdrs.VARY: hdrs.ORIGIN,
+        }
+
+    @web.middleware
+    async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        origin = request.headers.get(hdrs.ORIGIN)
+        if origin is None or not (any_origin or origin in allowed):
+            return await handler(request)
+        if (
+            request.method == hdrs.METH_OPTIONS
+            and hdrs.ACCESS_CONTROL_REQUEST_METHOD in request.headers
+        ):
+            return web.Response(
+                status=204,
+                headers={
+                    **allow(origin),
+                    hdrs.ACCESS_CONTROL_ALLOW_METHODS: _CORS_METHODS,
+                    hdrs.ACCESS_CONTROL_ALLOW_HEADERS: _CORS_REQUEST_HEADERS,
+                    hdrs.ACCESS_CONTROL_MAX_AGE: _CORS_MAX_AGE_SECONDS,
+                },
+            )
+        try:
+            response = await handler(request)
+        except web.HTTPException as exc:  # a redirect (download?redirect=true)
+            exc.headers.update(allow(origin))
+            exc.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _CORS_EXPOSED_HEADERS
+            raise
+        response.headers.update(allow(origin))
+        response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _CORS_EXPOSED_HEADERS
+        return response
+
+    return cors_middleware
 
 
 def is_public(request: web.Request) -> bool:

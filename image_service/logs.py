@@ -1,0 +1,89 @@
+"""Logging for operators: one JSON object per line (the default) or plain text, on stderr.
+
+Every request leaves exactly one line on the ``image_service.access`` logger (see
+:func:`log_request`); its fields are top-level keys of the JSON object, so a log pipeline can
+filter on ``status`` or ``route`` without parsing a message.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+ACCESS_LOGGER = "image_service.access"
+# Attributes every LogRecord has; anything else on a record came in through `extra`.
+_STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
+# Their INFO lines (credential discovery, the emulator's own access log) are noise here.
+_CHATTY_LOGGERS = ("botocore", "aiobotocore", "werkzeug", "aiohttp.access")
+
+access_log = logging.getLogger(ACCESS_LOGGER)
+
+
+class JsonFormatter(logging.Formatter):
+    """``{"time", "level", "logger", "message", ...extra fields, "exception"?}`` per line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        for name, value in vars(record).items():
+            if name not in _STANDARD_ATTRIBUTES:
+                entry[name] = value
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+def configure_logging(level: str, log_format: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for chatty in _CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+
+
+def log_request(
+    *,
+    request_id: str,
+    method: str,
+    route: str,
+    path: str,
+    status: int,
+    duration: float,
+    user: str | None,
+    remote: str | None,
+) -> None:
+    """The one line a request leaves. The path is logged as sent (it holds no secret: tokens
+    travel in a header); the query string is not, since it may carry a cursor or a user id."""
+    if not access_log.isEnabledFor(logging.INFO):
+        return
+    duration_ms = round(duration * 1000, 2)
+    access_log.info(
+        "%s %s %s %.1fms",
+        method,
+        path,
+        status,
+        duration_ms,
+        extra={
+            "request_id": request_id,
+            "method": method,
+            "route": route,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+            "user": user,
+            "remote": remote,
+        },
+    )

@@ -1,0 +1,155 @@
+"""A fault-injecting reverse proxy on loopback, in front of a real emulator.
+
+Point a process's ``AWS_ENDPOINT_URL`` at :attr:`FaultProxy.url` and every AWS call it makes
+crosses this proxy, which forwards it to the emulator unchanged unless a rule matches: then the
+call is delayed, answered with an error status, or its connection dropped. Faults are injected
+on the wire, between the service and its backend, never by patching the service's own code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+from image_service.embedded import free_port
+
+# Hop-by-hop and length headers: aiohttp writes its own for the forwarded message.
+_NOT_FORWARDED = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "expect"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One request that reached the proxy."""
+
+    method: str
+    path: str
+    query: str
+    target: str  # X-Amz-Target (DynamoDB and SQS JSON operations), or ""
+
+    @property
+    def operation(self) -> str:
+        """``DynamoDB_20120810.Query`` -> ``Query``; S3 calls have none."""
+        return self.target.rpartition(".")[2]
+
+
+Match = Callable[[Call], bool]
+
+
+def operation(name: str) -> Match:
+    """DynamoDB or SQS calls of one operation, e.g. ``operation("Query")``."""
+    return lambda call: call.operation == name
+
+
+def s3(method: str, key_part: str = "") -> Match:
+    """S3 object calls of one HTTP method whose path contains ``key_part``."""
+    return lambda call: not call.target and call.method == method and key_part in call.path
+
+
+@dataclass
+class Rule:
+    match: Match
+    action: str  # "delay", "fail" or "drop"
+    seconds: float = 0.0
+    status: int = 500
+    times: int | None = None  # None: every matching call
+    hits: int = 0
+    seen: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def applies(self, call: Call) -> bool:
+        return (self.times is None or self.hits < self.times) and self.match(call)
+
+
+class FaultProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream.rstrip("/")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.rules: list[Rule] = []
+        self.calls: list[Call] = []
+        self._runner: web.AppRunner | None = None
+        self._http: aiohttp.ClientSession | None = None
+
+    def delay(self, match: Match, seconds: float, *, times: int | None = None) -> Rule:
+        return self._add(Rule(match, "delay", seconds=seconds, times=times))
+
+    def fail(self, match: Match, *, status: int = 500, times: int | None = 1) -> Rule:
+        return self._add(Rule(match, "fail", status=status, times=times))
+
+    def drop(self, match: Match, *, times: int | None = 1) -> Rule:
+        return self._add(Rule(match, "drop", times=times))
+
+    def clear(self) -> None:
+        self.rules.clear()
+
+    def _add(self, rule: Rule) -> Rule:
+        self.rules.append(rule)
+        return rule
+
+    async def start(self) -> FaultProxy:
+        # No pooling limit: the proxy must never be the bottleneck it is used to simulate.
+        self._http = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), auto_decompress=False
+        )
+        app = web.Application(client_max_size=64 * 1024 * 1024)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        # A held request must not hold up the end of a test: its handler goes when its client
+        # does, and stopping waits for nobody.
+        self._runner = web.AppRunner(
+            app, access_log=None, handler_cancellation=True, shutdown_timeout=0.1
+        )
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._http is not None:
+            await self._http.close()
+
+    async def __aenter__(self) -> FaultProxy:
+        return await self.start()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.stop()
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        assert self._http is not None
+        call = Call(
+            request.method,
+            request.path,
+            request.query_string,
+            request.headers.get("X-Amz-Target", ""),
+        )
+        self.calls.append(call)
+        body = await request.read()
+        for rule in self.rules:
+            if not rule.applies(call):
+                continue
+            rule.hits += 1
+            rule.seen.set()
+            if rule.action == "delay":
+                await asyncio.sleep(rule.seconds)
+            elif rule.action == "fail":
+                return web.Response(status=rule.status, text="injected fault")
+            elif rule.action == "drop":
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("injected drop")
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
+        async with self._http.request(
+            request.method,
+            self.upstream + request.rel_url.raw_path_qs,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as upstream:
+            payload = await upstream.read()
+            answer = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_FORWARDED}
+            return web.Response(status=upstream.status, body=payload, headers=answer)

@@ -1,0 +1,96 @@
+"""`image-service` as real child processes: started, watched line by line, signalled, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Program:
+    """A running `image-service` command; its stdout and stderr are read as they come."""
+
+    process: asyncio.subprocess.Process
+    lines: list[str] = field(default_factory=list)
+    _reader: asyncio.Task[None] | None = None
+    _new_line: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @classmethod
+    async def start(cls, *args: str, env: dict[str, str]) -> Program:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "image_service",
+            *args,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        program = cls(process)
+        program._reader = asyncio.create_task(program._read())
+        return program
+
+    async def _read(self) -> None:
+        assert self.process.stdout is not None
+        async for raw in self.process.stdout:
+            self.lines.append(raw.decode(errors="replace").rstrip("\n"))
+            self._new_line.set()
+
+    @property
+    def output(self) -> str:
+        return "\n".join(self.lines)
+
+    async def wait_for_line(self, wanted: Callable[[str], bool], *, within: float = 30) -> str:
+        """The first line (already read or still to come) for which `wanted` is true."""
+        async with asyncio.timeout(within):
+            seen = 0
+            while True:
+                for line in self.lines[seen:]:
+                    if wanted(line):
+                        return line
+                seen = len(self.lines)
+                if self.process.returncode is not None and self._reader is not None:
+                    await self._reader
+                    if len(self.lines) == seen:
+                        raise AssertionError(f"exited before that line:\n{self.output}")
+                self._new_line.clear()
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(0.2):
+                        await self._new_line.wait()
+
+    def signal(self, signum: int = signal.SIGTERM) -> None:
+        if self.process.returncode is None:
+            self.process.send_signal(signum)
+
+    async def wait(self, *, within: float = 60) -> int:
+        code = await asyncio.wait_for(self.process.wait(), timeout=within)
+        if self._reader is not None:
+            await self._reader
+        return code
+
+    async def stop(self, *, within: float = 60) -> str:
+        """SIGTERM, then the exit, which must be clean; returns everything it printed."""
+        self.signal(signal.SIGTERM)
+        code = await self.wait(within=within)
+        assert code == 0, self.output
+        return self.output
+
+    async def kill(self) -> None:
+        self.signal(signal.SIGKILL)
+        await self.wait()
+
+
+async def wait_for_port(port: int, *, within: float = 30) -> None:
+    async with asyncio.timeout(within):
+        while True:
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
