@@ -37,12 +37,18 @@ $(CLAMD):
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends clamav-daemon
 
+# Debian's Chromium, driven by Playwright's bundled driver in the browser test (no browser download).
+CHROMIUM ?= /usr/bin/chromium
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium
+
 ## run: install, then start the API on embedded moto S3 + DynamoDB (no Docker, no AWS account)
 run: $(STAMP)
 	$(BIN)/image-service dev
 
-## test: install, then run the whole suite (it starts its own moto, LocalStack S3 and clamd)
-test: $(STAMP) $(LOCALSTACK_STAMP) $(CLAMD)
+## test: install, then run the whole suite (it starts its own moto, LocalStack S3, clamd, Chromium)
+test: $(STAMP) $(LOCALSTACK_STAMP) $(CLAMD) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## loadtest: install, start `image-service dev` on a spare port, drive it (USERS=16 DURATION=30)

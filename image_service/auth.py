@@ -118,6 +118,11 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     return Principal(user_id=subject, is_admin=ADMIN_SCOPE in scopes)
 
 
+# `image-service dev` mints tokens for this user, valid this long.
+DEV_USER = "demo-user"
+DEV_TOKEN_TTL_SECONDS = 24 * 3600
+
+
 def issue_token(
     secret: str,
     user_id: str,

@@ -22,14 +22,11 @@ from aiohttp import web
 from dotenv import load_dotenv
 
 from image_service import __version__
-from image_service.auth import issue_token
+from image_service.auth import DEV_TOKEN_TTL_SECONDS, DEV_USER, issue_token
 from image_service.backends import provision
-from image_service.client_cli import add_client_commands
+from image_service.client_cli import TOKEN_VARIABLE, URL_VARIABLE, add_client_commands
 from image_service.logs import configure_logging
 from image_service.settings import PREFIX, Settings, SettingsError
-
-DEMO_USER = "demo-user"
-DEV_TOKEN_TTL_SECONDS = 24 * 3600
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -45,11 +42,11 @@ def _event_loop() -> asyncio.AbstractEventLoop:
     return uvloop.new_event_loop()
 
 
-def _serve(settings: Settings, *, reuse_port: bool = False) -> None:
+def _serve(settings: Settings, *, reuse_port: bool = False, dev_tokens: bool = False) -> None:
     from image_service.web.app import create_app
 
     web.run_app(
-        create_app(settings),
+        create_app(settings, dev_tokens=dev_tokens),
         host=settings.host,
         port=settings.port,
         print=None,
@@ -202,24 +199,27 @@ def cmd_dev(args: argparse.Namespace) -> None:
     _configure_logging(settings)
     with moto_server() as endpoint:
         asyncio.run(provision(settings))
-        token = issue_token(settings.jwt_secret, DEMO_USER, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
+        token = issue_token(settings.jwt_secret, DEV_USER, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
         base = f"http://{settings.host}:{settings.port}"
         print(
             f"""
 image_service {__version__} (dev): moto S3 + DynamoDB + SQS at {endpoint}; worker in-process
 
+  Page     {base}/          (upload from the browser: "Mint a dev token", then drop files)
   API      {base}
   Docs     {base}/docs
-  Token    (user "{DEMO_USER}", valid 24 h)
+  Token    (user "{DEV_USER}", valid 24 h)
            export TOKEN={token}
 
   Try it:
     curl -s -X POST {base}/images/upload -H "Authorization: Bearer $TOKEN" \\
          -H "Content-Type: application/json" -d '{{"content_type": "image/jpeg", "tags": ["demo"]}}'
+    export {TOKEN_VARIABLE}=$TOKEN {URL_VARIABLE}={base}
+    image-service upload photo.jpg --tag demo --wait && image-service list
 """,
             flush=True,
         )
-        _serve(settings)
+        _serve(settings, dev_tokens=True)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> None:

@@ -72,6 +72,12 @@ class Presigner:
         self._clock = clock
         self._signing_keys: dict[tuple[str, str], bytes] = {}
 
+    @property
+    def origin(self) -> str:
+        """``<scheme>://<host>`` that presigned URLs point at (a browser's CORS peer)."""
+        parts = urlsplit(self._object_url_prefix)
+        return f"{parts.scheme}://{parts.netloc}"
+
     @classmethod
     async def learn(
         cls,

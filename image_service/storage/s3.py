@@ -51,6 +51,11 @@ class ObjectStore:
         self._presigner = presigner
         self.bucket = bucket
 
+    @property
+    def url_origin(self) -> str:
+        """Where the URLs this store hands out send browsers: for a page's security policy."""
+        return self._presigner.origin
+
     async def presign_put(
         self,
         key: str,

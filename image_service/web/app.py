@@ -35,6 +35,7 @@ from image_service.web.middlewares import (
     observe,
 )
 from image_service.web.openapi import setup_openapi
+from image_service.web.page import setup_page
 from image_service.web.routes import setup_routes
 
 API_DESCRIPTION = (
@@ -86,7 +87,10 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
     return backends
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> web.Application:
+def create_app(
+    settings: Settings, *, clock: Callable[[], datetime] = utc_now, dev_tokens: bool = False
+) -> web.Application:
+    """``dev_tokens``: serve ``POST /dev/token`` for the browser page; `image-service dev` only."""
     app = web.Application(
         # The API never carries image bytes, so every body is small JSON.
         client_max_size=settings.max_json_body_bytes,
@@ -104,6 +108,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -
     app.cleanup_ctx.append(_backends(clock))
     app.on_response_prepare.append(_security_headers)
     setup_routes(app)
+    setup_page(app, dev_tokens=dev_tokens)
     setup_openapi(app, title="image_service", version=__version__, description=API_DESCRIPTION)
     with warnings.catch_warnings():
         # aiohttp-apispec looks its parser up under this string key; ours fails into the envelope.

@@ -179,13 +179,16 @@ def cors(origins: tuple[str, ...]) -> Middleware:
     return cors_middleware
 
 
+_PUBLIC_PREFIXES = ("/docs", "/static")
+
+
 def is_public(request: web.Request) -> bool:
     route = request.match_info.route
     if getattr(route.handler, "is_public", False):
         return True
-    # aiohttp-apispec's spec, Swagger UI page and static files.
+    # aiohttp-apispec's spec, Swagger UI page and its files; the browser page's files.
     resource = route.resource
-    return resource is not None and resource.canonical.startswith("/docs")
+    return resource is not None and resource.canonical.startswith(_PUBLIC_PREFIXES)
 
 
 @web.middleware

@@ -1,0 +1,267 @@
+// The browser page of image_service: no build step, no CDN, no framework.
+// Bytes go straight from the browser to S3 with the POST policy the API hands out; the API
+// itself only ever sees small JSON. Everything shown is set with textContent, never as HTML.
+
+const TOKEN_KEY = "image_service.token";
+const PAGE_SIZE = 24;
+const POLL_INTERVAL_MS = 300;
+const PROCESSING_WAIT_MS = 60_000;
+
+const $ = (id) => document.getElementById(id);
+const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", cursor: null };
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(`${message} (${code})`);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  if (response.status === 204) return null;
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    const error = data?.error ?? {};
+    throw new ApiError(response.status, error.code ?? `http_${response.status}`,
+                       error.message ?? response.statusText);
+  }
+  return data;
+}
+
+function element(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name === "class") node.className = value;
+    else if (name === "dataset") Object.assign(node.dataset, value);
+    else node.setAttribute(name, value);
+  }
+  node.append(...children);
+  return node;
+}
+
+function showError(error) {
+  const box = $("error");
+  box.textContent = error ? String(error.message ?? error) : "";
+  box.hidden = !error;
+}
+
+// -- the token ---------------------------------------------------------------------------------
+
+function claims(token) {
+  try {
+    const payload = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(payload));
+  } catch {
+    return null;
+  }
+}
+
+function useToken(token) {
+  state.token = token.trim();
+  sessionStorage.setItem(TOKEN_KEY, state.token);
+  $("token").value = state.token;
+  const claimed = claims(state.token);
+  $("who").textContent = claimed
+    ? `Signed in as ${claimed.sub}; the token expires ${new Date(claimed.exp * 1000).toLocaleString()}.`
+    : "That does not look like a JWT.";
+  document.body.dataset.signedIn = claimed ? "true" : "false";
+  if (claimed) refreshGallery();
+}
+
+async function mintToken() {
+  const response = await fetch("/dev/token", { method: "POST" });
+  if (!response.ok) throw new Error(`could not mint a token (${response.status})`);
+  useToken((await response.json()).token);
+}
+
+// -- uploads -----------------------------------------------------------------------------------
+
+function uploadRow(name) {
+  const bar = element("progress", { max: "1", value: "0" });
+  const status = element("span", { class: "muted" }, "waiting");
+  const row = element("li", { dataset: { file: name } }, element("span", {}, name), bar, status);
+  $("uploads").prepend(row);
+  return {
+    progress: (fraction) => { bar.value = fraction; },
+    status: (text) => { status.textContent = text; row.dataset.status = text; },
+    fail: (text) => {
+      status.textContent = text;
+      status.className = "status-rejected";
+      row.dataset.status = "failed";
+    },
+  };
+}
+
+function sendToS3(ticket, file, onProgress) {
+  // XMLHttpRequest, not fetch: only it reports upload progress. S3 reads the policy's fields
+  // first and the file last.
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    for (const [name, value] of Object.entries(ticket.fields)) form.append(name, value);
+    form.append("file", file);
+    const request = new XMLHttpRequest();
+    request.open("POST", ticket.upload_url);
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    };
+    request.onload = () => (request.status >= 200 && request.status < 300
+      ? resolve()
+      : reject(new Error(`S3 refused the upload (${request.status})`)));
+    request.onerror = () => reject(new Error("S3 could not be reached"));
+    request.send(form);
+  });
+}
+
+async function waitUntilProcessed(imageId) {
+  const deadline = Date.now() + PROCESSING_WAIT_MS;
+  for (;;) {
+    const image = await api("GET", `/images/${imageId}`);
+    if (image.status !== "pending" && image.status !== "processing") return image;
+    if (Date.now() > deadline) throw new Error("still processing; refresh later");
+    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
+  }
+}
+
+function splitTags(text) {
+  return [...new Set(text.split(",").map((tag) => tag.trim()).filter(Boolean))];
+}
+
+async function uploadFile(file, tags, description) {
+  const row = uploadRow(file.name);
+  try {
+    row.status("asking for a URL");
+    const ticket = await api("POST", "/images/upload", {
+      content_type: file.type || "application/octet-stream",
+      method: "POST",
+      tags,
+      description,
+      filename: file.name,
+    });
+    row.status("uploading");
+    await sendToS3(ticket, file, row.progress);
+    row.status("verifying");
+    await api("POST", `/images/${ticket.image_id}/complete`);
+    row.status("processing");
+    const image = await waitUntilProcessed(ticket.image_id);
+    row.status(image.status);
+  } catch (error) {
+    row.fail(error.message);
+  }
+}
+
+async function uploadFiles(files) {
+  if (!state.token) return showError(new Error("Paste or mint a token first."));
+  showError(null);
+  const tags = splitTags($("tags").value);
+  const description = $("description").value;
+  await Promise.all([...files].map((file) => uploadFile(file, tags, description)));
+  await refreshGallery();
+}
+
+// -- the gallery -------------------------------------------------------------------------------
+
+function smallestVariant(image) {
+  return [...image.variants].sort((a, b) => a.size - b.size)[0];
+}
+
+async function showThumbnail(image, frame) {
+  const variant = smallestVariant(image);
+  const query = variant ? `?variant=${variant.name}&format=${variant.format}` : "";
+  const { download_url: url } = await api("GET", `/images/${image.image_id}/download${query}`);
+  const picture = element("img", { src: url, alt: image.filename || image.image_id });
+  frame.replaceChildren(picture);
+}
+
+function card(image) {
+  const frame = element("div", { class: "thumb" }, image.status);
+  if (image.placeholder) frame.style.background = image.placeholder;
+  const tags = element("div", { class: "tags" }, ...image.tags.map((tag) => element("span", {}, tag)));
+  const remove = element("button", { type: "button", class: "delete" }, "Delete");
+  const item = element(
+    "li",
+    { class: "card", dataset: { imageId: image.image_id, status: image.status } },
+    frame,
+    element(
+      "div",
+      { class: "meta" },
+      element("div", {}, image.filename || image.image_id.slice(0, 8)),
+      element("div", { class: `muted status-${image.status}` },
+              `${image.status}${image.width ? ` · ${image.width}×${image.height}` : ""}`),
+      image.description ? element("div", {}, image.description) : "",
+      tags,
+      remove,
+    ),
+  );
+  remove.addEventListener("click", async () => {
+    remove.disabled = true;
+    try {
+      await api("DELETE", `/images/${image.image_id}`);
+      item.remove();
+      $("gallery-empty").hidden = $("gallery").children.length > 0;
+    } catch (error) {
+      remove.disabled = false;
+      showError(error);
+    }
+  });
+  if (image.status === "ready") showThumbnail(image, frame).catch(showError);
+  return item;
+}
+
+async function loadPage() {
+  const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (state.cursor) query.set("cursor", state.cursor);
+  const page = await api("GET", `/images?${query}`);
+  $("gallery").append(...page.items.map(card));
+  state.cursor = page.next_cursor;
+  $("more").hidden = !state.cursor;
+  $("gallery-empty").hidden = $("gallery").children.length > 0;
+}
+
+async function refreshGallery() {
+  $("gallery").replaceChildren();
+  state.cursor = null;
+  try {
+    await loadPage();
+    document.body.dataset.galleryLoaded = "true";
+  } catch (error) {
+    showError(error);
+  }
+}
+
+// -- wiring ------------------------------------------------------------------------------------
+
+function wire() {
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    useToken($("token").value);
+  });
+  const mint = $("mint-token");
+  mint.hidden = document.body.dataset.devTokens !== "true";
+  mint.addEventListener("click", () => mintToken().catch(showError));
+
+  $("files").addEventListener("change", (event) => {
+    uploadFiles(event.target.files);
+    event.target.value = "";
+  });
+  const zone = $("drop-zone");
+  zone.addEventListener("dragover", (event) => { event.preventDefault(); zone.classList.add("over"); });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (event) => {
+    event.preventDefault();
+    zone.classList.remove("over");
+    uploadFiles(event.dataTransfer.files);
+  });
+  $("refresh").addEventListener("click", refreshGallery);
+  $("more").addEventListener("click", () => loadPage().catch(showError));
+  if (state.token) useToken(state.token);
+}
+
+wire();
