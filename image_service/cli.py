@@ -118,10 +118,13 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_init(args: argparse.Namespace) -> None:
-    settings = Settings.from_env()
+    settings = Settings.from_env(verifies_tokens=False)
     _configure_logging(settings)
     asyncio.run(provision(settings))
-    print(f"bucket {settings.bucket} and table {settings.table} are ready")
+    print(
+        f"bucket {settings.bucket}, table {settings.table} and queue {settings.queue_name} "
+        "are ready"
+    )
 
 
 def cmd_token(args: argparse.Namespace) -> None:

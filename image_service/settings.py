@@ -272,7 +272,11 @@ class Settings:
     )
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, *, verifies_tokens: bool = True
+    ) -> Settings:
+        """``verifies_tokens=False`` for commands that never see a bearer token (``init``,
+        the LocalStack hook): they need no JWT secret."""
         env = os.environ if environ is None else environ
         values: dict[str, Any] = {}
         for setting in fields(cls):
@@ -284,7 +288,7 @@ class Settings:
                 values[setting.name] = setting.metadata["parse"](raw)
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from None
-        if not values.get("jwt_secret"):
+        if verifies_tokens and not values.get("jwt_secret"):
             if not values.get("jwt_jwks_url"):
                 raise SettingsError(f"{PREFIX}JWT_SECRET: is required (or {PREFIX}JWT_JWKS_URL)")
             if not values.get("cursor_secret"):

@@ -24,7 +24,7 @@ from image_service.client import ImageServiceClient
 from image_service.embedded import free_port, serialize_moto_transactions
 from image_service.settings import Settings
 from image_service.web.app import create_app
-from tests.localstack import localstack_s3
+from tests.localstack import localstack
 
 JWT_SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
 AWS_SECRET = "testing-secret"
@@ -44,7 +44,7 @@ def moto_endpoint() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def localstack_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with localstack_s3(tmp_path_factory.mktemp("localstack")) as endpoint:
+    with localstack(tmp_path_factory.mktemp("localstack")) as endpoint:
         yield endpoint
 
 

@@ -1,5 +1,6 @@
-"""LocalStack's S3 in host mode: an S3 that really checks SigV4 signatures, started from the
-virtualenv `make test` builds (.venv-localstack, Python 3.13). No Docker."""
+"""LocalStack in host mode, S3 and SQS: an S3 that really checks SigV4 signatures and sends
+real bucket notifications to its SQS, started from the virtualenv `make test` builds
+(.venv-localstack, Python 3.13). No Docker. (Its DynamoDB needs a download: moto's is used.)"""
 
 from __future__ import annotations
 
@@ -19,18 +20,20 @@ PYTHON = Path(os.environ.get("LOCALSTACK_VENV", ROOT / ".venv-localstack")) / "b
 STARTUP_SECONDS = 90
 # LocalStack checks presigned requests against this secret key.
 ACCESS_KEY = SECRET_KEY = "test"
+SERVICES = ("s3", "sqs")
 
 
 def _healthy(endpoint: str) -> bool:
     try:
         with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=1) as response:
-            return json.load(response)["services"].get("s3") in {"available", "running"}
+            services = json.load(response)["services"]
     except (OSError, ValueError, KeyError):
         return False
+    return all(services.get(name) in {"available", "running"} for name in SERVICES)
 
 
 @contextmanager
-def localstack_s3(workdir: Path) -> Iterator[str]:
+def localstack(workdir: Path) -> Iterator[str]:
     if not PYTHON.exists():
         raise RuntimeError(f"{PYTHON} is missing: `make test` installs LocalStack's virtualenv")
     port = free_port()
@@ -38,7 +41,7 @@ def localstack_s3(workdir: Path) -> Iterator[str]:
     env = {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(workdir),
-        "SERVICES": "s3",
+        "SERVICES": ",".join(SERVICES),
         "S3_SKIP_SIGNATURE_VALIDATION": "0",
         "GATEWAY_LISTEN": f"127.0.0.1:{port}",
         "DNS_ADDRESS": "0",
