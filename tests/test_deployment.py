@@ -1,0 +1,135 @@
+"""docs/deployment.md's IAM policies grant exactly the AWS calls the code makes.
+
+The calls are read from the storage modules' source (every `<client>.<operation>(...)`,
+paginator and waiter), so a new call without its permission fails here, and so does a
+permission nothing uses any more."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+STORAGE = ROOT / "image_service" / "storage"
+DEPLOYMENT = ROOT / "docs" / "deployment.md"
+
+# The service each module's `_client` speaks to; provision.py names its clients by service.
+RUNTIME_MODULES = {"s3.py": "s3", "dynamo.py": "dynamodb", "queue.py": "sqs", "presign.py": "s3"}
+CLIENT_NAMES = {"_client", "s3", "sqs", "dynamodb", "presign_client"}
+# botocore operations that are not requests (URLs are signed locally) or need no permission.
+LOCAL_OPERATIONS = {
+    "generate_presigned_url",
+    "generate_presigned_post",
+    "get_paginator",
+    "get_waiter",
+}
+
+IAM_ACTIONS: dict[tuple[str, str], set[str]] = {
+    ("s3", "head_object"): {"s3:GetObject"},
+    ("s3", "get_object"): {"s3:GetObject"},
+    ("s3", "put_object"): {"s3:PutObject"},
+    ("s3", "copy_object"): {"s3:GetObject", "s3:PutObject"},
+    ("s3", "delete_objects"): {"s3:DeleteObject"},
+    ("s3", "list_objects_v2"): {"s3:ListBucket"},
+    ("s3", "head_bucket"): {"s3:ListBucket"},
+    ("s3", "create_bucket"): {"s3:CreateBucket"},
+    ("s3", "put_public_access_block"): {"s3:PutBucketPublicAccessBlock"},
+    ("s3", "put_bucket_lifecycle_configuration"): {"s3:PutLifecycleConfiguration"},
+    ("s3", "put_bucket_cors"): {"s3:PutBucketCORS"},
+    ("s3", "put_bucket_notification_configuration"): {"s3:PutBucketNotification"},
+    ("dynamodb", "get_item"): {"dynamodb:GetItem"},
+    ("dynamodb", "put_item"): {"dynamodb:PutItem"},
+    ("dynamodb", "delete_item"): {"dynamodb:DeleteItem"},
+    ("dynamodb", "query"): {"dynamodb:Query"},
+    ("dynamodb", "scan"): {"dynamodb:Scan"},
+    ("dynamodb", "batch_write_item"): {"dynamodb:BatchWriteItem"},
+    # A transaction needs the permission of each kind of write in it: Put, Update, Delete
+    # (the repository uses no ConditionCheck; see the assertion below).
+    ("dynamodb", "transact_write_items"): {
+        "dynamodb:PutItem",
+        "dynamodb:UpdateItem",
+        "dynamodb:DeleteItem",
+    },
+    ("dynamodb", "describe_table"): {"dynamodb:DescribeTable"},
+    ("dynamodb", "table_exists"): {"dynamodb:DescribeTable"},  # the waiter
+    ("dynamodb", "create_table"): {"dynamodb:CreateTable"},
+    ("dynamodb", "update_table"): {"dynamodb:UpdateTable"},
+    ("dynamodb", "describe_time_to_live"): {"dynamodb:DescribeTimeToLive"},
+    ("dynamodb", "update_time_to_live"): {"dynamodb:UpdateTimeToLive"},
+    ("sqs", "send_message"): {"sqs:SendMessage"},
+    ("sqs", "receive_message"): {"sqs:ReceiveMessage"},
+    ("sqs", "delete_message"): {"sqs:DeleteMessage"},
+    ("sqs", "change_message_visibility"): {"sqs:ChangeMessageVisibility"},
+    ("sqs", "get_queue_url"): {"sqs:GetQueueUrl"},
+    ("sqs", "get_queue_attributes"): {"sqs:GetQueueAttributes"},
+    ("sqs", "set_queue_attributes"): {"sqs:SetQueueAttributes"},
+    ("sqs", "create_queue"): {"sqs:CreateQueue"},
+}
+# The service signs upload and download URLs itself; S3 checks them against its role.
+PRESIGNED_URL_ACTIONS = {"s3:PutObject", "s3:GetObject"}
+
+
+def _calls(path: Path, default_service: str | None) -> set[tuple[str, str]]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+            continue
+        receiver = node.func.value
+        name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
+        if name not in CLIENT_NAMES:
+            continue
+        service = default_service if name in {"_client", "presign_client"} else name
+        assert service is not None, f"{path.name}: which service is {name}?"
+        operation = node.func.attr
+        if operation in {"get_paginator", "get_waiter"}:
+            argument = node.args[0]
+            assert isinstance(argument, ast.Constant)
+            operation = str(argument.value)
+        if operation not in LOCAL_OPERATIONS:
+            found.add((service, operation))
+    return found
+
+
+def _actions(calls: set[tuple[str, str]]) -> set[str]:
+    unknown = sorted(call for call in calls if call not in IAM_ACTIONS)
+    assert not unknown, f"name the IAM actions these calls need: {unknown}"
+    return set().union(*(IAM_ACTIONS[call] for call in calls))
+
+
+def _policy(marker: str) -> set[str]:
+    text = DEPLOYMENT.read_text()
+    block = re.search(rf"<!-- iam:{marker} -->\n```json\n(.*?)```", text, re.S)
+    assert block, marker
+    policy = json.loads(block[1])
+    return {action for statement in policy["Statement"] for action in statement["Action"]}
+
+
+def test_the_runtime_policy_grants_exactly_what_the_service_calls() -> None:
+    calls = set().union(
+        *(_calls(STORAGE / module, service) for module, service in RUNTIME_MODULES.items())
+    )
+
+    assert _policy("runtime") == _actions(calls) | PRESIGNED_URL_ACTIONS
+    assert '"ConditionCheck"' not in (STORAGE / "dynamo.py").read_text()
+
+
+def test_the_provisioning_policy_grants_exactly_what_init_calls() -> None:
+    calls = _calls(STORAGE / "provision.py", None)
+
+    assert _policy("provisioning") == _actions(calls)
+
+
+@pytest.mark.parametrize("marker", ["runtime", "provisioning"])
+def test_each_policy_statement_names_its_resources(marker: str) -> None:
+    text = DEPLOYMENT.read_text()
+    block = re.search(rf"<!-- iam:{marker} -->\n```json\n(.*?)```", text, re.S)
+    assert block
+    for statement in json.loads(block[1])["Statement"]:
+        resources = statement["Resource"]
+        for resource in [resources] if isinstance(resources, str) else resources:
+            assert resource.startswith("arn:aws:")
+            assert resource != "*"
