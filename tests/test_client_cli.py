@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import sys
 from pathlib import Path
 
+from image_service.client_cli import ProgressBar
 from tests import images
 from tests.conftest import Api, token
 
@@ -126,3 +128,36 @@ async def test_the_client_commands_need_a_token(api: Api) -> None:
 
     assert process.returncode != 0
     assert b"IMAGE_SERVICE_API_TOKEN" in err
+
+
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_the_progress_bar_counts_every_files_bytes_on_one_line() -> None:
+    terminal = _Terminal()
+    bar = ProgressBar(total_bytes=4_000_000, files=2, stream=terminal)
+
+    bar.sent_bytes(0)(1_000_000, 2_000_000)
+    bar.sent_bytes(1)(2_000_000, 2_000_000)
+    bar.file_done()
+    bar.sent_bytes(0)(2_000_000, 2_000_000)
+    bar.file_done()
+    bar.finish()
+
+    frames = terminal.getvalue().split("\r")[1:]
+    assert frames[0].startswith("[#######")
+    assert "25%" in frames[0]
+    assert "75%" in frames[1]
+    assert frames[-1] == f"[{'#' * 30}] 100% 4.0/4.0 MB 2/2 files\n"
+
+
+def test_the_progress_bar_is_silent_when_not_on_a_terminal() -> None:
+    pipe = io.StringIO()
+    bar = ProgressBar(total_bytes=10, files=1, stream=pipe)
+
+    bar.sent_bytes(0)(10, 10)
+    bar.finish()
+
+    assert pipe.getvalue() == ""
