@@ -24,10 +24,19 @@ if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
     from types_aiobotocore_sqs import SQSClient
 
-# Deliberate limits: a request fails fast (and answers 503) rather than hanging on a backend.
-CONNECT_TIMEOUT_SECONDS = 3
-READ_TIMEOUT_SECONDS = 10
+# Deliberate limits (docs/reliability.md): a call fails fast, and the API answers 503, rather than
+# hang on a backend that has gone away.
+# - Connect: AWS endpoints answer a SYN in milliseconds; 2 s leaves room for one lost SYN (1 s).
+CONNECT_TIMEOUT_SECONDS = 2
+# - Read: the longest silence between two bytes of an answer. Every call is a small JSON answer
+#   or a stream read chunk by chunk (the timeout applies per read, not to the whole body), and
+#   S3's server-side copy of an image of 20 MiB answers well within it.
+READ_TIMEOUT_SECONDS = 5
+# - Attempts: standard mode retries throttling, 5xx and connection errors with jittered backoff;
+#   the API's request deadline (IMAGE_SERVICE_REQUEST_TIMEOUT_SECONDS) caps the whole.
 MAX_ATTEMPTS = 3
+# - Pool: per client, so one service's stall never holds another's connections; 64 matches the
+#   concurrency one API process sustains (bench/api.py) and a worker's default 4 jobs easily.
 MAX_POOL_CONNECTIONS = 64
 
 

@@ -97,3 +97,18 @@ class BackendUnavailable(ServiceError):
         super().__init__(f"{backend} is unavailable; retry shortly.", details={"backend": backend})
         self.backend = backend
         self.reason = reason
+
+
+class BackendTimeout(ServiceError):
+    """A request ran past its deadline waiting on a backend."""
+
+    http_status = 503
+    code = "backend_timeout"
+    retry_after = 2
+
+    def __init__(self, backend: str | None, seconds: float) -> None:
+        name = backend or "a backend"
+        super().__init__(
+            f"{name} did not answer within {seconds:g} s; retry shortly.",
+            details={"backend": backend, "timeout_seconds": seconds},
+        )

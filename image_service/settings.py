@@ -261,6 +261,11 @@ class Settings:
     max_json_body_bytes: int = _setting(
         64 * 1024, _positive_int, "Largest JSON request body, bytes."
     )
+    request_timeout_seconds: int = _setting(
+        10,
+        _positive_int,
+        "Deadline of one API request: a backend that has not answered by then gets a 503.",
+    )
     shutdown_grace_seconds: int = _setting(
         25,
         _positive_int,

@@ -94,3 +94,45 @@ async def wait_for_port(port: int, *, within: float = 30) -> None:
                 continue
             writer.close()
             return
+
+
+_MOTO_MAIN = (
+    "import sys; from image_service.embedded import serialize_moto_transactions; "
+    "serialize_moto_transactions(); from moto.server import main; main(sys.argv[1:])"
+)
+
+
+@dataclass
+class MotoProcess:
+    """moto's server in a process of its own, so a test can take it away: SIGSTOP (it hangs:
+    connections are accepted, nothing answers), SIGKILL (connections are refused), or start
+    it again on the same port (empty: moto keeps its state in memory)."""
+
+    port: int
+    process: asyncio.subprocess.Process | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def start(self) -> MotoProcess:
+        self.process = await asyncio.create_subprocess_exec(
+            *(sys.executable, "-c", _MOTO_MAIN, "-H", "127.0.0.1", "-p", str(self.port)),
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.DEVNULL,
+        )
+        await wait_for_port(self.port)
+        return self
+
+    def pause(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        assert self.process is not None
+        self.process.send_signal(signal.SIGCONT)
+
+    async def kill(self) -> None:
+        if self.process is not None and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()

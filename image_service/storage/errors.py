@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
@@ -12,6 +14,15 @@ from botocore.exceptions import BotoCoreError, ClientError
 from image_service.errors import BackendUnavailable
 
 log = logging.getLogger(__name__)
+
+# The backend a task was waiting on when it was cancelled (a request past its deadline), so that
+# its 503 can name it. Set in the cancelled task's own context, read by whoever cancelled it.
+_stalled_on: ContextVar[str | None] = ContextVar("stalled_on", default=None)
+
+
+def stalled_backend() -> str | None:
+    """The backend this task was waiting on when it was last cancelled, if any."""
+    return _stalled_on.get()
 
 
 def error_code(exc: ClientError) -> str:
@@ -32,6 +43,9 @@ def backend_errors(backend: str) -> Iterator[None]:
     """
     try:
         yield
+    except asyncio.CancelledError:
+        _stalled_on.set(backend)
+        raise
     except ClientError as exc:
         log.warning("%s request failed: %s (HTTP %s)", backend, error_code(exc), http_status(exc))
         raise BackendUnavailable(backend, error_code(exc)) from exc

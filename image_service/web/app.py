@@ -31,6 +31,7 @@ from image_service.web.middlewares import (
     RequestParser,
     authenticate,
     cors,
+    deadline,
     error_envelope,
     observe,
 )
@@ -98,6 +99,7 @@ def create_app(
             observe,
             cors(settings.cors_origins),
             error_envelope,
+            deadline(settings.request_timeout_seconds),
             authenticate,
             validation_middleware,
         ],

@@ -19,6 +19,7 @@ from image_service.web.keys import (
     METRICS,
     OBJECT_STORE,
     PRINCIPAL,
+    SETTINGS,
 )
 from image_service.web.middlewares import public
 from image_service.web.openapi import (
@@ -197,7 +198,10 @@ async def ready(request: web.Request) -> web.Response:
             "dynamodb": request.app[IMAGE_REPOSITORY].ping,
             "sqs": request.app[JOB_QUEUE].ping,
         },
-        limit_seconds=READINESS_TIMEOUT_SECONDS,
+        # Within the request's own deadline, so that the answer names what failed.
+        limit_seconds=min(
+            READINESS_TIMEOUT_SECONDS, request.app[SETTINGS].request_timeout_seconds / 2
+        ),
     )
     return web.json_response({"status": "ok", "checks": checks})
 

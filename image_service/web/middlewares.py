@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import re
@@ -16,8 +17,9 @@ from marshmallow import Schema, ValidationError, fields
 from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
-from image_service.errors import InvalidRequest, ServiceError, Unauthenticated
+from image_service.errors import BackendTimeout, InvalidRequest, ServiceError, Unauthenticated
 from image_service.logs import log_request
+from image_service.storage.errors import stalled_backend
 from image_service.web.encoding import json_text
 from image_service.web.keys import METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
 
@@ -180,6 +182,22 @@ def cors(origins: tuple[str, ...]) -> Middleware:
 
 
 _PUBLIC_PREFIXES = ("/docs", "/static")
+
+
+def deadline(seconds: float) -> Middleware:
+    """No request waits on a backend longer than ``seconds``: past it, the work is cancelled and
+    the answer is a 503 naming the backend it was waiting on, with Retry-After. (Every write is
+    conditional or idempotent, so work cut short is redone safely by the client's retry.)"""
+
+    @web.middleware
+    async def deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            async with asyncio.timeout(seconds):
+                return await handler(request)
+        except TimeoutError:
+            raise BackendTimeout(stalled_backend(), seconds) from None
+
+    return deadline_middleware
 
 
 def is_public(request: web.Request) -> bool:
