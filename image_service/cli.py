@@ -144,10 +144,11 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from image_service.services import make_worker, open_services, running
+    from image_service.services import make_sweeper, make_worker, open_services, running
 
     settings = Settings.from_env()
     _configure_logging(settings)
+    log = logging.getLogger(__name__)
 
     async def work() -> None:
         stop = asyncio.Event()
@@ -159,11 +160,33 @@ def cmd_worker(args: argparse.Namespace) -> None:
             open_services(settings) as services,
             running(make_worker(settings, services), grace_seconds=settings.shutdown_grace_seconds),
         ):
-            logging.getLogger(__name__).info("worker polling %s", settings.queue_name)
+            sweeping = asyncio.create_task(
+                make_sweeper(settings, services).run(settings.sweep_interval_seconds)
+            )
+            log.info("worker polling %s", settings.queue_name)
             await stop.wait()
-        logging.getLogger(__name__).info("worker stopped")
+            sweeping.cancel()
+        log.info("worker stopped")
 
     asyncio.run(work())
+
+
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from image_service.services import make_sweeper, open_services
+
+    settings = Settings.from_env()
+    _configure_logging(settings)
+
+    async def sweep() -> None:
+        async with open_services(settings) as services:
+            report = await make_sweeper(settings, services).sweep()
+        for owner, image_id in report.requeued:
+            print(f"processing queued again: {owner}/{image_id}")
+        for owner, image_id in report.deleted:
+            print(f"delete finished: {owner}/{image_id}")
+        print(f"swept: {len(report.requeued)} requeued, {len(report.deleted)} deletes finished")
+
+    asyncio.run(sweep())
 
 
 def cmd_reconcile(args: argparse.Namespace) -> None:
@@ -343,6 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     worker = commands.add_parser("worker", help="process the queue: scans, variants, GPS removal")
     worker.set_defaults(func=cmd_worker)
+
+    sweep = commands.add_parser(
+        "sweep",
+        help="drive on images stuck processing or deleting (each worker also does, periodically)",
+    )
+    sweep.set_defaults(func=cmd_sweep)
 
     reconcile = commands.add_parser(
         "reconcile", help="report records without objects and objects without records"

@@ -54,6 +54,12 @@ def configure_logging(level: str, log_format: str) -> None:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
 
 
+def image_event(event: str, user_id: str, image_id: str) -> dict[str, str]:
+    """``extra`` for a log line about one image: keys of their own in the JSON object, for a
+    log pipeline to filter on (``event`` says what happened)."""
+    return {"event": event, "user": user_id, "image_id": image_id}
+
+
 def log_request(
     *,
     request_id: str,

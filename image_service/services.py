@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -17,6 +17,7 @@ from image_service.cursor import CursorCodec
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
 from image_service.domain.pipeline import ImageProcessor, ProcessingPolicy
 from image_service.domain.ratelimit import TokenBucketLimiter
+from image_service.domain.sweeper import Sweeper
 from image_service.inspection import InspectionLimits
 from image_service.metrics import ServiceMetrics
 from image_service.processing import VariantSpec
@@ -129,6 +130,18 @@ def make_worker(settings: Settings, services: Services) -> Worker:
         concurrency=settings.worker_concurrency,
         visibility_seconds=settings.job_visibility_seconds,
         wait_seconds=settings.queue_wait_seconds,
+    )
+
+
+def make_sweeper(
+    settings: Settings, services: Services, *, clock: Callable[[], datetime] = utc_now
+) -> Sweeper:
+    return Sweeper(
+        repository=services.repository,
+        jobs=services.jobs,
+        images=services.images,
+        stuck_after=timedelta(seconds=settings.stuck_after_seconds),
+        clock=clock,
     )
 
 

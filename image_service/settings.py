@@ -205,6 +205,14 @@ class Settings:
         _bool,
         "init: have S3 queue a job for every upload, so uncompleted ones are processed.",
     )
+    stuck_after_seconds: int = _setting(
+        600,
+        _positive_int,
+        "Sweeper: an image processing or deleting for longer than this is driven on again.",
+    )
+    sweep_interval_seconds: int = _setting(
+        60, _positive_int, "Sweeper: how often each `worker` process looks for stuck images."
+    )
     embedded_worker: bool = _setting(
         False, _bool, "Run a queue worker inside the API process (dev does)."
     )

@@ -152,4 +152,12 @@ class FaultProxy:
         ) as upstream:
             payload = await upstream.read()
             answer = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_FORWARDED}
+            if request.method == "HEAD":
+                # No body, but the length of the one a GET would have: S3 clients read it, and
+                # a plain Response would replace it with 0.
+                head = web.StreamResponse(status=upstream.status, headers=answer)
+                head.content_length = int(upstream.headers.get("Content-Length", "0"))
+                await head.prepare(request)
+                await head.write_eof()
+                return head
             return web.Response(status=upstream.status, body=payload, headers=answer)

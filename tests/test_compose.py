@@ -206,6 +206,7 @@ async def test_the_init_hook_provisions_localstack(
         "by_upload_time",
         "by_status",
         "by_tag",
+        "by_attention",
     }
 
     # The notification is real: an object under incoming/ puts an event on the queue.

@@ -354,7 +354,7 @@ class ImageService:
                 details={"reason": record.rejection_reason},
             )
         try:
-            return await self._complete_pending(owner, record)
+            verified, published = await self._complete_pending(owner, record)
         except (Conflict, UploadRejected, BackendUnavailable):
             # The API and S3's own event may complete the same upload at once; whatever the
             # loser tripped over (a vanished upload key, a failed condition), the winner's
@@ -363,15 +363,23 @@ class ImageService:
             if current is not None and current.status in _COMPLETED:
                 return current
             raise
+        if published:
+            # Outside the race handling above: a queue that refuses the job must reach the
+            # client as a 503 (completing again re-sends it; the sweeper finds the image if
+            # nobody does), never as a success with the job lost.
+            await self._jobs.send(process_job(verified))
+        return verified
 
-    async def _complete_pending(self, owner: str, record: ImageRecord) -> ImageRecord:
+    async def _complete_pending(self, owner: str, record: ImageRecord) -> tuple[ImageRecord, bool]:
+        """The image once verified and published, and whether this call published it (False:
+        a concurrent completion did, and sent its job)."""
         image_id = record.image_id
         upload_key = incoming_key(record)
         stored = await self._store.head(upload_key)
         if stored is None:
             current = await self._owned(owner, image_id)
             if current.status is not ImageStatus.PENDING:  # a concurrent completion won
-                return current
+                return current, False
             raise Conflict(
                 "Nothing has been uploaded for this image yet.",
                 code="upload_missing",
@@ -401,11 +409,10 @@ class ImageService:
         if not published:
             current = await self._owned(owner, image_id)
             if current.status is not ImageStatus.PENDING:
-                return current
+                return current, False
             raise Conflict("The image changed during completion.", code="image_changed")
         await self._discard_upload(upload_key)
-        await self._jobs.send(process_job(verified))
-        return verified
+        return verified, True
 
     async def _check_size(self, record: ImageRecord, stored: StoredObject, upload_key: str) -> None:
         if stored.size > self._policy.max_upload_bytes:
@@ -589,6 +596,11 @@ class ImageService:
             if marked is None:
                 raise ImageNotFound(image_id)
             record = marked
+        await self.finish_delete(record)
+
+    async def finish_delete(self, record: ImageRecord) -> None:
+        """Removes a `deleting` image's objects, then its record: by a DELETE, its retry, or
+        the sweeper for a delete nobody retried."""
         served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
         await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
         await self._repository.delete(record)

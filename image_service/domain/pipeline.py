@@ -18,6 +18,7 @@ from image_service.domain.images import (
     utc_now,
 )
 from image_service.errors import ServiceError
+from image_service.logs import image_event
 from image_service.models import ImageRecord, ImageStatus, Variant
 from image_service.processing import VariantSpec, render_variants, strip_jpeg_gps
 from image_service.scanners import Scanner, ScanSubject
@@ -143,7 +144,7 @@ class ImageProcessor:
                 record.user_id,
                 record.image_id,
                 len(variants),
-                extra=_log_fields("image_ready", record),
+                extra=image_event("image_ready", record.user_id, record.image_id),
             )
             return
         current = await self._repository.get(record.user_id, record.image_id)
@@ -197,8 +198,3 @@ class ImageProcessor:
                 "image_id": record.image_id,
             },
         )
-
-
-def _log_fields(event: str, record: ImageRecord) -> dict[str, str]:
-    """Fields a JSON log line carries as keys of its own, for a log pipeline to filter on."""
-    return {"event": event, "user": record.user_id, "image_id": record.image_id}

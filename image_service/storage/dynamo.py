@@ -11,6 +11,9 @@ id, so a page reads what it returns whatever the user owns (``docs/data-model.md
   written in the same transaction as the image, which is the only way the copies change. Copies
   exist from completion on: a pending upload is listed by time and status, not by tag.
 
+A fourth, sparse index, ``by_attention`` (``attention_key`` = status and shard, sorted by last
+change), holds only images between two steps (processing, deleting), for the sweeper.
+
 Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
 a fresh read when another writer got there first, so the copies never drift from their image.
 """
@@ -18,6 +21,7 @@ a fresh read when another writer got there first, so the copies never drift from
 from __future__ import annotations
 
 import asyncio
+import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
@@ -50,15 +54,23 @@ BACKEND = "dynamodb"
 UPLOAD_TIME_INDEX = "by_upload_time"
 STATUS_INDEX = "by_status"
 TAG_INDEX = "by_tag"
+ATTENTION_INDEX = "by_attention"
 # (index, partition key attribute, sort key attribute)
 INDEXES = (
     (UPLOAD_TIME_INDEX, "user_id", "upload_sort"),
     (STATUS_INDEX, "status_key", "upload_sort"),
     (TAG_INDEX, "tag_key", "tag_sort"),
+    (ATTENTION_INDEX, "attention_key", "attention_sort"),
 )
 _TAG_COPY_MARK = "#tag#"
 # Attributes only the image item has: a tag copy carrying them would show up in those indexes.
-_IMAGE_ONLY = ("upload_sort", "status_key")
+_IMAGE_ONLY = ("upload_sort", "status_key", "attention_key", "attention_sort")
+# Images in these statuses are between two steps and are finished by the sweeper if the step
+# that should have followed never came (a lost job, a delete cut short). The attention index is
+# sparse: it holds only them, over this many partitions per status, so that the sweeper's
+# queries spread over DynamoDB partitions instead of all hitting one.
+NEEDS_ATTENTION = frozenset({ImageStatus.PROCESSING, ImageStatus.DELETING})
+ATTENTION_SHARDS = 8
 # Writers that lose a race re-read and re-apply their change; this many times, then 409.
 _WRITE_ATTEMPTS = 8
 _BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
@@ -107,6 +119,11 @@ def tag_copy_id(image_id: str, tag: str) -> str:
     return f"{image_id}{_TAG_COPY_MARK}{tag}"
 
 
+def attention_key(record: ImageRecord) -> str:
+    shard = zlib.crc32(f"{record.user_id}/{record.image_id}".encode()) % ATTENTION_SHARDS
+    return f"{record.status.value}#{shard}"
+
+
 def _s(value: str) -> AttributeValueTypeDef:
     return {"S": value}
 
@@ -153,6 +170,9 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
     if record.placeholder is not None:
         item["placeholder"] = _s(record.placeholder)
+    if record.status in NEEDS_ATTENTION:
+        item["attention_key"] = _s(attention_key(record))
+        item["attention_sort"] = _s(format_timestamp(record.updated_at))
     if dead_record_ttl is not None and record.status in _EXPIRING:
         item[EXPIRY_ATTRIBUTE] = _n(int(record.updated_at.timestamp()) + dead_record_ttl)
     item.update({name: _n(value) for name, value in optional_numbers.items() if value is not None})
@@ -468,6 +488,45 @@ class ImageRepository:
             ]
 
         await self._rewrite(record, lambda _: _Delete.DELETE, extra=usage_back)
+
+    async def waiting_since(
+        self, status: ImageStatus, before: datetime
+    ) -> AsyncIterator[ImageRecord]:
+        """Images in ``status`` (processing or deleting) whose last change is older than
+        ``before``, from the sparse attention index: what the sweeper has to finish."""
+        assert status in NEEDS_ATTENTION
+        for shard in range(ATTENTION_SHARDS):
+            query: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": ATTENTION_INDEX,
+                "KeyConditionExpression": "attention_key = :key AND attention_sort < :before",
+                "ExpressionAttributeValues": {
+                    ":key": _s(f"{status.value}#{shard}"),
+                    ":before": _s(format_timestamp(before)),
+                },
+            }
+            while True:
+                with backend_errors(BACKEND):
+                    page = await self._client.query(**query)
+                for item in page.get("Items", []):
+                    yield from_item(item)
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def touch(self, record: ImageRecord, *, updated_at: datetime) -> ImageRecord | None:
+        """Sets ``updated_at`` if the image is still as ``record`` (same status and revision):
+        of several sweepers that found the same image, exactly one gets it back."""
+
+        def claim(current: ImageRecord) -> ImageRecord | None:
+            if current.revision != record.revision or current.status is not record.status:
+                return None
+            return replace(current, updated_at=updated_at)
+
+        try:
+            return await self._rewrite(record, claim)
+        except Conflict:
+            return None  # others are changing it: not stuck
 
     async def put_many(self, records: list[ImageRecord]) -> None:
         """Stores new images and their tag copies in batches of 25 writes, unconditionally:

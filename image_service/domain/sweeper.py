@@ -1,0 +1,99 @@
+"""The sweeper: finishes images left between two steps.
+
+An image is `processing` from completion until the worker publishes it, and `deleting` from a
+DELETE until its objects and record are gone. Each step is retried by whoever drives it (SQS
+redelivers a job, a client retries a DELETE), but a job can still be lost (the queue refused it
+after the record changed, or it ended in the dead-letter queue) and a client may never retry.
+The sweeper looks, every so often, for images that have sat in either status for longer than
+any healthy step takes, and drives them on: it queues the processing job again, or finishes the
+delete. Several workers may sweep at once: each image is claimed with a conditional write
+first, so exactly one of them acts on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from image_service.domain.images import ImageService, process_job
+from image_service.errors import BackendUnavailable
+from image_service.models import ImageStatus
+from image_service.storage.dynamo import ImageRepository
+from image_service.storage.queue import JobQueue
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepReport:
+    requeued: list[tuple[str, str]] = field(default_factory=list)  # (owner, image id)
+    deleted: list[tuple[str, str]] = field(default_factory=list)
+
+
+class Sweeper:
+    def __init__(
+        self,
+        *,
+        repository: ImageRepository,
+        jobs: JobQueue,
+        images: ImageService,
+        stuck_after: timedelta,
+        clock: Callable[[], datetime],
+    ) -> None:
+        self._repository = repository
+        self._jobs = jobs
+        self._images = images
+        self._stuck_after = stuck_after
+        self._clock = clock
+
+    async def sweep(self) -> SweepReport:
+        report = SweepReport()
+        now = self._clock()
+        before = now - self._stuck_after
+        async for record in self._repository.waiting_since(ImageStatus.PROCESSING, before):
+            claimed = await self._repository.touch(record, updated_at=now)
+            if claimed is None:
+                continue  # changed meanwhile: someone is on it
+            await self._jobs.send(process_job(claimed))
+            report.requeued.append((claimed.user_id, claimed.image_id))
+            log.warning(
+                "processing job queued again for %s/%s",
+                claimed.user_id,
+                claimed.image_id,
+                extra={
+                    "event": "image_requeued",
+                    "user": claimed.user_id,
+                    "image_id": claimed.image_id,
+                },
+            )
+        async for record in self._repository.waiting_since(ImageStatus.DELETING, before):
+            claimed = await self._repository.touch(record, updated_at=now)
+            if claimed is None:
+                continue
+            await self._images.finish_delete(claimed)
+            report.deleted.append((claimed.user_id, claimed.image_id))
+            log.warning(
+                "interrupted delete finished for %s/%s",
+                claimed.user_id,
+                claimed.image_id,
+                extra={
+                    "event": "delete_finished",
+                    "user": claimed.user_id,
+                    "image_id": claimed.image_id,
+                },
+            )
+        return report
+
+    async def run(self, interval_seconds: float) -> None:
+        """Sweeps every ``interval_seconds`` until cancelled; an outage skips a round."""
+        while True:
+            await asyncio.sleep(interval_seconds)
+            try:
+                await self.sweep()
+            except BackendUnavailable as exc:
+                log.warning("sweep skipped: %s unavailable (%s)", exc.backend, exc.reason)
+            except Exception:
+                log.exception("sweep failed")

@@ -1,0 +1,223 @@
+"""Crashes and partial failures: nothing is lost, nothing is done twice.
+
+Faults are real: a worker process killed with SIGKILL, and calls failed or delayed on the wire by
+a proxy between the service and moto (tests/faults.py), never by patching the service's code."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from image_service.client import ApiError
+from image_service.services import variant_specs
+from tests import images
+from tests.conftest import Api, MakeApi, emulator_client
+from tests.faults import Call, FaultProxy, operation, s3
+from tests.processes import Program
+
+
+def _delete_objects(call: Call) -> bool:
+    return not call.target and call.method == "POST" and "delete" in call.query
+
+
+def _stored_keys(api: Api, image_id: str, moto_endpoint: str) -> list[str]:
+    """Straight from moto: the app's own S3 view may go through the proxy, which shares this
+    event loop and could not answer a blocking call made from it."""
+    listing = emulator_client("s3", moto_endpoint).list_objects_v2(Bucket=api.settings.bucket)
+    return sorted(item["Key"] for item in listing.get("Contents", []) if image_id in item["Key"])
+
+
+def _expected_keys(api: Api, owner: str, image_id: str) -> list[str]:
+    variants = [
+        f"images/{owner}/{image_id}/{spec.name}.{fmt}"
+        for spec in variant_specs(api.settings)
+        for fmt in ("jpg" if f == "jpeg" else f for f in spec.formats)
+    ]
+    return sorted([f"images/{owner}/{image_id}/original", *variants])
+
+
+def _sweeping(api: Api) -> dict[str, str]:
+    """A worker that sweeps every second for images stuck a second, on moto itself (the
+    proxy a test routed the API through is gone by then)."""
+    environment = api.child_environment(
+        QUEUE_WAIT_SECONDS="1", STUCK_AFTER_SECONDS="1", SWEEP_INTERVAL_SECONDS="1"
+    )
+    for service in ("S3", "DYNAMODB", "SQS"):
+        environment.pop(f"AWS_ENDPOINT_URL_{service}", None)
+    return environment
+
+
+def _events(programs: list[Program], event: str) -> list[str]:
+    found = []
+    for program in programs:
+        for line in program.lines:
+            if line.startswith("{") and f'"event":"{event}"' in line:
+                found.append(json.loads(line)["image_id"])
+    return found
+
+
+async def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    api = await make_api(embedded_worker=False, job_visibility_seconds=3)
+    client = api.images("alice")
+    environment = api.child_environment(QUEUE_WAIT_SECONDS="1", JOB_VISIBILITY_SECONDS="3")
+    async with FaultProxy(moto_endpoint) as proxy:
+        doomed = await Program.start("worker", env=environment | {"AWS_ENDPOINT_URL": proxy.url})
+        ticket = await client.create_upload("image/jpeg")
+        held = proxy.delay(s3("GET", ticket.image_id), 30.0, times=1)
+        await client.send(ticket, images.noisy("JPEG"))
+        await client.complete(ticket.image_id)
+        await asyncio.wait_for(held.seen.wait(), timeout=20)
+        await doomed.kill()  # SIGKILL: no drain, no cleanup, the job's message still held
+
+    survivor = await Program.start("worker", env=environment)
+    try:
+        image = await client.wait_until_processed(ticket.image_id, max_wait=30)
+    finally:
+        await survivor.stop()
+
+    assert image.status == "ready"
+    assert _events([doomed, survivor], "image_ready") == [ticket.image_id]  # exactly once
+    expected = _expected_keys(api, "alice", ticket.image_id)
+    assert _stored_keys(api, ticket.image_id, moto_endpoint) == expected
+    assert len(image.variants) == len(expected) - 1
+
+
+async def test_the_sweeper_requeues_an_image_whose_job_was_lost(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    api = await make_api(embedded_worker=False)
+    async with FaultProxy(moto_endpoint) as proxy:
+        # The API's queue refuses every job: completion publishes the record, then fails.
+        lost = proxy.fail(operation("SendMessage"), status=500, times=None)
+        app = await make_api(
+            embedded_worker=False,
+            provisioned=False,
+            bucket=api.settings.bucket,
+            table=api.settings.table,
+            queue_name=api.settings.queue_name,
+            environment={"AWS_ENDPOINT_URL_SQS": proxy.url},
+        )
+        client = app.images("alice")
+        ticket = await client.create_upload("image/jpeg")
+        await client.send(ticket, images.jpeg())
+        with pytest.raises(ApiError) as refused:
+            await client.complete(ticket.image_id)
+        assert (refused.value.status, refused.value.details["backend"]) == (503, "sqs")
+        assert lost.hits >= 1
+    assert (await client.get(ticket.image_id)).status == "processing"  # and no job anywhere
+
+    worker = await Program.start("worker", env=_sweeping(api))
+    try:
+        image = await client.wait_until_processed(ticket.image_id, max_wait=30)
+    finally:
+        await worker.stop()
+    assert image.status == "ready"
+    assert _events([worker], "image_requeued") == [ticket.image_id]
+
+
+async def test_a_delete_whose_s3_step_failed_is_finished_by_a_retry(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    async with FaultProxy(moto_endpoint) as proxy:
+        api = await make_api(environment={"AWS_ENDPOINT_URL_S3": proxy.url})
+        client = api.images("alice")
+        image = await client.upload(images.jpeg(), wait=True)
+        failing = proxy.fail(_delete_objects, status=500, times=None)
+
+        with pytest.raises(ApiError) as refused:
+            await client.delete(image.image_id)
+        assert (refused.value.status, refused.value.details["backend"]) == (503, "s3")
+        # Never served again while half deleted.
+        assert (await api.call("GET", f"/images/{image.image_id}"))[1]["status"] == "deleting"
+        download, _, _ = await api.call("GET", f"/images/{image.image_id}/download")
+        assert download == 409 or download == 404
+        assert _stored_keys(api, image.image_id, moto_endpoint)
+
+        failing.times = failing.hits  # S3 is back
+        await client.delete(image.image_id)
+    assert _stored_keys(api, image.image_id, moto_endpoint) == []
+    status, _, _ = await api.call("GET", f"/images/{image.image_id}")
+    assert status == 404
+
+
+async def test_the_sweeper_finishes_a_delete_nobody_retried(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    async with FaultProxy(moto_endpoint) as proxy:
+        api = await make_api(environment={"AWS_ENDPOINT_URL_S3": proxy.url})
+        client = api.images("alice")
+        image = await client.upload(images.jpeg(), wait=True)
+        proxy.fail(_delete_objects, status=503, times=None)
+        status, _, _ = await api.call("DELETE", f"/images/{image.image_id}")
+        assert status == 503
+
+    worker = await Program.start("worker", env=_sweeping(api))
+    try:
+        await worker.wait_for_line(lambda line: '"event":"delete_finished"' in line)
+    finally:
+        await worker.stop()
+    assert _stored_keys(api, image.image_id, moto_endpoint) == []
+    table = emulator_client("dynamodb", moto_endpoint).scan(TableName=api.settings.table)
+    assert not [item for item in table["Items"] if image.image_id in item["image_id"]["S"]]
+
+
+async def test_a_failed_record_write_after_a_good_upload_is_healed_by_completing_again(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    async with FaultProxy(moto_endpoint) as proxy:
+        api = await make_api(environment={"AWS_ENDPOINT_URL_DYNAMODB": proxy.url})
+        client = api.images("alice")
+        data = images.noisy("JPEG")
+        ticket = await client.create_upload("image/jpeg", size=len(data))
+        await client.send(ticket, data)
+        # Completion's publishing transaction fails on DynamoDB's side, every attempt.
+        failing = proxy.fail(operation("TransactWriteItems"), status=500, times=None)
+
+        with pytest.raises(ApiError) as refused:
+            await client.complete(ticket.image_id)
+        assert (refused.value.status, refused.value.details["backend"]) == (503, "dynamodb")
+        assert (await client.get(ticket.image_id)).status == "pending"
+
+        failing.times = failing.hits  # DynamoDB is back; the client retries
+        await client.complete(ticket.image_id)
+        image = await client.wait_until_processed(ticket.image_id)
+        assert (image.status, image.size) == ("ready", len(data))
+        assert await client.download(image.image_id) == data
+    usage = emulator_client("dynamodb", moto_endpoint).get_item(
+        TableName=api.settings.table,
+        Key={"user_id": {"S": "alice"}, "image_id": {"S": "usage#totals"}},
+    )["Item"]
+    assert (usage["images"]["N"], usage["bytes"]["N"]) == ("1", str(len(data)))  # counted once
+
+
+async def test_a_slow_backend_does_not_hold_up_calls_to_the_others(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    async with FaultProxy(moto_endpoint) as proxy:
+        api = await make_api(
+            environment={"AWS_ENDPOINT_URL_S3": proxy.url},
+            upload_burst=1000,
+            upload_rate_per_minute=100_000,
+        )
+        uploads = [await api.upload_url() for _ in range(80)]  # more than one pool holds
+        proxy.delay(lambda call: not call.target and call.method == "HEAD", 4.0)
+
+        stalled = [
+            asyncio.create_task(api.call("POST", f"/images/{u['image_id']}/complete"))
+            for u in uploads
+        ]
+        await asyncio.sleep(0.5)  # every S3 connection is now busy waiting
+        started = time.monotonic()
+        status, page, _ = await api.call("GET", "/images", params={"limit": "5"})
+        listed_in = time.monotonic() - started
+        answers = await asyncio.gather(*stalled)
+
+    assert status == 200
+    assert len(page["items"]) == 5
+    assert listed_in < 1.0  # DynamoDB's pool is its own
+    assert {answer[0] for answer in answers} <= {409, 503}  # nothing was uploaded: no hang
