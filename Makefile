@@ -10,10 +10,12 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test lint fmt clean loadtest bench
+.PHONY: run test lint fmt clean loadtest bench soak
 
 USERS    ?= 16
 DURATION ?= 30
+SOAK_USERS    ?= 64
+SOAK_DURATION ?= 300
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -54,6 +56,10 @@ test: $(STAMP) $(LOCALSTACK_STAMP) $(CLAMD) $(CHROMIUM)
 ## loadtest: install, start `image-service dev` on a spare port, drive it (USERS=16 DURATION=30)
 loadtest: $(STAMP)
 	$(BIN)/image-service loadtest --dev --users $(USERS) --duration $(DURATION)
+
+## soak: moto + serve --workers 2 + 2 workers under loadtest (SOAK_USERS=64 SOAK_DURATION=300), then audit
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak --users $(SOAK_USERS) --duration $(SOAK_DURATION)
 
 ## bench: the benchmarks that print numbers (API CPU per request, listing cost, rendering)
 bench: $(STAMP)

@@ -24,19 +24,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import psutil
 
+from bench.stack import AWS, BIN, process
 from image_service.auth import issue_token
 from image_service.backends import aws_clients, provision
 from image_service.embedded import free_port
@@ -44,8 +43,6 @@ from image_service.models import ImageRecord, ImageStatus
 from image_service.settings import Settings
 from image_service.storage.dynamo import ImageRepository
 
-REPOSITORY = Path(__file__).resolve().parent.parent
-BIN = Path(sys.executable).parent
 SECRET = "bench-secret-" + uuid.uuid4().hex
 USERS = [f"user{number:03d}" for number in range(64)]
 UPLOAD_BODY: dict[str, object] = {
@@ -56,12 +53,6 @@ UPLOAD_BODY: dict[str, object] = {
 SEEDED_PER_USER = 20
 CPU_TARGET = 0.25
 RSS_TARGET_MB = 150
-AWS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_REGION": "us-east-1",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @dataclass
@@ -88,38 +79,6 @@ class Phase:
 
 # One request of a phase: (method, path, json body or None, headers), by request number.
 Request = Callable[[int], tuple[str, str, dict[str, object] | None, dict[str, str]]]
-
-
-async def wait_until_up(url: str) -> None:
-    async with aiohttp.ClientSession() as session:
-        for _ in range(400):
-            try:
-                async with session.get(url) as response:
-                    if response.status < 500:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await asyncio.sleep(0.05)
-    raise SystemExit(f"{url} did not come up")
-
-
-@asynccontextmanager
-async def process(
-    argv: list[str], env: dict[str, str], health_url: str
-) -> AsyncIterator[asyncio.subprocess.Process]:
-    child = await asyncio.create_subprocess_exec(
-        *argv,
-        env={**os.environ, **env},
-        cwd=REPOSITORY,
-        stdout=subprocess.DEVNULL,
-        stderr=None if os.environ.get("BENCH_VERBOSE") else subprocess.DEVNULL,
-    )
-    try:
-        await wait_until_up(health_url)
-        yield child
-    finally:
-        child.terminate()
-        await child.wait()
 
 
 async def drive(base: str, pid: int, request: Request, total: int, concurrency: int) -> Phase:

@@ -25,21 +25,17 @@ import asyncio
 import os
 import random
 import statistics
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.stack import moto
 from image_service.auth import issue_token
 from image_service.backends import aws_clients, provision
 from image_service.embedded import free_port
@@ -48,7 +44,6 @@ from image_service.settings import Settings
 from image_service.storage.dynamo import UPLOAD_TIME_INDEX, ImageRepository
 from image_service.web.app import create_app
 
-REPOSITORY = Path(__file__).resolve().parent.parent  # where `-m bench.moto_server` resolves
 USER = "bench-user"
 PAGE = 50
 TARGET_ITEMS_PER_PAGE = 2 * PAGE
@@ -128,31 +123,6 @@ def patterns(records: list[ImageRecord]) -> list[tuple[Pattern, int]]:
         return "start_date" not in query or week_start <= record.upload_time <= week_end
 
     return [(p, sum(matches(p, r) for r in records)) for p in chosen]
-
-
-@asynccontextmanager
-async def moto_process() -> AsyncIterator[str]:
-    port = free_port()
-    server = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "bench.moto_server", "-H", "127.0.0.1", "-p", str(port)),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd=REPOSITORY,
-    )
-    endpoint = f"http://127.0.0.1:{port}"
-    try:
-        async with aiohttp.ClientSession() as session:
-            for _ in range(200):
-                try:
-                    async with session.get(f"{endpoint}/moto-api/") as response:
-                        if response.status < 500:
-                            break
-                except aiohttp.ClientConnectionError:
-                    await asyncio.sleep(0.05)
-        yield endpoint
-    finally:
-        server.terminate()
-        await server.wait()
 
 
 async def load(settings: Settings, records: list[ImageRecord]) -> float:
@@ -274,7 +244,7 @@ async def main() -> None:
 
     records = make_records(args.images, random.Random(args.seed))
     suffix = uuid.uuid4().hex[:8]
-    async with moto_process() as endpoint:
+    async with moto() as endpoint:
         os.environ.update(
             AWS_ENDPOINT_URL=endpoint,
             AWS_ACCESS_KEY_ID="test",
