@@ -16,7 +16,7 @@ from typing import Any
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.server import main
 
-from image_service.embedded import serialize_moto_transactions
+from image_service.embedded import patch_moto_transactions
 
 _UNCHANGED_TYPES = frozenset({"S", "B", "BOOL"})
 _original_cast = DynamoType.cast_value.fget  # type: ignore[attr-defined]
@@ -29,7 +29,7 @@ def _cast_value(self: DynamoType) -> Any:
 
 
 DynamoType.cast_value = property(_cast_value)  # type: ignore[assignment,method-assign]
-serialize_moto_transactions()
+patch_moto_transactions()
 
 if __name__ == "__main__":
     main()

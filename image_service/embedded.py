@@ -25,25 +25,87 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def serialize_moto_transactions() -> None:
-    """moto's TransactWriteItems deep-copies every table to roll back, while other threads of
-    its server write them: concurrent transactions fail with "dictionary changed size during
-    iteration" (a 500). One lock around them makes moto behave as DynamoDB does. Idempotent."""
+def patch_moto_transactions() -> None:
+    """Two repairs to moto's TransactWriteItems, which changes no answer. Idempotent.
+
+    - moto backs up every table a transaction touches with a deep copy, to roll back on
+      failure: its cost grows with the table (tens of milliseconds at a few thousand items,
+      which a soak or a benchmark reaches in minutes). Here only the items the transaction
+      names are backed up and put back.
+    - Its other threads write the tables meanwhile, so concurrent transactions failed with
+      "dictionary changed size during iteration" (a 500). One lock around them makes moto
+      behave as DynamoDB does.
+    """
+    import copy
     import threading
 
+    from moto.dynamodb import models
     from moto.dynamodb.models import DynamoDBBackend
+    from moto.dynamodb.models.table import Table
 
     original = DynamoDBBackend.transact_write_items
-    if getattr(original, "serialized", False):
+    if getattr(original, "patched", False):
         return
     lock = threading.Lock()
 
     def transact_write_items(self: DynamoDBBackend, transact_items: Any) -> Any:
         with lock:
-            return original(self, transact_items)
+            backup = _backup_items(self, transact_items)
+            try:
+                return original(self, transact_items)
+            except Exception:
+                for table, hash_key, range_key, item in backup:
+                    _put_back(table, hash_key, range_key, item)
+                raise
 
-    transact_write_items.serialized = True  # type: ignore[attr-defined]
+    transact_write_items.patched = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    # The module's own deep copy of a whole Table becomes the table itself (the items it
+    # names are backed up above); every other deep copy in it stays a real one.
+    models.copy = _NoTableCopies(copy, Table)  # type: ignore[assignment]  # a stand-in
+
+
+class _NoTableCopies:
+    def __init__(self, copy_module: Any, table_type: type) -> None:
+        self._copy = copy_module
+        self._table_type = table_type
+
+    def deepcopy(self, value: Any, memo: Any = None) -> Any:
+        if isinstance(value, self._table_type):
+            return value
+        return self._copy.deepcopy(value, memo)
+
+
+def _backup_items(backend: Any, transact_items: Any) -> list[tuple[Any, Any, Any, Any]]:
+    import copy
+
+    backup = []
+    for entry in transact_items:
+        _, operation = next(iter(entry.items()))
+        table = backend.tables.get(operation.get("TableName"))
+        if table is None:
+            continue
+        key = operation.get("Key")
+        if key is None and "Item" in operation:
+            attributes = operation["Item"]
+            names = [table.hash_key_attr, table.range_key_attr]
+            key = {name: attributes[name] for name in names if name and name in attributes}
+        try:
+            hash_key, range_key = backend.get_keys_value(table, key)
+        except (KeyError, TypeError, ValueError):  # malformed: moto writes nothing for it
+            continue
+        item = table.get_item(hash_key, range_key)
+        backup.append((table, hash_key, range_key, copy.deepcopy(item)))
+    return backup
+
+
+def _put_back(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
+    if item is None:
+        table.delete_item(hash_key, range_key)
+    elif range_key is None:
+        table.items[hash_key] = item
+    else:
+        table.items[hash_key][range_key] = item
 
 
 @contextmanager
@@ -53,7 +115,7 @@ def moto_server(port: int | None = None, host: str = "127.0.0.1") -> Iterator[st
         from moto.server import ThreadedMotoServer
     except ImportError as exc:  # moto is a dev extra, not a production dependency
         raise SystemExit("moto is not installed: pip install 'image-service[dev]'") from exc
-    serialize_moto_transactions()
+    patch_moto_transactions()
     port = port or free_port(host)
     server = ThreadedMotoServer(ip_address=host, port=port, verbose=False)
     server.start()

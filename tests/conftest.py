@@ -21,7 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from image_service.auth import issue_token
 from image_service.backends import provision
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port, serialize_moto_transactions
+from image_service.embedded import free_port, patch_moto_transactions
 from image_service.settings import Settings
 from image_service.web.app import create_app
 from tests.localstack import localstack
@@ -35,7 +35,7 @@ PROCESSING_SECONDS = 30
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     port = free_port()
-    serialize_moto_transactions()
+    patch_moto_transactions()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     yield f"http://127.0.0.1:{port}"

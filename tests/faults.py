@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 import aiohttp
 from aiohttp import web
 
+from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
+from tests.processes import Program
 
 # Hop-by-hop and length headers: aiohttp writes its own for the forwarded message.
 _NOT_FORWARDED = frozenset(
@@ -161,3 +163,22 @@ class FaultProxy:
                 await head.write_eof()
                 return head
             return web.Response(status=upstream.status, body=payload, headers=answer)
+
+
+async def worker_in_mid_job(
+    client: ImageServiceClient,
+    proxy: FaultProxy,
+    environment: dict[str, str],
+    data: bytes,
+    *,
+    held_for: float,
+) -> tuple[Program, str]:
+    """A `worker` process (its AWS calls through ``proxy``) in the middle of one new image's
+    job: its read of the upload is held ``held_for`` seconds. Returns it and the image id."""
+    worker = await Program.start("worker", env=environment | {"AWS_ENDPOINT_URL": proxy.url})
+    ticket = await client.create_upload("image/jpeg")
+    held = proxy.delay(s3("GET", ticket.image_id), held_for, times=1)
+    await client.send(ticket, data)
+    await client.complete(ticket.image_id)
+    await asyncio.wait_for(held.seen.wait(), timeout=20)
+    return worker, ticket.image_id

@@ -9,6 +9,8 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from image_service.client import Image, ImageServiceClient
+
 
 @dataclass
 class Program:
@@ -97,8 +99,8 @@ async def wait_for_port(port: int, *, within: float = 30) -> None:
 
 
 _MOTO_MAIN = (
-    "import sys; from image_service.embedded import serialize_moto_transactions; "
-    "serialize_moto_transactions(); from moto.server import main; main(sys.argv[1:])"
+    "import sys; from image_service.embedded import patch_moto_transactions; "
+    "patch_moto_transactions(); from moto.server import main; main(sys.argv[1:])"
 )
 
 
@@ -136,3 +138,15 @@ class MotoProcess:
         if self.process is not None and self.process.returncode is None:
             self.process.kill()
             await self.process.wait()
+
+
+async def processed_by_a_new_worker(
+    client: ImageServiceClient, environment: dict[str, str], image_id: str
+) -> tuple[Image, Program]:
+    """Starts a `worker`, waits until it has processed ``image_id``, stops it cleanly."""
+    worker = await Program.start("worker", env=environment)
+    try:
+        image = await client.wait_until_processed(image_id, max_wait=30)
+    finally:
+        await worker.stop()
+    return image, worker

@@ -13,8 +13,8 @@ from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
 from tests import images
 from tests.conftest import Api, MakeApi, auth, token
-from tests.faults import FaultProxy, operation, s3
-from tests.processes import Program, wait_for_port
+from tests.faults import FaultProxy, operation, worker_in_mid_job
+from tests.processes import Program, processed_by_a_new_worker, wait_for_port
 
 
 async def _serve(
@@ -106,23 +106,17 @@ async def test_sigterm_lets_the_worker_finish_the_job_it_is_running(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:
     api = await make_api(embedded_worker=False)
+    client = api.images("alice")
     async with FaultProxy(moto_endpoint) as proxy:
-        worker = await Program.start(
-            "worker",
-            env=api.child_environment(QUEUE_WAIT_SECONDS="1", SHUTDOWN_GRACE_SECONDS="20")
-            | {"AWS_ENDPOINT_URL": proxy.url},
+        environment = api.child_environment(QUEUE_WAIT_SECONDS="1", SHUTDOWN_GRACE_SECONDS="20")
+        worker, image_id = await worker_in_mid_job(
+            client, proxy, environment, images.noisy("JPEG"), held_for=2.0
         )
-        client = api.images("alice")
-        ticket = await client.create_upload("image/jpeg")
-        slow_read = proxy.delay(s3("GET", ticket.image_id), 2.0, times=1)
-        await client.send(ticket, images.noisy("JPEG"))
-        await client.complete(ticket.image_id)
-        await asyncio.wait_for(slow_read.seen.wait(), timeout=20)
 
         worker.signal()
         assert await worker.wait(within=30) == 0
     assert "worker stopped" in worker.output
-    assert (await client.get(ticket.image_id)).status == "ready"
+    assert (await client.get(image_id)).status == "ready"
 
 
 async def test_a_job_cut_short_by_the_grace_period_goes_straight_back_to_the_queue(
@@ -132,22 +126,15 @@ async def test_a_job_cut_short_by_the_grace_period_goes_straight_back_to_the_que
     client = api.images("alice")
     async with FaultProxy(moto_endpoint) as proxy:
         environment = api.child_environment(QUEUE_WAIT_SECONDS="1", SHUTDOWN_GRACE_SECONDS="1")
-        impatient = await Program.start("worker", env=environment | {"AWS_ENDPOINT_URL": proxy.url})
-        ticket = await client.create_upload("image/jpeg")
-        stuck_read = proxy.delay(s3("GET", ticket.image_id), 30.0, times=1)
-        await client.send(ticket, images.jpeg())
-        await client.complete(ticket.image_id)
-        await asyncio.wait_for(stuck_read.seen.wait(), timeout=20)
+        impatient, image_id = await worker_in_mid_job(
+            client, proxy, environment, images.jpeg(), held_for=30.0
+        )
         impatient.signal()
         assert await impatient.wait(within=15) == 0
     assert "cut short by shutdown" in impatient.output
 
     # Visible again at once, not after the 300 s visibility: the next worker finishes it.
-    successor = await Program.start("worker", env=environment)
-    try:
-        image = await client.wait_until_processed(ticket.image_id, max_wait=30)
-    finally:
-        await successor.stop()
+    image, _ = await processed_by_a_new_worker(client, environment, image_id)
     assert image.status == "ready"
 
 

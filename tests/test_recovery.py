@@ -11,12 +11,12 @@ import time
 
 import pytest
 
-from image_service.client import ApiError
+from image_service.client import ApiError, Image
 from image_service.services import variant_specs
 from tests import images
 from tests.conftest import Api, MakeApi, emulator_client
-from tests.faults import Call, FaultProxy, operation, s3
-from tests.processes import Program
+from tests.faults import Call, FaultProxy, operation, worker_in_mid_job
+from tests.processes import Program, processed_by_a_new_worker
 
 
 def _delete_objects(call: Call) -> bool:
@@ -66,24 +66,16 @@ async def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
     client = api.images("alice")
     environment = api.child_environment(QUEUE_WAIT_SECONDS="1", JOB_VISIBILITY_SECONDS="3")
     async with FaultProxy(moto_endpoint) as proxy:
-        doomed = await Program.start("worker", env=environment | {"AWS_ENDPOINT_URL": proxy.url})
-        ticket = await client.create_upload("image/jpeg")
-        held = proxy.delay(s3("GET", ticket.image_id), 30.0, times=1)
-        await client.send(ticket, images.noisy("JPEG"))
-        await client.complete(ticket.image_id)
-        await asyncio.wait_for(held.seen.wait(), timeout=20)
+        doomed, image_id = await worker_in_mid_job(
+            client, proxy, environment, images.noisy("JPEG"), held_for=30.0
+        )
         await doomed.kill()  # SIGKILL: no drain, no cleanup, the job's message still held
 
-    survivor = await Program.start("worker", env=environment)
-    try:
-        image = await client.wait_until_processed(ticket.image_id, max_wait=30)
-    finally:
-        await survivor.stop()
-
+    image, survivor = await processed_by_a_new_worker(client, environment, image_id)
     assert image.status == "ready"
-    assert _events([doomed, survivor], "image_ready") == [ticket.image_id]  # exactly once
-    expected = _expected_keys(api, "alice", ticket.image_id)
-    assert _stored_keys(api, ticket.image_id, moto_endpoint) == expected
+    assert _events([doomed, survivor], "image_ready") == [image_id]  # exactly once
+    expected = _expected_keys(api, "alice", image_id)
+    assert _stored_keys(api, image_id, moto_endpoint) == expected
     assert len(image.variants) == len(expected) - 1
 
 
@@ -111,22 +103,23 @@ async def test_the_sweeper_requeues_an_image_whose_job_was_lost(
         assert lost.hits >= 1
     assert (await client.get(ticket.image_id)).status == "processing"  # and no job anywhere
 
-    worker = await Program.start("worker", env=_sweeping(api))
-    try:
-        image = await client.wait_until_processed(ticket.image_id, max_wait=30)
-    finally:
-        await worker.stop()
+    image, worker = await processed_by_a_new_worker(client, _sweeping(api), ticket.image_id)
     assert image.status == "ready"
     assert _events([worker], "image_requeued") == [ticket.image_id]
+
+
+async def _ready_image_behind(proxy: FaultProxy, make_api: MakeApi) -> tuple[Api, Image]:
+    """An API whose S3 calls cross ``proxy``, and one image of alice's, ready."""
+    api = await make_api(environment={"AWS_ENDPOINT_URL_S3": proxy.url})
+    return api, await api.images("alice").upload(images.jpeg(), wait=True)
 
 
 async def test_a_delete_whose_s3_step_failed_is_finished_by_a_retry(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:
     async with FaultProxy(moto_endpoint) as proxy:
-        api = await make_api(environment={"AWS_ENDPOINT_URL_S3": proxy.url})
+        api, image = await _ready_image_behind(proxy, make_api)
         client = api.images("alice")
-        image = await client.upload(images.jpeg(), wait=True)
         failing = proxy.fail(_delete_objects, status=500, times=None)
 
         with pytest.raises(ApiError) as refused:
@@ -149,9 +142,7 @@ async def test_the_sweeper_finishes_a_delete_nobody_retried(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:
     async with FaultProxy(moto_endpoint) as proxy:
-        api = await make_api(environment={"AWS_ENDPOINT_URL_S3": proxy.url})
-        client = api.images("alice")
-        image = await client.upload(images.jpeg(), wait=True)
+        api, image = await _ready_image_behind(proxy, make_api)
         proxy.fail(_delete_objects, status=503, times=None)
         status, _, _ = await api.call("DELETE", f"/images/{image.image_id}")
         assert status == 503

@@ -192,9 +192,5 @@ class ImageProcessor:
             record.user_id,
             record.image_id,
             finding,
-            extra={
-                "event": "image_quarantined",
-                "user": record.user_id,
-                "image_id": record.image_id,
-            },
+            extra=image_event("image_quarantined", record.user_id, record.image_id),
         )

@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from image_service.domain.images import ImageService, process_job
 from image_service.errors import BackendUnavailable
-from image_service.models import ImageStatus
+from image_service.logs import image_event
+from image_service.models import ImageRecord, ImageStatus
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
 
@@ -52,40 +53,33 @@ class Sweeper:
     async def sweep(self) -> SweepReport:
         report = SweepReport()
         now = self._clock()
-        before = now - self._stuck_after
-        async for record in self._repository.waiting_since(ImageStatus.PROCESSING, before):
-            claimed = await self._repository.touch(record, updated_at=now)
-            if claimed is None:
-                continue  # changed meanwhile: someone is on it
-            await self._jobs.send(process_job(claimed))
-            report.requeued.append((claimed.user_id, claimed.image_id))
+        async for record in self._claim(ImageStatus.PROCESSING, now):
+            await self._jobs.send(process_job(record))
+            report.requeued.append((record.user_id, record.image_id))
             log.warning(
                 "processing job queued again for %s/%s",
-                claimed.user_id,
-                claimed.image_id,
-                extra={
-                    "event": "image_requeued",
-                    "user": claimed.user_id,
-                    "image_id": claimed.image_id,
-                },
+                record.user_id,
+                record.image_id,
+                extra=image_event("image_requeued", record.user_id, record.image_id),
             )
-        async for record in self._repository.waiting_since(ImageStatus.DELETING, before):
-            claimed = await self._repository.touch(record, updated_at=now)
-            if claimed is None:
-                continue
-            await self._images.finish_delete(claimed)
-            report.deleted.append((claimed.user_id, claimed.image_id))
+        async for record in self._claim(ImageStatus.DELETING, now):
+            await self._images.finish_delete(record)
+            report.deleted.append((record.user_id, record.image_id))
             log.warning(
                 "interrupted delete finished for %s/%s",
-                claimed.user_id,
-                claimed.image_id,
-                extra={
-                    "event": "delete_finished",
-                    "user": claimed.user_id,
-                    "image_id": claimed.image_id,
-                },
+                record.user_id,
+                record.image_id,
+                extra=image_event("delete_finished", record.user_id, record.image_id),
             )
         return report
+
+    async def _claim(self, status: ImageStatus, now: datetime) -> AsyncIterator[ImageRecord]:
+        """The images stuck in ``status`` that this sweeper claimed: one changed meanwhile has
+        someone on it, and is left alone."""
+        async for record in self._repository.waiting_since(status, now - self._stuck_after):
+            claimed = await self._repository.touch(record, updated_at=now)
+            if claimed is not None:
+                yield claimed
 
     async def run(self, interval_seconds: float) -> None:
         """Sweeps every ``interval_seconds`` until cancelled; an outage skips a round."""
