@@ -62,7 +62,7 @@ def patch_moto_transactions() -> None:
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
     # The module's own deep copy of a whole Table becomes the table itself (the items it
     # names are backed up above); every other deep copy in it stays a real one.
-    models.copy = _NoTableCopies(copy, Table)  # type: ignore[assignment]  # a stand-in
+    models.copy = _NoTableCopies(copy, Table)  # type: ignore[attr-defined,assignment]  # a stand-in
 
 
 class _NoTableCopies:
