@@ -1,6 +1,7 @@
 """Soak: the whole service under load for minutes, then an audit that nothing was lost.
 
-Starts moto (bench/moto_server.py), `image-service serve --workers 2` and two
+Starts moto (bench/moto_server.py, one process each for S3, DynamoDB and SQS),
+`image-service serve --workers 2` and two
 `image-service worker` processes, runs `image-service loadtest` with --users virtual users for
 --duration seconds over the full lifecycle (upload URL, PUT to S3, complete, processed, list,
 download, delete, every --keep-every'th image kept), then audits:
@@ -62,7 +63,8 @@ async def audit(
     *,
     api_url: str,
     jwt_secret: str,
-    endpoint: str,
+    s3_endpoint: str,
+    dynamodb_endpoint: str,
     bucket: str,
     table: str,
     ready_events: list[str] | None = None,
@@ -96,9 +98,9 @@ async def audit(
             )
         result.kept_listed += len(expected & set(counts))
 
-    s3 = boto3.client("s3", endpoint_url=endpoint, region_name=AWS["AWS_DEFAULT_REGION"])
+    s3 = boto3.client("s3", endpoint_url=s3_endpoint, region_name=AWS["AWS_DEFAULT_REGION"])
     dynamodb = boto3.client(
-        "dynamodb", endpoint_url=endpoint, region_name=AWS["AWS_DEFAULT_REGION"]
+        "dynamodb", endpoint_url=dynamodb_endpoint, region_name=AWS["AWS_DEFAULT_REGION"]
     )
     keys = [
         item["Key"]
@@ -149,10 +151,16 @@ async def soak(users: int, duration: float, keep_every: int) -> int:
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     async with AsyncExitStack() as stack:
-        endpoint = await stack.enter_async_context(moto())
+        # One moto process per service, as S3, DynamoDB and SQS are separate engines: moto is
+        # one Python process, and one alone is the bottleneck of the whole stack.
+        endpoints = {
+            service: await stack.enter_async_context(moto())
+            for service in ("S3", "DYNAMODB", "SQS")
+        }
+        aws_endpoints = {f"AWS_ENDPOINT_URL_{name}": url for name, url in endpoints.items()}
         environment = {
             **AWS,
-            "AWS_ENDPOINT_URL": endpoint,
+            **aws_endpoints,
             "IMAGE_SERVICE_JWT_SECRET": secret,
             "IMAGE_SERVICE_BUCKET": f"soak-{suffix}",
             "IMAGE_SERVICE_TABLE": f"soak-{suffix}",
@@ -165,7 +173,7 @@ async def soak(users: int, duration: float, keep_every: int) -> int:
             "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
         }
         settings = Settings.from_env(environment)
-        os.environ.update(AWS, AWS_ENDPOINT_URL=endpoint)
+        os.environ.update(AWS, **aws_endpoints)
         await provision(settings)
         quiet = {**environment, "IMAGE_SERVICE_LOG_LEVEL": "WARNING"}
         api = await stack.enter_async_context(
@@ -184,6 +192,7 @@ async def soak(users: int, duration: float, keep_every: int) -> int:
                 env={**os.environ, **environment},
                 stdout=asyncio.subprocess.DEVNULL,
                 stderr=asyncio.subprocess.PIPE,
+                limit=16 * 1024 * 1024,  # a line with a traceback must not stop the reading
             )
             assert worker.stderr is not None
             workers.append((worker, asyncio.create_task(_collect(worker.stderr, events))))
@@ -213,7 +222,8 @@ async def soak(users: int, duration: float, keep_every: int) -> int:
             report,
             api_url=api_url,
             jwt_secret=secret,
-            endpoint=endpoint,
+            s3_endpoint=endpoints["S3"],
+            dynamodb_endpoint=endpoints["DYNAMODB"],
             bucket=settings.bucket,
             table=settings.table,
             ready_events=events,
