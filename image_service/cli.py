@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import json
 import logging
@@ -165,7 +166,9 @@ def cmd_worker(args: argparse.Namespace) -> None:
             )
             log.info("worker polling %s", settings.queue_name)
             await stop.wait()
-            sweeping.cancel()
+            sweeping.cancel()  # a sweep cut short is safe: each image it acts on is claimed first
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeping
         log.info("worker stopped")
 
     asyncio.run(work())

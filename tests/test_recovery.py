@@ -138,7 +138,7 @@ async def test_a_delete_whose_s3_step_failed_is_finished_by_a_retry(
     assert status == 404
 
 
-async def test_the_sweeper_finishes_a_delete_nobody_retried(
+async def test_image_service_sweep_finishes_a_delete_nobody_retried(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:
     async with FaultProxy(moto_endpoint) as proxy:
@@ -146,12 +146,13 @@ async def test_the_sweeper_finishes_a_delete_nobody_retried(
         proxy.fail(_delete_objects, status=503, times=None)
         status, _, _ = await api.call("DELETE", f"/images/{image.image_id}")
         assert status == 503
+    await asyncio.sleep(1.1)  # stuck for longer than STUCK_AFTER_SECONDS=1
 
-    worker = await Program.start("worker", env=_sweeping(api))
-    try:
-        await worker.wait_for_line(lambda line: '"event":"delete_finished"' in line)
-    finally:
-        await worker.stop()
+    sweep = await Program.start("sweep", env=_sweeping(api))
+    assert await sweep.wait() == 0, sweep.output
+
+    assert f"delete finished: alice/{image.image_id}" in sweep.output
+    assert "swept: 0 requeued, 1 deletes finished" in sweep.output
     assert _stored_keys(api, image.image_id, moto_endpoint) == []
     table = emulator_client("dynamodb", moto_endpoint).scan(TableName=api.settings.table)
     assert not [item for item in table["Items"] if image.image_id in item["image_id"]["S"]]

@@ -181,9 +181,6 @@ def cors(origins: tuple[str, ...]) -> Middleware:
     return cors_middleware
 
 
-_PUBLIC_PREFIXES = ("/docs", "/static")
-
-
 def deadline(seconds: float) -> Middleware:
     """No request waits on a backend longer than ``seconds``: past it, the work is cancelled and
     the answer is a 503 naming the backend it was waiting on, with Retry-After. (Every write is
@@ -200,11 +197,14 @@ def deadline(seconds: float) -> Middleware:
     return deadline_middleware
 
 
+# aiohttp-apispec's spec, Swagger UI page and its files; the browser page's files.
+_PUBLIC_PREFIXES = ("/docs", "/static")
+
+
 def is_public(request: web.Request) -> bool:
     route = request.match_info.route
     if getattr(route.handler, "is_public", False):
         return True
-    # aiohttp-apispec's spec, Swagger UI page and its files; the browser page's files.
     resource = route.resource
     return resource is not None and resource.canonical.startswith(_PUBLIC_PREFIXES)
 
