@@ -15,7 +15,7 @@ from image_service.client import ApiError, Image
 from image_service.services import variant_specs
 from tests import images
 from tests.conftest import Api, MakeApi, emulator_client
-from tests.faults import Call, FaultProxy, operation, worker_in_mid_job
+from tests.faults import Call, FaultProxy, operation, s3, worker_in_mid_job
 from tests.processes import Program, processed_by_a_new_worker
 
 
@@ -213,3 +213,27 @@ async def test_a_slow_backend_does_not_hold_up_calls_to_the_others(
     assert len(page["items"]) == 5
     assert listed_in < 1.0  # DynamoDB's pool is its own
     assert {answer[0] for answer in answers} <= {409, 503}  # nothing was uploaded: no hang
+
+
+async def test_two_completions_of_a_bad_upload_racing_both_get_its_refusal(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    """As the API and S3's own upload event may: the first to read the upload is held back,
+    the other refuses it and deletes it, and the held one then finds it gone. Both answers
+    must be the refusal (it was a 503 "s3 is unavailable" for the loser)."""
+    async with FaultProxy(moto_endpoint) as proxy:
+        api = await make_api(environment={"AWS_ENDPOINT_URL_S3": proxy.url})
+        upload = await api.upload_url()
+        assert await api.send_to_s3(upload, images.HTML) == 200
+        image_id = upload["image_id"]
+        first_read = proxy.delay(s3("GET", image_id), 2.0, times=1)
+
+        answers = await asyncio.gather(
+            api.call("POST", f"/images/{image_id}/complete"),
+            api.call("POST", f"/images/{image_id}/complete"),
+        )
+
+    assert first_read.hits == 1
+    for status, body, _ in answers:
+        assert (status, body["error"]["code"]) == (422, "content_mismatch")
+    assert (await api.call("GET", f"/images/{image_id}"))[1]["status"] == "rejected"

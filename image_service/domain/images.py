@@ -355,13 +355,23 @@ class ImageService:
             )
         try:
             verified, published = await self._complete_pending(owner, record)
-        except (Conflict, UploadRejected, BackendUnavailable):
+        except (Conflict, UploadRejected, BackendUnavailable) as exc:
             # The API and S3's own event may complete the same upload at once; whatever the
             # loser tripped over (a vanished upload key, a failed condition), the winner's
-            # result stands and is the answer.
+            # result stands and is the answer: the image, or the refusal of what arrived.
             current = await self._repository.get(owner, image_id)
             if current is not None and current.status in _COMPLETED:
                 return current
+            if (
+                not isinstance(exc, UploadRejected)
+                and current is not None
+                and current.status is ImageStatus.REJECTED
+            ):
+                raise UploadRejected(
+                    "What was uploaded was refused; request a new upload URL.",
+                    code=current.rejection_reason or UploadRejected.code,
+                    details={"image_id": image_id},
+                ) from exc
             raise
         if published:
             # Outside the race handling above: a queue that refuses the job must reach the
