@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from image_service.client import ClientError, Image, ImageServiceClient
+from image_service.inspection import FILE_EXTENSIONS
 
 URL_VARIABLE = "IMAGE_SERVICE_API_URL"
 TOKEN_VARIABLE = "IMAGE_SERVICE_API_TOKEN"  # noqa: S105  # a variable name, not a secret
 DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_PARALLEL_UPLOADS = 16
-_EXTENSIONS = {"image/jpeg": "jpg", "image/png": "png", "image/gif": "gif", "image/webp": "webp"}
 
 
 class ProgressBar:
@@ -190,9 +190,9 @@ def cmd_download(args: argparse.Namespace) -> None:
 
 def _default_name(image: Image, variant: str | None, variant_format: str | None) -> str:
     if variant is None:
-        return f"{image.image_id}.{_EXTENSIONS.get(image.content_type, 'bin')}"
-    extension = "jpg" if (variant_format or "jpeg") == "jpeg" else variant_format
-    return f"{image.image_id}-{variant}.{extension}"
+        return image.image_id + FILE_EXTENSIONS.get(image.content_type, ".bin")
+    content_type = f"image/{variant_format or 'jpeg'}"  # the service's default variant format
+    return f"{image.image_id}-{variant}{FILE_EXTENSIONS.get(content_type, '.bin')}"
 
 
 def cmd_delete(args: argparse.Namespace) -> None:

@@ -26,6 +26,13 @@ _PILLOW_FORMATS = {
 }
 
 SNIFFABLE_CONTENT_TYPES = frozenset(_PILLOW_FORMATS.values())
+# The file name extension of each type this service stores: downloads are named with it.
+FILE_EXTENSIONS = {
+    "image/jpeg": ".jpg",
+    "image/png": ".png",
+    "image/gif": ".gif",
+    "image/webp": ".webp",
+}
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Markup a browser would act on if it ever sniffed the file as a page.

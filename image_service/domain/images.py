@@ -28,7 +28,12 @@ from image_service.errors import (
     QuotaExceeded,
     UploadRejected,
 )
-from image_service.inspection import ImageRejected, InspectionLimits, inspect_image
+from image_service.inspection import (
+    FILE_EXTENSIONS,
+    ImageRejected,
+    InspectionLimits,
+    inspect_image,
+)
 from image_service.models import (
     ImagePage,
     ImageRecord,
@@ -45,12 +50,6 @@ from image_service.storage.s3 import ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 
-_EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-}
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_FILENAME_STEM = 100
 
@@ -134,7 +133,7 @@ def content_disposition(
     record: ImageRecord, content_type: str | None = None, *, suffix: str | None = None
 ) -> str:
     """An attachment header with an ASCII-safe name whose extension matches the served type."""
-    extension = _EXTENSIONS[content_type or record.content_type]
+    extension = FILE_EXTENSIONS[content_type or record.content_type]
     # Only the last path segment of whatever name the client gave: never a directory.
     original = (record.filename or "").replace("\\", "/").rsplit("/", 1)[-1] or record.image_id
     stem = original.rsplit(".", 1)[0] if "." in original else original

@@ -150,6 +150,9 @@ def cors(origins: tuple[str, ...]) -> Middleware:
             hdrs.VARY: hdrs.ORIGIN,
         }
 
+    def readable(origin: str) -> dict[str, str]:
+        return {**allow(origin), hdrs.ACCESS_CONTROL_EXPOSE_HEADERS: _CORS_EXPOSED_HEADERS}
+
     @web.middleware
     async def cors_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         origin = request.headers.get(hdrs.ORIGIN)
@@ -171,11 +174,9 @@ def cors(origins: tuple[str, ...]) -> Middleware:
         try:
             response = await handler(request)
         except web.HTTPException as exc:  # a redirect (download?redirect=true)
-            exc.headers.update(allow(origin))
-            exc.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _CORS_EXPOSED_HEADERS
+            exc.headers.update(readable(origin))
             raise
-        response.headers.update(allow(origin))
-        response.headers[hdrs.ACCESS_CONTROL_EXPOSE_HEADERS] = _CORS_EXPOSED_HEADERS
+        response.headers.update(readable(origin))
         return response
 
     return cors_middleware
