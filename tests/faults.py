@@ -56,12 +56,33 @@ def s3(method: str, key_part: str = "") -> Match:
 @dataclass
 class Rule:
     match: Match
-    action: str  # "delay", "fail" or "drop"
+    action: str  # "delay", "hold", "fail" or "drop"
     seconds: float = 0.0
     status: int = 500
     times: int | None = None  # None: every matching call
     hits: int = 0
     seen: asyncio.Event = field(default_factory=asyncio.Event)
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+    _waiting: list[tuple[int, asyncio.Event]] = field(default_factory=list)
+
+    def release(self) -> None:
+        """Lets every call a ``hold`` rule holds, and every later one, go on."""
+        self.released.set()
+
+    async def wait_for_hits(self, count: int) -> None:
+        """Returns once ``count`` calls have matched the rule."""
+        reached = asyncio.Event()
+        self._waiting.append((count, reached))
+        self.note_hits(0)
+        await reached.wait()
+
+    def note_hits(self, hits: int) -> None:
+        self.hits += hits
+        if hits:
+            self.seen.set()
+        for count, reached in self._waiting:
+            if self.hits >= count:
+                reached.set()
 
     def applies(self, call: Call) -> bool:
         return (self.times is None or self.hits < self.times) and self.match(call)
@@ -79,6 +100,11 @@ class FaultProxy:
 
     def delay(self, match: Match, seconds: float, *, times: int | None = None) -> Rule:
         return self._add(Rule(match, "delay", seconds=seconds, times=times))
+
+    def hold(self, match: Match) -> Rule:
+        """Matching calls wait, however long, until the rule's ``release()``: for tests that
+        must know a call is still in flight, where a delay would only make it likely."""
+        return self._add(Rule(match, "hold"))
 
     def fail(self, match: Match, *, status: int = 500, times: int | None = 1) -> Rule:
         return self._add(Rule(match, "fail", status=status, times=times))
@@ -134,10 +160,11 @@ class FaultProxy:
         for rule in self.rules:
             if not rule.applies(call):
                 continue
-            rule.hits += 1
-            rule.seen.set()
+            rule.note_hits(1)
             if rule.action == "delay":
                 await asyncio.sleep(rule.seconds)
+            elif rule.action == "hold":
+                await rule.released.wait()
             elif rule.action == "fail":
                 return web.Response(status=rule.status, text="injected fault")
             elif rule.action == "drop":
