@@ -18,8 +18,9 @@ from tests.conftest import Api, MakeApi
 from tests.processes import MotoProcess
 
 DEADLINE_SECONDS = 3
-# The deadline, plus the time a loaded test machine may take to notice it.
-ANSWERED_WITHIN_SECONDS = DEADLINE_SECONDS + 2.5
+# The deadline, plus the time a loaded, shared test machine may take to notice it: still far
+# short of what waiting on botocore alone would take (3 attempts of a 5 s read, plus backoff).
+ANSWERED_WITHIN_SECONDS = DEADLINE_SECONDS + 4
 SERVICES = ("s3", "dynamodb", "sqs")
 
 
@@ -118,14 +119,12 @@ async def test_reads_that_do_not_need_the_hung_backend_still_answer(
     image_id = await _uploaded(api)
     backends["s3"].pause()
     try:
-        # Upload URLs are signed locally and listing is DynamoDB's: no S3 call in either.
-        status, _, _, seconds = await _timed(
-            api, "POST", "/images/upload", json={"content_type": "image/png"}
-        )
+        # Upload URLs are signed locally and listing is DynamoDB's: no S3 call in either. Had
+        # either waited on S3, the deadline would have answered it with a 503.
+        status, _, _ = await api.call("POST", "/images/upload", json={"content_type": "image/png"})
         assert status == 201
-        status, page, _, _ = await _timed(api, "GET", "/images")
+        status, page, _ = await api.call("GET", "/images")
         assert status == 200
         assert image_id in {item["image_id"] for item in page["items"]}
-        assert seconds < 1.5
     finally:
         backends["s3"].resume()
