@@ -26,6 +26,7 @@ from image_service import __version__
 from image_service.auth import DEV_TOKEN_TTL_SECONDS, DEV_USER, issue_token
 from image_service.backends import provision
 from image_service.client_cli import TOKEN_VARIABLE, URL_VARIABLE, add_client_commands
+from image_service.errors import BackendUnavailable
 from image_service.logs import configure_logging
 from image_service.settings import PREFIX, Settings, SettingsError
 
@@ -216,6 +217,40 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
     raise SystemExit(asyncio.run(run()))
 
 
+def cmd_migrate(args: argparse.Namespace) -> None:
+    from image_service.domain.migrate import migrate
+    from image_service.services import open_services
+
+    settings = Settings.from_env(verifies_tokens=False)
+    _configure_logging(settings)
+
+    async def run() -> int:
+        try:
+            async with open_services(settings) as services:
+                report = await migrate(
+                    services.images, services.store, services.repository, apply=args.apply
+                )
+        except BackendUnavailable as outage:
+            # Nothing is lost: each image is taken in by one write, and the next run resumes.
+            print(f"migration stopped: {outage}; run it again to resume", file=sys.stderr)
+            return 2
+        verb = "migrated" if args.apply else "would migrate"
+        for owner, image_id in report.migrated:
+            print(f"{verb}: {owner}/{image_id}")
+        for owner, image_id in report.resumed:
+            print(f"completed a left upload: {owner}/{image_id}")
+        for owner, image_id, reason in report.refused:
+            print(f"not migrated ({reason}): {owner}/{image_id}")
+        dry_run = "" if args.apply else " (a dry run: --apply to migrate)"
+        print(
+            f"{verb} {len(report.migrated)}, completed {len(report.resumed)} left uploads, "
+            f"{len(report.refused)} refused{dry_run}"
+        )
+        return 0 if report.clean else 1
+
+    raise SystemExit(asyncio.run(run()))
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from image_service.embedded import moto_server
 
@@ -381,6 +416,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     reconcile.add_argument("--fix", action="store_true", help="repair what is found")
     reconcile.set_defaults(func=cmd_reconcile)
+
+    migrate = commands.add_parser(
+        "migrate",
+        help="take in the original service's images (a dry run unless --apply)",
+    )
+    migrate.add_argument("--apply", action="store_true", help="migrate; without it, only report")
+    migrate.set_defaults(func=cmd_migrate)
 
     init = commands.add_parser("init", help="create the bucket, table and index (idempotent)")
     init.set_defaults(func=cmd_init)

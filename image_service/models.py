@@ -6,6 +6,12 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+# What an image's owner may write about it. Twenty tags also keep an image's transaction (the
+# image, a copy per tag, the copies of removed tags, the usage) under DynamoDB's 100 writes.
+MAX_TAGS = 20
+MAX_TAG_LENGTH = 64
+MAX_DESCRIPTION_LENGTH = 2000
+
 
 class ImageStatus(enum.StrEnum):
     PENDING = "pending"  # upload URL issued, bytes not yet verified

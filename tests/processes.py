@@ -8,8 +8,25 @@ import signal
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from image_service.client import Image, ImageServiceClient
+
+
+async def run_command(
+    *args: str, env: dict[str, str], cwd: Path | None = None, within: float = 60
+) -> tuple[int, str, str]:
+    """Runs one `image-service` command to its end: (exit status, stdout, stderr)."""
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "image_service", *args),
+        env=env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await asyncio.wait_for(process.communicate(), timeout=within)
+    assert process.returncode is not None
+    return process.returncode, out.decode(), err.decode()
 
 
 @dataclass

@@ -2,34 +2,21 @@
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
-import sys
 from pathlib import Path
 
 from image_service.client_cli import ProgressBar
 from tests import images
 from tests.conftest import Api, token
+from tests.processes import run_command
 
 
 async def _cli(
     api: Api, *args: str, user: str = "alice", cwd: Path | None = None
 ) -> tuple[int, str, str]:
     environment = api.child_environment(API_URL=api.url, API_TOKEN=token(user))
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "image_service",
-        *args,
-        env=environment,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    out, err = await asyncio.wait_for(process.communicate(), timeout=60)
-    assert process.returncode is not None
-    return process.returncode, out.decode(), err.decode()
+    return await run_command(*args, env=environment, cwd=cwd)
 
 
 async def test_upload_sends_files_in_parallel_and_prints_their_ids(
@@ -116,18 +103,10 @@ async def test_list_download_and_delete_work_on_the_callers_images_only(
 
 
 async def test_the_client_commands_need_a_token(api: Api) -> None:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "image_service",
-        "list",
-        env=api.child_environment(API_URL=api.url),
-        stderr=asyncio.subprocess.PIPE,
-    )
-    _, err = await process.communicate()
+    code, _, err = await run_command("list", env=api.child_environment(API_URL=api.url))
 
-    assert process.returncode != 0
-    assert b"IMAGE_SERVICE_API_TOKEN" in err
+    assert code != 0
+    assert "IMAGE_SERVICE_API_TOKEN" in err
 
 
 class _Terminal(io.StringIO):

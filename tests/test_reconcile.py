@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-import sys
 import uuid
 
 from tests import images
 from tests.conftest import MakeApi
+from tests.processes import run_command
 
 
 async def _reconcile(env: dict[str, str], *args: str) -> tuple[int, str]:
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "image_service.cli",
-        "reconcile",
-        *args,
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    output, _ = await asyncio.wait_for(process.communicate(), timeout=60)
-    return process.returncode or 0, output.decode()
+    status, out, _ = await run_command("reconcile", *args, env=env)
+    return status, out
 
 
 async def test_reconcile_reports_then_repairs_only_with_fix(make_api: MakeApi) -> None:

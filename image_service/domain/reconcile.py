@@ -57,10 +57,14 @@ async def reconcile(
             report.records_without_objects.append((record.user_id, record.image_id))
             missing_originals.append(record)
 
+    # The original service's images keep their objects at its keys until `image-service
+    # migrate` takes them in: theirs, not orphans, whatever the layout.
+    legacy_keys = {legacy.s3_key async for legacy in repository.legacy_images()}
+
     for prefix in ("images/", "incoming/", "quarantine/"):
         for key in await store.keys_under(prefix):
             owner = _image_of(key)
-            if owner is not None and owner in known:
+            if (owner is not None and owner in known) or key in legacy_keys:
                 continue
             if prefix == "incoming/" and await _recent(store, key, now):
                 continue

@@ -25,7 +25,7 @@ import zlib
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -259,6 +259,49 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
     )
 
 
+@dataclass(frozen=True, slots=True)
+class LegacyImage:
+    """An image item the original service wrote: the keys, the object and the owner's words,
+    with no status, revision or index attributes. Its tags may be a list, a string set or one
+    comma-separated string, and its upload time naive (UTC) or missing, depending on who wrote
+    it; they are read as all of those."""
+
+    user_id: str
+    image_id: str
+    s3_key: str
+    content_type: str
+    upload_time: datetime | None
+    tags: list[str]
+    description: str
+
+
+def legacy_from_item(item: dict[str, Any]) -> LegacyImage:
+    tags_value = item.get("tags", {})
+    if "L" in tags_value:
+        tags = [str(tag["S"]) for tag in tags_value["L"] if "S" in tag]
+    elif "SS" in tags_value:
+        tags = sorted(str(tag) for tag in tags_value["SS"])
+    elif "S" in tags_value:
+        tags = [tag.strip() for tag in str(tags_value["S"]).split(",") if tag.strip()]
+    else:
+        tags = []
+    upload_time: datetime | None = None
+    try:
+        written = datetime.fromisoformat(str(item["upload_time"]["S"]))
+        upload_time = (written if written.tzinfo else written.replace(tzinfo=UTC)).astimezone(UTC)
+    except (KeyError, ValueError):
+        pass
+    return LegacyImage(
+        user_id=item["user_id"]["S"],
+        image_id=item["image_id"]["S"],
+        s3_key=item["s3_key"]["S"],
+        content_type=item.get("content_type", {}).get("S", "application/octet-stream"),
+        upload_time=upload_time,
+        tags=tags,
+        description=str(item.get("description", {}).get("S", "")),
+    )
+
+
 def _key(user_id: str, image_id: str) -> Item:
     return {"user_id": _s(user_id), "image_id": _s(image_id)}
 
@@ -302,7 +345,10 @@ class ImageRepository:
                 TableName=self.table, Key=_key(user_id, image_id), ConsistentRead=True
             )
         item = response.get("Item")
-        return None if item is None else from_item(item)
+        if item is None or "status" not in item:
+            # Absent, or the original service's item: not an image here until it is migrated.
+            return None
+        return from_item(item)
 
     # -- usage: one item per user, changed in the same transaction as the image it counts ------
 
@@ -786,6 +832,34 @@ class ImageRepository:
             ):
                 for item in page.get("Items", []):
                     yield from_item(item)
+
+    async def legacy_images(self) -> AsyncIterator[LegacyImage]:
+        """The image items the original service wrote (they have an object, never a status):
+        a full scan, for ``image-service migrate`` and ``reconcile``, never for requests."""
+        with backend_errors(BACKEND):
+            paginator = self._client.get_paginator("scan")
+            async for page in paginator.paginate(
+                TableName=self.table,
+                FilterExpression="attribute_exists(s3_key) AND attribute_not_exists(#status)",
+                ExpressionAttributeNames={"#status": "status"},
+            ):
+                for item in page.get("Items", []):
+                    yield legacy_from_item(item)
+
+    async def adopt_legacy(self, record: ImageRecord) -> ImageRecord | None:
+        """Replaces the original service's item of ``record``'s image with ``record``, pending
+        (its first state here); None if the item is no longer the original's: another migration
+        adopted it first, or it was deleted."""
+        assert record.status is ImageStatus.PENDING  # so it has no tag copies yet
+        stored = replace(record, revision=1)
+        put = {
+            "TableName": self.table,
+            "Item": to_item(stored, dead_record_ttl=self._dead_record_ttl),
+            "ConditionExpression": "attribute_exists(s3_key) AND attribute_not_exists(#status)",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        reasons = await self._apply([{"Put": put}])
+        return stored if reasons is None else None
 
     async def ping(self) -> None:
         with backend_errors(BACKEND):

@@ -8,16 +8,19 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from image_service.models import ImageStatus, format_timestamp
+from image_service.models import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    ImageStatus,
+    format_timestamp,
+)
 
 # Printable text only: control characters corrupt logs and terminal output downstream.
 _NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
 _TAG = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$")
 _BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 
-MAX_TAGS = 20
-MAX_TAG_LENGTH = 64
-MAX_DESCRIPTION_LENGTH = 2000
 MAX_FILENAME_LENGTH = 255
 MAX_USER_ID_LENGTH = 256
 MAX_PAGE_SIZE = 100

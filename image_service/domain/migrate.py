@@ -1,0 +1,95 @@
+"""Taking in the images the original service stored (``image-service migrate``).
+
+The original service wrote one item per image (owner, id, key, content type, upload time, tags,
+description) and kept the bytes at ``images/<image id>``, outside any per-user prefix. Nothing
+here can serve, list or protect such an image: it has no status, no index attributes, was
+never verified, and its key is not its owner's. Each one is taken in as if it had just been
+uploaded, through the same completion every upload goes through, keeping its id (clients
+hold it), upload time, tags and description; its old object is deleted once the image is
+safe under its owner's prefix.
+
+Safe to run again, and against a live service: an image is taken in by one conditional write
+(two migrations never both adopt it), and a run cut short is finished by the next, which
+completes the uploads left uncompleted (what S3's own upload event does when it is on).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from image_service.domain.images import ImageService, incoming_key
+from image_service.errors import Conflict, QuotaExceeded, UploadRejected
+from image_service.logs import image_event
+from image_service.models import ImageStatus
+from image_service.storage.dynamo import ImageRepository
+from image_service.storage.s3 import ObjectStore
+
+log = logging.getLogger(__name__)
+
+ImageName = tuple[str, str]  # (owner, image id)
+
+
+@dataclass
+class MigrationReport:
+    applied: bool
+    # Taken in (or, in a dry run, that would be).
+    migrated: list[ImageName] = field(default_factory=list)
+    # Left as they were, or refused by completion: (owner, image id, why).
+    refused: list[tuple[str, str, str]] = field(default_factory=list)
+    # Uploads an earlier run (or a client) left uncompleted, completed by this one.
+    resumed: list[ImageName] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not self.refused
+
+
+async def migrate(
+    images: ImageService, store: ObjectStore, repository: ImageRepository, *, apply: bool
+) -> MigrationReport:
+    report = MigrationReport(applied=apply)
+    async for legacy in repository.legacy_images():
+        name = (legacy.user_id, legacy.image_id)
+        problem = images.legacy_problem(legacy)
+        stored = None if problem else await store.head(legacy.s3_key)
+        if stored is None:
+            report.refused.append((*name, problem or "object_missing"))
+            continue
+        if not apply:
+            report.migrated.append(name)
+            continue
+        try:
+            adopted = await images.adopt_legacy(legacy, stored)
+        except (UploadRejected, QuotaExceeded, Conflict) as refusal:
+            # Refused as an upload of it would be; its old object stays, for a person to judge.
+            report.refused.append((*name, refusal.code))
+            continue
+        if adopted is None:  # another migration took it in
+            continue
+        await store.delete([legacy.s3_key])
+        report.migrated.append(name)
+        log.info("image migrated", extra=image_event("image_migrated", *name))
+    if apply:
+        await _complete_left_uploads(images, store, repository, report)
+    return report
+
+
+async def _complete_left_uploads(
+    images: ImageService, store: ObjectStore, repository: ImageRepository, report: MigrationReport
+) -> None:
+    """A run cut short between taking an image in and completing it leaves a pending record
+    whose bytes are in place: complete it now, like any upload whose client went away."""
+    migrated = set(report.migrated)
+    async for record in repository.all_images():
+        name = (record.user_id, record.image_id)
+        if record.status is not ImageStatus.PENDING or name in migrated:
+            continue
+        if await store.head(incoming_key(record)) is None:
+            continue
+        try:
+            await images.complete_for(*name)
+        except (UploadRejected, QuotaExceeded, Conflict) as refusal:
+            report.refused.append((*name, refusal.code))
+            continue
+        report.resumed.append(name)
