@@ -1,4 +1,5 @@
-"""Prometheus metrics: HTTP traffic per route, and what DynamoDB reads cost.
+"""Prometheus metrics: HTTP traffic per route, what DynamoDB reads cost, and which backend
+an outage's 503s blame.
 
 Each app has a registry of its own (no process-global state), served at ``/metrics``.
 """
@@ -43,6 +44,17 @@ class ServiceMetrics:
             "Items DynamoDB read: ScannedCount of queries and scans, items returned otherwise.",
             registry=self.registry,
         )
+        # What to alert on in an outage: which backend the 503s blame, and whether it refused
+        # (backend_unavailable) or let the deadline pass (backend_timeout).
+        self.backend_failures = Counter(
+            "image_service_backend_failures",
+            "Requests answered 503 for a backend, by backend and code.",
+            ["backend", "code"],
+            registry=self.registry,
+        )
+
+    def observe_backend_failure(self, backend: str, code: str) -> None:
+        self.backend_failures.labels(backend, code).inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         self.requests.labels(route, method, str(status)).inc()

@@ -60,6 +60,17 @@ def _assert_unavailable(status: int, body: Any, headers: Any, seconds: float, ba
     assert seconds < ANSWERED_WITHIN_SECONDS
 
 
+async def _assert_counted_once(api: Api, backend: str, code: str) -> None:
+    """The 503 is on /metrics, blaming its backend, for an operator's alert."""
+    samples = await api.metrics()
+    failures = {
+        labels: value
+        for (name, labels), value in samples.items()
+        if name == "image_service_backend_failures_total"
+    }
+    assert failures == {(("backend", backend), ("code", code)): 1.0}
+
+
 @pytest.mark.parametrize("backend", SERVICES)
 async def test_a_hung_backend_gets_a_prompt_503_and_ready_names_it(
     api: Api, backends: dict[str, MotoProcess], backend: str
@@ -74,6 +85,7 @@ async def test_a_hung_backend_gets_a_prompt_503_and_ready_names_it(
     try:
         status, body, headers, seconds = await _timed(api, *needs_it)
         _assert_unavailable(status, body, headers, seconds, backend)
+        await _assert_counted_once(api, backend, body["error"]["code"])
 
         status, body, _, seconds = await _timed(api, "GET", "/ready", user=None)
         assert status == 503
@@ -101,6 +113,7 @@ async def test_a_refused_backend_gets_a_503_and_the_api_recovers_when_it_returns
 
     status, body, headers, seconds = await _timed(api, "GET", "/images")
     _assert_unavailable(status, body, headers, seconds, "dynamodb")
+    await _assert_counted_once(api, "dynamodb", body["error"]["code"])
     status, body, _ = await api.call("GET", "/ready", user=None)
     assert status == 503
     assert body["error"]["details"]["checks"]["dynamodb"] != "ok"

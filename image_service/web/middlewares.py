@@ -17,7 +17,13 @@ from marshmallow import Schema, ValidationError, fields
 from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
-from image_service.errors import BackendTimeout, InvalidRequest, ServiceError, Unauthenticated
+from image_service.errors import (
+    BackendTimeout,
+    BackendUnavailable,
+    InvalidRequest,
+    ServiceError,
+    Unauthenticated,
+)
 from image_service.logs import log_request
 from image_service.storage.errors import stalled_backend
 from image_service.web.encoding import json_text
@@ -106,6 +112,10 @@ async def error_envelope(request: web.Request, handler: Handler) -> web.StreamRe
     try:
         response = await handler(request)
     except ServiceError as exc:
+        if isinstance(exc, BackendUnavailable | BackendTimeout):  # not /ready's own verdict
+            request.app[METRICS].observe_backend_failure(
+                str(exc.details.get("backend") or "unknown"), exc.code
+            )
         if exc.http_status >= 500:
             log.warning(
                 "%s %s -> %s (%s) [%s]",
