@@ -106,6 +106,22 @@ async def test_a_hung_backend_gets_a_prompt_503_and_ready_names_it(
     assert (await api.call("GET", "/ready", user=None))[0] == 200
 
 
+async def test_an_upload_url_waiting_on_its_batched_write_names_dynamodb(
+    api: Api, backends: dict[str, MotoProcess]
+) -> None:
+    """Upload URLs share DynamoDB writes (group commit) made in another task; a request whose
+    deadline passes while it waits for one must still blame DynamoDB, not "a backend"."""
+    await api.upload_url()  # its owner's usage is read and cached: the next one only writes
+    backends["dynamodb"].pause()
+    try:
+        status, body, headers, seconds = await _timed(
+            api, "POST", "/images/upload", json={"content_type": "image/png"}
+        )
+        _assert_unavailable(status, body, headers, seconds, "dynamodb")
+    finally:
+        backends["dynamodb"].resume()
+
+
 async def test_a_refused_backend_gets_a_503_and_the_api_recovers_when_it_returns(
     api: Api, backends: dict[str, MotoProcess]
 ) -> None:

@@ -380,7 +380,10 @@ class ImageRepository:
         written = asyncio.get_running_loop().create_future()
         self._waiting.append((requests, written))
         self._start_batches()
-        await written
+        # The write runs in the batch's task; a request cancelled here (its deadline passed)
+        # was still waiting on DynamoDB, and its 503 says so.
+        with backend_errors(BACKEND):
+            await written
         return stored
 
     def _put_requests(self, record: ImageRecord) -> tuple[ImageRecord, list[dict[str, Any]]]:
