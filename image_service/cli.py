@@ -146,7 +146,9 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
+    from image_service.metrics import WorkerMetrics
     from image_service.services import make_sweeper, make_worker, open_services, running
+    from image_service.web.worker_endpoint import worker_endpoint
 
     settings = Settings.from_env()
     _configure_logging(settings)
@@ -158,12 +160,17 @@ def cmd_worker(args: argparse.Namespace) -> None:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        metrics = WorkerMetrics()
+        worker_grace = settings.shutdown_grace_seconds
         async with (
+            worker_endpoint(metrics, settings.host, settings.worker_metrics_port),
             open_services(settings) as services,
-            running(make_worker(settings, services), grace_seconds=settings.shutdown_grace_seconds),
+            running(make_worker(settings, services, metrics=metrics), grace_seconds=worker_grace),
         ):
             sweeping = asyncio.create_task(
-                make_sweeper(settings, services).run(settings.sweep_interval_seconds)
+                make_sweeper(settings, services, metrics=metrics).run(
+                    settings.sweep_interval_seconds
+                )
             )
             log.info("worker polling %s", settings.queue_name)
             await stop.wait()

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 # Covers the API's range: sub-millisecond presigning up to multi-second backend trouble.
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Jobs run from milliseconds (an upload event for a gone image) to tens of seconds (a large
+# animation's variants, a slow scanner).
+_JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 # Operations whose responses report how many items DynamoDB read.
 _READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
 
@@ -74,6 +77,55 @@ class ServiceMetrics:
         else:
             read = 0
         self.dynamodb_items_read.inc(read)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class WorkerMetrics:
+    """A worker process's own figures, on its own port (``IMAGE_SERVICE_WORKER_METRICS_PORT``):
+    the jobs it ran and how they ended, and what its sweeper drove on."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.jobs = Counter(
+            "image_service_worker_jobs",
+            "Jobs run, by outcome: done, failed (retried later, then dead-lettered) or "
+            "cut_short (by shutdown; back on the queue at once).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.job_duration = Histogram(
+            "image_service_worker_job_duration_seconds",
+            "Time a job ran, by outcome.",
+            ["outcome"],
+            buckets=_JOB_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_flight = Gauge(
+            "image_service_worker_jobs_in_flight",
+            "Jobs running now.",
+            registry=self.registry,
+        )
+        self.receive_failures = Counter(
+            "image_service_worker_receive_failures",
+            "Polls of the queue that failed (an SQS outage: the worker keeps polling).",
+            registry=self.registry,
+        )
+        self.swept = Counter(
+            "image_service_sweeper_actions",
+            "Images the sweeper drove on, by action: requeued (processing) or delete_finished.",
+            ["action"],
+            registry=self.registry,
+        )
+        for outcome in ("done", "failed", "cut_short"):
+            self.jobs.labels(outcome)
+        for action in ("requeued", "delete_finished"):
+            self.swept.labels(action)
+
+    def observe_job(self, outcome: str, seconds: float) -> None:
+        self.jobs.labels(outcome).inc()
+        self.job_duration.labels(outcome).observe(seconds)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -19,7 +19,7 @@ from image_service.domain.pipeline import ImageProcessor, ProcessingPolicy
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.domain.sweeper import Sweeper
 from image_service.inspection import InspectionLimits
-from image_service.metrics import ServiceMetrics
+from image_service.metrics import ServiceMetrics, WorkerMetrics
 from image_service.processing import VariantSpec
 from image_service.scanners import ClamdScanner, Scanner, WebhookScanner
 from image_service.settings import Settings, cursor_key
@@ -123,18 +123,25 @@ def _count_dynamodb_calls(client: Any, metrics: ServiceMetrics) -> None:
     client.meta.events.register("after-call.dynamodb", after_call)
 
 
-def make_worker(settings: Settings, services: Services) -> Worker:
+def make_worker(
+    settings: Settings, services: Services, *, metrics: WorkerMetrics | None = None
+) -> Worker:
     return Worker(
         services.jobs,
         services.processor,
         concurrency=settings.worker_concurrency,
         visibility_seconds=settings.job_visibility_seconds,
         wait_seconds=settings.queue_wait_seconds,
+        metrics=metrics,
     )
 
 
 def make_sweeper(
-    settings: Settings, services: Services, *, clock: Callable[[], datetime] = utc_now
+    settings: Settings,
+    services: Services,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    metrics: WorkerMetrics | None = None,
 ) -> Sweeper:
     return Sweeper(
         repository=services.repository,
@@ -142,6 +149,7 @@ def make_sweeper(
         images=services.images,
         stuck_after=timedelta(seconds=settings.stuck_after_seconds),
         clock=clock,
+        metrics=metrics,
     )
 
 

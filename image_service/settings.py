@@ -191,6 +191,9 @@ class Settings:
     )
     queue_name: str = _setting("image-processing", str, "SQS queue of processing jobs.")
     worker_concurrency: int = _setting(4, _positive_int, "Jobs one worker process runs at once.")
+    worker_metrics_port: int = _setting(
+        0, _port, "Port of a worker's own /metrics and /health, on `host` (0: none)."
+    )
     queue_wait_seconds: int = _setting(
         20, _wait_seconds, "Long-poll wait of one receive, seconds (0-20)."
     )

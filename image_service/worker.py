@@ -9,10 +9,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 from image_service.domain.pipeline import ImageProcessor
 from image_service.errors import BackendUnavailable
+from image_service.metrics import WorkerMetrics
 from image_service.storage.queue import JobQueue, QueueMessage
 
 log = logging.getLogger(__name__)
@@ -32,8 +34,10 @@ class Worker:
         concurrency: int,
         visibility_seconds: int,
         wait_seconds: int,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         self._queue = queue
+        self._metrics = metrics or WorkerMetrics()
         self._processor = processor
         self._slots = asyncio.Semaphore(concurrency)
         self._concurrency = concurrency
@@ -55,10 +59,12 @@ class Worker:
                     visibility_timeout=self._visibility,
                 )
             except BackendUnavailable as exc:  # an SQS outage must not end the worker
+                self._metrics.receive_failures.inc()
                 log.warning("receiving jobs failed: %s", exc.reason)
                 await asyncio.sleep(_IDLE_AFTER_ERROR_SECONDS)
                 continue
             except Exception:
+                self._metrics.receive_failures.inc()
                 log.exception("receiving jobs failed")
                 await asyncio.sleep(_IDLE_AFTER_ERROR_SECONDS)
                 continue
@@ -90,10 +96,14 @@ class Worker:
 
     async def _run_one(self, message: QueueMessage) -> None:
         heartbeat = asyncio.create_task(self._keep_hidden(message))
+        started = time.perf_counter()
+        self._metrics.in_flight.inc()
+        outcome = "cut_short"  # unless it ends on its own: cancelled by the drain
         try:
             job: Any = message.json()
             await self._processor.handle(job)
         except Exception as exc:
+            outcome = "failed"
             delay = min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS**message.receive_count)
             log.warning(
                 "job %s failed (try %d, next in %d s): %s: %s",
@@ -106,11 +116,14 @@ class Worker:
             with contextlib.suppress(Exception):
                 await self._queue.hide(message, delay)
         else:
+            outcome = "done"
             with contextlib.suppress(Exception):  # undeleted, it is redone: harmless, idempotent
                 await self._queue.delete(message)
         finally:
             heartbeat.cancel()
             self._slots.release()
+            self._metrics.in_flight.dec()
+            self._metrics.observe_job(outcome, time.perf_counter() - started)
 
     async def _keep_hidden(self, message: QueueMessage) -> None:
         """Extends the message's invisibility while its job runs, so nobody else starts it."""

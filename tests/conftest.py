@@ -105,6 +105,25 @@ class Clock:
         return self.pinned or datetime.now(UTC)
 
 
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def samples(text: str) -> Samples:
+    """Every sample of a Prometheus text exposition, by (name, sorted labels)."""
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+async def scrape(http: aiohttp.ClientSession, url: str) -> Samples:
+    async with http.get(url) as response:
+        assert response.status == 200
+        assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
+        return samples(await response.text())
+
+
 def emulator_client(service: str, endpoint: str) -> Any:
     """A plain boto3 client on an emulator, for checking what is really stored."""
     return boto3.client(
@@ -220,17 +239,9 @@ class Api:
         env.update({f"IMAGE_SERVICE_{name}": value for name, value in own.items()})
         return env
 
-    async def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    async def metrics(self) -> Samples:
         """Every sample /metrics shows, by (name, sorted labels)."""
-        async with self.client.get("/metrics") as response:
-            assert response.status == 200
-            assert response.headers["Content-Type"].startswith("text/plain; version=0.0.4")
-            text = await response.text()
-        return {
-            (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-            for family in text_string_to_metric_families(text)
-            for sample in family.samples
-        }
+        return await scrape(self.http, f"{self.url}/metrics")
 
     def object_keys(self) -> list[str]:
         listing = self.s3.list_objects_v2(Bucket=self.settings.bucket)

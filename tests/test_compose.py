@@ -72,7 +72,9 @@ def test_compose_runs_localstack_the_api_and_the_worker() -> None:
         assert services[name]["security_opt"] == ["no-new-privileges:true"]
         assert services[name]["read_only"] is True
     assert "init/ready" in " ".join(services["localstack"]["healthcheck"]["test"])
-    assert services["worker"]["healthcheck"] == {"disable": True}
+    # The worker's healthcheck asks the port its settings open for /health.
+    worker_port = _environment("worker", {})["IMAGE_SERVICE_WORKER_METRICS_PORT"]
+    assert f"127.0.0.1:{worker_port}/health" in " ".join(services["worker"]["healthcheck"]["test"])
     for service in services.values():  # published on loopback only
         assert all(str(port).startswith("127.0.0.1:") for port in service.get("ports", []))
 

@@ -12,7 +12,7 @@ import pytest
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
 from tests import images
-from tests.conftest import Api, MakeApi, auth, token
+from tests.conftest import Api, MakeApi, auth, emulator_client, scrape, token
 from tests.faults import FaultProxy, operation, worker_in_mid_job
 from tests.processes import Program, processed_by_a_new_worker, wait_for_port
 
@@ -136,6 +136,42 @@ async def test_a_job_cut_short_by_the_grace_period_goes_straight_back_to_the_que
     # Visible again at once, not after the 300 s visibility: the next worker finishes it.
     image, _ = await processed_by_a_new_worker(client, environment, image_id)
     assert image.status == "ready"
+
+
+async def test_a_worker_counts_its_jobs_on_a_port_of_its_own(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    api = await make_api(embedded_worker=False)
+    client = api.images("alice")
+    sqs = emulator_client("sqs", moto_endpoint)
+    queue_url = sqs.get_queue_url(QueueName=api.settings.queue_name)["QueueUrl"]
+    sqs.send_message(QueueUrl=queue_url, MessageBody="not a job")  # fails, is retried later
+    ticket = await client.create_upload("image/jpeg")
+    await client.send(ticket, images.jpeg())
+    await client.complete(ticket.image_id)
+    port = free_port()
+    environment = api.child_environment(QUEUE_WAIT_SECONDS="1", WORKER_METRICS_PORT=str(port))
+
+    worker = await Program.start("worker", env=environment)
+    try:
+        await wait_for_port(port)
+        assert (await client.wait_until_processed(ticket.image_id, max_wait=30)).status == "ready"
+        async with asyncio.timeout(20):
+            while True:
+                figures = await scrape(api.http, f"http://127.0.0.1:{port}/metrics")
+                if figures[("image_service_worker_jobs_total", (("outcome", "failed"),))]:
+                    break
+                await asyncio.sleep(0.2)
+        async with api.http.get(f"http://127.0.0.1:{port}/health") as response:
+            assert response.status == 200
+    finally:
+        await worker.stop()
+
+    assert figures[("image_service_worker_jobs_total", (("outcome", "done"),))] == 1
+    assert figures[("image_service_worker_jobs_total", (("outcome", "cut_short"),))] == 0
+    assert figures[("image_service_worker_job_duration_seconds_count", (("outcome", "done"),))] == 1
+    assert figures[("image_service_worker_jobs_in_flight", ())] == 0
+    assert figures[("image_service_sweeper_actions_total", (("action", "requeued"),))] == 0
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])

@@ -12,9 +12,10 @@ import pytest
 
 from image_service.backends import MAX_POOL_CONNECTIONS
 from image_service.client import ApiError, Image
+from image_service.embedded import free_port
 from image_service.services import variant_specs
 from tests import images
-from tests.conftest import Api, MakeApi, emulator_client
+from tests.conftest import Api, MakeApi, emulator_client, scrape
 from tests.faults import Call, FaultProxy, operation, s3, worker_in_mid_job
 from tests.processes import Program, processed_by_a_new_worker
 
@@ -103,9 +104,16 @@ async def test_the_sweeper_requeues_an_image_whose_job_was_lost(
         assert lost.hits >= 1
     assert (await client.get(ticket.image_id)).status == "processing"  # and no job anywhere
 
-    image, worker = await processed_by_a_new_worker(client, _sweeping(api), ticket.image_id)
-    assert image.status == "ready"
+    port = free_port()
+    environment = _sweeping(api) | {"IMAGE_SERVICE_WORKER_METRICS_PORT": str(port)}
+    worker = await Program.start("worker", env=environment)
+    try:
+        assert (await client.wait_until_processed(ticket.image_id, max_wait=30)).status == "ready"
+        figures = await scrape(api.http, f"http://127.0.0.1:{port}/metrics")
+    finally:
+        await worker.stop()
     assert _events([worker], "image_requeued") == [ticket.image_id]
+    assert figures[("image_service_sweeper_actions_total", (("action", "requeued"),))] == 1
 
 
 async def _ready_image_behind(proxy: FaultProxy, make_api: MakeApi) -> tuple[Api, Image]:

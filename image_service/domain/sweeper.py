@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from image_service.domain.images import ImageService, process_job
 from image_service.errors import BackendUnavailable
 from image_service.logs import image_event
+from image_service.metrics import WorkerMetrics
 from image_service.models import ImageRecord, ImageStatus
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
@@ -43,7 +44,9 @@ class Sweeper:
         images: ImageService,
         stuck_after: timedelta,
         clock: Callable[[], datetime],
+        metrics: WorkerMetrics | None = None,
     ) -> None:
+        self._metrics = metrics or WorkerMetrics()
         self._repository = repository
         self._jobs = jobs
         self._images = images
@@ -56,6 +59,7 @@ class Sweeper:
         async for record in self._claim(ImageStatus.PROCESSING, now):
             await self._jobs.send(process_job(record))
             report.requeued.append((record.user_id, record.image_id))
+            self._metrics.swept.labels("requeued").inc()
             log.warning(
                 "processing job queued again for %s/%s",
                 record.user_id,
@@ -65,6 +69,7 @@ class Sweeper:
         async for record in self._claim(ImageStatus.DELETING, now):
             await self._images.finish_delete(record)
             report.deleted.append((record.user_id, record.image_id))
+            self._metrics.swept.labels("delete_finished").inc()
             log.warning(
                 "interrupted delete finished for %s/%s",
                 record.user_id,
