@@ -32,7 +32,6 @@ ImageName = tuple[str, str]  # (owner, image id)
 
 @dataclass
 class MigrationReport:
-    applied: bool
     # Taken in (or, in a dry run, that would be).
     migrated: list[ImageName] = field(default_factory=list)
     # Left as they were, or refused by completion: (owner, image id, why).
@@ -48,7 +47,7 @@ class MigrationReport:
 async def migrate(
     images: ImageService, store: ObjectStore, repository: ImageRepository, *, apply: bool
 ) -> MigrationReport:
-    report = MigrationReport(applied=apply)
+    report = MigrationReport()
     async for legacy in repository.legacy_images():
         name = (legacy.user_id, legacy.image_id)
         problem = images.legacy_problem(legacy)
