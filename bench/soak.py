@@ -167,7 +167,6 @@ async def soak(users: int, duration: float, keep_every: int) -> int:
             "IMAGE_SERVICE_QUEUE_NAME": f"soak-{suffix}",
             "IMAGE_SERVICE_PORT": str(port),
             "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
-            "IMAGE_SERVICE_QUEUE_WAIT_SECONDS": "1",
             # Each virtual user is one user: the per-user limit would shape the load.
             "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
             "IMAGE_SERVICE_UPLOAD_BURST": "100000000",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -109,9 +110,19 @@ class TokenVerifier:
         return _principal(claims), claims
 
 
+# A subject becomes a DynamoDB key, an S3 prefix and a log field: printable Unicode only (no
+# control characters, no lone surrogates, which cannot be stored).
+_UNSAFE_SUBJECT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+
+
 def _principal(claims: Mapping[str, Any]) -> Principal:
     subject = claims.get("sub")
-    if not isinstance(subject, str) or not subject or len(subject) > MAX_SUBJECT_LENGTH:
+    if (
+        not isinstance(subject, str)
+        or not subject
+        or len(subject) > MAX_SUBJECT_LENGTH
+        or _UNSAFE_SUBJECT.search(subject)
+    ):
         raise Unauthenticated("The token's subject is invalid.", code="invalid_token")
     scope = claims.get("scope", "")
     scopes = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []

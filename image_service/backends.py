@@ -32,6 +32,10 @@ CONNECT_TIMEOUT_SECONDS = 2
 #   or a stream read chunk by chunk (the timeout applies per read, not to the whole body), and
 #   S3's server-side copy of an image of 20 MiB answers well within it.
 READ_TIMEOUT_SECONDS = 5
+# - Long polls: a receive waits up to IMAGE_SERVICE_QUEUE_WAIT_SECONDS for a message before SQS
+#   answers, so its client reads for that long plus the usual read timeout. A shorter read
+#   timeout abandons the receive on a quiet queue, and SQS can still hand the abandoned receive
+#   a message, which then stays hidden for a whole visibility timeout (docs/reliability.md).
 # - Attempts: standard mode retries throttling, 5xx and connection errors with jittered backoff;
 #   the API's request deadline (IMAGE_SERVICE_REQUEST_TIMEOUT_SECONDS) caps the whole.
 MAX_ATTEMPTS = 3
@@ -47,18 +51,20 @@ class AwsClients:
     s3_presign: S3Client
     dynamodb: DynamoDBClient
     sqs: SQSClient
+    # Receives only: a read timeout longer than the long poll (see the read timeout above).
+    sqs_long_poll: SQSClient
     region: str
     # The credentials the clients sign with, for URLs the service signs itself.
     credentials: CredentialSource
 
 
-def aws_config(settings: Settings) -> AioConfig:
+def aws_config(settings: Settings, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> AioConfig:
     return AioConfig(
         # botocore still presigns with SigV2 in us-east-1 unless told otherwise.
         signature_version="s3v4",
         s3={"addressing_style": settings.s3_addressing_style},
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
-        read_timeout=READ_TIMEOUT_SECONDS,
+        read_timeout=read_timeout,
         retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=MAX_POOL_CONNECTIONS,
         # Every request is built by our storage modules and checked by AWS on arrival; botocore's
@@ -84,6 +90,10 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             )
         dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
         sqs = await stack.enter_async_context(session.client("sqs", config=config))
+        long_poll = aws_config(
+            settings, read_timeout=settings.queue_wait_seconds + READ_TIMEOUT_SECONDS
+        )
+        sqs_long_poll = await stack.enter_async_context(session.client("sqs", config=long_poll))
         found = await session.get_credentials()
         if found is None:
             raise SettingsError("AWS credentials: none found in the environment or profile")
@@ -98,6 +108,7 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             s3_presign=presign,
             dynamodb=dynamodb,
             sqs=sqs,
+            sqs_long_poll=sqs_long_poll,
             region=region,
             credentials=credentials,
         )

@@ -7,6 +7,7 @@ filter on ``status`` or ``route`` without parsing a message.
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 from datetime import UTC, datetime
@@ -38,7 +39,28 @@ class JsonFormatter(logging.Formatter):
                 entry[name] = value
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return orjson.dumps(entry, default=str).decode()
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except (TypeError, orjson.JSONEncodeError):  # a lone surrogate a client sent, say
+            return json.dumps(entry, default=str, ensure_ascii=True)
+
+
+class MalformedHttpFilter(logging.Filter):
+    """aiohttp answers a request it cannot parse (a request line or header over its limits,
+    broken framing) with a 400 itself, and logs it as an ERROR with a traceback. That is a
+    client's mistake, not the service's: one WARNING line, with what was wrong."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError) and 400 <= error.code < 500:
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+            record.msg = f"{record.msg}: malformed HTTP (%s): %s"
+            args = record.args if isinstance(record.args, tuple) else ()
+            record.args = (*args, error.code, str(error.message)[:200])
+            record.exc_info = None
+        return True
 
 
 def configure_logging(level: str, log_format: str) -> None:
@@ -52,6 +74,9 @@ def configure_logging(level: str, log_format: str) -> None:
     root.setLevel(level)
     for chatty in _CHATTY_LOGGERS:
         logging.getLogger(chatty).setLevel(max(logging.WARNING, root.level))
+    server = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedHttpFilter) for f in server.filters):
+        server.addFilter(MalformedHttpFilter())
 
 
 def image_event(event: str, user_id: str, image_id: str) -> dict[str, str]:

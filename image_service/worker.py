@@ -45,13 +45,17 @@ class Worker:
         self._wait = wait_seconds
         # Each job in flight and the message it came in.
         self._in_flight: dict[asyncio.Task[None], QueueMessage] = {}
+        self._stopping = False
+        self._receiving = False
 
     async def run(self) -> None:
-        """Polls until cancelled; then lets the jobs in flight finish (see :meth:`drain`)."""
-        while True:
+        """Polls until :meth:`stop` or cancelled; then :meth:`drain` lets the jobs in flight
+        finish."""
+        while not self._stopping:
             await self._slots.acquire()  # poll only when a job could start
             self._slots.release()
             free = self._concurrency - len(self._in_flight)
+            self._receiving = True
             try:
                 messages = await self._queue.receive(
                     max_messages=max(1, min(_MAX_BATCH, free)),
@@ -68,11 +72,32 @@ class Worker:
                 log.exception("receiving jobs failed")
                 await asyncio.sleep(_IDLE_AFTER_ERROR_SECONDS)
                 continue
+            finally:
+                self._receiving = False
+            if self._stopping:
+                await self._hand_back(messages)
+                return
             for message in messages:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._run_one(message))
                 self._in_flight[task] = message
                 task.add_done_callback(self._forget)
+
+    async def stop(self, task: asyncio.Task[None]) -> None:
+        """Ends ``task`` (this worker's :meth:`run`) without abandoning a receive: SQS may still
+        hand an abandoned receive a message, which would then sit hidden for a whole visibility
+        timeout. A receive under way is awaited (it ends within its long poll) and what it
+        brings is made visible again at once; a worker not receiving is cancelled."""
+        self._stopping = True
+        if not self._receiving:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    async def _hand_back(self, messages: list[QueueMessage]) -> None:
+        for message in messages:
+            with contextlib.suppress(Exception):
+                await self._queue.hide(message, 0)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)

@@ -269,9 +269,8 @@ async def make_api(
             "bucket": f"images-{suffix}",
             "table": f"images-{suffix}",
             "queue_name": f"jobs-{suffix}",
-            # The worker runs in the app, polling briefly so that shutdown is quick.
+            # The worker runs in the app, on the production defaults (its 20 s long poll too).
             "embedded_worker": True,
-            "queue_wait_seconds": 1,
             # Completion is driven by the tests; the S3 event path has tests of its own.
             "s3_event_notifications": False,
         }

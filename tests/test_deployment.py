@@ -19,7 +19,7 @@ DEPLOYMENT = ROOT / "docs" / "deployment.md"
 
 # The service each module's `_client` speaks to; provision.py names its clients by service.
 RUNTIME_MODULES = {"s3.py": "s3", "dynamo.py": "dynamodb", "queue.py": "sqs", "presign.py": "s3"}
-CLIENT_NAMES = {"_client", "s3", "sqs", "dynamodb", "presign_client"}
+CLIENT_NAMES = {"_client", "_long_poll_client", "s3", "sqs", "dynamodb", "presign_client"}
 # botocore operations that are not requests (URLs are signed locally) or need no permission.
 LOCAL_OPERATIONS = {
     "generate_presigned_url",
@@ -82,7 +82,9 @@ def _calls(path: Path, default_service: str | None) -> set[tuple[str, str]]:
         name = receiver.attr if isinstance(receiver, ast.Attribute) else getattr(receiver, "id", "")
         if name not in CLIENT_NAMES:
             continue
-        service = default_service if name in {"_client", "presign_client"} else name
+        service = (
+            default_service if name in {"_client", "_long_poll_client", "presign_client"} else name
+        )
         assert service is not None, f"{path.name}: which service is {name}?"
         operation = node.func.attr
         if operation in {"get_paginator", "get_waiter"}:

@@ -108,7 +108,7 @@ async def test_sigterm_lets_the_worker_finish_the_job_it_is_running(
     api = await make_api(embedded_worker=False)
     client = api.images("alice")
     async with FaultProxy(moto_endpoint) as proxy:
-        environment = api.child_environment(QUEUE_WAIT_SECONDS="1", SHUTDOWN_GRACE_SECONDS="20")
+        environment = api.child_environment(SHUTDOWN_GRACE_SECONDS="20")
         worker, image_id = await worker_in_mid_job(
             client, proxy, environment, images.noisy("JPEG"), held_for=2.0
         )
@@ -125,12 +125,13 @@ async def test_a_job_cut_short_by_the_grace_period_goes_straight_back_to_the_que
     api = await make_api(embedded_worker=False, job_visibility_seconds=300)
     client = api.images("alice")
     async with FaultProxy(moto_endpoint) as proxy:
-        environment = api.child_environment(QUEUE_WAIT_SECONDS="1", SHUTDOWN_GRACE_SECONDS="1")
+        environment = api.child_environment(SHUTDOWN_GRACE_SECONDS="1")
         impatient, image_id = await worker_in_mid_job(
             client, proxy, environment, images.jpeg(), held_for=30.0
         )
         impatient.signal()
-        assert await impatient.wait(within=15) == 0
+        # The grace (1 s), and the receive under way, which is let finish (one long poll).
+        assert await impatient.wait(within=1 + 20 + 10) == 0
     assert "cut short by shutdown" in impatient.output
 
     # Visible again at once, not after the 300 s visibility: the next worker finishes it.
@@ -150,7 +151,7 @@ async def test_a_worker_counts_its_jobs_on_a_port_of_its_own(
     await client.send(ticket, images.jpeg())
     await client.complete(ticket.image_id)
     port = free_port()
-    environment = api.child_environment(QUEUE_WAIT_SECONDS="1", WORKER_METRICS_PORT=str(port))
+    environment = api.child_environment(WORKER_METRICS_PORT=str(port))
 
     worker = await Program.start("worker", env=environment)
     try:

@@ -294,7 +294,7 @@ async def test_the_worker_command_processes_jobs_and_stops_on_sigterm(
     status, image, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
     assert (status, image["status"]) == (200, "processing")
 
-    env = api.child_environment(QUEUE_WAIT_SECONDS="1")
+    env = api.child_environment()
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -374,3 +374,23 @@ async def test_an_edit_made_while_the_image_is_processed_is_kept(
         status, page, _ = await api.call("GET", "/images", params={"tag": tag})
         assert [item["image_id"] for item in page["items"]] == listed, tag
         assert all(item == image for item in page["items"]), "a tag's listing shows the image"
+
+
+async def test_after_a_quiet_spell_longer_than_a_long_poll_an_upload_is_ready_promptly(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    """On the production queue wait (20 s), a receive on an idle queue must neither time out nor
+    be abandoned: SQS would hand an abandoned receive the next job, which would then sit hidden
+    for the whole visibility timeout (60 s) before anyone saw it."""
+    assert api.settings.queue_wait_seconds == 20  # the default, as users run it
+    caplog.set_level("WARNING", logger="image_service")
+    await asyncio.sleep(api.settings.queue_wait_seconds + 5)  # idle past one whole long poll
+
+    upload = await api.upload_url(content_type="image/png")
+    assert await api.send_to_s3(upload, images.png()) == 200
+    status, _, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert status == 200
+    # Well inside one visibility timeout: a job lost to an abandoned receive would wait all of it.
+    async with asyncio.timeout(api.settings.job_visibility_seconds / 4):
+        assert (await api.processed(upload["image_id"]))["status"] == "ready"
+    assert not [r.getMessage() for r in caplog.records if "receiving jobs failed" in r.getMessage()]

@@ -43,9 +43,7 @@ def _expected_keys(api: Api, owner: str, image_id: str) -> list[str]:
 def _sweeping(api: Api) -> dict[str, str]:
     """A worker that sweeps every second for images stuck a second, on moto itself (the
     proxy a test routed the API through is gone by then)."""
-    environment = api.child_environment(
-        QUEUE_WAIT_SECONDS="1", STUCK_AFTER_SECONDS="1", SWEEP_INTERVAL_SECONDS="1"
-    )
+    environment = api.child_environment(STUCK_AFTER_SECONDS="1", SWEEP_INTERVAL_SECONDS="1")
     for service in ("S3", "DYNAMODB", "SQS"):
         environment.pop(f"AWS_ENDPOINT_URL_{service}", None)
     return environment
@@ -65,7 +63,7 @@ async def test_a_worker_killed_mid_job_loses_nothing_and_duplicates_nothing(
 ) -> None:
     api = await make_api(embedded_worker=False, job_visibility_seconds=3)
     client = api.images("alice")
-    environment = api.child_environment(QUEUE_WAIT_SECONDS="1", JOB_VISIBILITY_SECONDS="3")
+    environment = api.child_environment(JOB_VISIBILITY_SECONDS="3")
     async with FaultProxy(moto_endpoint) as proxy:
         doomed, image_id = await worker_in_mid_job(
             client, proxy, environment, images.noisy("JPEG"), held_for=30.0

@@ -24,7 +24,6 @@ async def test_two_api_processes_and_two_workers_lose_nothing(
     api = await make_api(embedded_worker=False)  # provisions; its app is the auditor's view
     port = free_port()
     env = api.child_environment(
-        QUEUE_WAIT_SECONDS="1",
         PORT=str(port),
         UPLOAD_RATE_PER_MINUTE="100000",
         UPLOAD_BURST="100000",

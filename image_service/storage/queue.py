@@ -29,8 +29,10 @@ class JobQueue:
     """One SQS queue by name; its URL is looked up on first use, so the service starts (and
     reports the queue in /ready) even while SQS or the queue is missing."""
 
-    def __init__(self, client: SQSClient, name: str) -> None:
+    def __init__(self, client: SQSClient, name: str, *, long_poll_client: SQSClient) -> None:
         self._client = client
+        # Receives wait on SQS for up to their long poll: a client whose read timeout is longer.
+        self._long_poll_client = long_poll_client
         self.name = name
         self._url: str | None = None
 
@@ -52,7 +54,7 @@ class JobQueue:
     ) -> list[QueueMessage]:
         url = await self.url()
         with backend_errors(BACKEND):
-            response = await self._client.receive_message(
+            response = await self._long_poll_client.receive_message(
                 QueueUrl=url,
                 MaxNumberOfMessages=max_messages,
                 WaitTimeSeconds=wait_seconds,

@@ -82,7 +82,9 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                 yield
                 return
             worker = make_worker(settings, services)
-            async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
+            async with running(
+                worker, grace_seconds=settings.shutdown_grace_seconds, finish_receive=False
+            ):
                 yield
 
     return backends

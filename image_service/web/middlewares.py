@@ -10,6 +10,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, NoReturn
+from urllib.parse import unquote_to_bytes
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Middleware
@@ -26,7 +27,7 @@ from image_service.errors import (
 )
 from image_service.logs import log_request
 from image_service.storage.errors import stalled_backend
-from image_service.web.encoding import json_text
+from image_service.web.encoding import envelope_text
 from image_service.web.keys import METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def error_response(
     headers: dict[str, str] | None = None,
 ) -> web.Response:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return web.json_response(body, status=status, headers=headers, dumps=json_text)
+    return web.json_response(body, status=status, headers=headers, dumps=envelope_text)
 
 
 def _service_error_response(exc: ServiceError) -> web.Response:
@@ -250,6 +251,7 @@ class RequestParser(AIOHTTPParser):
             raise InvalidRequest("The body is not valid JSON.", code="invalid_json") from None
 
     def load_querystring(self, req: web.Request, schema: Schema) -> Any:
+        _refuse_undecodable_parameters(req.rel_url.raw_query_string)
         # `?limit=5&limit=500` is ambiguous, and layers that read the first or the last value
         # would disagree: a parameter that takes one value must appear once.
         repeated = sorted(
@@ -284,3 +286,25 @@ class RequestParser(AIOHTTPParser):
             location, fields = next(iter(error.messages.items()))
             details = {"location": location, "fields": fields}
         raise InvalidRequest("The request is invalid.", code="validation_error", details=details)
+
+
+def _refuse_undecodable_parameters(raw_query: str) -> None:
+    """A query parameter whose percent-encoded bytes are not UTF-8 (a lone surrogate's bytes
+    among them) is refused by name; the URL parser would otherwise hand it on with each bad byte
+    silently turned into U+FFFD."""
+    undecodable: dict[str, list[str]] = {}
+    for pair in raw_query.split("&"):
+        name, _, value = pair.partition("=")
+        for part in (name, value):
+            try:
+                unquote_to_bytes(part.replace("+", " ")).decode("utf-8")
+            except UnicodeDecodeError:
+                shown = unquote_to_bytes(name).decode("utf-8", "replace")
+                undecodable[shown] = ["Not UTF-8: send valid Unicode, percent-encoded."]
+                break
+    if undecodable:
+        raise InvalidRequest(
+            "The request is invalid.",
+            code="validation_error",
+            details={"location": "querystring", "fields": undecodable},
+        )

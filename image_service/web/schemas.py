@@ -16,9 +16,18 @@ from image_service.models import (
     format_timestamp,
 )
 
-# Printable text only: control characters corrupt logs and terminal output downstream.
-_NO_CONTROL = re.compile(r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$")
-_TAG = re.compile(r"^[^\x00-\x1f\x7f\s](?:[^\x00-\x1f\x7f]*[^\x00-\x1f\x7f\s])?$")
+# Control characters (C0, DEL, C1) corrupt logs and terminals downstream; a lone surrogate is not
+# a character at all and cannot be stored as UTF-8 (DynamoDB refuses the whole write). Free text
+# (a description) may keep its tabs and line breaks; every other string is one line.
+_CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
+_LINE_BREAKS = "\t\n\r"
+_SURROGATES = "\ud800-\udfff"
+_UNSAFE_IN_TEXT = re.compile(f"[{_CONTROL}{_SURROGATES}]")
+_UNSAFE_IN_LINE = re.compile(f"[{_CONTROL}{_LINE_BREAKS}{_SURROGATES}]")
+_SURROGATE = re.compile(f"[{_SURROGATES}]")
+_TAG_EDGES = re.compile(r"^\S(?:.*\S)?$", re.DOTALL)
+# The largest object S3 stores: a bound for declared sizes, far above any configured limit.
+MAX_DECLARED_SIZE = 5 * 1024**4
 _BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 
 MAX_FILENAME_LENGTH = 255
@@ -32,13 +41,33 @@ class StrictSchema(Schema):
         unknown = RAISE
 
 
+class Text(fields.String):
+    """A string that is safe to store, log and show: no lone surrogates, no control characters
+    (``multiline``: tabs and line breaks allowed). Every string the API takes is one."""
+
+    def __init__(self, *, multiline: bool = False, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._unsafe = _UNSAFE_IN_TEXT if multiline else _UNSAFE_IN_LINE
+
+    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
+        text: str = super()._deserialize(value, attr, data, **kwargs)
+        found = self._unsafe.search(text)
+        if found is not None:
+            if _SURROGATE.match(found.group()):
+                raise ValidationError("Lone surrogates are not text: send valid Unicode.")
+            raise ValidationError(
+                f"Control characters are not allowed (found U+{ord(found.group()):04X})."
+            )
+        return text
+
+
 def _tags_field(
     description: str = f"Up to {MAX_TAGS} tags; stored lowercase, deduplicated.", **kwargs: Any
 ) -> fields.List[str]:
-    tag = fields.String(
+    tag = Text(
         validate=[
             validate.Length(min=1, max=MAX_TAG_LENGTH),
-            validate.Regexp(_TAG, error="Tags are printable text without surrounding spaces."),
+            validate.Regexp(_TAG_EDGES, error="Tags have no surrounding spaces."),
         ]
     )
     return fields.List(
@@ -50,17 +79,16 @@ def _tags_field(
 
 
 def _description_field(**kwargs: Any) -> fields.String:
-    return fields.String(
-        validate=[
-            validate.Length(max=MAX_DESCRIPTION_LENGTH),
-            validate.Regexp(_NO_CONTROL, error="Control characters are not allowed."),
-        ],
+    return Text(
+        multiline=True,
+        validate=validate.Length(max=MAX_DESCRIPTION_LENGTH),
+        metadata={"description": "Free text; tabs and line breaks are kept."},
         **kwargs,
     )
 
 
 def _user_id_field(description: str) -> fields.String:
-    return fields.String(
+    return Text(
         validate=validate.Length(min=1, max=MAX_USER_ID_LENGTH),
         metadata={"description": description},
     )
@@ -92,7 +120,7 @@ class DateOrDateTime(fields.Field[date]):
 
 
 class UploadRequestSchema(StrictSchema):
-    content_type = fields.String(
+    content_type = Text(
         required=True,
         validate=validate.Length(max=100),
         metadata={
@@ -102,23 +130,20 @@ class UploadRequestSchema(StrictSchema):
     )
     size = fields.Integer(
         strict=True,
-        validate=validate.Range(min=1),
+        validate=validate.Range(min=1, max=MAX_DECLARED_SIZE),
         metadata={"description": "Exact size in bytes. When given it is signed into the URL."},
     )
     tags = _tags_field(load_default=list)
     description = _description_field(load_default="")
-    checksum_sha256 = fields.String(
+    checksum_sha256 = Text(
         validate=validate.Regexp(_BASE64_SHA256, error="Must be a base64 SHA-256 digest."),
         metadata={"description": "Base64 SHA-256 of the bytes; S3 verifies it when given."},
     )
-    filename = fields.String(
-        validate=[
-            validate.Length(min=1, max=MAX_FILENAME_LENGTH),
-            validate.Regexp(_NO_CONTROL, error="Control characters are not allowed."),
-        ],
+    filename = Text(
+        validate=validate.Length(min=1, max=MAX_FILENAME_LENGTH),
         metadata={"description": "Original file name, offered (sanitized) on download."},
     )
-    method = fields.String(
+    method = Text(
         load_default="PUT",
         validate=validate.OneOf(["PUT", "POST"]),
         metadata={"description": "PUT (default): a presigned PUT. POST: a browser form policy."},
@@ -139,11 +164,11 @@ class DownloadQuerySchema(OwnerQuerySchema):
     redirect = fields.Boolean(
         load_default=False, metadata={"description": "Answer 302 to the URL instead of JSON."}
     )
-    variant = fields.String(
+    variant = Text(
         validate=validate.Length(min=1, max=32),
         metadata={"description": "A variant's name (e.g. thumb); the original when absent."},
     )
-    format = fields.String(
+    format = Text(
         load_default="jpeg",
         validate=validate.OneOf(["jpeg", "webp"]),
         metadata={"description": "The variant's format."},
@@ -166,7 +191,7 @@ class ListQuerySchema(StrictSchema):
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
-    cursor = fields.String(
+    cursor = Text(
         validate=validate.Length(max=1024),
         metadata={"description": "next_cursor of the previous page."},
     )
