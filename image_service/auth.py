@@ -16,8 +16,10 @@ from image_service.models import Principal
 HS256 = "HS256"
 RS256 = "RS256"
 ADMIN_SCOPE = "admin"
-# Leaves room for IdP subjects such as "auth0|abc" or e-mail addresses, and no more.
-MAX_SUBJECT_LENGTH = 256
+# Leaves room for IdP subjects such as "auth0|abc" or e-mail addresses, and no more. Counted in
+# UTF-8 bytes: the subject, percent-encoded (up to 3x), is an S3 key prefix (keys hold 1,024
+# bytes) and part of DynamoDB index keys (2,048 bytes).
+MAX_SUBJECT_BYTES = 256
 # Verified tokens are remembered (a client sends the same one with every request) for at most
 # this long and never past their expiry; after that the signature is checked again, so a key the
 # IdP withdrew stops working within this time.
@@ -120,8 +122,8 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
     if (
         not isinstance(subject, str)
         or not subject
-        or len(subject) > MAX_SUBJECT_LENGTH
         or _UNSAFE_SUBJECT.search(subject)
+        or len(subject.encode()) > MAX_SUBJECT_BYTES
     ):
         raise Unauthenticated("The token's subject is invalid.", code="invalid_token")
     scope = claims.get("scope", "")

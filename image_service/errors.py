@@ -86,6 +86,18 @@ class UploadRejected(ServiceError):
     code = "upload_rejected"
 
 
+class Unstorable(InvalidRequest):
+    """A backend refused the request's own values (DynamoDB's ValidationException): retrying
+    cannot help, and nobody else's request is to blame or to suffer for it."""
+
+    code = "unstorable_request"
+
+    def __init__(self, backend: str, reason: str) -> None:
+        super().__init__("The request's values cannot be stored.", details={"backend": backend})
+        self.backend = backend
+        self.reason = reason
+
+
 class BackendUnavailable(ServiceError):
     """S3 or DynamoDB could not be reached or failed on its side."""
 

@@ -154,3 +154,19 @@ async def test_hostile_requests_in_flight_fail_nobody_else(api: Api) -> None:
     answers = await asyncio.gather(*hostile, *bystanders)
     assert [status for status, _, _ in answers[:12]] == [422] * 12
     assert [status for status, _, _ in answers[12:]] == [201] * 120
+
+
+async def test_a_subject_of_more_than_256_utf8_bytes_is_refused(api: Api) -> None:
+    """64 emoji are 64 characters but 256 bytes, and 768 percent-encoded, in an S3 key of at
+    most 1,024 bytes: the limit is on bytes."""
+    import jwt
+
+    fits, too_long = "\U0001f600" * 64, "\U0001f600" * 65
+    answers = []
+    for subject in (fits, too_long):
+        token = jwt.encode({"sub": subject, "exp": 2**31 - 1}, JWT_SECRET, algorithm="HS256")
+        headers = {"Authorization": f"Bearer {token}"}
+        answers.append((await api.call("GET", "/images", user=None, headers=headers))[0])
+    assert answers == [200, 401]
+    status, payload, _ = await api.call("GET", f"/images?user_id={too_long}", admin=True)
+    assert status == 422 and "user_id" in payload["error"]["details"]["fields"]

@@ -33,7 +33,7 @@ from urllib.parse import quote
 from botocore.exceptions import ClientError
 
 from image_service.cursor import CursorPosition
-from image_service.errors import BackendUnavailable, Conflict, QuotaExceeded
+from image_service.errors import BackendUnavailable, Conflict, QuotaExceeded, Unstorable
 from image_service.models import (
     ImageRecord,
     ImageStatus,
@@ -326,6 +326,20 @@ class _Delete(Enum):
 Change = Callable[[ImageRecord], "ImageRecord | _Delete | None"]
 
 
+# A creation's put requests, and the future its caller awaits.
+_Creation = tuple[list[dict[str, Any]], "asyncio.Future[None]"]
+
+
+def _tell(creations: list[_Creation], failure: BaseException | None) -> None:
+    for _, waiter in creations:
+        if waiter.done():  # a caller that gave up (its client went away)
+            continue
+        if failure is None:
+            waiter.set_result(None)
+        else:
+            waiter.set_exception(failure)
+
+
 class ImageRepository:
     def __init__(
         self, client: DynamoDBClient, table: str, *, dead_record_ttl: int | None = None
@@ -336,7 +350,7 @@ class ImageRepository:
         self._dead_record_ttl = dead_record_ttl
         # Creations waiting for a batch (their put requests, and who to tell), and batches
         # being written.
-        self._waiting: deque[tuple[list[dict[str, Any]], asyncio.Future[None]]] = deque()
+        self._waiting: deque[_Creation] = deque()
         self._batches: set[asyncio.Task[None]] = set()
 
     async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
@@ -394,16 +408,16 @@ class ImageRepository:
 
     def _start_batches(self) -> None:
         while self._waiting and len(self._batches) < _CREATE_BATCHES_IN_FLIGHT:
-            requests: list[dict[str, Any]] = []
-            waiters: list[asyncio.Future[None]] = []
+            creations: list[_Creation] = []
+            size = 0
             # Whole creations only (at most 21 items each: the image and 20 tag copies).
             while self._waiting and (
-                not requests or len(requests) + len(self._waiting[0][0]) <= _BATCH_WRITE_SIZE
+                not creations or size + len(self._waiting[0][0]) <= _BATCH_WRITE_SIZE
             ):
-                more, waiter = self._waiting.popleft()
-                requests += more
-                waiters.append(waiter)
-            batch = asyncio.create_task(self._write_for(requests, waiters))
+                creation = self._waiting.popleft()
+                creations.append(creation)
+                size += len(creation[0])
+            batch = asyncio.create_task(self._write_for(creations))
             self._batches.add(batch)
             batch.add_done_callback(self._batch_done)
 
@@ -411,19 +425,24 @@ class ImageRepository:
         self._batches.discard(batch)
         self._start_batches()
 
-    async def _write_for(
-        self, requests: list[dict[str, Any]], waiters: list[asyncio.Future[None]]
-    ) -> None:
+    async def _write_for(self, creations: list[_Creation]) -> None:
+        """Writes the creations in one call and tells each how it went. DynamoDB refuses a
+        batch as a whole for one item's values (too large, a key too long): then the halves
+        are written apart, down to the one creation to blame, so only its request fails."""
         try:
-            await self._batch_write(requests)
+            await self._batch_write([request for requests, _ in creations for request in requests])
+        except Unstorable as exc:
+            if len(creations) > 1:
+                middle = len(creations) // 2
+                await asyncio.gather(
+                    self._write_for(creations[:middle]), self._write_for(creations[middle:])
+                )
+                return
+            _tell(creations, exc)
         except Exception as exc:  # every waiter hears how its write ended, whatever it was
-            for waiter in waiters:
-                if not waiter.done():
-                    waiter.set_exception(exc)
+            _tell(creations, exc)
         else:
-            for waiter in waiters:
-                if not waiter.done():  # a caller that gave up (its client went away)
-                    waiter.set_result(None)
+            _tell(creations, None)
 
     async def _batch_write(self, requests: list[dict[str, Any]]) -> None:
         """One BatchWriteItem of up to 25 puts, retrying what DynamoDB leaves unprocessed."""

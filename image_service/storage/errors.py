@@ -11,7 +11,7 @@ from contextvars import ContextVar
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
-from image_service.errors import BackendUnavailable
+from image_service.errors import BackendUnavailable, Unstorable
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,10 @@ _stalled_on: ContextVar[str | None] = ContextVar("stalled_on", default=None)
 def stalled_backend() -> str | None:
     """The backend this task was waiting on when it was last cancelled, if any."""
     return _stalled_on.get()
+
+
+# Refusals of the values in a request, not of the request's timing: a retry gets the same answer.
+VALUE_REFUSALS = frozenset({"ValidationException", "SerializationException"})
 
 
 def error_code(exc: ClientError) -> str:
@@ -47,8 +51,13 @@ def backend_errors(backend: str) -> Iterator[None]:
         _stalled_on.set(backend)
         raise
     except ClientError as exc:
-        log.warning("%s request failed: %s (HTTP %s)", backend, error_code(exc), http_status(exc))
-        raise BackendUnavailable(backend, error_code(exc)) from exc
+        code = error_code(exc)
+        message = exc.response.get("Error", {}).get("Message", "")
+        if code in VALUE_REFUSALS:
+            log.warning("%s refused a request's values: %s: %s", backend, code, message)
+            raise Unstorable(backend, code) from exc
+        log.warning("%s request failed: %s (HTTP %s)", backend, code, http_status(exc))
+        raise BackendUnavailable(backend, code) from exc
     except (TimeoutError, BotoCoreError, aiohttp.ClientError) as exc:
         log.warning("%s unreachable: %s", backend, type(exc).__name__)
         raise BackendUnavailable(backend, type(exc).__name__) from exc

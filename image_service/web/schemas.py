@@ -8,6 +8,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
+from image_service.auth import MAX_SUBJECT_BYTES
 from image_service.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,
@@ -31,7 +32,6 @@ MAX_DECLARED_SIZE = 5 * 1024**4
 _BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 
 MAX_FILENAME_LENGTH = 255
-MAX_USER_ID_LENGTH = 256
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
@@ -87,9 +87,14 @@ def _description_field(**kwargs: Any) -> fields.String:
     )
 
 
+def _within_subject_bytes(value: str) -> None:
+    if not value or len(value.encode()) > MAX_SUBJECT_BYTES:
+        raise ValidationError(f"Must be 1-{MAX_SUBJECT_BYTES} bytes of UTF-8, as a token subject.")
+
+
 def _user_id_field(description: str) -> fields.String:
     return Text(
-        validate=validate.Length(min=1, max=MAX_USER_ID_LENGTH),
+        validate=_within_subject_bytes,
         metadata={"description": description},
     )
 
