@@ -3,6 +3,8 @@ upload-URL time against a briefly cached usage figure."""
 
 from __future__ import annotations
 
+import asyncio
+
 from tests import images
 from tests.conftest import MakeApi
 
@@ -60,3 +62,57 @@ async def test_the_byte_quota(make_api: MakeApi) -> None:
     assert await api.send_to_s3(upload, images.png(40, 40)) == 200
     status, body, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
     assert (status, body["error"]["code"]) == (403, "quota_exceeded")
+
+
+async def test_completions_racing_s3_events_answer_each_outcome_with_its_own_status(
+    make_api: MakeApi,
+) -> None:
+    """Five uploads of one user with room for three, each completed by the client while S3's
+    event completes it too (through the worker): whichever completion decides, the client hears
+    the outcome itself, 200 with the image or 403 quota_exceeded; never a 200 carrying a
+    rejected image, nor another code for the same cause."""
+    api = await make_api(max_images_per_user=3, usage_cache_seconds=0, s3_event_notifications=True)
+    for round_number in range(5):
+        user = f"racer-{round_number}"
+        uploads = [await api.upload_url(user, content_type="image/png") for _ in range(5)]
+
+        async def send_and_complete(
+            upload: dict[str, object], user: str = user
+        ) -> tuple[int, object]:
+            assert await api.send_to_s3(upload, images.png()) == 200
+            status, body, _ = await api.call(
+                "POST", f"/images/{upload['image_id']}/complete", user=user
+            )
+            return status, body
+
+        answers = await asyncio.gather(*(send_and_complete(upload) for upload in uploads))
+        outcomes = sorted(
+            (status, body["status"] if status == 200 else body["error"]["code"])  # type: ignore[index]
+            for status, body in answers
+        )
+        assert [status for status, _ in outcomes] == [200, 200, 200, 403, 403], outcomes
+        assert {outcome for status, outcome in outcomes if status == 403} == {"quota_exceeded"}
+        assert {outcome for status, outcome in outcomes if status == 200} <= {
+            "processing",
+            "ready",
+        }
+
+
+async def test_completing_after_s3_events_decided_answers_the_same_refusal(
+    make_api: MakeApi,
+) -> None:
+    """S3's events complete all five uploads first (three fit, two are refused for the quota);
+    the client's completions then answer exactly what completing first would have."""
+    api = await make_api(max_images_per_user=3, usage_cache_seconds=0, s3_event_notifications=True)
+    uploads = [await api.upload_url(content_type="image/png") for _ in range(5)]
+    for upload in uploads:
+        assert await api.send_to_s3(upload, images.png()) == 200
+    decided = [await api.processed(upload["image_id"]) for upload in uploads]
+    assert sorted(image["status"] for image in decided) == ["ready"] * 3 + ["rejected"] * 2
+
+    for upload, image in zip(uploads, decided, strict=True):
+        status, body, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+        if image["status"] == "ready":
+            assert (status, body["status"]) == (200, "ready")
+        else:
+            assert (status, body["error"]["code"]) == (403, "quota_exceeded")

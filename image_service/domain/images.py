@@ -127,6 +127,18 @@ def _fingerprint(request: UploadRequest) -> str:
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
+def refusal(record: ImageRecord) -> UploadRejected | QuotaExceeded:
+    """What completing a rejected upload answers, whichever completion decided it (the
+    client's, or S3's event through the worker): the same status and code as the decision."""
+    reason = record.rejection_reason or UploadRejected.code
+    details = {"image_id": record.image_id, "reason": reason}
+    if reason == QuotaExceeded.code:
+        return QuotaExceeded("This upload would exceed the owner's quota.", details=details)
+    return UploadRejected(
+        "What was uploaded was refused; request a new upload URL.", code=reason, details=details
+    )
+
+
 def normalize_tags(tags: Sequence[str]) -> list[str]:
     """Lowercase, first occurrence kept: ``["Cat", "cat", "Dog"]`` is ``["cat", "dog"]``."""
     return list(dict.fromkeys(tag.lower() for tag in tags))
@@ -350,11 +362,7 @@ class ImageService:
         if record.status in {ImageStatus.READY, ImageStatus.QUARANTINED}:
             return record
         if record.status is ImageStatus.REJECTED:
-            raise Conflict(
-                "This upload was rejected; request a new upload URL.",
-                code="image_rejected",
-                details={"reason": record.rejection_reason},
-            )
+            raise refusal(record)
         try:
             verified, published = await self._complete_pending(owner, record)
         except (Conflict, UploadRejected, BackendUnavailable) as exc:
@@ -369,12 +377,10 @@ class ImageService:
                 and current is not None
                 and current.status is ImageStatus.REJECTED
             ):
-                raise UploadRejected(
-                    "What was uploaded was refused; request a new upload URL.",
-                    code=current.rejection_reason or UploadRejected.code,
-                    details={"image_id": image_id},
-                ) from exc
+                raise refusal(current) from exc
             raise
+        if verified.status is ImageStatus.REJECTED:  # a concurrent completion refused it
+            raise refusal(verified)
         if published:
             # Outside the race handling above: a queue that refuses the job must reach the
             # client as a 503 (completing again re-sends it; the sweeper finds the image if
