@@ -18,6 +18,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Sequence
+from datetime import timedelta
 
 from aiohttp import web
 from dotenv import load_dotenv
@@ -28,7 +29,7 @@ from image_service.backends import provision
 from image_service.client_cli import TOKEN_VARIABLE, URL_VARIABLE, add_client_commands
 from image_service.errors import BackendUnavailable
 from image_service.logs import configure_logging
-from image_service.settings import PREFIX, Settings, SettingsError
+from image_service.settings import MAX_URL_EXPIRY_SECONDS, PREFIX, Settings, SettingsError
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -201,25 +202,32 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_reconcile(args: argparse.Namespace) -> None:
-    from image_service.domain.reconcile import reconcile
+    from image_service.domain.reconcile import RecordWithoutObject, reconcile
     from image_service.services import open_services
 
     settings = Settings.from_env()
     _configure_logging(settings)
 
     async def run() -> int:
+        records = objects = 0
         async with open_services(settings) as services:
-            report = await reconcile(services.store, services.repository, fix=args.fix)
-        for user_id, image_id in report.records_without_objects:
-            print(f"record without object: {user_id}/{image_id}")
-        for key in report.objects_without_records:
-            print(f"object without record: {key}")
-        verdict = "consistent" if report.clean else ("repaired" if args.fix else "inconsistent")
-        print(
-            f"{verdict}: {len(report.records_without_objects)} records without objects, "
-            f"{len(report.objects_without_records)} objects without records"
-        )
-        return 0 if report.clean or args.fix else 1
+            findings = reconcile(
+                services.store,
+                services.repository,
+                fix=args.fix,
+                grace=timedelta(seconds=args.grace_seconds),
+            )
+            async for finding in findings:  # printed as found: the bucket may be huge
+                if isinstance(finding, RecordWithoutObject):
+                    records += 1
+                    print(f"record without object: {finding.user_id}/{finding.image_id}")
+                else:
+                    objects += 1
+                    print(f"object without record: {finding.key}")
+        clean = not records and not objects
+        verdict = "consistent" if clean else ("repaired" if args.fix else "inconsistent")
+        print(f"{verdict}: {records} records without objects, {objects} objects without records")
+        return 0 if clean or args.fix else 1
 
     raise SystemExit(asyncio.run(run()))
 
@@ -360,6 +368,17 @@ def _start_dev(secret: str) -> tuple[subprocess.Popen[bytes], str]:
     raise SystemExit("loadtest: image-service dev did not start within 60 s")
 
 
+# What may still be under way is not judged by reconcile: an upload URL's longest life.
+RECONCILE_GRACE_SECONDS = MAX_URL_EXPIRY_SECONDS
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be zero or more")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if not 1 <= value <= 256:
@@ -422,6 +441,13 @@ def build_parser() -> argparse.ArgumentParser:
         "reconcile", help="report records without objects and objects without records"
     )
     reconcile.add_argument("--fix", action="store_true", help="repair what is found")
+    reconcile.add_argument(
+        "--grace-seconds",
+        type=_non_negative_int,
+        default=RECONCILE_GRACE_SECONDS,
+        help="judge nothing changed more recently than this (default 3600: an upload URL's "
+        "longest life; 0 only while nothing writes)",
+    )
     reconcile.set_defaults(func=cmd_reconcile)
 
     migrate = commands.add_parser(

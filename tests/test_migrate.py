@@ -72,7 +72,7 @@ async def test_the_original_services_images_are_taken_in_and_served(
 
     # Before: not an image of this service yet, and not an orphan either.
     assert (await api.call("GET", f"/images/{ours}"))[0] == 404
-    _, out, _ = await run_command("reconcile", env=api.child_environment())
+    _, out, _ = await run_command("reconcile", "--grace-seconds", "0", env=api.child_environment())
     assert f"images/{ours}" not in out, "reconcile --fix would have deleted it"
 
     code, lines = await _migrate(api)
@@ -135,6 +135,9 @@ async def test_a_migration_cut_short_is_finished_by_the_next_run(
     assert code == 0, lines
     assert f"completed a left upload: alice/{image_id}" in lines
     assert (await api.processed(image_id))["status"] == "ready"
-    # The old object the cut-short run could not delete is now an orphan, and said to be one.
-    code, out, _ = await run_command("reconcile", env=api.child_environment())
+    # The old object the cut-short run could not delete is now an orphan, and said to be one
+    # (judged at once: nothing else writes here).
+    code, out, _ = await run_command(
+        "reconcile", "--grace-seconds", "0", env=api.child_environment()
+    )
     assert f"object without record: images/{image_id}" in out

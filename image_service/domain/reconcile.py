@@ -1,35 +1,52 @@
 """Finding (and, when asked, repairing) what a crash or an outage can leave behind: records
-whose objects are gone, and objects that no record accounts for."""
+whose originals are gone, and objects that no record accounts for.
+
+It runs beside live traffic, so it never trusts a view older than the moment it acts on:
+
+- Nothing younger than the grace period is judged: an object by its ``LastModified``, a record
+  by its last change. Uploads, completions, copies and deletes in flight all finish well within
+  it (an upload URL lives an hour at most), so what is young may simply be under way.
+- Every verdict is taken on a fresh look: an object is an orphan only if a consistent read of
+  its image's record, made after the object was listed, finds none; a record misses its
+  original only if a consistent re-read finds it unchanged and the original still absent.
+- A repair is conditional: a record is dropped only at the revision that was judged.
+- It streams: one page of the listing (at most 1,000 keys) and one page of the table scan are
+  held at a time, and findings are handed out as they are made, so memory stays bounded
+  however many objects and records there are.
+"""
 
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import unquote
 
-from image_service.domain.images import image_prefix, incoming_key, utc_now
-from image_service.models import ImageStatus
+from image_service.domain.images import image_prefix, incoming_key, quarantine_key, utc_now
+from image_service.models import ImageRecord, ImageStatus
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
 
 log = logging.getLogger(__name__)
 
-# Uploads younger than this may still be completed: they are nobody's orphans yet.
-UPLOAD_GRACE = timedelta(hours=1)
 # Statuses whose original must exist under images/.
-_HAS_ORIGINAL = {ImageStatus.PROCESSING, ImageStatus.READY}
+_HAS_ORIGINAL = frozenset({ImageStatus.PROCESSING, ImageStatus.READY})
+_PREFIXES = ("images/", "incoming/", "quarantine/")
 
 
-@dataclass
-class ReconcileReport:
-    records_without_objects: list[tuple[str, str]] = field(default_factory=list)
-    objects_without_records: list[str] = field(default_factory=list)
-    fixed: bool = False
+@dataclass(frozen=True, slots=True)
+class RecordWithoutObject:
+    user_id: str
+    image_id: str
 
-    @property
-    def clean(self) -> bool:
-        return not self.records_without_objects and not self.objects_without_records
+
+@dataclass(frozen=True, slots=True)
+class ObjectWithoutRecord:
+    key: str
+
+
+Finding = RecordWithoutObject | ObjectWithoutRecord
 
 
 def _image_of(key: str) -> tuple[str, str] | None:
@@ -45,48 +62,63 @@ async def reconcile(
     repository: ImageRepository,
     *,
     fix: bool,
+    grace: timedelta,
     now: datetime | None = None,
-) -> ReconcileReport:
-    now = now or utc_now()
-    report = ReconcileReport(fixed=fix)
-    known: dict[tuple[str, str], ImageStatus] = {}
-    missing_originals = []
+) -> AsyncIterator[Finding]:
+    """Yields each inconsistency as it is confirmed; with ``fix``, repairs it first. ``grace``:
+    what changed more recently may be under way (`image-service reconcile` defaults to an hour,
+    the longest an upload URL lives)."""
+    cutoff = (now or utc_now()) - grace
     async for record in repository.all_images():
-        known[(record.user_id, record.image_id)] = record.status
-        if record.status in _HAS_ORIGINAL and await store.head(record.s3_key) is None:
-            report.records_without_objects.append((record.user_id, record.image_id))
-            missing_originals.append(record)
+        if record.status in _HAS_ORIGINAL and record.updated_at < cutoff:
+            confirmed = await _missing_original(store, repository, record)
+            if confirmed is not None:
+                if fix:
+                    await _drop(store, repository, confirmed)
+                yield RecordWithoutObject(record.user_id, record.image_id)
 
     # The original service's images keep their objects at its keys until `image-service
-    # migrate` takes them in: theirs, not orphans, whatever the layout.
+    # migrate` takes them in: theirs, not orphans. (Their number only shrinks, to none.)
     legacy_keys = {legacy.s3_key async for legacy in repository.legacy_images()}
-
-    for prefix in ("images/", "incoming/", "quarantine/"):
-        for key in await store.keys_under(prefix):
-            owner = _image_of(key)
-            if (owner is not None and owner in known) or key in legacy_keys:
-                continue
-            if prefix == "incoming/" and await _recent(store, key, now):
-                continue
-            report.objects_without_records.append(key)
-
-    if fix:
-        await store.delete(report.objects_without_records)
-        for record in missing_originals:
-            # Nothing can be served: drop what is left under its prefix, then the record.
-            await store.delete(
-                await store.keys_under(image_prefix(record.user_id, record.image_id))
-            )
-            await store.delete([incoming_key(record)])
-            await repository.delete(record)
-        log.info(
-            "reconcile fixed %d records and %d objects",
-            len(missing_originals),
-            len(report.objects_without_records),
-        )
-    return report
+    for prefix in _PREFIXES:
+        async for page in store.listing(prefix):
+            orphans = []
+            owners: dict[tuple[str, str], bool] = {}  # image -> has a record, per page
+            for key, last_modified in page:
+                if last_modified >= cutoff or key in legacy_keys:
+                    continue
+                image = _image_of(key)
+                if image is not None and image not in owners:
+                    # Read after the listing, consistently: a record written before the object
+                    # (as every record is) is seen.
+                    owners[image] = await repository.exists(*image)
+                if image is None or not owners[image]:
+                    orphans.append(key)
+            if fix:
+                await store.delete(orphans)
+            for key in orphans:
+                yield ObjectWithoutRecord(key)
 
 
-async def _recent(store: ObjectStore, key: str, now: datetime) -> bool:
-    stored = await store.head(key)
-    return stored is not None and now - stored.last_modified < UPLOAD_GRACE
+async def _missing_original(
+    store: ObjectStore, repository: ImageRepository, record: ImageRecord
+) -> ImageRecord | None:
+    """The record, re-read, if it still names an original that is not there."""
+    if await store.head(record.s3_key) is not None:
+        return None
+    current = await repository.get(record.user_id, record.image_id)
+    if current is None or current.revision != record.revision:
+        return None  # deleted or changed since the scan read it: not judged on a stale view
+    if await store.head(current.s3_key) is not None:
+        return None
+    return current
+
+
+async def _drop(store: ObjectStore, repository: ImageRepository, record: ImageRecord) -> None:
+    """Nothing of the image can be served: its record goes (only at the revision judged),
+    then whatever is left of its objects."""
+    if not await repository.delete(record, unchanged_only=True):
+        return
+    log.warning("reconcile dropped %s/%s: its original is gone", record.user_id, record.image_id)
+    leftovers = await store.keys_under(image_prefix(record.user_id, record.image_id))
+    await store.delete([*leftovers, incoming_key(record), quarantine_key(record)])

@@ -364,6 +364,17 @@ class ImageRepository:
             return None
         return from_item(item)
 
+    async def exists(self, user_id: str, image_id: str) -> bool:
+        """Whether any item (an image of any status, or the original service's) has this key."""
+        with backend_errors(BACKEND):
+            response = await self._client.get_item(
+                TableName=self.table,
+                Key=_key(user_id, image_id),
+                ConsistentRead=True,
+                ProjectionExpression="image_id",
+            )
+        return "Item" in response
+
     # -- usage: one item per user, changed in the same transaction as the image it counts ------
 
     async def usage(self, user_id: str) -> Usage:
@@ -533,9 +544,11 @@ class ImageRepository:
 
         return await self._rewrite(record, mark)
 
-    async def delete(self, record: ImageRecord) -> None:
+    async def delete(self, record: ImageRecord, *, unchanged_only: bool = False) -> bool:
         """Deletes the image with its tag copies and, if it was counted, takes it off its
-        owner's usage, in one transaction. Already gone is done."""
+        owner's usage, in one transaction; already gone is done. ``unchanged_only``: only
+        while the image is still at ``record``'s revision (maintenance, which must never act
+        on a stale view). False when nothing was deleted."""
 
         def usage_back(current: ImageRecord) -> list[dict[str, Any]]:
             if current.counted_bytes is None:
@@ -555,7 +568,12 @@ class ImageRepository:
                 }
             ]
 
-        await self._rewrite(record, lambda _: _Delete.DELETE, extra=usage_back)
+        def delete(current: ImageRecord) -> _Delete | None:
+            if unchanged_only and current.revision != record.revision:
+                return None
+            return _Delete.DELETE
+
+        return await self._rewrite(record, delete, extra=usage_back) is not None
 
     async def waiting_since(
         self, status: ImageStatus, before: datetime

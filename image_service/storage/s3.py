@@ -168,12 +168,15 @@ class ObjectStore:
             )
 
     async def keys_under(self, prefix: str) -> list[str]:
-        keys: list[str] = []
+        """Every key under ``prefix``: for one image's few objects (see :meth:`listing`)."""
+        return [key async for page in self.listing(prefix) for key, _ in page]
+
+    async def listing(self, prefix: str) -> AsyncGenerator[list[tuple[str, datetime]]]:
+        """The keys under ``prefix`` with their last change, a page (at most 1,000) at a time."""
         with backend_errors(BACKEND):
             paginator = self._client.get_paginator("list_objects_v2")
             async for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(entry["Key"] for entry in page.get("Contents", []))
-        return keys
+                yield [(entry["Key"], entry["LastModified"]) for entry in page.get("Contents", [])]
 
     async def delete(self, keys: Sequence[str]) -> None:
         """Deletes the keys; absent keys are not an error, so a retried delete finishes."""
