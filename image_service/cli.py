@@ -12,13 +12,17 @@ import logging
 import multiprocessing
 import os
 import secrets
+import shlex
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Sequence
 from datetime import timedelta
+from pathlib import Path
 
 from aiohttp import web
 from dotenv import load_dotenv
@@ -267,19 +271,26 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from image_service.embedded import moto_server
+    from image_service.embedded import moto_server, sample_photo
 
     if not os.environ.get(PREFIX + "JWT_SECRET"):
         # A fresh key per run: dev tokens are printed below and die with the process.
         os.environ[PREFIX + "JWT_SECRET"] = secrets.token_urlsafe(32)
+    settings = Settings.from_env()
+    # IMAGE_SERVICE_HOST and _PORT as everywhere; a flag on the command line wins over them.
     settings = dataclasses.replace(
-        Settings.from_env(), host=args.host, port=args.port, embedded_worker=True
+        settings,
+        host=args.host or settings.host,
+        port=settings.port if args.port is None else args.port,
+        embedded_worker=True,
     )
     _configure_logging(settings)
-    with moto_server() as endpoint:
+    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="image-service-") as tmp:
         asyncio.run(provision(settings))
         token = issue_token(settings.jwt_secret, DEV_USER, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
         base = f"http://{settings.host}:{settings.port}"
+        photo = sample_photo(Path(tmp))
+        command = _this_command()
         print(
             f"""
 image_service {__version__} (dev): moto S3 + DynamoDB + SQS at {endpoint}; worker in-process
@@ -288,17 +299,29 @@ image_service {__version__} (dev): moto S3 + DynamoDB + SQS at {endpoint}; worke
   API      {base}
   Docs     {base}/docs
   Token    (user "{DEV_USER}", valid 24 h)
-           export TOKEN={token}
 
-  Try it:
+  Try it in another shell (every line as it is):
+    export TOKEN={token}
     curl -s -X POST {base}/images/upload -H "Authorization: Bearer $TOKEN" \\
          -H "Content-Type: application/json" -d '{{"content_type": "image/jpeg", "tags": ["demo"]}}'
     export {TOKEN_VARIABLE}=$TOKEN {URL_VARIABLE}={base}
-    image-service upload photo.jpg --tag demo --wait && image-service list
+    {command} upload {shlex.quote(str(photo))} --tag demo --wait && {command} list
 """,
             flush=True,
         )
         _serve(settings, dev_tokens=True)
+
+
+def _this_command() -> str:
+    """How a shell reaches this program: its name when PATH finds this very one (an activated
+    virtualenv, an install), else its full path (`make run` calls .venv/bin/image-service)."""
+    installed = Path(sys.executable).parent / "image-service"
+    if not installed.exists():
+        return f"{shlex.quote(sys.executable)} -m image_service"
+    found = shutil.which("image-service")
+    if found is not None and Path(found).resolve() == installed.resolve():
+        return "image-service"
+    return shlex.quote(str(installed.absolute()))
 
 
 def cmd_loadtest(args: argparse.Namespace) -> None:
@@ -392,8 +415,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     dev = commands.add_parser("dev", help="API on embedded moto S3 + DynamoDB (no Docker, no AWS)")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8080)
+    dev.add_argument("--host", help="listen address (default: IMAGE_SERVICE_HOST, 127.0.0.1)")
+    dev.add_argument("--port", type=int, help="port (default: IMAGE_SERVICE_PORT, 8080)")
     dev.set_defaults(func=cmd_dev)
 
     serve = commands.add_parser("serve", help="API only, on the configured AWS backends")

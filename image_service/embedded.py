@@ -6,6 +6,7 @@ import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 # Fake credentials for the emulator. Set unconditionally so that dev can never reach real AWS.
@@ -106,6 +107,20 @@ def _put_back(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
         table.items[hash_key] = item
     else:
         table.items[hash_key][range_key] = item
+
+
+def sample_photo(folder: Path) -> Path:
+    """A 1 MP JPEG for dev's printed example to upload: a smooth gradient with a circle, so
+    that its variants show something."""
+    from PIL import Image, ImageDraw
+
+    width, height = 1200, 800
+    gradient = Image.linear_gradient("L").resize((width, height))
+    photo = Image.merge("RGB", (gradient, gradient.rotate(90).resize((width, height)), gradient))
+    ImageDraw.Draw(photo).ellipse((400, 200, 800, 600), fill=(230, 120, 40))
+    path = folder / "sample.jpg"
+    photo.save(path, "JPEG", quality=85)
+    return path
 
 
 @contextmanager

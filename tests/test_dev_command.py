@@ -6,14 +6,17 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import shutil
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
 
 from image_service.embedded import free_port
 from tests import images
+from tests.processes import wait_for_port
 
 STARTUP_SECONDS = 60
 
@@ -23,17 +26,20 @@ async def _drain(stream: asyncio.StreamReader, output: list[str]) -> None:
         output.append(line.decode())
 
 
+def _clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGE_SERVICE_"))}
+
+
 @pytest.fixture
 async def dev_server() -> AsyncIterator[tuple[str, str, list[str]]]:
+    """`image-service dev` on the port IMAGE_SERVICE_PORT names, as the settings table says."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGE_SERVICE_"))}
+    env = {**_clean_environment(), "IMAGE_SERVICE_PORT": str(port)}
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "image_service.cli",
         "dev",
-        "--port",
-        str(port),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
         env=env,
@@ -109,3 +115,54 @@ async def _whole_flow(base: str, token: str) -> None:
         assert {v["name"] for v in image["variants"]} == {"thumb", "medium"}
         async with http.get(f"{base}/docs") as response:
             assert response.status == 200
+
+
+def _printed_commands(output: list[str]) -> str:
+    """The lines dev prints under "Try it", as a user would paste them."""
+    text = "".join(output)
+    block = text.split("Try it in another shell (every line as it is):\n", 1)[1]
+    return block.split("\n\n", 1)[0]
+
+
+async def test_every_printed_command_works_pasted_into_a_shell(
+    dev_server: tuple[str, str, list[str]], tmp_path: Path
+) -> None:
+    """Pasted into a fresh shell elsewhere, without the virtualenv on PATH (as right after
+    `make run`): the token, the curl example, and the CLI's upload and list."""
+    assert shutil.which("curl"), "the example uses curl"
+    script = _printed_commands(dev_server[2])
+    venv_bin = str(Path(sys.executable).parent)
+    path = os.pathsep.join(p for p in os.environ["PATH"].split(os.pathsep) if p != venv_bin)
+    shell = await asyncio.create_subprocess_exec(
+        "bash",
+        "-e",
+        "-c",
+        script,
+        cwd=tmp_path,
+        env={**_clean_environment(), "PATH": path},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    output, _ = await asyncio.wait_for(shell.communicate(), timeout=60)
+    printed = output.decode()
+    assert shell.returncode == 0, f"{script}\n---\n{printed}"
+    assert '"upload_url"' in printed, "the curl example got its upload URL"
+    assert "ready" in printed, printed
+    assert "demo" in printed, "list shows the uploaded photo with its tag"
+
+
+async def test_a_port_on_the_command_line_wins_over_the_environment() -> None:
+    from_env, from_flag = free_port(), free_port()
+    process = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "image_service.cli", "dev", "--port", str(from_flag)),
+        env={**_clean_environment(), "IMAGE_SERVICE_PORT": str(from_env)},
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        await wait_for_port(from_flag, within=STARTUP_SECONDS)
+        with pytest.raises(ConnectionRefusedError):
+            await asyncio.open_connection("127.0.0.1", from_env)
+    finally:
+        process.terminate()
+        await process.wait()
