@@ -10,12 +10,14 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test lint fmt clean loadtest bench soak
+.PHONY: run test lint fmt clean loadtest bench soak chaos latency
 
 USERS    ?= 16
 DURATION ?= 30
 SOAK_USERS    ?= 64
 SOAK_DURATION ?= 300
+CHAOS_USERS    ?= 12
+CHAOS_DURATION ?= 120
 
 $(BIN)/python:
 	$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is required"'
@@ -60,6 +62,14 @@ loadtest: $(STAMP)
 ## soak: moto + serve --workers 2 + 2 workers under loadtest (SOAK_USERS=64 SOAK_DURATION=300), then audit
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak --users $(SOAK_USERS) --duration $(SOAK_DURATION)
+
+## chaos: the soak under SIGKILLed API processes and workers and frozen backends, then the audit
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos --users $(CHAOS_USERS) --duration $(CHAOS_DURATION)
+
+## latency: complete -> ready for dev and serve + worker, after a quiet minute and under load
+latency: $(STAMP)
+	$(BIN)/python -m bench.latency
 
 ## bench: the benchmarks that print numbers (API CPU per request, listing cost, rendering)
 bench: $(STAMP)

@@ -23,6 +23,10 @@ _MAX_BATCH = 10  # SQS's limit per receive
 _BACKOFF_BASE_SECONDS = 2
 _BACKOFF_MAX_SECONDS = 300
 _IDLE_AFTER_ERROR_SECONDS = 1.0
+# How long a message stays hidden once received, until its job starts and takes the full
+# visibility timeout. A receive can be abandoned while it waits (its worker was killed), and SQS
+# may still hand it a message: that message is then lost for this long, not a whole visibility.
+RECEIVE_LEASE_SECONDS = 10
 
 
 class Worker:
@@ -60,7 +64,7 @@ class Worker:
                 messages = await self._queue.receive(
                     max_messages=max(1, min(_MAX_BATCH, free)),
                     wait_seconds=self._wait,
-                    visibility_timeout=self._visibility,
+                    visibility_timeout=min(self._visibility, RECEIVE_LEASE_SECONDS),
                 )
             except BackendUnavailable as exc:  # an SQS outage must not end the worker
                 self._metrics.receive_failures.inc()
@@ -151,10 +155,11 @@ class Worker:
             self._metrics.observe_job(outcome, time.perf_counter() - started)
 
     async def _keep_hidden(self, message: QueueMessage) -> None:
-        """Extends the message's invisibility while its job runs, so nobody else starts it."""
+        """Hides the message for the visibility timeout as its job starts (it was received on a
+        short lease), and extends that while the job runs, so nobody else starts it."""
         while True:
-            await asyncio.sleep(self._visibility / 2)
             try:
                 await self._queue.hide(message, self._visibility)
             except Exception:
                 log.warning("could not extend job %s", message.message_id)
+            await asyncio.sleep(self._visibility / 2)

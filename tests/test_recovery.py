@@ -247,3 +247,37 @@ async def test_two_completions_of_a_bad_upload_racing_both_get_its_refusal(
     for status, body, _ in answers:
         assert (status, body["error"]["code"]) == (422, "content_mismatch")
     assert (await api.call("GET", f"/images/{image_id}"))[1]["status"] == "rejected"
+
+
+async def test_a_job_taken_by_a_killed_workers_receive_waits_a_lease_not_a_visibility(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    """A worker SIGKILLed while its long poll waits leaves that receive behind in SQS, which
+    hands it the next job: hidden, for nobody. Received on a short lease (the full visibility
+    only once a job starts), the job is back within seconds, not the 60 s visibility timeout."""
+    api = await make_api(embedded_worker=False)
+    assert api.settings.job_visibility_seconds == 60  # the default
+    client = api.images("alice")
+    environment = api.child_environment()
+    doomed = await Program.start("worker", env=environment)
+    await doomed.wait_for_line(lambda line: "worker polling" in line)
+    await asyncio.sleep(1)  # its receive is waiting on the queue
+    await doomed.kill()
+
+    ticket = await client.create_upload("image/jpeg")
+    await client.send(ticket, images.jpeg())
+    await client.complete(ticket.image_id)
+    sqs = emulator_client("sqs", moto_endpoint)
+    queue_url = sqs.get_queue_url(QueueName=api.settings.queue_name)["QueueUrl"]
+    async with asyncio.timeout(10):
+        while True:  # the premise: the abandoned receive took the job
+            counts = sqs.get_queue_attributes(
+                QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+            )["Attributes"]
+            if counts["ApproximateNumberOfMessagesNotVisible"] == "1":
+                break
+            await asyncio.sleep(0.05)
+
+    # Well within half the visibility timeout (processed_by_a_new_worker waits 30 s at most).
+    image, _ = await processed_by_a_new_worker(client, environment, ticket.image_id)
+    assert image.status == "ready"
