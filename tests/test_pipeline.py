@@ -394,3 +394,42 @@ async def test_after_a_quiet_spell_longer_than_a_long_poll_an_upload_is_ready_pr
     async with asyncio.timeout(api.settings.job_visibility_seconds / 4):
         assert (await api.processed(upload["image_id"]))["status"] == "ready"
     assert not [r.getMessage() for r in caplog.records if "receiving jobs failed" in r.getMessage()]
+
+
+class FlakyModerator(Moderator):
+    """Down (503) for its first ``down_for`` seconds, then allows."""
+
+    def __init__(self, down_for: float) -> None:
+        super().__init__("allow")
+        self.up_at = asyncio.get_running_loop().time() + down_for
+        self.calls: list[int] = []
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append(503 if asyncio.get_running_loop().time() < self.up_at else 200)
+        if self.calls[-1] == 503:
+            return web.json_response({"error": "down"}, status=503)
+        return web.json_response({"decision": "allow"})
+
+
+async def test_an_image_held_up_by_a_scanner_outage_is_ready_soon_after_it_ends(
+    make_api: MakeApi, aiohttp_server: Callable[..., Awaitable[TestServer]]
+) -> None:
+    """The moderation webhook is down for 8 s: the image stays processing meanwhile, and its
+    retries (backing off 2 s, 4 s, 8 s) reach the webhook once it is back; none is swallowed
+    by a receive nobody hears (each would hide it for a whole visibility timeout)."""
+    moderator = FlakyModerator(down_for=8)
+    app = web.Application()
+    app.router.add_post("/moderate", moderator.handle)
+    api = await make_api(
+        moderation_webhook_url=str((await aiohttp_server(app)).make_url("/moderate"))
+    )
+    upload = await api.upload_url(content_type="image/png")
+    assert await api.send_to_s3(upload, images.png()) == 200
+    assert (await api.call("POST", f"/images/{upload['image_id']}/complete"))[0] == 200
+
+    # Retried on backoff (2 s, 4 s, 8 s): ready on the first try after the webhook is back,
+    # within the 30 s `processed` waits, far within one visibility timeout.
+    image = await api.processed(upload["image_id"])
+    assert image["status"] == "ready"
+    assert moderator.calls[-1] == 200
+    assert 503 in moderator.calls
