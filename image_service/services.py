@@ -154,21 +154,14 @@ def make_sweeper(
 
 
 @asynccontextmanager
-async def running(
-    worker: Worker, *, grace_seconds: float, finish_receive: bool = True
-) -> AsyncIterator[None]:
+async def running(worker: Worker, *, grace_seconds: float) -> AsyncIterator[None]:
     """Runs the worker in the background; on exit stops polling and lets the jobs in flight
-    finish, for at most ``grace_seconds``. ``finish_receive``: a receive under way is awaited
-    rather than abandoned (see :meth:`Worker.stop`), which can take one long poll; a worker
-    inside the API process (dev, tests), whose queue goes with it, is stopped at once."""
+    finish, for at most ``grace_seconds``."""
     task = asyncio.create_task(worker.run())
     try:
         yield
     finally:
-        if finish_receive:
-            await asyncio.gather(worker.stop(task), worker.drain(grace_seconds))
-        else:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await worker.drain(grace_seconds)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.drain(grace_seconds)

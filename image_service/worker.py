@@ -49,17 +49,15 @@ class Worker:
         self._wait = wait_seconds
         # Each job in flight and the message it came in.
         self._in_flight: dict[asyncio.Task[None], QueueMessage] = {}
-        self._stopping = False
-        self._receiving = False
 
     async def run(self) -> None:
-        """Polls until :meth:`stop` or cancelled; then :meth:`drain` lets the jobs in flight
-        finish."""
-        while not self._stopping:
+        """Polls until cancelled; then :meth:`drain` lets the jobs in flight finish. A receive
+        cut short by the cancellation may still be handed a message by SQS: received on the
+        short lease, it is back on the queue within RECEIVE_LEASE_SECONDS."""
+        while True:
             await self._slots.acquire()  # poll only when a job could start
             self._slots.release()
             free = self._concurrency - len(self._in_flight)
-            self._receiving = True
             try:
                 messages = await self._queue.receive(
                     max_messages=max(1, min(_MAX_BATCH, free)),
@@ -76,32 +74,11 @@ class Worker:
                 log.exception("receiving jobs failed")
                 await asyncio.sleep(_IDLE_AFTER_ERROR_SECONDS)
                 continue
-            finally:
-                self._receiving = False
-            if self._stopping:
-                await self._hand_back(messages)
-                return
             for message in messages:
                 await self._slots.acquire()
                 task = asyncio.create_task(self._run_one(message))
                 self._in_flight[task] = message
                 task.add_done_callback(self._forget)
-
-    async def stop(self, task: asyncio.Task[None]) -> None:
-        """Ends ``task`` (this worker's :meth:`run`) without abandoning a receive: SQS may still
-        hand an abandoned receive a message, which would then sit hidden for a whole visibility
-        timeout. A receive under way is awaited (it ends within its long poll) and what it
-        brings is made visible again at once; a worker not receiving is cancelled."""
-        self._stopping = True
-        if not self._receiving:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-    async def _hand_back(self, messages: list[QueueMessage]) -> None:
-        for message in messages:
-            with contextlib.suppress(Exception):
-                await self._queue.hide(message, 0)
 
     def _forget(self, task: asyncio.Task[None]) -> None:
         self._in_flight.pop(task, None)
@@ -124,11 +101,15 @@ class Worker:
                 await self._queue.hide(running[task], 0)
 
     async def _run_one(self, message: QueueMessage) -> None:
-        heartbeat = asyncio.create_task(self._keep_hidden(message))
         started = time.perf_counter()
         self._metrics.in_flight.inc()
         outcome = "cut_short"  # unless it ends on its own: cancelled by the drain
+        heartbeat: asyncio.Task[None] | None = None
         try:
+            # From the receive's short lease to the visibility timeout, before the job can end:
+            # a failed job's own hide (its retry delay) must be the last word, never this one.
+            await self._extend(message)
+            heartbeat = asyncio.create_task(self._keep_hidden(message))
             job: Any = message.json()
             await self._processor.handle(job)
         except Exception as exc:
@@ -149,17 +130,20 @@ class Worker:
             with contextlib.suppress(Exception):  # undeleted, it is redone: harmless, idempotent
                 await self._queue.delete(message)
         finally:
-            heartbeat.cancel()
+            if heartbeat is not None:
+                heartbeat.cancel()
             self._slots.release()
             self._metrics.in_flight.dec()
             self._metrics.observe_job(outcome, time.perf_counter() - started)
 
     async def _keep_hidden(self, message: QueueMessage) -> None:
-        """Hides the message for the visibility timeout as its job starts (it was received on a
-        short lease), and extends that while the job runs, so nobody else starts it."""
+        """Extends the message's invisibility while its job runs, so nobody else starts it."""
         while True:
-            try:
-                await self._queue.hide(message, self._visibility)
-            except Exception:
-                log.warning("could not extend job %s", message.message_id)
             await asyncio.sleep(self._visibility / 2)
+            await self._extend(message)
+
+    async def _extend(self, message: QueueMessage) -> None:
+        try:
+            await self._queue.hide(message, self._visibility)
+        except Exception:  # it shows again when its lease ends: redone, which is idempotent
+            log.warning("could not extend job %s", message.message_id)

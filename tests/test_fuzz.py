@@ -210,7 +210,8 @@ def _request(base: str, method: str, path: str, body: bytes | None) -> tuple[int
         with urllib.request.urlopen(request, timeout=15) as response:  # loopback
             return response.status, response.headers["Content-Type"], response.read()
     except urllib.error.HTTPError as error:
-        return error.code, error.headers["Content-Type"], error.read()
+        with error:  # it holds the connection
+            return error.code, error.headers["Content-Type"], error.read()
 
 
 @pytest.mark.parametrize("seed_value", [1, 2, 3])
@@ -264,5 +265,6 @@ def test_a_request_over_the_http_limits_is_a_4xx_and_nobody_else_notices(
         request.add_header("X-Padding", oversized)
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=5)  # loopback
+    refused.value.close()  # it holds the connection
     assert 400 <= refused.value.code < 500
     assert _request(fuzz_server, "GET", "/images", None)[0] == 200

@@ -71,7 +71,7 @@ async def test_completions_racing_s3_events_answer_each_outcome_with_its_own_sta
     event completes it too (through the worker): whichever completion decides, the client hears
     the outcome itself, 200 with the image or 403 quota_exceeded; never a 200 carrying a
     rejected image, nor another code for the same cause."""
-    api = await make_api(max_images_per_user=3, usage_cache_seconds=0, s3_event_notifications=True)
+    api = await make_api(max_images_per_user=3, s3_event_notifications=True)
     for round_number in range(5):
         user = f"racer-{round_number}"
         uploads = [await api.upload_url(user, content_type="image/png") for _ in range(5)]
@@ -103,7 +103,7 @@ async def test_completing_after_s3_events_decided_answers_the_same_refusal(
 ) -> None:
     """S3's events complete all five uploads first (three fit, two are refused for the quota);
     the client's completions then answer exactly what completing first would have."""
-    api = await make_api(max_images_per_user=3, usage_cache_seconds=0, s3_event_notifications=True)
+    api = await make_api(max_images_per_user=3, s3_event_notifications=True)
     uploads = [await api.upload_url(content_type="image/png") for _ in range(5)]
     for upload in uploads:
         assert await api.send_to_s3(upload, images.png()) == 200

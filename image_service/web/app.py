@@ -82,9 +82,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                 yield
                 return
             worker = make_worker(settings, services)
-            async with running(
-                worker, grace_seconds=settings.shutdown_grace_seconds, finish_receive=False
-            ):
+            async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
                 yield
 
     return backends
