@@ -198,7 +198,10 @@ class Settings:
         20, _wait_seconds, "Long-poll wait of one receive, seconds (0-20)."
     )
     job_visibility_seconds: int = _setting(
-        60, _positive_int, "How long a received job stays hidden; extended while it runs."
+        20,
+        _positive_int,
+        "How long a job stays hidden after its worker's last sign of life (extended every half "
+        "of it while the job runs): what a worker killed mid-job costs the job.",
     )
     job_max_receives: int = _setting(
         5, _positive_int, "Tries before a job moves to the dead-letter queue."
