@@ -8,7 +8,7 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY image_service ./image_service
 RUN python -m venv /opt/image-service \
- && /opt/image-service/bin/pip install .
+ && /opt/image-service/bin/pip install '.[server]'
 
 FROM python:3.13-slim
 LABEL org.opencontainers.image.title="image_service" \

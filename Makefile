@@ -10,7 +10,7 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test lint fmt clean loadtest bench soak chaos latency
+.PHONY: run test test-unit lint fmt clean loadtest bench soak chaos latency
 
 USERS    ?= 16
 DURATION ?= 30
@@ -25,7 +25,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[dev,test,lint,bench]'
+	$(BIN)/python -m pip install --quiet -e '.[server,dev,test,lint,bench]'
 	touch $@
 
 $(LOCALSTACK_STAMP): localstack/requirements-host.txt
@@ -54,6 +54,10 @@ run: $(STAMP)
 ## test: install, then run the whole suite (it starts its own moto, LocalStack S3, clamd, Chromium)
 test: $(STAMP) $(LOCALSTACK_STAMP) $(CLAMD) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## test-unit: the fast tier only (tests/unit: codecs, layout, schemas, presigner, settings...), no server
+test-unit: $(STAMP)
+	$(BIN)/python -m pytest tests/unit $(PYTEST_ARGS)
 
 ## loadtest: install, start `image-service dev` on a spare port, drive it (USERS=16 DURATION=30)
 loadtest: $(STAMP)

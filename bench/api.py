@@ -36,11 +36,11 @@ import aiohttp
 import psutil
 
 from bench.stack import AWS, BIN, process
-from image_service.auth import issue_token
-from image_service.backends import aws_clients, provision
+from image_service.auth.tokens import issue_token
 from image_service.embedded import free_port
 from image_service.models import ImageRecord, ImageStatus
 from image_service.settings import Settings
+from image_service.storage.clients import aws_clients, provision
 from image_service.storage.dynamo import ImageRepository
 
 SECRET = "bench-secret-" + uuid.uuid4().hex

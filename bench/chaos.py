@@ -53,12 +53,12 @@ import psutil
 
 from bench.soak import _bounded, audit
 from bench.stack import AWS, BIN, moto, process
-from image_service.auth import issue_token
-from image_service.backends import provision
+from image_service.auth.tokens import issue_token
 from image_service.client import ApiError, ImageServiceClient, StorageError
+from image_service.client.loadtest import sample_jpeg
 from image_service.embedded import free_port
-from image_service.loadtest import sample_jpeg
 from image_service.settings import Settings
+from image_service.storage.clients import provision
 
 T = TypeVar("T")
 MAX_USERS = 128

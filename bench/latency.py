@@ -29,11 +29,11 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from PIL import Image as PILImage
 
 from bench.stack import AWS, BIN, moto, process
-from image_service.auth import issue_token
-from image_service.backends import provision
+from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
 from image_service.settings import Settings
+from image_service.storage.clients import provision
 
 POLL_SECONDS = 0.02  # the measurement's own resolution
 SECRET = "latency-" + uuid.uuid4().hex

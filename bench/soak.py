@@ -37,11 +37,11 @@ import boto3
 import psutil
 
 from bench.stack import AWS, BIN, moto, process
-from image_service.auth import issue_token
-from image_service.backends import provision
+from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
 from image_service.settings import Settings
+from image_service.storage.clients import provision
 
 MAX_USERS = 256
 MAX_DURATION_SECONDS = 3600
@@ -252,7 +252,7 @@ def _tree_rss_mb(pid: int) -> float:
 
 
 def _print(report: dict[str, Any], result: Audit, memory: dict[str, Any], elapsed: float) -> None:
-    from image_service.loadtest import format_report
+    from image_service.client.loadtest import format_report
 
     print(format_report(report))
     print()

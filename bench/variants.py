@@ -18,7 +18,7 @@ import time
 
 from PIL import Image, ImageFilter
 
-from image_service.processing import DEFAULT_VARIANTS, VariantSpec, render_variants
+from image_service.imaging.render import DEFAULT_VARIANTS, VariantSpec, render_variants
 
 THREE_JPEG = (
     VariantSpec("thumb", 256, ("jpeg",)),

@@ -5,107 +5,29 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import dataclasses
 import json
 import logging
-import multiprocessing
 import os
 import secrets
-import shlex
-import shutil
-import signal
-import subprocess
 import sys
-import tempfile
-import time
-import urllib.request
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from datetime import timedelta
-from pathlib import Path
 
-from aiohttp import web
 from dotenv import load_dotenv
 
 from image_service import __version__
-from image_service.auth import DEV_TOKEN_TTL_SECONDS, DEV_USER, issue_token
-from image_service.backends import provision
-from image_service.client_cli import TOKEN_VARIABLE, URL_VARIABLE, add_client_commands
+from image_service.auth.tokens import issue_token
+from image_service.client.cli import add_client_commands
 from image_service.errors import BackendUnavailable
 from image_service.logs import configure_logging
 from image_service.settings import MAX_URL_EXPIRY_SECONDS, PREFIX, Settings, SettingsError
+from image_service.storage.clients import provision
+from image_service.web.serve import serve, serve_processes
 
 
 def _configure_logging(settings: Settings) -> None:
     configure_logging(settings.log_level, settings.log_format)
-
-
-def _event_loop() -> asyncio.AbstractEventLoop:
-    """uvloop where it is installed (Linux and macOS): a cheaper loop under every request."""
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.new_event_loop()
-    return uvloop.new_event_loop()
-
-
-def _serve(settings: Settings, *, reuse_port: bool = False, dev_tokens: bool = False) -> None:
-    from image_service.web.app import create_app
-
-    web.run_app(
-        create_app(settings, dev_tokens=dev_tokens),
-        host=settings.host,
-        port=settings.port,
-        print=None,
-        access_log=None,  # every request is logged once, by the app's `observe` middleware
-        # SIGTERM: stop listening, let requests in flight finish (this long at most), then exit.
-        shutdown_timeout=settings.shutdown_grace_seconds,
-        reuse_port=reuse_port or None,
-        loop=_event_loop(),
-    )
-
-
-def _serve_worker(settings: Settings) -> None:
-    """One of `serve --workers N`: its own process and event loop, on the shared port."""
-    _configure_logging(settings)
-    _serve(settings, reuse_port=True)
-
-
-def _serve_workers(settings: Settings, workers: int) -> None:
-    """N API processes on one port (SO_REUSEPORT: the kernel spreads connections over them).
-    A process that dies is replaced; SIGTERM or SIGINT stops them all, each draining first."""
-    log = logging.getLogger(__name__)
-    context = multiprocessing.get_context("spawn")
-    processes: dict[int, multiprocessing.process.BaseProcess] = {}
-    stopping = False
-
-    def start(slot: int) -> None:
-        process = context.Process(target=_serve_worker, args=(settings,), name=f"api-{slot}")
-        process.start()
-        processes[slot] = process
-
-    def stop(signum: int, _frame: object) -> None:
-        nonlocal stopping
-        stopping = True
-        for process in processes.values():
-            if process.is_alive() and process.pid is not None:
-                os.kill(process.pid, signal.SIGTERM)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    for slot in range(workers):
-        start(slot)
-    while processes:
-        for slot, process in list(processes.items()):
-            process.join(timeout=0.2)
-            if process.is_alive():
-                continue
-            del processes[slot]
-            if not stopping:
-                log.error("API process %s exited (%s); starting another", slot, process.exitcode)
-                time.sleep(1)  # a process that cannot start must not spin
-                start(slot)
-    log.info("all %d API processes stopped", workers)
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -119,9 +41,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
         "" if args.workers == 1 else "es",
     )
     if args.workers == 1:
-        _serve(settings)
+        serve(settings)
     else:
-        _serve_workers(settings, args.workers)
+        serve_processes(settings, args.workers)
 
 
 def cmd_init(args: argparse.Namespace) -> None:
@@ -151,62 +73,28 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from image_service.metrics import WorkerMetrics
-    from image_service.services import make_sweeper, make_worker, open_services, running
-    from image_service.web.worker_endpoint import worker_endpoint
+    from image_service.worker.main import run_worker
 
     settings = Settings.from_env()
     _configure_logging(settings)
-    log = logging.getLogger(__name__)
-
-    async def work() -> None:
-        stop = asyncio.Event()
-        # SIGTERM (a deploy, a scale-in) stops polling; `running` lets jobs in flight finish.
-        loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, stop.set)
-        metrics = WorkerMetrics()
-        worker_grace = settings.shutdown_grace_seconds
-        async with (
-            worker_endpoint(metrics, settings.host, settings.worker_metrics_port),
-            open_services(settings) as services,
-            running(make_worker(settings, services, metrics=metrics), grace_seconds=worker_grace),
-        ):
-            sweeping = asyncio.create_task(
-                make_sweeper(settings, services, metrics=metrics).run(
-                    settings.sweep_interval_seconds
-                )
-            )
-            log.info("worker polling %s", settings.queue_name)
-            await stop.wait()
-            sweeping.cancel()  # a sweep cut short is safe: each image it acts on is claimed first
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeping
-        log.info("worker stopped")
-
-    asyncio.run(work())
+    asyncio.run(run_worker(settings))
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from image_service.services import make_sweeper, open_services
+    from image_service.worker.main import sweep_once
 
     settings = Settings.from_env()
     _configure_logging(settings)
-
-    async def sweep() -> None:
-        async with open_services(settings) as services:
-            report = await make_sweeper(settings, services).sweep()
-        for owner, image_id in report.requeued:
-            print(f"processing queued again: {owner}/{image_id}")
-        for owner, image_id in report.deleted:
-            print(f"delete finished: {owner}/{image_id}")
-        print(f"swept: {len(report.requeued)} requeued, {len(report.deleted)} deletes finished")
-
-    asyncio.run(sweep())
+    report = asyncio.run(sweep_once(settings))
+    for owner, image_id in report.requeued:
+        print(f"processing queued again: {owner}/{image_id}")
+    for owner, image_id in report.deleted:
+        print(f"delete finished: {owner}/{image_id}")
+    print(f"swept: {len(report.requeued)} requeued, {len(report.deleted)} deletes finished")
 
 
 def cmd_reconcile(args: argparse.Namespace) -> None:
-    from image_service.domain.reconcile import RecordWithoutObject, reconcile
+    from image_service.ops.reconcile import RecordWithoutObject, reconcile
     from image_service.services import open_services
 
     settings = Settings.from_env()
@@ -237,7 +125,7 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
 
 
 def cmd_migrate(args: argparse.Namespace) -> None:
-    from image_service.domain.migrate import migrate
+    from image_service.ops.migrate import migrate
     from image_service.services import open_services
 
     settings = Settings.from_env(verifies_tokens=False)
@@ -271,86 +159,38 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from image_service.embedded import moto_server, sample_photo
+    from image_service.dev import run_dev
 
-    if not os.environ.get(PREFIX + "JWT_SECRET"):
-        # A fresh key per run: dev tokens are printed below and die with the process.
-        os.environ[PREFIX + "JWT_SECRET"] = secrets.token_urlsafe(32)
-    settings = Settings.from_env()
-    # IMAGE_SERVICE_HOST and _PORT as everywhere; a flag on the command line wins over them.
-    settings = dataclasses.replace(
-        settings,
-        host=args.host or settings.host,
-        port=settings.port if args.port is None else args.port,
-        embedded_worker=True,
-    )
-    _configure_logging(settings)
-    with moto_server() as endpoint, tempfile.TemporaryDirectory(prefix="image-service-") as tmp:
-        asyncio.run(provision(settings))
-        token = issue_token(settings.jwt_secret, DEV_USER, ttl_seconds=DEV_TOKEN_TTL_SECONDS)
-        base = f"http://{settings.host}:{settings.port}"
-        photo = sample_photo(Path(tmp))
-        command = _this_command()
-        print(
-            f"""
-image_service {__version__} (dev): moto S3 + DynamoDB + SQS at {endpoint}; worker in-process
-
-  Page     {base}/          (upload from the browser: "Mint a dev token", then drop files)
-  API      {base}
-  Docs     {base}/docs
-  Token    (user "{DEV_USER}", valid 24 h)
-
-  Try it in another shell (every line as it is):
-    export TOKEN={token}
-    curl -s -X POST {base}/images/upload -H "Authorization: Bearer $TOKEN" \\
-         -H "Content-Type: application/json" -d '{{"content_type": "image/jpeg", "tags": ["demo"]}}'
-    export {TOKEN_VARIABLE}=$TOKEN {URL_VARIABLE}={base}
-    {command} upload {shlex.quote(str(photo))} --tag demo --wait && {command} list
-""",
-            flush=True,
-        )
-        _serve(settings, dev_tokens=True)
-
-
-def _this_command() -> str:
-    """How a shell reaches this program: its name when PATH finds this very one (an activated
-    virtualenv, an install), else its full path (`make run` calls .venv/bin/image-service)."""
-    installed = Path(sys.executable).parent / "image-service"
-    if not installed.exists():
-        return f"{shlex.quote(sys.executable)} -m image_service"
-    found = shutil.which("image-service")
-    if found is not None and Path(found).resolve() == installed.resolve():
-        return "image-service"
-    return shlex.quote(str(installed.absolute()))
+    run_dev(host=args.host, port=args.port)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> None:
-    from image_service import loadtest
+    from image_service.client import loadtest
+    from image_service.dev import dev_process
 
-    secret = args.jwt_secret or os.environ.get(PREFIX + "JWT_SECRET")
-    url = args.url
-    dev = None
+    async def drive() -> loadtest.Results:
+        secret = args.jwt_secret or os.environ.get(PREFIX + "JWT_SECRET")
+        async with AsyncExitStack() as stack:
+            url = args.url
+            if args.dev:
+                secret = secret or secrets.token_urlsafe(32)
+                url = await stack.enter_async_context(dev_process(secret))
+            plan = loadtest.make_plan(
+                url=url,
+                users=args.users,
+                count=args.count,
+                duration=args.duration,
+                keep_every=args.keep_every,
+                jwt_secret=secret,
+                token=args.token,
+                allow_remote=args.allow_remote,
+            )
+            return await loadtest.run(plan, progress=not args.json)
+
     try:
-        if args.dev:
-            secret = secret or secrets.token_urlsafe(32)
-            dev, url = _start_dev(secret)
-        plan = loadtest.make_plan(
-            url=url,
-            users=args.users,
-            count=args.count,
-            duration=args.duration,
-            keep_every=args.keep_every,
-            jwt_secret=secret,
-            token=args.token,
-            allow_remote=args.allow_remote,
-        )
-        results = asyncio.run(loadtest.run(plan, progress=not args.json))
+        results = asyncio.run(drive())
     except ValueError as exc:
         raise SystemExit(f"loadtest: {exc}") from None
-    finally:
-        if dev is not None:
-            dev.send_signal(signal.SIGTERM)
-            dev.wait(timeout=30)
     summary = results.summary()
     if args.json:
         print(json.dumps(summary, indent=2))
@@ -358,37 +198,6 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
         print(loadtest.format_report(summary))
     if summary["error_count"]:
         sys.exit(1)
-
-
-def _start_dev(secret: str) -> tuple[subprocess.Popen[bytes], str]:
-    """`image-service dev` on a spare port, for `loadtest --dev`: a whole stack to load."""
-    from image_service.embedded import free_port
-
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    environment = {
-        **os.environ,
-        PREFIX + "JWT_SECRET": secret,
-        # Each virtual user is one user: the per-user limit would shape the load, not measure it.
-        PREFIX + "UPLOAD_RATE_PER_MINUTE": "1000000",
-        PREFIX + "UPLOAD_BURST": "1000000",
-        PREFIX + "LOG_LEVEL": "WARNING",
-    }
-    dev = subprocess.Popen(  # noqa: S603  # this very program, fixed arguments
-        [sys.executable, "-m", "image_service", "dev", "--port", str(port)],
-        env=environment,
-        stdout=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=1) as response:  # noqa: S310  # loopback
-                if response.status == 200:
-                    return dev, url
-        except OSError:
-            time.sleep(0.2)
-    dev.kill()
-    raise SystemExit("loadtest: image-service dev did not start within 60 s")
 
 
 # What may still be under way is not judged by reconcile: an upload URL's longest life.

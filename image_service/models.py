@@ -112,3 +112,29 @@ def format_timestamp(moment: datetime) -> str:
 
 def parse_timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text).astimezone(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentUpload:
+    """What a keyed upload-URL request answered, to answer its retries the same."""
+
+    fingerprint: str  # of the request body: the same key with another body is refused
+    owner: str
+    image_id: str
+    upload: PresignedUpload
+
+
+@dataclass(frozen=True, slots=True)
+class LegacyImage:
+    """An image item the original service wrote: the keys, the object and the owner's words,
+    with no status, revision or index attributes. Its tags may be a list, a string set or one
+    comma-separated string, and its upload time naive (UTC) or missing, depending on who wrote
+    it; they are read as all of those."""
+
+    user_id: str
+    image_id: str
+    s3_key: str
+    content_type: str
+    upload_time: datetime | None
+    tags: list[str]
+    description: str

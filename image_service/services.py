@@ -2,32 +2,27 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
 import aiohttp
 
-from image_service.backends import aws_clients
-from image_service.cursor import CursorCodec
+from image_service.domain.cursor import CursorCodec
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
-from image_service.domain.pipeline import ImageProcessor, ProcessingPolicy
 from image_service.domain.ratelimit import TokenBucketLimiter
-from image_service.domain.sweeper import Sweeper
-from image_service.inspection import InspectionLimits
-from image_service.metrics import ServiceMetrics, WorkerMetrics
-from image_service.processing import VariantSpec
-from image_service.scanners import ClamdScanner, Scanner, WebhookScanner
+from image_service.imaging.inspect import InspectionLimits
+from image_service.imaging.render import VariantSpec
+from image_service.metrics import ServiceMetrics
 from image_service.settings import Settings, cursor_key
-from image_service.storage.dynamo import ImageRepository
+from image_service.storage.clients import aws_clients, count_dynamodb_calls
+from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.presign import Presigner
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
-from image_service.worker import Worker
+from image_service.worker.pipeline import ImageProcessor, ProcessingPolicy
+from image_service.worker.scanners import ClamdScanner, Scanner, WebhookScanner
 
 # How long a scanner's presigned GET of the original lives.
 SCAN_URL_EXPIRY_SECONDS = 300
@@ -58,7 +53,7 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     async with aws_clients(settings) as clients, AsyncExitStack() as stack:
         if metrics is not None:
-            _count_dynamodb_calls(clients.dynamodb, metrics)
+            count_dynamodb_calls(clients.dynamodb, metrics.observe_dynamodb_call)
         presigner = await Presigner.learn(
             clients.s3_presign, settings.bucket, clients.credentials, clock=clock
         )
@@ -70,6 +65,7 @@ async def open_services(
         images = ImageService(
             store=store,
             repository=repository,
+            idempotency=IdempotencyStore(clients.dynamodb, settings.table),
             jobs=jobs,
             cursors=CursorCodec(cursor_key(settings)),
             policy=UploadPolicy(
@@ -112,56 +108,3 @@ async def open_services(
             clock=clock,
         )
         yield Services(store, repository, jobs, images, processor)
-
-
-def _count_dynamodb_calls(client: Any, metrics: ServiceMetrics) -> None:
-    """Every DynamoDB call is counted where botocore finishes it, whichever module made it."""
-
-    def after_call(model: Any, parsed: dict[str, Any], **_: Any) -> None:
-        metrics.observe_dynamodb_call(model.name, parsed)
-
-    client.meta.events.register("after-call.dynamodb", after_call)
-
-
-def make_worker(
-    settings: Settings, services: Services, *, metrics: WorkerMetrics | None = None
-) -> Worker:
-    return Worker(
-        services.jobs,
-        services.processor,
-        concurrency=settings.worker_concurrency,
-        visibility_seconds=settings.job_visibility_seconds,
-        wait_seconds=settings.queue_wait_seconds,
-        metrics=metrics,
-    )
-
-
-def make_sweeper(
-    settings: Settings,
-    services: Services,
-    *,
-    clock: Callable[[], datetime] = utc_now,
-    metrics: WorkerMetrics | None = None,
-) -> Sweeper:
-    return Sweeper(
-        repository=services.repository,
-        jobs=services.jobs,
-        images=services.images,
-        stuck_after=timedelta(seconds=settings.stuck_after_seconds),
-        clock=clock,
-        metrics=metrics,
-    )
-
-
-@asynccontextmanager
-async def running(worker: Worker, *, grace_seconds: float) -> AsyncIterator[None]:
-    """Runs the worker in the background; on exit stops polling and lets the jobs in flight
-    finish, for at most ``grace_seconds``."""
-    task = asyncio.create_task(worker.run())
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        await worker.drain(grace_seconds)

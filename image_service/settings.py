@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from image_service.inspection import SNIFFABLE_CONTENT_TYPES
+from image_service.formats import SNIFFABLE_CONTENT_TYPES
 
 PREFIX = "IMAGE_SERVICE_"
 MAX_URL_EXPIRY_SECONDS = 3600
@@ -142,7 +142,10 @@ def _clamd_address(value: str) -> str:
 
 
 def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: bool = False) -> Any:
-    return field(default=default, metadata={"parse": parse, "doc": doc, "secret": secret})
+    # A secret never shows in a repr (so never in a log line or a traceback's locals).
+    return field(
+        default=default, repr=not secret, metadata={"parse": parse, "doc": doc, "secret": secret}
+    )
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -21,11 +22,11 @@ from aiohttp.test_utils import TestClient
 from moto.server import ThreadedMotoServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from image_service.auth import issue_token
-from image_service.backends import provision
+from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port, patch_moto_transactions
 from image_service.settings import Settings
+from image_service.storage.clients import provision
 from image_service.web.app import create_app
 from tests.localstack import localstack
 
@@ -70,16 +71,22 @@ def botocore_data_is_read_once() -> Iterator[None]:
         yield
 
 
+UNIT_TESTS = Path(__file__).parent / "unit"
+
+
 @pytest.fixture(autouse=True)
-def aws_environment(monkeypatch: pytest.MonkeyPatch, moto_endpoint: str) -> None:
-    """Only the emulator is reachable: no AWS_* of the developer's leaks into a test."""
+def aws_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Only the emulator is reachable: no AWS_* of the developer's leaks into a test. The fast
+    tier (tests/unit) reaches no AWS at all, and starts no emulator."""
     for name in list(os.environ):
         if name.startswith(("AWS_", "IMAGE_SERVICE_")):
             monkeypatch.delenv(name)
+    if UNIT_TESTS in request.path.parents:
+        return
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", AWS_SECRET)
     monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", request.getfixturevalue("moto_endpoint"))
 
 
 @pytest.fixture(autouse=True)

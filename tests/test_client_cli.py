@@ -6,7 +6,7 @@ import io
 import json
 from pathlib import Path
 
-from image_service.client_cli import ProgressBar
+from image_service.client.cli import ProgressBar
 from tests import images
 from tests.conftest import Api, token
 from tests.processes import run_command

@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from image_service.backends import provision
 from image_service.settings import Settings
+from image_service.storage.clients import provision
 from tests import images
 from tests.conftest import JWT_SECRET, Api, emulator_client
 

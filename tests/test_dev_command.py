@@ -8,6 +8,7 @@ import os
 import re
 import shutil
 import sys
+from asyncio.subprocess import PIPE, STDOUT
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import aiohttp
 import pytest
 
 from image_service.embedded import free_port
+from image_service.processes import started, wait_until_answering
 from tests import images
 from tests.processes import wait_for_port
 
@@ -35,46 +37,19 @@ async def dev_server() -> AsyncIterator[tuple[str, str, list[str]]]:
     """`image-service dev` on the port IMAGE_SERVICE_PORT names, as the settings table says."""
     port = free_port()
     env = {**_clean_environment(), "IMAGE_SERVICE_PORT": str(port)}
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "image_service.cli",
-        "dev",
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env=env,
-    )
-    assert process.stdout is not None
-    token = None
+    argv = [sys.executable, "-m", "image_service.cli", "dev"]
     output: list[str] = []
-    drain: asyncio.Task[None] | None = None
-    try:
-        async with asyncio.timeout(STARTUP_SECONDS):
-            while token is None:
-                line = (await process.stdout.readline()).decode()
-                assert line, "dev exited early:\n" + "".join(output)
-                output.append(line)
-                found = re.search(r"export TOKEN=(\S+)", line)
-                token = found.group(1) if found else None
-        base = f"http://127.0.0.1:{port}"
-        async with aiohttp.ClientSession() as http:
-            async with asyncio.timeout(STARTUP_SECONDS):
-                while True:
-                    try:
-                        async with http.get(f"{base}/ready") as response:
-                            if response.status == 200:
-                                break
-                    except aiohttp.ClientConnectionError:
-                        pass
-                    await asyncio.sleep(0.1)
-        # Keep reading what it prints: a full pipe would block the server mid-log.
-        drain = asyncio.create_task(_drain(process.stdout, output))
-        yield base, token, output
-    finally:
-        process.terminate()
-        await process.wait()
-        if drain is not None:
-            await drain
+    base = f"http://127.0.0.1:{port}"
+    async with started(argv, env=env, stdout=PIPE, stderr=STDOUT) as process:
+        assert process.stdout is not None
+        # Read all it prints, as it prints it: a full pipe would block the server mid-log.
+        reading = asyncio.create_task(_drain(process.stdout, output))
+        await wait_until_answering(f"{base}/ready", within=STARTUP_SECONDS, process=process)
+        async with asyncio.timeout(5):  # printed before it served; maybe not read yet
+            while not (found := re.search(r"export TOKEN=(\S+)", "".join(output))):  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        yield base, found.group(1), output
+    await reading
 
 
 async def test_dev_serves_the_whole_flow(dev_server: tuple[str, str, list[str]]) -> None:

@@ -11,9 +11,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from image_service.backends import aws_clients
 from image_service.errors import Unstorable
 from image_service.models import ImageRecord, ImageStatus
+from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import ImageRepository
 from tests.conftest import MakeApi
 

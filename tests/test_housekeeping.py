@@ -6,9 +6,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from image_service.backends import provision
+import pytest
+
+from image_service.cli import main
+from image_service.storage.clients import provision
 from tests import images
-from tests.conftest import Api, MakeApi, emulator_client
+from tests.conftest import JWT_SECRET, Api, MakeApi, emulator_client
 
 
 def _dynamodb(moto_endpoint: str) -> Any:
@@ -67,3 +70,14 @@ async def test_provisioning_twice_keeps_one_configuration(
     ttl = _dynamodb(moto_endpoint).describe_time_to_live(TableName=api.settings.table)
     assert ttl["TimeToLiveDescription"]["TimeToLiveStatus"] == "ENABLED"
     assert len(api.s3.get_bucket_lifecycle_configuration(Bucket=api.settings.bucket)["Rules"]) == 1
+
+
+def test_cli_init_is_idempotent(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("IMAGE_SERVICE_JWT_SECRET", JWT_SECRET)
+    monkeypatch.setenv("IMAGE_SERVICE_BUCKET", "init-twice")
+    monkeypatch.setenv("IMAGE_SERVICE_TABLE", "init-twice")
+    main(["init"])
+    main(["init"])
+    assert capsys.readouterr().out.count("are ready") == 2

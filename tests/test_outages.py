@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from image_service.backends import provision
 from image_service.embedded import free_port
+from image_service.storage.clients import provision
 from tests import images
 from tests.conftest import Api, MakeApi
 from tests.processes import MotoProcess

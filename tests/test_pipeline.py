@@ -212,7 +212,7 @@ async def test_a_denial_quarantines_the_image(
 
 @pytest.mark.parametrize("scanner", ["moderation", "clamav"])
 async def test_a_scanner_that_is_down_never_lets_an_image_become_ready(
-    make_api: MakeApi, tmp_path: Path, scanner: str
+    make_api: MakeApi, tmp_path: Path, scanner: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Nothing listens at either address: the scanner is down.
     settings = (
@@ -221,11 +221,15 @@ async def test_a_scanner_that_is_down_never_lets_an_image_become_ready(
         else {"clamd_address": f"unix:{tmp_path / 'no-clamd.sock'}"}
     )
     api = await make_api(**settings)
+    caplog.set_level("WARNING", logger="image_service.worker.loop")
     upload = await api.upload_url(content_type="image/png")
     assert await api.send_to_s3(upload, images.png()) == 200
     status, image, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
     assert (status, image["status"]) == (200, "processing")
-    await asyncio.sleep(3)  # the worker tries, fails closed, and will retry later
+    # The worker tried the scan, failed closed, and will retry later.
+    async with asyncio.timeout(QUEUE_SECONDS):
+        while not [r for r in caplog.records if "failed (try 1" in r.getMessage()]:  # noqa: ASYNC110  # a log record has no event to await
+            await asyncio.sleep(0.05)
     status, image, _ = await api.call("GET", f"/images/{upload['image_id']}")
     assert (image["status"], image["variants"]) == ("processing", [])
     status, body, _ = await api.call("GET", f"/images/{upload['image_id']}/download")

@@ -17,7 +17,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-from image_service.cursor import CursorCodec
+from cachetools import TTLCache
+
+from image_service.domain.cursor import CursorCodec
+from image_service.domain.layout import (
+    image_prefix,
+    incoming_key,
+    original_key,
+    quarantine_key,
+)
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.errors import (
     BackendUnavailable,
@@ -28,8 +36,8 @@ from image_service.errors import (
     QuotaExceeded,
     UploadRejected,
 )
-from image_service.inspection import (
-    FILE_EXTENSIONS,
+from image_service.formats import FILE_EXTENSIONS
+from image_service.imaging.inspect import (
     ImageRejected,
     InspectionLimits,
     inspect_image,
@@ -38,16 +46,18 @@ from image_service.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,
     MAX_TAGS,
+    IdempotentUpload,
     ImagePage,
     ImageRecord,
     ImageStatus,
+    LegacyImage,
     ListFilter,
     PresignedDownload,
     PresignedUpload,
     Principal,
     Usage,
 )
-from image_service.storage.dynamo import IdempotentUpload, ImageRepository, LegacyImage
+from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore, StoredObject
 
@@ -85,30 +95,6 @@ class UploadRequest:
     checksum_sha256: str | None = None
     filename: str | None = None
     user_id: str | None = None
-
-
-def key_prefix(user_id: str) -> str:
-    """A user's S3 prefix: the id percent-encoded, so it can never add a level or escape one."""
-    return quote(user_id, safe="").replace(".", "%2E")
-
-
-def incoming_key(record: ImageRecord) -> str:
-    """Where the client uploads. Never served: completion copies what it verified elsewhere."""
-    return f"incoming/{key_prefix(record.user_id)}/{record.image_id}"
-
-
-def image_prefix(user_id: str, image_id: str) -> str:
-    """Everything served for one image (original and variants) lives under this prefix."""
-    return f"images/{key_prefix(user_id)}/{image_id}/"
-
-
-def original_key(user_id: str, image_id: str) -> str:
-    return image_prefix(user_id, image_id) + "original"
-
-
-def quarantine_key(record: ImageRecord) -> str:
-    """Where a flagged original is kept for review: outside every prefix that is ever served."""
-    return f"quarantine/{key_prefix(record.user_id)}/{record.image_id}/original"
 
 
 def process_job(record: ImageRecord) -> dict[str, str]:
@@ -166,6 +152,7 @@ class ImageService:
         *,
         store: ObjectStore,
         repository: ImageRepository,
+        idempotency: IdempotencyStore,
         jobs: JobQueue,
         cursors: CursorCodec,
         policy: UploadPolicy,
@@ -174,6 +161,7 @@ class ImageService:
     ) -> None:
         self._store = store
         self._repository = repository
+        self._idempotency = idempotency
         self._jobs = jobs
         self._cursors = cursors
         self._policy = policy
@@ -181,8 +169,10 @@ class ImageService:
         self._upload_limiter = upload_limiter
         # Full decodes are CPU- and memory-heavy: a bounded number run at once, off the loop.
         self._inspections = asyncio.Semaphore(policy.inspection_concurrency)
-        # owner -> (when read, usage): keeps the upload-URL path free of a read per request.
-        self._usage_cache: dict[str, tuple[float, Usage]] = {}
+        # owner -> usage, for a few seconds: keeps the upload-URL path free of a read per request.
+        self._usage_cache: TTLCache[str, Usage] = TTLCache(
+            maxsize=_MAX_CACHED_USAGES, ttl=policy.usage_cache_seconds, timer=time.monotonic
+        )
 
     # -- who acts for whom ---------------------------------------------------------------------
 
@@ -222,9 +212,7 @@ class ImageService:
             return replay
         record, upload = await self._new_upload(principal, owner, request)
         entry = IdempotentUpload(fingerprint, record.user_id, record.image_id, upload)
-        if await self._repository.put_idempotent(
-            principal.user_id, idempotency_key, entry, self._clock()
-        ):
+        if await self._idempotency.put(principal.user_id, idempotency_key, entry, self._clock()):
             return record, upload
         # A concurrent twin stored its answer first: answer as it did, and drop ours.
         await self._repository.delete(record)
@@ -238,7 +226,7 @@ class ImageService:
     async def _replay(
         self, principal: Principal, key: str, fingerprint: str
     ) -> tuple[ImageRecord, PresignedUpload] | None:
-        stored = await self._repository.get_idempotent(principal.user_id, key, self._clock())
+        stored = await self._idempotency.get(principal.user_id, key, self._clock())
         if stored is None:
             return None
         if stored.fingerprint != fingerprint:
@@ -292,14 +280,10 @@ class ImageService:
 
     async def _check_quota(self, owner: str, size: int) -> None:
         policy = self._policy
-        now = time.monotonic()
-        cached = self._usage_cache.get(owner)
-        if cached is None or now - cached[0] > policy.usage_cache_seconds:
-            if len(self._usage_cache) > _MAX_CACHED_USAGES:
-                self._usage_cache.clear()
-            cached = (now, await self._repository.usage(owner))
-            self._usage_cache[owner] = cached
-        usage = cached[1]
+        usage = self._usage_cache.get(owner)
+        if usage is None:
+            usage = await self._repository.usage(owner)
+            self._usage_cache[owner] = usage
         if usage.images >= policy.max_images_per_user or (
             usage.bytes + size > policy.max_bytes_per_user
         ):

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Callable
+
+from cachetools import LRUCache
 
 from image_service.errors import ServiceError
 
@@ -31,14 +32,14 @@ class TokenBucketLimiter:
         self._rate = per_minute / 60.0
         self._burst = float(burst)
         self._clock = clock
-        self._max_tracked_keys = max_tracked_keys
-        # key -> (tokens, when counted); least recently used first, so memory stays bounded.
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        # key -> (tokens, when counted). Bounded: the key idle longest is forgotten first, and
+        # starts again with a full bucket.
+        self._buckets: LRUCache[str, tuple[float, float]] = LRUCache(maxsize=max_tracked_keys)
 
     def take(self, key: str) -> None:
         """Spends one token for ``key``, or raises RateLimited saying when one is back."""
         now = self._clock()
-        tokens, counted_at = self._buckets.pop(key, (self._burst, now))
+        tokens, counted_at = self._buckets.get(key, (self._burst, now))
         tokens = min(self._burst, tokens + (now - counted_at) * self._rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now)
@@ -49,6 +50,3 @@ class TokenBucketLimiter:
                 retry_after=wait,
             )
         self._buckets[key] = (tokens - 1.0, now)
-        if len(self._buckets) > self._max_tracked_keys:
-            # The evicted key was idle longest; it starts again with a full bucket.
-            self._buckets.popitem(last=False)

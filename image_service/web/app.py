@@ -12,11 +12,11 @@ from aiohttp import web
 from aiohttp_apispec import validation_middleware
 
 from image_service import __version__
-from image_service.auth import TokenVerifier
+from image_service.auth.jwks import JwksCache
+from image_service.auth.tokens import TokenVerifier
 from image_service.domain.images import utc_now
-from image_service.jwks import JwksCache
 from image_service.metrics import ServiceMetrics
-from image_service.services import make_worker, open_services, running
+from image_service.services import open_services
 from image_service.settings import Settings
 from image_service.web.keys import (
     IMAGE_REPOSITORY,
@@ -38,6 +38,7 @@ from image_service.web.middlewares import (
 from image_service.web.openapi import setup_openapi
 from image_service.web.page import setup_page
 from image_service.web.routes import setup_routes
+from image_service.worker.main import make_worker, running
 
 API_DESCRIPTION = (
     "Presigned direct-to-S3 image uploads with metadata in DynamoDB. Ask for an upload URL, send "

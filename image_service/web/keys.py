@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from image_service.auth import TokenVerifier
+from image_service.auth.tokens import TokenVerifier
 from image_service.domain.images import ImageService
 from image_service.metrics import ServiceMetrics
 from image_service.models import Principal

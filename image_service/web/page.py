@@ -10,7 +10,7 @@ from importlib import resources
 
 from aiohttp import hdrs, web
 
-from image_service.auth import DEV_TOKEN_TTL_SECONDS, DEV_USER, issue_token
+from image_service.auth.tokens import DEV_TOKEN_TTL_SECONDS, DEV_USER, issue_token
 from image_service.web.keys import OBJECT_STORE, SETTINGS
 from image_service.web.middlewares import public
 

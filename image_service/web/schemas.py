@@ -8,7 +8,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
-from image_service.auth import MAX_SUBJECT_BYTES
+from image_service.auth.tokens import MAX_SUBJECT_BYTES
 from image_service.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,

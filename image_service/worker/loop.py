@@ -12,10 +12,10 @@ import logging
 import time
 from typing import Any
 
-from image_service.domain.pipeline import ImageProcessor
 from image_service.errors import BackendUnavailable
 from image_service.metrics import WorkerMetrics
 from image_service.storage.queue import JobQueue, QueueMessage
+from image_service.worker.pipeline import ImageProcessor
 
 log = logging.getLogger(__name__)
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import aioboto3
 from aiobotocore.config import AioConfig
@@ -71,6 +71,18 @@ def aws_config(settings: Settings, *, read_timeout: float = READ_TIMEOUT_SECONDS
         # own check of each parameter tree is a large share of a call's CPU.
         parameter_validation=False,
     )
+
+
+def count_dynamodb_calls(
+    client: DynamoDBClient, observe: Callable[[str, dict[str, Any]], None]
+) -> None:
+    """Every DynamoDB call is reported (operation, parsed answer) where botocore finishes it,
+    whichever module made it."""
+
+    def after_call(model: Any, parsed: dict[str, Any], **_: Any) -> None:
+        observe(model.name, parsed)
+
+    client.meta.events.register("after-call.dynamodb", after_call)
 
 
 @asynccontextmanager

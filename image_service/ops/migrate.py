@@ -18,7 +18,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from image_service.domain.images import ImageService, incoming_key
+from image_service.domain.images import ImageService
+from image_service.domain.layout import incoming_key
 from image_service.errors import Conflict, QuotaExceeded, UploadRejected
 from image_service.logs import image_event
 from image_service.models import ImageStatus

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from image_service.auth import issue_token
-from image_service.client import ApiError, ImageServiceClient, ProcessingTimeout, StorageError
+from image_service.auth.tokens import issue_token
+from image_service.client.api import ApiError, ImageServiceClient, ProcessingTimeout, StorageError
 
 T = TypeVar("T")
 

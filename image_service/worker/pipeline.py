@@ -11,19 +11,15 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_plus
 
-from image_service.domain.images import (
-    ImageService,
-    image_prefix,
-    quarantine_key,
-    utc_now,
-)
+from image_service.domain.images import ImageService, utc_now
+from image_service.domain.layout import image_prefix, quarantine_key
 from image_service.errors import ServiceError
+from image_service.imaging.render import VariantSpec, render_variants, strip_jpeg_gps
 from image_service.logs import image_event
 from image_service.models import ImageRecord, ImageStatus, Variant
-from image_service.processing import VariantSpec, render_variants, strip_jpeg_gps
-from image_service.scanners import Scanner, ScanSubject
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
+from image_service.worker.scanners import Scanner, ScanSubject
 
 log = logging.getLogger(__name__)
 

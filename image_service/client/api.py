@@ -28,7 +28,7 @@ import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import BytesPayload
 
-from image_service.inspection import content_type_from_magic
+from image_service.formats import content_type_from_magic
 
 # Bytes written to S3 between two progress reports.
 PROGRESS_CHUNK_BYTES = 64 * 1024
@@ -39,11 +39,11 @@ Progress = Callable[[int, int], None]
 """Called with (bytes sent so far, total bytes) while an upload is written to S3."""
 
 
-class ClientError(Exception):
+class ImageServiceError(Exception):
     """Base of everything this client raises for an answer it did not want."""
 
 
-class ApiError(ClientError):
+class ApiError(ImageServiceError):
     """The service answered with its JSON error envelope (or, failing that, a bare status)."""
 
     def __init__(
@@ -65,7 +65,7 @@ class ApiError(ClientError):
         self.retry_after = retry_after
 
 
-class StorageError(ClientError):
+class StorageError(ImageServiceError):
     """S3 refused an upload or a download (expired URL, wrong length, second upload...)."""
 
     def __init__(self, status: int, body: str) -> None:
@@ -74,7 +74,7 @@ class StorageError(ClientError):
         self.body = body
 
 
-class ProcessingTimeout(ClientError):
+class ProcessingTimeout(ImageServiceError):
     """The image was still pending or processing when the wait ended."""
 
 

@@ -8,9 +8,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import jwt
+from cachetools import LRUCache
 
+from image_service.auth.jwks import JwksCache
 from image_service.errors import Unauthenticated
-from image_service.jwks import JwksCache
 from image_service.models import Principal
 
 HS256 = "HS256"
@@ -48,8 +49,10 @@ class TokenVerifier:
         self._jwks = jwks
         self._audience = audience
         self._issuer = issuer
-        # token -> (principal, usable from, usable until): insertion-ordered, oldest evicted.
-        self._verified: dict[str, tuple[Principal, float, float]] = {}
+        # token -> (principal, usable from, usable until); the least recently used go first.
+        self._verified: LRUCache[str, tuple[Principal, float, float]] = LRUCache(
+            maxsize=VERIFIED_TOKENS_KEPT
+        )
 
     async def verify(self, authorization: str | None) -> Principal:
         """The principal behind an ``Authorization`` header value, or Unauthenticated."""
@@ -78,8 +81,6 @@ class TokenVerifier:
         expires = float(claims["exp"])  # required, and checked numeric by PyJWT
         not_before = claims.get("nbf")
         usable_from = float(not_before) if isinstance(not_before, int | float) else 0.0
-        if len(self._verified) >= VERIFIED_TOKENS_KEPT:
-            del self._verified[next(iter(self._verified))]
         self._verified[token] = (principal, usable_from, min(expires, now + VERIFIED_TOKEN_SECONDS))
 
     async def _verify(self, token: str) -> tuple[Principal, Mapping[str, Any]]:

@@ -6,7 +6,12 @@ import io
 
 from PIL import Image
 
-from image_service.processing import DEFAULT_VARIANTS, VariantSpec, render_variants, strip_jpeg_gps
+from image_service.imaging.render import (
+    DEFAULT_VARIANTS,
+    VariantSpec,
+    render_variants,
+    strip_jpeg_gps,
+)
 from tests import images
 
 

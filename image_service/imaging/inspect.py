@@ -18,6 +18,8 @@ from typing import Any
 
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
+from image_service.formats import content_type_from_magic
+
 _PILLOW_FORMATS = {
     "JPEG": "image/jpeg",
     "PNG": "image/png",
@@ -25,14 +27,6 @@ _PILLOW_FORMATS = {
     "WEBP": "image/webp",
 }
 
-SNIFFABLE_CONTENT_TYPES = frozenset(_PILLOW_FORMATS.values())
-# The file name extension of each type this service stores: downloads are named with it.
-FILE_EXTENSIONS = {
-    "image/jpeg": ".jpg",
-    "image/png": ".png",
-    "image/gif": ".gif",
-    "image/webp": ".webp",
-}
 
 _PNG_END = b"\x00\x00\x00\x00IEND\xaeB`\x82"
 # Markup a browser would act on if it ever sniffed the file as a page.
@@ -63,18 +57,6 @@ class Inspection:
     width: int
     height: int
     frames: int
-
-
-def content_type_from_magic(head: bytes) -> str | None:
-    if head.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    if head.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if head.startswith((b"GIF87a", b"GIF89a")):
-        return "image/gif"
-    if len(head) >= 12 and head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 def inspect_image(data: bytes, declared: str, limits: InspectionLimits) -> Inspection:

@@ -97,12 +97,10 @@ def test_cli_token_is_signed_with_the_configured_secret(
     assert claims["exp"] - claims["iat"] == 120
 
 
-def test_cli_init_is_idempotent(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    monkeypatch.setenv("IMAGE_SERVICE_JWT_SECRET", JWT_SECRET)
-    monkeypatch.setenv("IMAGE_SERVICE_BUCKET", "init-twice")
-    monkeypatch.setenv("IMAGE_SERVICE_TABLE", "init-twice")
-    main(["init"])
-    main(["init"])
-    assert capsys.readouterr().out.count("are ready") == 2
+def test_secrets_never_show_in_the_settings_repr() -> None:
+    secret, cursor = "s" * 40, "c" * 40
+    settings = Settings(jwt_secret=secret, cursor_secret=cursor)
+    shown = repr(settings)
+    assert secret not in shown
+    assert cursor not in shown
+    assert "bucket='cloud-image-bucket'" in shown

@@ -16,8 +16,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from image_service.client import ClientError, Image, ImageServiceClient
-from image_service.inspection import FILE_EXTENSIONS
+from image_service.client.api import Image, ImageServiceClient, ImageServiceError
+from image_service.formats import FILE_EXTENSIONS
 
 URL_VARIABLE = "IMAGE_SERVICE_API_URL"
 TOKEN_VARIABLE = "IMAGE_SERVICE_API_TOKEN"  # noqa: S105  # a variable name, not a secret
@@ -113,7 +113,7 @@ def cmd_upload(args: argparse.Namespace) -> None:
                     progress=bar.sent_bytes(slot),
                     wait=args.wait,
                 )
-            except (ClientError, ValueError, OSError) as exc:
+            except (ImageServiceError, ValueError, OSError) as exc:
                 _fail(path, exc)
                 return None
             bar.file_done()
@@ -145,7 +145,7 @@ def cmd_list(args: argparse.Namespace) -> None:
                 shown += 1
                 if args.limit is not None and shown >= args.limit:
                     break
-        except ClientError as exc:
+        except ImageServiceError as exc:
             _fail("list", exc)
             return 1
         return 0
@@ -173,7 +173,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         try:
             image = await images.get(args.image_id)
             data = await images.download(args.image_id, variant=args.variant, format=args.format)
-        except ClientError as exc:
+        except ImageServiceError as exc:
             _fail(args.image_id, exc)
             return 1
         if args.output == "-":
@@ -201,7 +201,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
         for image_id in args.image_ids:
             try:
                 await images.delete(image_id)
-            except ClientError as exc:
+            except ImageServiceError as exc:
                 _fail(image_id, exc)
                 failed += 1
             else:

@@ -1,0 +1,261 @@
+"""The item codec of image metadata in DynamoDB: keys, index attributes, items and back.
+
+Table: partition key ``user_id``, sort key ``image_id`` (the original service's model). Every
+listing is a query on one of three global secondary indexes, all sorted by upload time then image
+id, so a page reads what it returns whatever the user owns (``docs/data-model.md``):
+
+- ``by_upload_time`` (``user_id``): newest first, date ranges;
+- ``by_status`` (``status_key`` = owner and status): one status;
+- ``by_tag`` (``tag_key`` = owner and tag): one tag. An image has many tags and an index key has
+  one value, so each tag gets a *tag copy* of the image item (sort key ``<image id>#tag#<tag>``),
+  written in the same transaction as the image, which is the only way the copies change. Copies
+  exist from completion on: a pending upload is listed by time and status, not by tag.
+
+A fourth, sparse index, ``by_attention`` (``attention_key`` = status and shard, sorted by last
+change), holds only images between two steps (processing, deleting), for the sweeper.
+
+Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
+a fresh read when another writer got there first, so the copies never drift from their image.
+"""
+
+from __future__ import annotations
+
+import zlib
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
+
+from image_service.models import (
+    ImageRecord,
+    ImageStatus,
+    LegacyImage,
+    Variant,
+    format_timestamp,
+    parse_timestamp,
+)
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef
+
+BACKEND = "dynamodb"
+UPLOAD_TIME_INDEX = "by_upload_time"
+STATUS_INDEX = "by_status"
+TAG_INDEX = "by_tag"
+ATTENTION_INDEX = "by_attention"
+# (index, partition key attribute, sort key attribute)
+INDEXES = (
+    (UPLOAD_TIME_INDEX, "user_id", "upload_sort"),
+    (STATUS_INDEX, "status_key", "upload_sort"),
+    (TAG_INDEX, "tag_key", "tag_sort"),
+    (ATTENTION_INDEX, "attention_key", "attention_sort"),
+)
+_TAG_COPY_MARK = "#tag#"
+# Attributes only the image item has: a tag copy carrying them would show up in those indexes.
+_IMAGE_ONLY = ("upload_sort", "status_key", "attention_key", "attention_sort")
+# Images in these statuses are between two steps and are finished by the sweeper if the step
+# that should have followed never came (a lost job, a delete cut short). The attention index is
+# sparse: it holds only them, over this many partitions per status, so that the sweeper's
+# queries spread over DynamoDB partitions instead of all hitting one.
+NEEDS_ATTENTION = frozenset({ImageStatus.PROCESSING, ImageStatus.DELETING})
+ATTENTION_SHARDS = 8
+
+Item = dict[str, "AttributeValueTypeDef"]
+
+# The item holding one owner's usage (images and bytes kept), beside their images.
+USAGE_ID = "usage#totals"
+
+
+def upload_sort_key(record: ImageRecord) -> str:
+    return f"{format_timestamp(record.upload_time)}#{record.image_id}"
+
+
+def _owner_part(user_id: str) -> str:
+    # Percent-encoded, so the first "#" of an index key ends the owner whatever follows.
+    return quote(user_id, safe="")
+
+
+def status_key(user_id: str, status: ImageStatus) -> str:
+    return f"{_owner_part(user_id)}#{status.value}"
+
+
+def tag_key(user_id: str, tag: str) -> str:
+    return f"{_owner_part(user_id)}#{tag}"
+
+
+def tag_copy_id(image_id: str, tag: str) -> str:
+    return f"{image_id}{_TAG_COPY_MARK}{tag}"
+
+
+def attention_key(record: ImageRecord) -> str:
+    shard = zlib.crc32(f"{record.user_id}/{record.image_id}".encode()) % ATTENTION_SHARDS
+    return f"{record.status.value}#{shard}"
+
+
+def string_value(value: str) -> AttributeValueTypeDef:
+    return {"S": value}
+
+
+def number_value(value: int) -> AttributeValueTypeDef:
+    return {"N": str(value)}
+
+
+# Records of uploads that never became images expire (DynamoDB TTL) after this attribute's time.
+EXPIRY_ATTRIBUTE = "expires_at"
+_EXPIRING = {ImageStatus.PENDING, ImageStatus.REJECTED}
+
+
+def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
+    item: Item = {
+        "user_id": string_value(record.user_id),
+        "image_id": string_value(record.image_id),
+        "s3_key": string_value(record.s3_key),
+        "content_type": string_value(record.content_type),
+        "status": string_value(record.status.value),
+        "upload_time": string_value(format_timestamp(record.upload_time)),
+        "upload_sort": string_value(upload_sort_key(record)),
+        "status_key": string_value(status_key(record.user_id, record.status)),
+        "revision": number_value(record.revision),
+        "updated_at": string_value(format_timestamp(record.updated_at)),
+        "tags": {"L": [string_value(tag) for tag in record.tags]},
+        "description": string_value(record.description),
+    }
+    optional_strings = {
+        "filename": record.filename,
+        "declared_checksum_sha256": record.declared_checksum_sha256,
+        "sha256": record.sha256,
+        "rejection_reason": record.rejection_reason,
+    }
+    optional_numbers = {
+        "counted_bytes": record.counted_bytes,
+        "declared_size": record.declared_size,
+        "size": record.size,
+        "width": record.width,
+        "height": record.height,
+    }
+    item.update(
+        {name: string_value(value) for name, value in optional_strings.items() if value is not None}
+    )
+    if record.variants:
+        item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
+    if record.placeholder is not None:
+        item["placeholder"] = string_value(record.placeholder)
+    if record.status in NEEDS_ATTENTION:
+        item["attention_key"] = string_value(attention_key(record))
+        item["attention_sort"] = string_value(format_timestamp(record.updated_at))
+    if dead_record_ttl is not None and record.status in _EXPIRING:
+        item[EXPIRY_ATTRIBUTE] = number_value(int(record.updated_at.timestamp()) + dead_record_ttl)
+    item.update(
+        {name: number_value(value) for name, value in optional_numbers.items() if value is not None}
+    )
+    return item
+
+
+def indexed_tags(record: ImageRecord) -> list[str]:
+    """The tags an image is listed by. A pending image is none yet: it has no bytes until its
+    upload completes, so it is listed by time and by status only, and the upload-URL path
+    writes one item, not one per tag."""
+    return [] if record.status is ImageStatus.PENDING else record.tags
+
+
+def tag_copies(record: ImageRecord, image_item: Item) -> list[Item]:
+    """The image item once per indexed tag, keyed and indexed for listing by that tag."""
+    shared = {name: value for name, value in image_item.items() if name not in _IMAGE_ONLY}
+    return [
+        {
+            **shared,
+            "image_id": string_value(tag_copy_id(record.image_id, tag)),
+            "tag_key": string_value(tag_key(record.user_id, tag)),
+            "tag_sort": image_item["upload_sort"],
+        }
+        for tag in indexed_tags(record)
+    ]
+
+
+def _variant_item(variant: Variant) -> Item:
+    return {
+        "name": string_value(variant.name),
+        "format": string_value(variant.format),
+        "content_type": string_value(variant.content_type),
+        "key": string_value(variant.key),
+        "width": number_value(variant.width),
+        "height": number_value(variant.height),
+        "size": number_value(variant.size),
+    }
+
+
+def _variant(item: dict[str, Any]) -> Variant:
+    return Variant(
+        name=item["name"]["S"],
+        format=item["format"]["S"],
+        content_type=item["content_type"]["S"],
+        key=item["key"]["S"],
+        width=int(item["width"]["N"]),
+        height=int(item["height"]["N"]),
+        size=int(item["size"]["N"]),
+    )
+
+
+def from_item(item: dict[str, Any]) -> ImageRecord:
+    def string(name: str) -> str | None:
+        value = item.get(name)
+        return None if value is None else str(value["S"])
+
+    def number(name: str) -> int | None:
+        value = item.get(name)
+        return None if value is None else int(value["N"])
+
+    return ImageRecord(
+        user_id=item["user_id"]["S"],
+        # A tag copy's sort key is "<image id>#tag#<tag>"; image ids never contain "#".
+        image_id=item["image_id"]["S"].split("#", 1)[0],
+        s3_key=item["s3_key"]["S"],
+        content_type=item["content_type"]["S"],
+        status=ImageStatus(item["status"]["S"]),
+        upload_time=parse_timestamp(item["upload_time"]["S"]),
+        updated_at=parse_timestamp(item["updated_at"]["S"]),
+        tags=[tag["S"] for tag in item.get("tags", {}).get("L", [])],
+        description=item.get("description", {}).get("S", ""),
+        filename=string("filename"),
+        declared_size=number("declared_size"),
+        declared_checksum_sha256=string("declared_checksum_sha256"),
+        counted_bytes=number("counted_bytes"),
+        size=number("size"),
+        width=number("width"),
+        height=number("height"),
+        sha256=string("sha256"),
+        rejection_reason=string("rejection_reason"),
+        variants=[_variant(entry["M"]) for entry in item.get("variants", {}).get("L", [])],
+        placeholder=string("placeholder"),
+        revision=number("revision") or 0,
+    )
+
+
+def legacy_from_item(item: dict[str, Any]) -> LegacyImage:
+    tags_value = item.get("tags", {})
+    if "L" in tags_value:
+        tags = [str(tag["S"]) for tag in tags_value["L"] if "S" in tag]
+    elif "SS" in tags_value:
+        tags = sorted(str(tag) for tag in tags_value["SS"])
+    elif "S" in tags_value:
+        tags = [tag.strip() for tag in str(tags_value["S"]).split(",") if tag.strip()]
+    else:
+        tags = []
+    upload_time: datetime | None = None
+    try:
+        written = datetime.fromisoformat(str(item["upload_time"]["S"]))
+        upload_time = (written if written.tzinfo else written.replace(tzinfo=UTC)).astimezone(UTC)
+    except (KeyError, ValueError):
+        pass
+    return LegacyImage(
+        user_id=item["user_id"]["S"],
+        image_id=item["image_id"]["S"],
+        s3_key=item["s3_key"]["S"],
+        content_type=item.get("content_type", {}).get("S", "application/octet-stream"),
+        upload_time=upload_time,
+        tags=tags,
+        description=str(item.get("description", {}).get("S", "")),
+    )
+
+
+def item_key(user_id: str, image_id: str) -> Item:
+    return {"user_id": string_value(user_id), "image_id": string_value(image_id)}

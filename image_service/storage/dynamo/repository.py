@@ -1,0 +1,548 @@
+"""Image metadata in DynamoDB: the repository of image records.
+
+Table: partition key ``user_id``, sort key ``image_id`` (the original service's model). Every
+listing is a query on one of three global secondary indexes, all sorted by upload time then image
+id, so a page reads what it returns whatever the user owns (``docs/data-model.md``):
+
+- ``by_upload_time`` (``user_id``): newest first, date ranges;
+- ``by_status`` (``status_key`` = owner and status): one status;
+- ``by_tag`` (``tag_key`` = owner and tag): one tag. An image has many tags and an index key has
+  one value, so each tag gets a *tag copy* of the image item (sort key ``<image id>#tag#<tag>``),
+  written in the same transaction as the image, which is the only way the copies change. Copies
+  exist from completion on: a pending upload is listed by time and status, not by tag.
+
+A fourth, sparse index, ``by_attention`` (``attention_key`` = status and shard, sorted by last
+change), holds only images between two steps (processing, deleting), for the sweeper.
+
+Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
+a fresh read when another writer got there first, so the copies never drift from their image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from datetime import datetime
+from enum import Enum
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import ClientError
+
+from image_service.domain.cursor import CursorPosition
+from image_service.errors import Conflict, QuotaExceeded
+from image_service.models import (
+    ImageRecord,
+    ImageStatus,
+    LegacyImage,
+    ListFilter,
+    Usage,
+    format_timestamp,
+)
+from image_service.storage.dynamo.batching import BATCH_WRITE_SIZE, GroupCommit
+from image_service.storage.dynamo.codec import (
+    ATTENTION_INDEX,
+    ATTENTION_SHARDS,
+    BACKEND,
+    NEEDS_ATTENTION,
+    STATUS_INDEX,
+    TAG_INDEX,
+    UPLOAD_TIME_INDEX,
+    USAGE_ID,
+    Item,
+    from_item,
+    indexed_tags,
+    item_key,
+    legacy_from_item,
+    number_value,
+    status_key,
+    string_value,
+    tag_copies,
+    tag_copy_id,
+    tag_key,
+    to_item,
+    upload_sort_key,
+)
+from image_service.storage.errors import backend_errors, error_code
+
+if TYPE_CHECKING:
+    from types_aiobotocore_dynamodb import DynamoDBClient
+
+# Writers that lose a race re-read and re-apply their change; this many times, then 409.
+_WRITE_ATTEMPTS = 8
+# Items read per query while a filter discards some: fewer round trips when matches are sparse,
+# while the page itself is still cut at the requested size.
+FILTERED_READ_BATCH = 100
+# Sorts after every character of an image id, so "<time>#~" bounds all ids at that time.
+_AFTER_ANY_ID = "~"
+
+
+# One write of a transaction, by name: its outcome is looked up by name, never by position.
+NamedWrite = tuple[str, dict[str, Any]]
+IMAGE = "image"  # the image item itself, conditional on the revision its writer read
+USAGE = "usage"  # its owner's usage item, conditional on the room the quota leaves
+
+
+class _Refused(Exception):
+    """A write's condition failed for a reason other than a concurrent writer."""
+
+    def __init__(self, reasons: dict[str, str]) -> None:
+        super().__init__(reasons)
+        self.reasons = reasons
+
+
+class _Delete(Enum):
+    DELETE = "delete"
+
+
+# What a change makes of the stored image: this record, no image, or None to leave it alone.
+Change = Callable[[ImageRecord], "ImageRecord | _Delete | None"]
+
+
+class ImageRepository:
+    def __init__(
+        self, client: DynamoDBClient, table: str, *, dead_record_ttl: int | None = None
+    ) -> None:
+        self._client = client
+        self.table = table
+        # Pending and rejected records are deleted by DynamoDB this long after their last change.
+        self._dead_record_ttl = dead_record_ttl
+        self._creations = GroupCommit(client, table)
+
+    async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
+        with backend_errors(BACKEND):
+            response = await self._client.get_item(
+                TableName=self.table, Key=item_key(user_id, image_id), ConsistentRead=True
+            )
+        item = response.get("Item")
+        if item is None or "status" not in item:
+            # Absent, or the original service's item: not an image here until it is migrated.
+            return None
+        return from_item(item)
+
+    async def exists(self, user_id: str, image_id: str) -> bool:
+        """Whether any item (an image of any status, or the original service's) has this key."""
+        with backend_errors(BACKEND):
+            response = await self._client.get_item(
+                TableName=self.table,
+                Key=item_key(user_id, image_id),
+                ConsistentRead=True,
+                ProjectionExpression="image_id",
+            )
+        return "Item" in response
+
+    # -- usage: one item per user, changed in the same transaction as the image it counts ------
+
+    async def usage(self, user_id: str) -> Usage:
+        with backend_errors(BACKEND):
+            response = await self._client.get_item(
+                TableName=self.table, Key=item_key(user_id, USAGE_ID), ConsistentRead=True
+            )
+        item = response.get("Item", {})
+        return Usage(
+            images=int(item.get("images", {}).get("N", 0)),
+            bytes=int(item.get("bytes", {}).get("N", 0)),
+        )
+
+    # -- writes: the image item and its tag copies, together or not at all ---------------------
+
+    async def create(self, record: ImageRecord) -> ImageRecord:
+        """Stores a new image; returns it as stored (with its first revision). The upload-URL
+        path's one write, group-committed with the creations arriving together (batching.py)."""
+        stored, requests = self._put_requests(record)
+        await self._creations.write(requests)
+        return stored
+
+    def _put_requests(self, record: ImageRecord) -> tuple[ImageRecord, list[dict[str, Any]]]:
+        stored = replace(record, revision=1)
+        item = to_item(stored, dead_record_ttl=self._dead_record_ttl)
+        writes = (item, *tag_copies(stored, item))
+        return stored, [{"PutRequest": {"Item": write}} for write in writes]
+
+    async def put_many(self, records: list[ImageRecord]) -> None:
+        """Stores new images and their tag copies in batches of 25 writes, unconditionally:
+        a bulk load (imports, benchmarks) for ids nobody else is writing, never a request."""
+        requests = [put for record in records for put in self._put_requests(record)[1]]
+        for start in range(0, len(requests), BATCH_WRITE_SIZE):
+            await self._creations.batch_write(requests[start : start + BATCH_WRITE_SIZE])
+
+    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool:
+        """Stores ``record``, the service's next state of an image it read with ``expected``
+        status (and ``record.revision``); False if the image has left that status or is gone.
+        Tags and description are the owner's: an edit made meanwhile is kept, not overwritten."""
+        read = replace(record, status=expected)  # as the caller read it
+        return await self._rewrite(read, self._advance(record, expected)) is not None
+
+    async def publish_counted(
+        self, record: ImageRecord, expected: ImageStatus, *, max_images: int, max_bytes: int
+    ) -> bool:
+        """``replace_if_status``, adding the image to its owner's usage in the same
+        transaction. QuotaExceeded if the usage has no room for it."""
+        size = record.counted_bytes or 0
+        usage = {
+            "Update": {
+                "TableName": self.table,
+                "Key": item_key(record.user_id, USAGE_ID),
+                "UpdateExpression": "ADD images :one, #bytes :size",
+                "ConditionExpression": (
+                    "attribute_not_exists(images) OR (images < :max_images AND #bytes <= :room)"
+                ),
+                "ExpressionAttributeNames": {"#bytes": "bytes"},
+                "ExpressionAttributeValues": {
+                    ":one": number_value(1),
+                    ":size": number_value(size),
+                    ":max_images": number_value(max_images),
+                    ":room": number_value(max_bytes - size),
+                },
+            }
+        }
+        try:
+            published = await self._rewrite(
+                replace(record, status=expected),
+                self._advance(record, expected),
+                extra=lambda _: [(USAGE, usage)],
+            )
+        except _Refused as refused:
+            if refused.reasons.get(USAGE) == "ConditionalCheckFailed":
+                raise QuotaExceeded(
+                    "This upload would exceed the owner's quota.",
+                    details={"max_images": max_images, "max_bytes": max_bytes},
+                ) from None
+            raise
+        return published is not None
+
+    async def update_details(
+        self,
+        user_id: str,
+        image_id: str,
+        *,
+        updated_at: datetime,
+        tags: list[str] | None,
+        description: str | None,
+    ) -> ImageRecord | None:
+        """Sets tags and/or description; None when the image does not exist."""
+
+        def edit(current: ImageRecord) -> ImageRecord:
+            return replace(
+                current,
+                updated_at=updated_at,
+                tags=current.tags if tags is None else tags,
+                description=current.description if description is None else description,
+            )
+
+        return await self._rewrite(await self.get(user_id, image_id), edit)
+
+    async def mark_deleting(
+        self, record: ImageRecord, *, updated_at: datetime
+    ) -> ImageRecord | None:
+        """Sets the deleting status; None when the image is already gone."""
+
+        def mark(current: ImageRecord) -> ImageRecord:
+            return replace(current, status=ImageStatus.DELETING, updated_at=updated_at)
+
+        return await self._rewrite(record, mark)
+
+    async def delete(self, record: ImageRecord, *, unchanged_only: bool = False) -> bool:
+        """Deletes the image with its tag copies and, if it was counted, takes it off its
+        owner's usage, in one transaction; already gone is done. ``unchanged_only``: only
+        while the image is still at ``record``'s revision (maintenance, which must never act
+        on a stale view). False when nothing was deleted."""
+
+        def usage_back(current: ImageRecord) -> list[NamedWrite]:
+            if current.counted_bytes is None:
+                return []
+            return [
+                (
+                    USAGE,
+                    {
+                        "Update": {
+                            "TableName": self.table,
+                            "Key": item_key(current.user_id, USAGE_ID),
+                            "UpdateExpression": "ADD images :minus_one, #bytes :minus_size",
+                            "ExpressionAttributeNames": {"#bytes": "bytes"},
+                            "ExpressionAttributeValues": {
+                                ":minus_one": number_value(-1),
+                                ":minus_size": number_value(-current.counted_bytes),
+                            },
+                        }
+                    },
+                )
+            ]
+
+        def delete(current: ImageRecord) -> _Delete | None:
+            if unchanged_only and current.revision != record.revision:
+                return None
+            return _Delete.DELETE
+
+        return await self._rewrite(record, delete, extra=usage_back) is not None
+
+    async def waiting_since(
+        self, status: ImageStatus, before: datetime
+    ) -> AsyncIterator[ImageRecord]:
+        """Images in ``status`` (processing or deleting) whose last change is older than
+        ``before``, from the sparse attention index: what the sweeper has to finish."""
+        assert status in NEEDS_ATTENTION
+        for shard in range(ATTENTION_SHARDS):
+            query: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": ATTENTION_INDEX,
+                "KeyConditionExpression": "attention_key = :key AND attention_sort < :before",
+                "ExpressionAttributeValues": {
+                    ":key": string_value(f"{status.value}#{shard}"),
+                    ":before": string_value(format_timestamp(before)),
+                },
+            }
+            while True:
+                with backend_errors(BACKEND):
+                    page = await self._client.query(**query)
+                for item in page.get("Items", []):
+                    yield from_item(item)
+                if "LastEvaluatedKey" not in page:
+                    break
+                query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    async def touch(self, record: ImageRecord, *, updated_at: datetime) -> ImageRecord | None:
+        """Sets ``updated_at`` if the image is still as ``record`` (same status and revision):
+        of several sweepers that found the same image, exactly one gets it back."""
+
+        def claim(current: ImageRecord) -> ImageRecord | None:
+            if current.revision != record.revision or current.status is not record.status:
+                return None
+            return replace(current, updated_at=updated_at)
+
+        try:
+            return await self._rewrite(record, claim)
+        except Conflict:
+            return None  # others are changing it: not stuck
+
+    @staticmethod
+    def _advance(record: ImageRecord, expected: ImageStatus) -> Change:
+        def advance(current: ImageRecord) -> ImageRecord | None:
+            if current.status is not expected:
+                return None
+            return replace(record, tags=current.tags, description=current.description)
+
+        return advance
+
+    async def _rewrite(
+        self,
+        current: ImageRecord | None,
+        change: Change,
+        *,
+        extra: Callable[[ImageRecord], list[NamedWrite]] | None = None,
+    ) -> ImageRecord | None:
+        """Applies ``change`` to ``current`` (the image as its caller read it) and stores the
+        result; if another writer changed the image first, re-reads it and applies ``change``
+        again. Returns the record as stored (the deleted one for a delete), or None when the
+        image is gone or ``change`` leaves it alone."""
+        for _ in range(_WRITE_ATTEMPTS):
+            if current is None:
+                return None
+            wanted = change(current)
+            if wanted is None:
+                return None
+            writes, stored = self._image_writes(
+                current, None if wanted is _Delete.DELETE else wanted
+            )
+            if extra is not None:
+                writes += extra(current)
+            reasons = await self._apply(writes)
+            if reasons is None:
+                return current if stored is None else stored
+            # The image's own condition failed, or DynamoDB saw two transactions collide:
+            # another writer was first. Anything else (the usage's room) is the caller's to say.
+            lost_race = reasons.get(IMAGE) == "ConditionalCheckFailed"
+            if not lost_race and "TransactionConflict" not in reasons.values():
+                raise _Refused(reasons)
+            current = await self.get(current.user_id, current.image_id)
+        raise Conflict("The image is being changed by others; try again.", code="concurrent_update")
+
+    def _image_writes(
+        self, old: ImageRecord | None, new: ImageRecord | None
+    ) -> tuple[list[NamedWrite], ImageRecord | None]:
+        """The writes taking the stored image from ``old`` (as read; None: absent) to ``new``
+        (None: deleted), tag copies included, conditional on the image still being ``old``;
+        and ``new`` as it will be stored (its next revision)."""
+        if old is None:
+            condition: dict[str, Any] = {"ConditionExpression": "attribute_not_exists(image_id)"}
+        else:
+            condition = {
+                "ConditionExpression": "#revision = :revision",
+                "ExpressionAttributeNames": {"#revision": "revision"},
+                "ExpressionAttributeValues": {":revision": number_value(old.revision)},
+            }
+        subject = new or old
+        assert subject is not None
+        owner, image_id = subject.user_id, subject.image_id
+        writes: list[NamedWrite] = []
+        kept_tags: list[str] = []
+        if new is None:
+            key = item_key(owner, image_id)
+            writes.append((IMAGE, {"Delete": {"TableName": self.table, "Key": key, **condition}}))
+        else:
+            new = replace(new, revision=(old.revision if old else 0) + 1)
+            item = to_item(new, dead_record_ttl=self._dead_record_ttl)
+            writes.append((IMAGE, {"Put": {"TableName": self.table, "Item": item, **condition}}))
+            kept_tags = indexed_tags(new)
+            writes.extend(
+                (f"tag copy {tag}", {"Put": {"TableName": self.table, "Item": copy}})
+                for tag, copy in zip(kept_tags, tag_copies(new, item), strict=True)
+            )
+        for tag in indexed_tags(old) if old else []:
+            if tag not in kept_tags:
+                key = item_key(owner, tag_copy_id(image_id, tag))
+                writes.append(
+                    (f"old tag copy {tag}", {"Delete": {"TableName": self.table, "Key": key}})
+                )
+        return writes, new
+
+    async def _apply(self, writes: list[NamedWrite]) -> dict[str, str] | None:
+        """Runs the writes as one: None when done, else why each was refused, by name
+        ("None" for those that were not)."""
+        requests = [request for _, request in writes]
+        with backend_errors(BACKEND):
+            try:
+                if len(requests) > 1:
+                    await self._client.transact_write_items(TransactItems=requests)  # type: ignore[arg-type]  # built as plain dicts above
+                elif "Put" in requests[0]:
+                    await self._client.put_item(**requests[0]["Put"])
+                else:
+                    await self._client.delete_item(**requests[0]["Delete"])
+            except ClientError as exc:
+                code = error_code(exc)
+                if code == "ConditionalCheckFailedException":
+                    return {writes[0][0]: "ConditionalCheckFailed"}
+                if code == "TransactionCanceledException":
+                    # DynamoDB gives one reason per item, in the order the items were sent.
+                    reasons = exc.response.get("CancellationReasons", [])
+                    return {
+                        name: str(reason.get("Code", "None"))
+                        for (name, _), reason in zip(writes, reasons, strict=False)
+                    } or {writes[0][0]: "None"}
+                raise
+        return None
+
+    async def list_page(
+        self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
+    ) -> tuple[list[ImageRecord], CursorPosition | None]:
+        """Up to ``limit`` matching records newest first, and where the next page starts.
+
+        One tag, or else the status, picks the index, whose key condition does the selecting
+        (with the date range); only a second tag, or a status next to a tag, is left to a filter
+        that DynamoDB applies after it reads. Look one match ahead, so that a next position is
+        returned only when another match exists.
+        """
+        values: Item = {}
+        conditions: list[str] = []
+        names: dict[str, str] = {}
+        if filters.tags:
+            index, partition, sort = TAG_INDEX, "tag_key", "tag_sort"
+            values[":partition"] = string_value(tag_key(user_id, filters.tags[0]))
+            for number, tag in enumerate(filters.tags[1:]):
+                conditions.append(f"contains(tags, :tag{number})")
+                values[f":tag{number}"] = string_value(tag)
+            if filters.status is not None:
+                conditions.append("#status = :status")
+                values[":status"] = string_value(filters.status.value)
+                names["#status"] = "status"
+        elif filters.status is not None:
+            index, partition, sort = STATUS_INDEX, "status_key", "upload_sort"
+            values[":partition"] = string_value(status_key(user_id, filters.status))
+        else:
+            index, partition, sort = UPLOAD_TIME_INDEX, "user_id", "upload_sort"
+            values[":partition"] = string_value(user_id)
+
+        key_condition = f"{partition} = :partition"
+        if filters.start is not None:
+            values[":lo"] = string_value(format_timestamp(filters.start))
+        if filters.end is not None:
+            values[":hi"] = string_value(format_timestamp(filters.end) + "#" + _AFTER_ANY_ID)
+        if filters.start is not None and filters.end is not None:
+            key_condition += f" AND {sort} BETWEEN :lo AND :hi"
+        elif filters.start is not None:
+            key_condition += f" AND {sort} >= :lo"
+        elif filters.end is not None:
+            key_condition += f" AND {sort} <= :hi"
+
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": index,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            query["FilterExpression"] = " AND ".join(conditions)
+        if names:
+            query["ExpressionAttributeNames"] = names
+        if after is not None:
+            # The position in this index of the cursor's image (any index: they sort alike).
+            query["ExclusiveStartKey"] = {
+                "user_id": string_value(user_id),
+                "image_id": string_value(
+                    tag_copy_id(after.image_id, filters.tags[0]) if filters.tags else after.image_id
+                ),
+                partition: values[":partition"],
+                sort: string_value(after.sort_key),
+            }
+
+        matches: list[dict[str, Any]] = []
+        wanted = limit + 1
+        with backend_errors(BACKEND):
+            while len(matches) < wanted:
+                missing = wanted - len(matches)
+                query["Limit"] = max(missing, FILTERED_READ_BATCH) if conditions else missing
+                response = await self._client.query(**query)
+                matches.extend(response["Items"][:missing])
+                if "LastEvaluatedKey" not in response:
+                    break
+                query["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+        records = [from_item(item) for item in matches[:limit]]
+        if len(matches) <= limit:
+            return records, None
+        last = records[-1]
+        return records, CursorPosition(sort_key=upload_sort_key(last), image_id=last.image_id)
+
+    # -- idempotency keys: items in the caller's partition, outside every image listing -------
+
+    async def all_images(self) -> AsyncIterator[ImageRecord]:
+        """Every image record in the table (a full scan: for maintenance, never for requests)."""
+        with backend_errors(BACKEND):
+            paginator = self._client.get_paginator("scan")
+            async for page in paginator.paginate(
+                TableName=self.table, FilterExpression="attribute_exists(upload_sort)"
+            ):
+                for item in page.get("Items", []):
+                    yield from_item(item)
+
+    async def legacy_images(self) -> AsyncIterator[LegacyImage]:
+        """The image items the original service wrote (they have an object, never a status):
+        a full scan, for ``image-service migrate`` and ``reconcile``, never for requests."""
+        with backend_errors(BACKEND):
+            paginator = self._client.get_paginator("scan")
+            async for page in paginator.paginate(
+                TableName=self.table,
+                FilterExpression="attribute_exists(s3_key) AND attribute_not_exists(#status)",
+                ExpressionAttributeNames={"#status": "status"},
+            ):
+                for item in page.get("Items", []):
+                    yield legacy_from_item(item)
+
+    async def adopt_legacy(self, record: ImageRecord) -> ImageRecord | None:
+        """Replaces the original service's item of ``record``'s image with ``record``, pending
+        (its first state here); None if the item is no longer the original's: another migration
+        adopted it first, or it was deleted."""
+        assert record.status is ImageStatus.PENDING  # so it has no tag copies yet
+        stored = replace(record, revision=1)
+        put = {
+            "TableName": self.table,
+            "Item": to_item(stored, dead_record_ttl=self._dead_record_ttl),
+            "ConditionExpression": "attribute_exists(s3_key) AND attribute_not_exists(#status)",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        reasons = await self._apply([(IMAGE, {"Put": put})])
+        return stored if reasons is None else None
+
+    async def ping(self) -> None:
+        with backend_errors(BACKEND):
+            await self._client.describe_table(TableName=self.table)

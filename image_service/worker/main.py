@@ -1,0 +1,95 @@
+"""The worker process (`image-service worker`): the queue worker, its sweeper, and its own
+/metrics; and `image-service sweep`, one sweep now."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+
+from image_service.domain.images import utc_now
+from image_service.metrics import WorkerMetrics
+from image_service.services import Services, open_services
+from image_service.settings import Settings
+from image_service.worker.endpoint import worker_endpoint
+from image_service.worker.loop import Worker
+from image_service.worker.sweeper import Sweeper, SweepReport
+
+log = logging.getLogger(__name__)
+
+
+def make_worker(
+    settings: Settings, services: Services, *, metrics: WorkerMetrics | None = None
+) -> Worker:
+    return Worker(
+        services.jobs,
+        services.processor,
+        concurrency=settings.worker_concurrency,
+        visibility_seconds=settings.job_visibility_seconds,
+        wait_seconds=settings.queue_wait_seconds,
+        metrics=metrics,
+    )
+
+
+def make_sweeper(
+    settings: Settings,
+    services: Services,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    metrics: WorkerMetrics | None = None,
+) -> Sweeper:
+    return Sweeper(
+        repository=services.repository,
+        jobs=services.jobs,
+        images=services.images,
+        stuck_after=timedelta(seconds=settings.stuck_after_seconds),
+        clock=clock,
+        metrics=metrics,
+    )
+
+
+@asynccontextmanager
+async def running(worker: Worker, *, grace_seconds: float) -> AsyncIterator[None]:
+    """Runs the worker in the background; on exit stops polling and lets the jobs in flight
+    finish, for at most ``grace_seconds``."""
+    task = asyncio.create_task(worker.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        await worker.drain(grace_seconds)
+
+
+async def run_worker(settings: Settings) -> None:
+    """Polls until SIGTERM or SIGINT (a deploy, a scale-in), sweeping every so often; then
+    lets the jobs in flight finish within the grace period."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    metrics = WorkerMetrics()
+    grace = settings.shutdown_grace_seconds
+    async with (
+        worker_endpoint(metrics, settings.host, settings.worker_metrics_port),
+        open_services(settings) as services,
+        running(make_worker(settings, services, metrics=metrics), grace_seconds=grace),
+    ):
+        sweeper = make_sweeper(settings, services, metrics=metrics)
+        sweeping = asyncio.create_task(sweeper.run(settings.sweep_interval_seconds))
+        log.info("worker polling %s", settings.queue_name)
+        await stop.wait()
+        sweeping.cancel()  # a sweep cut short is safe: each image it acts on is claimed first
+        with contextlib.suppress(asyncio.CancelledError):
+            await sweeping
+    log.info("worker stopped")
+
+
+async def sweep_once(settings: Settings) -> SweepReport:
+    async with open_services(settings) as services:
+        return await make_sweeper(settings, services).sweep()
