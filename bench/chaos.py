@@ -52,7 +52,7 @@ import aiohttp
 import psutil
 
 from bench.soak import _bounded, audit
-from bench.stack import AWS, BIN, moto, process
+from bench.stack import BIN, moto_per_service, process, stack_environment
 from image_service.auth.tokens import issue_token
 from image_service.client import ApiError, ImageServiceClient, StorageError
 from image_service.client.loadtest import sample_jpeg
@@ -227,25 +227,15 @@ async def chaos(users: int, duration: float, interval: float, stall: float, keep
     api_url = f"http://127.0.0.1:{port}"
     tally = Tally()
     async with AsyncExitStack() as stack:
-        endpoints = {s: await stack.enter_async_context(moto()) for s in ("S3", "DYNAMODB", "SQS")}
-        aws_endpoints = {f"AWS_ENDPOINT_URL_{name}": url for name, url in endpoints.items()}
+        endpoints = await moto_per_service(stack)
         environment = {
-            **AWS,
-            **aws_endpoints,
-            "IMAGE_SERVICE_JWT_SECRET": secret,
-            "IMAGE_SERVICE_BUCKET": f"chaos-{suffix}",
-            "IMAGE_SERVICE_TABLE": f"chaos-{suffix}",
-            "IMAGE_SERVICE_QUEUE_NAME": f"chaos-{suffix}",
-            "IMAGE_SERVICE_PORT": str(port),
+            **stack_environment(f"chaos-{suffix}", endpoints, secret=secret, port=port),
             "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
             "IMAGE_SERVICE_LOG_LEVEL": "ERROR",
-            # Each virtual user is one user: the per-user limit would shape the load.
-            "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
-            "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
         }
         settings = Settings.from_env(environment)
         bound = 2 * settings.job_visibility_seconds + stall + READY_MARGIN_SECONDS
-        os.environ.update(AWS, **aws_endpoints)
+        os.environ.update({k: v for k, v in environment.items() if k.startswith("AWS_")})
         await provision(settings)
         backends = {
             name: _listening_pid(int(url.rsplit(":", 1)[1])) for name, url in endpoints.items()

@@ -28,7 +28,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 
 from PIL import Image as PILImage
 
-from bench.stack import AWS, BIN, moto, process
+from bench.stack import BIN, moto_per_service, process, stack_environment
 from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
@@ -61,16 +61,8 @@ async def serve_stack() -> AsyncIterator[str]:
     url = f"http://127.0.0.1:{port}"
     suffix = uuid.uuid4().hex[:10]
     async with AsyncExitStack() as stack:
-        endpoints = {s: await stack.enter_async_context(moto()) for s in ("S3", "DYNAMODB", "SQS")}
-        environment = {
-            **AWS,
-            **{f"AWS_ENDPOINT_URL_{name}": endpoint for name, endpoint in endpoints.items()},
-            "IMAGE_SERVICE_JWT_SECRET": SECRET,
-            "IMAGE_SERVICE_BUCKET": f"latency-{suffix}",
-            "IMAGE_SERVICE_TABLE": f"latency-{suffix}",
-            "IMAGE_SERVICE_QUEUE_NAME": f"latency-{suffix}",
-            "IMAGE_SERVICE_PORT": str(port),
-        }
+        endpoints = await moto_per_service(stack)
+        environment = stack_environment(f"latency-{suffix}", endpoints, secret=SECRET, port=port)
         saved = dict(os.environ)
         os.environ.update(environment)
         try:

@@ -36,7 +36,7 @@ from typing import Any
 import boto3
 import psutil
 
-from bench.stack import AWS, BIN, moto, process
+from bench.stack import AWS, BIN, moto_per_service, process, stack_environment
 from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
@@ -166,28 +166,13 @@ async def soak(users: int, duration: float, keep_every: int) -> int:
     port = free_port()
     api_url = f"http://127.0.0.1:{port}"
     async with AsyncExitStack() as stack:
-        # One moto process per service, as S3, DynamoDB and SQS are separate engines: moto is
-        # one Python process, and one alone is the bottleneck of the whole stack.
-        endpoints = {
-            service: await stack.enter_async_context(moto())
-            for service in ("S3", "DYNAMODB", "SQS")
-        }
-        aws_endpoints = {f"AWS_ENDPOINT_URL_{name}": url for name, url in endpoints.items()}
+        endpoints = await moto_per_service(stack)
         environment = {
-            **AWS,
-            **aws_endpoints,
-            "IMAGE_SERVICE_JWT_SECRET": secret,
-            "IMAGE_SERVICE_BUCKET": f"soak-{suffix}",
-            "IMAGE_SERVICE_TABLE": f"soak-{suffix}",
-            "IMAGE_SERVICE_QUEUE_NAME": f"soak-{suffix}",
-            "IMAGE_SERVICE_PORT": str(port),
+            **stack_environment(f"soak-{suffix}", endpoints, secret=secret, port=port),
             "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
-            # Each virtual user is one user: the per-user limit would shape the load.
-            "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
-            "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
         }
         settings = Settings.from_env(environment)
-        os.environ.update(AWS, **aws_endpoints)
+        os.environ.update({k: v for k, v in environment.items() if k.startswith("AWS_")})
         await provision(settings)
         quiet = {**environment, "IMAGE_SERVICE_LOG_LEVEL": "WARNING"}
         api = await stack.enter_async_context(

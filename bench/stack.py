@@ -8,7 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
 from image_service.embedded import free_port
@@ -23,6 +23,7 @@ AWS = {
     "AWS_DEFAULT_REGION": "us-east-1",
 }
 STARTUP_SECONDS = 20
+SERVICES = ("S3", "DYNAMODB", "SQS")
 
 
 @asynccontextmanager
@@ -50,3 +51,28 @@ async def moto() -> AsyncIterator[str]:
     argv = [sys.executable, "-m", "bench.moto_server", "-H", "127.0.0.1", "-p", str(port)]
     async with process(argv, {}, f"{endpoint}/moto-api/"):
         yield endpoint
+
+
+async def moto_per_service(stack: AsyncExitStack) -> dict[str, str]:
+    """One moto process per service, as S3, DynamoDB and SQS are separate engines: moto is one
+    Python process, and one alone is the bottleneck of the whole stack. Service -> endpoint."""
+    return {service: await stack.enter_async_context(moto()) for service in SERVICES}
+
+
+def stack_environment(
+    name: str, endpoints: dict[str, str], *, secret: str, port: int
+) -> dict[str, str]:
+    """The environment of a stack's processes: its moto endpoints, its own bucket, table and
+    queue, and the per-user limit lifted (each virtual user is one user: the limit would shape
+    the load, not measure it)."""
+    return {
+        **AWS,
+        **{f"AWS_ENDPOINT_URL_{service}": url for service, url in endpoints.items()},
+        "IMAGE_SERVICE_JWT_SECRET": secret,
+        "IMAGE_SERVICE_BUCKET": name,
+        "IMAGE_SERVICE_TABLE": name,
+        "IMAGE_SERVICE_QUEUE_NAME": name,
+        "IMAGE_SERVICE_PORT": str(port),
+        "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
+        "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
+    }

@@ -4,6 +4,12 @@ Every error the service answers with on purpose is one of these. Each carries th
 clients branch on (a class default, refined per instance where one class covers several causes)
 and the HTTP status it maps to; the web layer turns them into the one JSON error envelope.
 Nothing here imports aiohttp or botocore.
+
+The other exceptions are signals inside one module that never reach a client as they are:
+``SettingsError`` (a bad setting stops the program), ``ImageRejected`` (imaging's verdict,
+turned into ``UploadRejected`` by completion), ``ScannerUnavailable`` and ``PoisonJob`` (the
+worker retries, or dead-letters), and the repository's private ``_Refused``. The client has
+errors of its own (``image_service.client``): it installs without the server.
 """
 
 from __future__ import annotations
@@ -124,3 +130,18 @@ class BackendTimeout(ServiceError):
             f"{name} did not answer within {seconds:g} s; retry shortly.",
             details={"backend": backend, "timeout_seconds": seconds},
         )
+
+
+class RateLimited(ServiceError):
+    """Too many upload URLs for one caller; ``Retry-After`` says when one is back."""
+
+    http_status = 429
+    code = "rate_limited"
+
+
+class NotReady(ServiceError):
+    """``/ready``: a backend the service needs is not answering."""
+
+    http_status = 503
+    code = "not_ready"
+    retry_after = 1

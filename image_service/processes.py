@@ -27,10 +27,10 @@ async def wait_until_answering(
     *,
     within: float,
     ready: Ready = answers,
-    process: asyncio.subprocess.Process | None = None,
+    exit_status: Callable[[], int | None] | None = None,
 ) -> None:
-    """Asks ``url`` until its answer is ``ready``; fails if ``process`` exits first, or
-    after ``within`` seconds."""
+    """Asks ``url`` until its answer is ``ready``; fails if the program exits first (its
+    ``exit_status`` is not None), or after ``within`` seconds."""
     timeout = aiohttp.ClientTimeout(total=1)
     async with aiohttp.ClientSession(timeout=timeout) as http, asyncio.timeout(within):
         while True:
@@ -40,8 +40,9 @@ async def wait_until_answering(
                         return
             except (aiohttp.ClientError, OSError, TimeoutError):
                 pass
-            if process is not None and process.returncode is not None:
-                raise RuntimeError(f"exited ({process.returncode}) before {url} answered")
+            status = exit_status() if exit_status is not None else None
+            if status is not None:
+                raise RuntimeError(f"exited ({status}) before {url} answered")
             await asyncio.sleep(_POLL_SECONDS)
 
 
@@ -64,7 +65,9 @@ async def started(
     )
     try:
         if ready_url is not None:
-            await wait_until_answering(ready_url, within=within, ready=ready, process=process)
+            await wait_until_answering(
+                ready_url, within=within, ready=ready, exit_status=lambda: process.returncode
+            )
         yield process
     finally:
         if process.returncode is None:

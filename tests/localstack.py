@@ -4,16 +4,16 @@ real bucket notifications to its SQS, started from the virtualenv `make test` bu
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from image_service.embedded import free_port
+from image_service.processes import wait_until_answering
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(os.environ.get("LOCALSTACK_VENV", ROOT / ".venv-localstack")) / "bin" / "python"
@@ -23,13 +23,14 @@ ACCESS_KEY = SECRET_KEY = "test"
 SERVICES = ("s3", "sqs")
 
 
-def _healthy(endpoint: str) -> bool:
+def _services_up(status: int, body: bytes) -> bool:
     try:
-        with urllib.request.urlopen(f"{endpoint}/_localstack/health", timeout=1) as response:
-            services = json.load(response)["services"]
-    except (OSError, ValueError, KeyError):
+        services = json.loads(body)["services"]
+    except (ValueError, KeyError, TypeError):
         return False
-    return all(services.get(name) in {"available", "running"} for name in SERVICES)
+    return status == 200 and all(
+        services.get(name) in {"available", "running"} for name in SERVICES
+    )
 
 
 @contextmanager
@@ -59,13 +60,18 @@ def localstack(workdir: Path) -> Iterator[str]:
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not _healthy(endpoint):
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(
-                    "LocalStack did not start:\n" + (workdir / "localstack.log").read_text()[-4000:]
+        try:
+            asyncio.run(
+                wait_until_answering(
+                    f"{endpoint}/_localstack/health",
+                    within=STARTUP_SECONDS,
+                    ready=_services_up,
+                    exit_status=process.poll,
                 )
-            time.sleep(0.2)
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            log_text = (workdir / "localstack.log").read_text()[-4000:]
+            raise RuntimeError(f"LocalStack did not start ({exc!r}):\n{log_text}") from None
         yield endpoint
     finally:
         process.terminate()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_service.client import Image, ImageServiceClient
+from image_service.processes import wait_until_answering
 
 
 async def run_command(
@@ -104,15 +105,10 @@ class Program:
 
 
 async def wait_for_port(port: int, *, within: float = 30) -> None:
-    async with asyncio.timeout(within):
-        while True:
-            try:
-                _, writer = await asyncio.open_connection("127.0.0.1", port)
-            except OSError:
-                await asyncio.sleep(0.05)
-                continue
-            writer.close()
-            return
+    """Until a program answers HTTP on ``port``, whatever it answers."""
+    await wait_until_answering(
+        f"http://127.0.0.1:{port}/", within=within, ready=lambda _status, _body: True
+    )
 
 
 _MOTO_MAIN = (

@@ -44,7 +44,9 @@ async def dev_server() -> AsyncIterator[tuple[str, str, list[str]]]:
         assert process.stdout is not None
         # Read all it prints, as it prints it: a full pipe would block the server mid-log.
         reading = asyncio.create_task(_drain(process.stdout, output))
-        await wait_until_answering(f"{base}/ready", within=STARTUP_SECONDS, process=process)
+        await wait_until_answering(
+            f"{base}/ready", within=STARTUP_SECONDS, exit_status=lambda: process.returncode
+        )
         async with asyncio.timeout(5):  # printed before it served; maybe not read yet
             while not (found := re.search(r"export TOKEN=(\S+)", "".join(output))):  # noqa: ASYNC110
                 await asyncio.sleep(0.01)

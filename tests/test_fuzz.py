@@ -4,11 +4,11 @@ documented schema. The service runs as a real `image-service serve` process on m
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -29,6 +29,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from image_service.embedded import free_port
+from image_service.processes import wait_until_answering
 from tests.conftest import AWS_SECRET, JWT_SECRET, REGION, token
 
 EXAMPLES_PER_OPERATION = 40
@@ -66,15 +67,11 @@ def fuzz_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
         )
         base = f"http://127.0.0.1:{port}"
         try:
-            deadline = time.monotonic() + STARTUP_SECONDS
-            while True:
-                try:
-                    with urllib.request.urlopen(f"{base}/health", timeout=1):
-                        break
-                except OSError:
-                    assert process.poll() is None, log_path.read_text()
-                    assert time.monotonic() < deadline, "serve did not start"
-                    time.sleep(0.1)
+            asyncio.run(
+                wait_until_answering(
+                    f"{base}/health", within=STARTUP_SECONDS, exit_status=process.poll
+                )
+            )
             yield base
         finally:
             process.terminate()

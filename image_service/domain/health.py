@@ -5,15 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-from image_service.errors import ServiceError
+from image_service.errors import NotReady, ServiceError
 
 Probe = Callable[[], Awaitable[None]]
-
-
-class NotReady(ServiceError):
-    http_status = 503
-    code = "not_ready"
-    retry_after = 1
 
 
 async def _probe(probe: Probe, limit_seconds: float) -> str:

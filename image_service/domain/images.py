@@ -43,14 +43,10 @@ from image_service.imaging.inspect import (
     inspect_image,
 )
 from image_service.models import (
-    MAX_DESCRIPTION_LENGTH,
-    MAX_TAG_LENGTH,
-    MAX_TAGS,
     IdempotentUpload,
     ImagePage,
     ImageRecord,
     ImageStatus,
-    LegacyImage,
     ListFilter,
     PresignedDownload,
     PresignedUpload,
@@ -505,51 +501,9 @@ class ImageService:
             # The image is already safe under its own key; a leftover upload is only garbage.
             log.warning("could not remove upload %s: %s", upload_key, exc.reason)
 
-    # -- taking in the original service's images ---------------------------------------------
-
-    def legacy_problem(self, legacy: LegacyImage) -> str | None:
-        """Why an image the original service stored cannot be taken in as it is (a code), or
-        None. Such an image is left exactly as it was, for its owner or an operator to fix:
-        nothing is truncated or guessed."""
-        try:
-            if str(uuid.UUID(legacy.image_id)) != legacy.image_id:
-                return "image_id_not_a_uuid"
-        except ValueError:
-            return "image_id_not_a_uuid"
-        if legacy.content_type not in self._policy.allowed_content_types:
-            return "unsupported_content_type"
-        tags = normalize_tags(legacy.tags)
-        if len(tags) > MAX_TAGS:
-            return "too_many_tags"
-        if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
-            return "tag_too_long"
-        if len(legacy.description) > MAX_DESCRIPTION_LENGTH:
-            return "description_too_long"
-        return None
-
-    async def adopt_legacy(self, legacy: LegacyImage, stored: StoredObject) -> ImageRecord | None:
-        """Takes in an image the original service stored, as if it had just been uploaded: its
-        bytes are copied to where the upload would have arrived, its item becomes a pending
-        record keeping its id, upload time, tags and description, and it is completed like
-        any upload (verified, counted against the quota, processed). None if another
-        migration took it first; raises UploadRejected when completion refuses what it is."""
-        record = ImageRecord(
-            user_id=legacy.user_id,
-            image_id=legacy.image_id,
-            s3_key=original_key(legacy.user_id, legacy.image_id),
-            content_type=legacy.content_type,
-            status=ImageStatus.PENDING,
-            upload_time=legacy.upload_time or stored.last_modified,
-            updated_at=self._clock(),
-            tags=normalize_tags(legacy.tags),
-            description=legacy.description,
-        )
-        await self._store.copy(
-            legacy.s3_key, incoming_key(record), etag=stored.etag, content_type=record.content_type
-        )
-        if await self._repository.adopt_legacy(record) is None:
-            return None
-        return await self.complete_for(record.user_id, record.image_id)
+    def accepts(self, content_type: str) -> bool:
+        """Whether an upload may declare this content type."""
+        return content_type in self._policy.allowed_content_types
 
     # -- reads and edits ------------------------------------------------------------------------
 

@@ -12,12 +12,7 @@ from collections.abc import Callable
 
 from cachetools import LRUCache
 
-from image_service.errors import ServiceError
-
-
-class RateLimited(ServiceError):
-    http_status = 429
-    code = "rate_limited"
+from image_service.errors import RateLimited
 
 
 class TokenBucketLimiter:

@@ -16,15 +16,23 @@ completes the uploads left uncompleted (what S3's own upload event does when it 
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 
-from image_service.domain.images import ImageService
-from image_service.domain.layout import incoming_key
+from image_service.domain.images import ImageService, normalize_tags, utc_now
+from image_service.domain.layout import incoming_key, original_key
 from image_service.errors import Conflict, QuotaExceeded, UploadRejected
 from image_service.logs import image_event
-from image_service.models import ImageStatus
+from image_service.models import (
+    MAX_DESCRIPTION_LENGTH,
+    MAX_TAG_LENGTH,
+    MAX_TAGS,
+    ImageRecord,
+    ImageStatus,
+    LegacyImage,
+)
 from image_service.storage.dynamo import ImageRepository
-from image_service.storage.s3 import ObjectStore
+from image_service.storage.s3 import ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +59,7 @@ async def migrate(
     report = MigrationReport()
     async for legacy in repository.legacy_images():
         name = (legacy.user_id, legacy.image_id)
-        problem = images.legacy_problem(legacy)
+        problem = legacy_problem(images, legacy)
         stored = None if problem else await store.head(legacy.s3_key)
         if stored is None:
             report.refused.append((*name, problem or "object_missing"))
@@ -60,7 +68,7 @@ async def migrate(
             report.migrated.append(name)
             continue
         try:
-            adopted = await images.adopt_legacy(legacy, stored)
+            adopted = await adopt_legacy(images, store, repository, legacy, stored)
         except (UploadRejected, QuotaExceeded, Conflict) as refusal:
             # Refused as an upload of it would be; its old object stays, for a person to judge.
             report.refused.append((*name, refusal.code))
@@ -93,3 +101,55 @@ async def _complete_left_uploads(
             report.refused.append((*name, refusal.code))
             continue
         report.resumed.append(name)
+
+
+def legacy_problem(images: ImageService, legacy: LegacyImage) -> str | None:
+    """Why an image the original service stored cannot be taken in as it is (a code), or
+    None. Such an image is left exactly as it was, for its owner or an operator to fix:
+    nothing is truncated or guessed."""
+    try:
+        if str(uuid.UUID(legacy.image_id)) != legacy.image_id:
+            return "image_id_not_a_uuid"
+    except ValueError:
+        return "image_id_not_a_uuid"
+    if not images.accepts(legacy.content_type):
+        return "unsupported_content_type"
+    tags = normalize_tags(legacy.tags)
+    if len(tags) > MAX_TAGS:
+        return "too_many_tags"
+    if any(len(tag) > MAX_TAG_LENGTH for tag in tags):
+        return "tag_too_long"
+    if len(legacy.description) > MAX_DESCRIPTION_LENGTH:
+        return "description_too_long"
+    return None
+
+
+async def adopt_legacy(
+    images: ImageService,
+    store: ObjectStore,
+    repository: ImageRepository,
+    legacy: LegacyImage,
+    stored: StoredObject,
+) -> ImageRecord | None:
+    """Takes in an image the original service stored, as if it had just been uploaded: its
+    bytes are copied to where the upload would have arrived, its item becomes a pending
+    record keeping its id, upload time, tags and description, and it is completed like
+    any upload (verified, counted against the quota, processed). None if another
+    migration took it first; raises UploadRejected when completion refuses what it is."""
+    record = ImageRecord(
+        user_id=legacy.user_id,
+        image_id=legacy.image_id,
+        s3_key=original_key(legacy.user_id, legacy.image_id),
+        content_type=legacy.content_type,
+        status=ImageStatus.PENDING,
+        upload_time=legacy.upload_time or stored.last_modified,
+        updated_at=utc_now(),
+        tags=normalize_tags(legacy.tags),
+        description=legacy.description,
+    )
+    await store.copy(
+        legacy.s3_key, incoming_key(record), etag=stored.etag, content_type=record.content_type
+    )
+    if await repository.adopt_legacy(record) is None:
+        return None
+    return await images.complete_for(record.user_id, record.image_id)

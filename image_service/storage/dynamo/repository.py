@@ -1,21 +1,9 @@
 """Image metadata in DynamoDB: the repository of image records.
 
-Table: partition key ``user_id``, sort key ``image_id`` (the original service's model). Every
-listing is a query on one of three global secondary indexes, all sorted by upload time then image
-id, so a page reads what it returns whatever the user owns (``docs/data-model.md``):
-
-- ``by_upload_time`` (``user_id``): newest first, date ranges;
-- ``by_status`` (``status_key`` = owner and status): one status;
-- ``by_tag`` (``tag_key`` = owner and tag): one tag. An image has many tags and an index key has
-  one value, so each tag gets a *tag copy* of the image item (sort key ``<image id>#tag#<tag>``),
-  written in the same transaction as the image, which is the only way the copies change. Copies
-  exist from completion on: a pending upload is listed by time and status, not by tag.
-
-A fourth, sparse index, ``by_attention`` (``attention_key`` = status and shard, sorted by last
-change), holds only images between two steps (processing, deleting), for the sweeper.
-
-Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
-a fresh read when another writer got there first, so the copies never drift from their image.
+The table's keys, indexes and items are the codec's (``codec.py``, which describes the design).
+Writes are optimistic: each is a transaction of named writes (the image, its usage, its tag
+copies) conditional on the ``revision`` its writer read, and re-applied on a fresh read when
+another writer got there first, so the copies never drift from their image.
 """
 
 from __future__ import annotations
