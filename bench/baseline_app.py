@@ -71,6 +71,16 @@ def list_images(user_id: str, limit: int = 20) -> dict[str, Any]:
     return {"items": response["Items"]}
 
 
+@app.get("/images/{image_id}")
+def get_image(image_id: str, user_id: str) -> dict[str, Any]:
+    item = dynamodb.get_item(
+        TableName=TABLE, Key={"user_id": {"S": user_id}, "image_id": {"S": image_id}}
+    ).get("Item")
+    if item is None:
+        raise HTTPException(status_code=404)
+    return item
+
+
 @app.get("/images/{image_id}/download")
 def download(image_id: str, user_id: str) -> dict[str, str]:
     item = dynamodb.get_item(

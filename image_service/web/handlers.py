@@ -41,13 +41,12 @@ from image_service.web.schemas import (
     UploadRequestSchema,
     UploadResponseSchema,
 )
+from image_service.web.views import image_view, page_view
 
 READINESS_TIMEOUT_SECONDS = 3.0
 # Responses that carry a URL granting access must never sit in a shared or browser cache.
 NO_STORE = {"Cache-Control": "no-store"}
 
-_image = ImageSchema()
-_page = ImagePageSchema()
 _upload = UploadResponseSchema()
 _download = DownloadResponseSchema()
 _secured = {"tags": ["images"], "security": [{BEARER: []}]}
@@ -57,6 +56,10 @@ def _dump(
     schema: Schema, obj: Any, *, status: int = 200, headers: dict[str, str] | None = None
 ) -> web.Response:
     return web.json_response(schema.dump(obj), status=status, headers=headers, dumps=json_text)
+
+
+def _json(body: Any) -> web.Response:
+    return web.json_response(body, dumps=json_text)
 
 
 def _owner(request: web.Request) -> str | None:
@@ -104,7 +107,7 @@ async def complete_upload(request: web.Request) -> web.Response:
     record = await request.app[IMAGE_SERVICE].complete(
         request[PRINCIPAL], request.match_info["image_id"], _owner(request)
     )
-    return _dump(_image, record)
+    return _json(image_view(record))
 
 
 @docs(summary="Get an image's metadata", **_secured)
@@ -114,7 +117,7 @@ async def get_image(request: web.Request) -> web.Response:
     record = await request.app[IMAGE_SERVICE].get(
         request[PRINCIPAL], request.match_info["image_id"], _owner(request)
     )
-    return _dump(_image, record)
+    return _json(image_view(record))
 
 
 @docs(summary="Change an image's tags and/or description", **_secured)
@@ -130,7 +133,7 @@ async def update_image(request: web.Request) -> web.Response:
         tags=body.get("tags"),
         description=body.get("description"),
     )
-    return _dump(_image, record)
+    return _json(image_view(record))
 
 
 @docs(summary="List images, newest first", **_secured)
@@ -151,7 +154,7 @@ async def list_images(request: web.Request) -> web.Response:
         limit=query["limit"],
         cursor=query.get("cursor"),
     )
-    return _dump(_page, page)
+    return _json(page_view(page))
 
 
 @docs(summary="Get a short-lived download URL", **_secured)
