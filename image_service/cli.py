@@ -13,6 +13,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from pathlib import Path
 
 from dotenv import load_dotenv
 
@@ -192,6 +193,10 @@ def cmd_loadtest(args: argparse.Namespace) -> None:
     except ValueError as exc:
         raise SystemExit(f"loadtest: {exc}") from None
     summary = results.summary()
+    if args.report is not None:
+        from image_service.client.report import html_report
+
+        args.report.write_text(html_report(results, summary), encoding="utf-8")
     if args.json:
         print(json.dumps(summary, indent=2))
     else:
@@ -258,6 +263,12 @@ def build_parser() -> argparse.ArgumentParser:
     load.add_argument("--dev", action="store_true", help="start `image-service dev` to load")
     load.add_argument("--allow-remote", action="store_true", help="allow a non-loopback --url")
     load.add_argument("--json", action="store_true", help="print the results as JSON")
+    load.add_argument(
+        "--report",
+        type=Path,
+        metavar="FILE.html",
+        help="also write a self-contained HTML report: throughput and latency over time",
+    )
     load.set_defaults(func=cmd_loadtest)
 
     worker = commands.add_parser("worker", help="process the queue: scans, variants, GPS removal")

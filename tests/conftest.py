@@ -20,6 +20,7 @@ import pytest
 from aiohttp import web_app
 from aiohttp.test_utils import TestClient
 from moto.server import ThreadedMotoServer
+from playwright.async_api import Browser, async_playwright
 from prometheus_client.parser import text_string_to_metric_families
 
 from image_service.auth.tokens import issue_token
@@ -302,3 +303,42 @@ async def make_api(
 @pytest.fixture
 async def api(make_api: MakeApi) -> Api:
     return await make_api()
+
+
+# -- headless Chromium (Debian's, through Playwright's driver; no browser is downloaded) ----------
+
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+ARTIFACTS = Path(
+    os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).parent.parent / "test-artifacts")
+)
+# Chromium as root in a sandbox-less container, and none of its calls home (refused here).
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def chromium() -> str:
+    # Failing, not skipping: a skipped browser test would pass CI with the page broken.
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
+    return CHROMIUM
+
+
+@pytest.fixture
+def artifacts() -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS
+
+
+@pytest.fixture
+async def browser(chromium: str) -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
+        yield browser
+        await browser.close()

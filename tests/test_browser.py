@@ -12,27 +12,13 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
 from tests import images
 from tests.processes import Program, wait_for_port
 
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-ARTIFACTS = Path(
-    os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).parent.parent / "test-artifacts")
-)
-# Chromium as root in a sandbox-less container, and none of its calls home (refused here).
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 WAIT_MS = 30_000
 
 
@@ -52,27 +38,6 @@ async def dev_url() -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await program.stop()
-
-
-@pytest.fixture
-def chromium() -> str:
-    # Failing, not skipping: a skipped browser test would pass CI with the page broken.
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `make test` installs Debian's chromium"
-    return CHROMIUM
-
-
-@pytest.fixture
-def artifacts() -> Path:
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    return ARTIFACTS
-
-
-@pytest.fixture
-async def browser(chromium: str) -> AsyncIterator[Browser]:
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
-        yield browser
-        await browser.close()
 
 
 async def _signed_in_page(browser: Browser, url: str, problems: list[str]) -> Page:

@@ -54,6 +54,10 @@ class Results:
     errors: dict[str, dict[str, int]] = field(default_factory=dict)
     lifecycles: int = 0
     kept: list[tuple[str, str]] = field(default_factory=list)  # (user, image id)
+    # For the report over time: (seconds into the run, step, seconds it took) of every step,
+    # and when each lifecycle ended.
+    steps_over_time: list[tuple[float, str, float]] = field(default_factory=list)
+    lifecycles_ended: list[float] = field(default_factory=list)
     deleted: list[tuple[str, str]] = field(default_factory=list)
 
     def error(self, step: str, status: int | str) -> None:
@@ -136,7 +140,9 @@ async def _lifecycle(
             answer = await call
         except (ApiError, StorageError) as exc:
             raise LoadTestError(step, exc.status) from None
-        results.timings[step].append(time.perf_counter() - started)
+        took = time.perf_counter() - started
+        results.timings[step].append(took)
+        results.steps_over_time.append((started - results.started, step, took))
         return answer
 
     ticket = await timed(
@@ -185,6 +191,7 @@ async def run(plan: Plan, *, progress: bool = True) -> Results:
             try:
                 await _lifecycle(clients[index], plan, index, number, data, results)
                 results.lifecycles += 1
+                results.lifecycles_ended.append(results.seconds)
             except LoadTestError as exc:
                 results.error(exc.step, exc.status)
             except (aiohttp.ClientError, TimeoutError) as exc:
