@@ -77,9 +77,9 @@ latency: $(STAMP)
 
 ## bench: the benchmarks that print numbers (API CPU per request, listing cost, rendering)
 bench: $(STAMP)
-	$(BIN)/python bench/api.py
-	$(BIN)/python bench/listing.py
-	$(BIN)/python bench/variants.py
+	$(BIN)/python -m bench.api
+	$(BIN)/python -m bench.listing
+	$(BIN)/python -m bench.variants
 
 ## lint: ruff check, ruff format --check, strict mypy on the package
 lint: $(STAMP)

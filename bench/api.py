@@ -18,7 +18,7 @@ RSS per API process at 64 connections.
 Requests per second are bounded by moto (one more process on the same two cores), so CPU per
 request is the figure that compares the servers.
 
-    .venv/bin/python bench/api.py [--requests 3000] [--concurrency 1,16,64]
+    .venv/bin/python -m bench.api [--requests 3000] [--concurrency 1,16,64]
 
 At one connection a phase sends a fifth of the requests (each waits on the one before).
 """

@@ -15,7 +15,7 @@ Latency here is mostly moto's: it answers an index query by sorting every item o
 DynamoDB's grow with the items read. Items read is the
 figure that carries over to AWS (it is what read capacity is billed on).
 
-    .venv/bin/python bench/listing.py [--images 20000] [--pages 5]
+    .venv/bin/python -m bench.listing [--images 20000] [--pages 5]
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ image_service.processing.render_variants and for a naive Pillow baseline measure
 run (open, thumbnail and save once per size), and the ratio. Target: three JPEG variants
 (256, 512, 1024 px) in at most 100 ms.
 
-    .venv/bin/python bench/variants.py [--rounds N]
+    .venv/bin/python -m bench.variants [--rounds N]
 """
 
 from __future__ import annotations
