@@ -86,8 +86,14 @@ class Phase:
 Request = Callable[[int], tuple[str, str, dict[str, object] | None, dict[str, str]]]
 
 
+def _busy_seconds(processes: list[psutil.Process]) -> float:
+    return sum(sum(process.cpu_times()[:2]) for process in processes)
+
+
 async def drive(base: str, pid: int, request: Request, total: int, concurrency: int) -> Phase:
+    # The server and, under `serve --workers N`, its API processes.
     server = psutil.Process(pid)
+    processes = [server, *server.children(recursive=True)]
     errors: dict[int, int] = {}
     latencies: list[float] = []
     counter = iter(range(total))
@@ -106,18 +112,19 @@ async def drive(base: str, pid: int, request: Request, total: int, concurrency: 
                         errors[response.status] = errors.get(response.status, 0) + 1
                 latencies.append(time.perf_counter() - started)
 
-        cpu = server.cpu_times()
+        cpu = _busy_seconds(processes)
         started = time.perf_counter()
         await asyncio.gather(*(client() for _ in range(concurrency)))
         seconds = time.perf_counter() - started
-        after = server.cpu_times()
+        cpu_seconds = _busy_seconds(processes) - cpu
     return Phase(
         requests=total,
         errors=errors,
         seconds=seconds,
-        cpu_seconds=(after.user + after.system) - (cpu.user + cpu.system),
+        cpu_seconds=cpu_seconds,
         latencies=latencies,
-        rss_mb=server.memory_info().rss / 2**20,
+        # The largest process: the target is per API process.
+        rss_mb=max(process.memory_info().rss for process in processes) / 2**20,
     )
 
 
@@ -234,6 +241,21 @@ async def main() -> None:
         default=[1, 16, 64],
         help="comma-separated connection counts",
     )
+    parser.add_argument(
+        "--endpoints",
+        type=lambda text: [name.strip() for name in text.split(",")],
+        # Uploads last: they grow the tables, and moto's queries slow down as tables grow.
+        default=[
+            "GET /images",
+            "GET /images/{id}",
+            "GET /images/{id}/download",
+            "POST /images/upload",
+        ],
+        help="comma-separated, from the default list",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=1, help="API processes: serve --workers N (default 1)"
+    )
     args = parser.parse_args()
 
     suffix = uuid.uuid4().hex[:8]
@@ -279,7 +301,7 @@ async def main() -> None:
 
         service = await stack.enter_async_context(
             process(
-                [str(BIN / "image-service"), "serve"],
+                [str(BIN / "image-service"), "serve", "--workers", str(args.workers)],
                 service_env,
                 f"http://127.0.0.1:{service_port}/health",
             )
@@ -307,13 +329,7 @@ async def main() -> None:
             ),
         }
         results: dict[tuple[str, int, str], Phase] = {}
-        # Uploads last: they grow the tables, and moto's queries slow down as tables grow.
-        for endpoint_name in (
-            "GET /images",
-            "GET /images/{id}",
-            "GET /images/{id}/download",
-            "POST /images/upload",
-        ):
+        for endpoint_name in args.endpoints:
             for concurrency in args.concurrency:
                 # A B A B: each server's phase beside the other's, so drift hits both alike.
                 for server_name, (base, pid, requests) in servers.items():
