@@ -7,7 +7,10 @@ drives each with the same requests at 1, 16 and 64 concurrent connections:
 - `POST /images/upload` (an upload URL),
 - `GET /images` (a page of 20),
 - `GET /images/{id}` (one image's metadata),
-- `GET /images/{id}/download` (a presigned GET of a stored image).
+- `GET /images/{id}/download` (a presigned GET of a stored image),
+- `POST /images/{id}/complete` (this service only: the original had no completion), each
+  request completing an upload of a 1 MP JPEG made for it beforehand; most of its cost is the
+  full decode, whose share is printed beside it.
 
 Prints per endpoint and server: requests per second, CPU microseconds per request (the server
 process's user + system CPU time over the phase, divided by its requests), p50/p99 latency and
@@ -27,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import io
 import os
 import sys
 import time
@@ -38,10 +42,12 @@ from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import psutil
+from PIL import Image as PILImage
 
 from bench.stack import AWS, BIN, process
 from image_service.auth.tokens import issue_token
 from image_service.embedded import free_port
+from image_service.imaging.inspect import InspectionLimits, inspect_image
 from image_service.models import ImageRecord, ImageStatus
 from image_service.settings import Settings
 from image_service.storage.clients import aws_clients, provision
@@ -126,6 +132,58 @@ async def drive(base: str, pid: int, request: Request, total: int, concurrency: 
         # The largest process: the target is per API process.
         rss_mb=max(process.memory_info().rss for process in processes) / 2**20,
     )
+
+
+COMPLETE = "POST /images/{id}/complete"
+
+
+def one_megapixel_jpeg() -> bytes:
+    buffer = io.BytesIO()
+    PILImage.effect_noise((1224, 816), 40).convert("RGB").save(buffer, "JPEG", quality=85)
+    return buffer.getvalue()
+
+
+PHOTO = one_megapixel_jpeg()
+
+
+async def completions(base: str, pid: int, requests: int, concurrency: int) -> Phase:
+    """A phase of completions, each of an upload made (URL, PUT to moto) just before the phase,
+    so that only the completions are measured."""
+    total = max(concurrency, requests // (50 if concurrency == 1 else 10))
+    tokens = {user: {"Authorization": f"Bearer {issue_token(SECRET, user)}"} for user in USERS}
+    body = {"content_type": "image/jpeg", "size": len(PHOTO)}
+    ready: list[tuple[str, str]] = []  # (user, image id), uploaded
+    async with aiohttp.ClientSession() as session:
+
+        async def prepare(number: int) -> None:
+            user = USERS[number % len(USERS)]
+            async with session.post(
+                f"{base}/images/upload", json=body, headers=tokens[user]
+            ) as response:
+                upload = await response.json()
+            headers = {k: v for k, v in upload["headers"].items() if k != "Content-Length"}
+            async with session.put(upload["upload_url"], data=PHOTO, headers=headers) as response:
+                assert response.status == 200, await response.text()
+            ready.append((user, upload["image_id"]))
+
+        for start in range(0, total, 32):
+            await asyncio.gather(*(prepare(n) for n in range(start, min(total, start + 32))))
+
+    def complete(number: int) -> tuple[str, str, dict[str, object] | None, dict[str, str]]:
+        user, image_id = ready[number]
+        return "POST", f"/images/{image_id}/complete", None, tokens[user]
+
+    return await drive(base, pid, complete, total, concurrency)
+
+
+def decode_cpu_us() -> float:
+    """CPU µs of completion's full inspection of the photo (magic bytes, header, every pixel)."""
+    limits = InspectionLimits(max_pixels=50_000_000, max_frames=1000, max_animation_pixels=10**8)
+    rounds = 20
+    started = time.process_time()
+    for _ in range(rounds):
+        inspect_image(PHOTO, "image/jpeg", limits)
+    return 1e6 * (time.process_time() - started) / rounds
 
 
 def service_requests(image_ids: dict[str, str]) -> dict[str, Request]:
@@ -249,6 +307,7 @@ async def main() -> None:
             "GET /images",
             "GET /images/{id}",
             "GET /images/{id}/download",
+            COMPLETE,
             "POST /images/upload",
         ],
         help="comma-separated, from the default list",
@@ -330,6 +389,12 @@ async def main() -> None:
         }
         results: dict[tuple[str, int, str], Phase] = {}
         for endpoint_name in args.endpoints:
+            if endpoint_name == COMPLETE:
+                for concurrency in args.concurrency:
+                    results[COMPLETE, concurrency, "service"] = await completions(
+                        f"http://127.0.0.1:{service_port}", service.pid, args.requests, concurrency
+                    )
+                continue
             for concurrency in args.concurrency:
                 # A B A B: each server's phase beside the other's, so drift hits both alike.
                 for server_name, (base, pid, requests) in servers.items():
@@ -367,6 +432,13 @@ def report(results: dict[tuple[str, int, str], Phase], args: argparse.Namespace)
     verdicts = []
     for endpoint_name, concurrency in dict.fromkeys((name, c) for name, c, _ in results):
         ours = results[endpoint_name, concurrency, "service"]
+        if endpoint_name == COMPLETE:
+            decode = decode_cpu_us()
+            print(
+                f"  {endpoint_name:<27} {concurrency:>3} conns: {ours.cpu_us:.0f} µs per request, "
+                f"of which the full decode {decode:.0f} µs ({decode / ours.cpu_us:.0%})"
+            )
+            continue
         theirs = results[endpoint_name, concurrency, "baseline"]
         cpu_ratio = ours.cpu_us / theirs.cpu_us
         p50_ratio = ours.quantile_ms(0.5) / theirs.quantile_ms(0.5)
