@@ -159,7 +159,12 @@ async def test_a_worker_counts_its_jobs_on_a_port_of_its_own(
         async with asyncio.timeout(20):
             while True:
                 figures = await scrape(api.http, f"http://127.0.0.1:{port}/metrics")
-                if figures[("image_service_worker_jobs_total", (("outcome", "failed"),))]:
+                # Both jobs ended: the image is ready a moment before its job is counted done.
+                jobs = "image_service_worker_jobs_total"
+                if (
+                    figures[jobs, (("outcome", "failed"),)]
+                    and figures[jobs, (("outcome", "done"),)]
+                ):
                     break
                 await asyncio.sleep(0.2)
         async with api.http.get(f"http://127.0.0.1:{port}/health") as response:
