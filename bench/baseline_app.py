@@ -83,11 +83,7 @@ def get_image(image_id: str, user_id: str) -> dict[str, Any]:
 
 @app.get("/images/{image_id}/download")
 def download(image_id: str, user_id: str) -> dict[str, str]:
-    item = dynamodb.get_item(
-        TableName=TABLE, Key={"user_id": {"S": user_id}, "image_id": {"S": image_id}}
-    ).get("Item")
-    if item is None:
-        raise HTTPException(status_code=404)
+    item = get_image(image_id, user_id)
     url = s3.generate_presigned_url(
         "get_object", Params={"Bucket": BUCKET, "Key": item["s3_key"]["S"]}, ExpiresIn=300
     )
