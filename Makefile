@@ -10,7 +10,7 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test test-unit lint fmt clean loadtest bench soak chaos latency
+.PHONY: run test test-unit lint fmt clean loadtest bench profile soak chaos latency
 
 USERS    ?= 16
 DURATION ?= 30
@@ -80,6 +80,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.listing
 	$(BIN)/python -m bench.variants
+
+## profile: where one endpoint's CPU goes, per request (py-spy on serve under load)
+ENDPOINT ?= POST /images/upload
+CONNECTIONS ?= 16
+profile: $(STAMP)
+	$(BIN)/python -m bench.profile "$(ENDPOINT)" --concurrency $(CONNECTIONS)
 
 ## lint: ruff check, ruff format --check, strict mypy on the package
 lint: $(STAMP)

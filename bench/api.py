@@ -237,9 +237,10 @@ def baseline_requests(image_ids: dict[str, str]) -> dict[str, Request]:
     }
 
 
-async def seed(settings: Settings, baseline_table: str) -> dict[str, str]:
-    """A page of ready images per user in both tables (the same metadata), so that lists
-    return full pages and downloads have something to sign. Returns one image id per user."""
+async def seed(settings: Settings, baseline_table: str | None) -> dict[str, str]:
+    """A page of ready images per user in the service's table and the baseline's, if any (the
+    same metadata), so that lists return full pages and downloads have something to sign.
+    Returns one image id per user."""
     now = datetime.now(UTC)
     records = [
         ImageRecord(
@@ -261,7 +262,9 @@ async def seed(settings: Settings, baseline_table: str) -> dict[str, str]:
     ]
     image_ids = {record.user_id: record.image_id for record in records}
     async with aws_clients(settings) as clients:
-        await ImageRepository(clients.dynamodb, settings.table).put_many(records)
+        await ImageRepository(clients.dynamodb_wire, settings.table).put_many(records)
+        if baseline_table is None:
+            return image_ids
         await clients.dynamodb.create_table(
             TableName=baseline_table,
             AttributeDefinitions=[

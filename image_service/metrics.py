@@ -6,6 +6,7 @@ Each app has a registry of its own (no process-global state), served at ``/metri
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -63,8 +64,8 @@ class ServiceMetrics:
         self.requests.labels(route, method, str(status)).inc()
         self.latency.labels(route, method, str(status)).observe(seconds)
 
-    def observe_dynamodb_call(self, operation: str, parsed: dict[str, Any]) -> None:
-        """A botocore ``after-call`` hook: one call per API call, retries included once."""
+    def observe_dynamodb_call(self, operation: str, parsed: Mapping[str, Any]) -> None:
+        """Every DynamoDB call, once however many attempts it took (storage/dynamo/wire.py)."""
         self.dynamodb_requests.labels(operation).inc()
         if operation not in _READS:
             return

@@ -16,7 +16,7 @@ from image_service.imaging.inspect import InspectionLimits
 from image_service.imaging.render import VariantSpec
 from image_service.metrics import ServiceMetrics
 from image_service.settings import Settings, cursor_key
-from image_service.storage.clients import aws_clients, count_dynamodb_calls
+from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.presign import Presigner
 from image_service.storage.queue import JobQueue
@@ -53,19 +53,19 @@ async def open_services(
 ) -> AsyncIterator[Services]:
     async with aws_clients(settings) as clients, AsyncExitStack() as stack:
         if metrics is not None:
-            count_dynamodb_calls(clients.dynamodb, metrics.observe_dynamodb_call)
+            clients.dynamodb_wire.observe(metrics.observe_dynamodb_call)
         presigner = await Presigner.learn(
             clients.s3_presign, settings.bucket, clients.credentials, clock=clock
         )
         store = ObjectStore(clients.s3, presigner, settings.bucket)
         repository = ImageRepository(
-            clients.dynamodb, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
+            clients.dynamodb_wire, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
         )
         jobs = JobQueue(clients.sqs, settings.queue_name, long_poll_client=clients.sqs_long_poll)
         images = ImageService(
             store=store,
             repository=repository,
-            idempotency=IdempotencyStore(clients.dynamodb, settings.table),
+            idempotency=IdempotencyStore(clients.dynamodb_wire, settings.table),
             jobs=jobs,
             cursors=CursorCodec(cursor_key(settings)),
             policy=UploadPolicy(

@@ -48,7 +48,7 @@ async def test_a_creation_dynamodb_refuses_fails_alone(make_api: MakeApi, hostil
         arriving.insert(n * (step + 1) + step // 2, record)
 
     async with aws_clients(api.settings) as clients:
-        repository = ImageRepository(clients.dynamodb, api.settings.table)
+        repository = ImageRepository(clients.dynamodb_wire, api.settings.table)
         outcomes = await asyncio.gather(
             *(repository.create(record) for record in arriving), return_exceptions=True
         )

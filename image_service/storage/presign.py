@@ -15,38 +15,21 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import json
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-ALGORITHM = "AWS4-HMAC-SHA256"
+from image_service.storage.sigv4 import ALGORITHM, CredentialSource, SigningKeys
+
 UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD"
-_SERVICE = "s3"
 _PROBE_KEY = "presign-probe"
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    access_key: str
-    secret_key: str
-    token: str | None = None
-
-
-# Answers the current credentials; botocore's provider refreshes temporary ones behind it.
-CredentialSource = Callable[[], Awaitable[Credentials]]
 
 
 def _encode(value: str) -> str:
     """RFC 3986 encoding, as SigV4 and botocore's query strings use it."""
     return quote(value, safe="-_.~")
-
-
-def _hmac(key: bytes, message: str) -> bytes:
-    return hmac.new(key, message.encode("utf-8"), hashlib.sha256).digest()
 
 
 class Presigner:
@@ -67,10 +50,9 @@ class Presigner:
         parts = urlsplit(object_url_prefix)
         self._host = parts.netloc
         self._path_prefix = parts.path
-        self._region = region
         self._credentials = credentials
         self._clock = clock
-        self._signing_keys: dict[tuple[str, str], bytes] = {}
+        self._keys = SigningKeys(region, "s3")
 
     @property
     def origin(self) -> str:
@@ -101,17 +83,6 @@ class Presigner:
             clock=clock,
         )
 
-    def _signing_key(self, secret: str, day: str) -> bytes:
-        cached = self._signing_keys.get((secret, day))
-        if cached is None:
-            key = _hmac(f"AWS4{secret}".encode(), day)
-            for part in (self._region, _SERVICE, "aws4_request"):
-                key = _hmac(key, part)
-            # One key per day (and per secret, which rotates with temporary credentials).
-            self._signing_keys = {(secret, day): key}
-            cached = key
-        return cached
-
     async def url(
         self,
         method: str,
@@ -127,7 +98,7 @@ class Presigner:
         now = self._clock()
         timestamp = now.strftime("%Y%m%dT%H%M%SZ")
         day = timestamp[:8]
-        scope = f"{day}/{self._region}/{_SERVICE}/aws4_request"
+        scope = self._keys.scope(day)
         signed = {"host": self._host}
         for name, value in (headers or {}).items():
             signed[name.lower()] = " ".join(value.split())
@@ -158,11 +129,7 @@ class Presigner:
         string_to_sign = "\n".join(
             (ALGORITHM, timestamp, scope, hashlib.sha256(canonical_request.encode()).hexdigest())
         )
-        signature = hmac.new(
-            self._signing_key(credentials.secret_key, day),
-            string_to_sign.encode(),
-            hashlib.sha256,
-        ).hexdigest()
+        signature = self._keys.signature(credentials.secret_key, day, string_to_sign)
         query_string = "&".join(f"{name}={value}" for name, value in query)
         return f"{self._object_url_prefix}{path}?{query_string}&X-Amz-Signature={signature}"
 
@@ -180,7 +147,7 @@ class Presigner:
         now = self._clock()
         timestamp = now.strftime("%Y%m%dT%H%M%SZ")
         day = timestamp[:8]
-        credential = f"{credentials.access_key}/{day}/{self._region}/{_SERVICE}/aws4_request"
+        credential = f"{credentials.access_key}/{self._keys.scope(day)}"
         signed_fields = {**fields, "key": key}
         auth_fields = {
             "x-amz-algorithm": ALGORITHM,
@@ -199,9 +166,7 @@ class Presigner:
             ],
         }
         encoded = base64.b64encode(json.dumps(policy).encode()).decode()
-        signature = hmac.new(
-            self._signing_key(credentials.secret_key, day), encoded.encode(), hashlib.sha256
-        ).hexdigest()
+        signature = self._keys.signature(credentials.secret_key, day, encoded)
         return self._post_url, {
             **signed_fields,
             **auth_fields,

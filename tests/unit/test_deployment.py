@@ -1,7 +1,8 @@
 """docs/deployment.md's IAM policies grant exactly the AWS calls the code makes.
 
 The calls are read from the storage modules' source (every `<client>.<operation>(...)`,
-paginator and waiter), so a new call without its permission fails here, and so does a
+paginator and waiter, and every `self._dynamodb.call("<Operation>", ...)` of the DynamoDB
+client of our own), so a new call without its permission fails here, and so does a
 permission nothing uses any more."""
 
 from __future__ import annotations
@@ -26,7 +27,15 @@ RUNTIME_MODULES = {
     "queue.py": "sqs",
     "presign.py": "s3",
 }
-CLIENT_NAMES = {"_client", "_long_poll_client", "s3", "sqs", "dynamodb", "presign_client"}
+CLIENT_NAMES = {
+    "_client",
+    "_long_poll_client",
+    "s3",
+    "sqs",
+    "dynamodb",
+    "presign_client",
+    "_dynamodb",
+}
 # botocore operations that are not requests (URLs are signed locally) or need no permission.
 LOCAL_OPERATIONS = {
     "generate_presigned_url",
@@ -94,6 +103,12 @@ def _calls(path: Path, default_service: str | None) -> set[tuple[str, str]]:
         )
         assert service is not None, f"{path.name}: which service is {name}?"
         operation = node.func.attr
+        if name == "_dynamodb":  # storage/dynamo/wire.py: call("GetItem", ...)
+            assert operation == "call", f"{path.name}: _dynamodb.{operation}?"
+            argument = node.args[0]
+            assert isinstance(argument, ast.Constant)
+            service, operation = "dynamodb", re.sub(r"(?<!^)([A-Z])", r"_\1", argument.value)
+            operation = operation.lower()
         if operation in {"get_paginator", "get_waiter"}:
             argument = node.args[0]
             assert isinstance(argument, ast.Constant)

@@ -14,7 +14,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from image_service.storage.presign import Credentials, Presigner
+from image_service.storage.presign import Presigner
+from image_service.storage.sigv4 import Credentials
 
 BUCKET = "bkt"
 KEYS = [

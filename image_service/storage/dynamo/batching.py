@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from image_service.errors import BackendUnavailable, Unstorable
 from image_service.storage.dynamo.codec import BACKEND
+from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.errors import backend_errors
-
-if TYPE_CHECKING:
-    from types_aiobotocore_dynamodb import DynamoDBClient
 
 BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
 _BATCHES_IN_FLIGHT = 2
@@ -44,8 +42,8 @@ def _tell(creations: list[_Creation], failure: BaseException | None) -> None:
 class GroupCommit:
     """The creations of one table, written together."""
 
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
-        self._client = client
+    def __init__(self, dynamodb: DynamoDBWire, table: str) -> None:
+        self._dynamodb = dynamodb
         self._table = table
         # Creations waiting for a batch, and batches being written.
         self._waiting: deque[_Creation] = deque()
@@ -103,10 +101,10 @@ class GroupCommit:
         """One BatchWriteItem of up to 25 puts, retrying what DynamoDB leaves unprocessed."""
         with backend_errors(BACKEND):
             for attempt in range(_UNPROCESSED_ATTEMPTS):
-                response = await self._client.batch_write_item(
-                    RequestItems={self._table: requests}  # type: ignore[dict-item]  # plain dicts
+                response = await self._dynamodb.call(
+                    "BatchWriteItem", {"RequestItems": {self._table: requests}}
                 )
-                requests = response.get("UnprocessedItems", {}).get(self._table, [])  # type: ignore[assignment]  # as above
+                requests = response.get("UnprocessedItems", {}).get(self._table, [])
                 if not requests:
                     return
                 await asyncio.sleep(0.05 * 2**attempt)  # throttled: back off, then the rest

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from botocore.exceptions import ClientError
 
@@ -22,25 +21,26 @@ from image_service.storage.dynamo.codec import (
     number_value,
     string_value,
 )
+from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.errors import backend_errors, error_code
-
-if TYPE_CHECKING:
-    from types_aiobotocore_dynamodb import DynamoDBClient
 
 _IDEMPOTENCY_PREFIX = "idempotency#"
 
 
 class IdempotencyStore:
-    def __init__(self, client: DynamoDBClient, table: str) -> None:
-        self._client = client
+    def __init__(self, dynamodb: DynamoDBWire, table: str) -> None:
+        self._dynamodb = dynamodb
         self._table = table
 
     async def get(self, caller: str, key: str, now: datetime) -> IdempotentUpload | None:
         with backend_errors(BACKEND):
-            response = await self._client.get_item(
-                TableName=self._table,
-                Key=item_key(caller, _IDEMPOTENCY_PREFIX + key),
-                ConsistentRead=True,
+            response = await self._dynamodb.call(
+                "GetItem",
+                {
+                    "TableName": self._table,
+                    "Key": item_key(caller, _IDEMPOTENCY_PREFIX + key),
+                    "ConsistentRead": True,
+                },
             )
         item = response.get("Item")
         # DynamoDB's TTL deletes late (hours); an expired key is already gone for clients.
@@ -76,12 +76,15 @@ class IdempotencyStore:
         }
         with backend_errors(BACKEND):
             try:
-                await self._client.put_item(
-                    TableName=self._table,
-                    Item=item,
-                    ConditionExpression="attribute_not_exists(image_id) OR #expiry <= :now",
-                    ExpressionAttributeNames={"#expiry": EXPIRY_ATTRIBUTE},
-                    ExpressionAttributeValues={":now": number_value(int(now.timestamp()))},
+                await self._dynamodb.call(
+                    "PutItem",
+                    {
+                        "TableName": self._table,
+                        "Item": item,
+                        "ConditionExpression": "attribute_not_exists(image_id) OR #expiry <= :now",
+                        "ExpressionAttributeNames": {"#expiry": EXPIRY_ATTRIBUTE},
+                        "ExpressionAttributeValues": {":now": number_value(int(now.timestamp()))},
+                    },
                 )
             except ClientError as exc:
                 if error_code(exc) == "ConditionalCheckFailedException":

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from botocore.exceptions import ClientError
 
@@ -50,10 +50,8 @@ from image_service.storage.dynamo.codec import (
     to_item,
     upload_sort_key,
 )
+from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.errors import backend_errors, error_code
-
-if TYPE_CHECKING:
-    from types_aiobotocore_dynamodb import DynamoDBClient
 
 # Writers that lose a race re-read and re-apply their change; this many times, then 409.
 _WRITE_ATTEMPTS = 8
@@ -88,18 +86,23 @@ Change = Callable[[ImageRecord], "ImageRecord | _Delete | None"]
 
 class ImageRepository:
     def __init__(
-        self, client: DynamoDBClient, table: str, *, dead_record_ttl: int | None = None
+        self, dynamodb: DynamoDBWire, table: str, *, dead_record_ttl: int | None = None
     ) -> None:
-        self._client = client
+        self._dynamodb = dynamodb
         self.table = table
         # Pending and rejected records are deleted by DynamoDB this long after their last change.
         self._dead_record_ttl = dead_record_ttl
-        self._creations = GroupCommit(client, table)
+        self._creations = GroupCommit(dynamodb, table)
 
     async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
         with backend_errors(BACKEND):
-            response = await self._client.get_item(
-                TableName=self.table, Key=item_key(user_id, image_id), ConsistentRead=True
+            response = await self._dynamodb.call(
+                "GetItem",
+                {
+                    "TableName": self.table,
+                    "Key": item_key(user_id, image_id),
+                    "ConsistentRead": True,
+                },
             )
         item = response.get("Item")
         if item is None or "status" not in item:
@@ -110,11 +113,14 @@ class ImageRepository:
     async def exists(self, user_id: str, image_id: str) -> bool:
         """Whether any item (an image of any status, or the original service's) has this key."""
         with backend_errors(BACKEND):
-            response = await self._client.get_item(
-                TableName=self.table,
-                Key=item_key(user_id, image_id),
-                ConsistentRead=True,
-                ProjectionExpression="image_id",
+            response = await self._dynamodb.call(
+                "GetItem",
+                {
+                    "TableName": self.table,
+                    "Key": item_key(user_id, image_id),
+                    "ConsistentRead": True,
+                    "ProjectionExpression": "image_id",
+                },
             )
         return "Item" in response
 
@@ -122,8 +128,13 @@ class ImageRepository:
 
     async def usage(self, user_id: str) -> Usage:
         with backend_errors(BACKEND):
-            response = await self._client.get_item(
-                TableName=self.table, Key=item_key(user_id, USAGE_ID), ConsistentRead=True
+            response = await self._dynamodb.call(
+                "GetItem",
+                {
+                    "TableName": self.table,
+                    "Key": item_key(user_id, USAGE_ID),
+                    "ConsistentRead": True,
+                },
             )
         item = response.get("Item", {})
         return Usage(
@@ -281,7 +292,7 @@ class ImageRepository:
             }
             while True:
                 with backend_errors(BACKEND):
-                    page = await self._client.query(**query)
+                    page = await self._dynamodb.call("Query", query)
                 for item in page.get("Items", []):
                     yield from_item(item)
                 if "LastEvaluatedKey" not in page:
@@ -390,11 +401,11 @@ class ImageRepository:
         with backend_errors(BACKEND):
             try:
                 if len(requests) > 1:
-                    await self._client.transact_write_items(TransactItems=requests)  # type: ignore[arg-type]  # built as plain dicts above
+                    await self._dynamodb.call("TransactWriteItems", {"TransactItems": requests})
                 elif "Put" in requests[0]:
-                    await self._client.put_item(**requests[0]["Put"])
+                    await self._dynamodb.call("PutItem", requests[0]["Put"])
                 else:
-                    await self._client.delete_item(**requests[0]["Delete"])
+                    await self._dynamodb.call("DeleteItem", requests[0]["Delete"])
             except ClientError as exc:
                 code = error_code(exc)
                 if code == "ConditionalCheckFailedException":
@@ -479,7 +490,7 @@ class ImageRepository:
             while len(matches) < wanted:
                 missing = wanted - len(matches)
                 query["Limit"] = max(missing, FILTERED_READ_BATCH) if conditions else missing
-                response = await self._client.query(**query)
+                response = await self._dynamodb.call("Query", query)
                 matches.extend(response["Items"][:missing])
                 if "LastEvaluatedKey" not in response:
                     break
@@ -495,26 +506,31 @@ class ImageRepository:
 
     async def all_images(self) -> AsyncIterator[ImageRecord]:
         """Every image record in the table (a full scan: for maintenance, never for requests)."""
-        with backend_errors(BACKEND):
-            paginator = self._client.get_paginator("scan")
-            async for page in paginator.paginate(
-                TableName=self.table, FilterExpression="attribute_exists(upload_sort)"
-            ):
-                for item in page.get("Items", []):
-                    yield from_item(item)
+        scan = {"TableName": self.table, "FilterExpression": "attribute_exists(upload_sort)"}
+        async for item in self._scan(scan):
+            yield from_item(item)
 
     async def legacy_images(self) -> AsyncIterator[LegacyImage]:
         """The image items the original service wrote (they have an object, never a status):
         a full scan, for ``image-service migrate`` and ``reconcile``, never for requests."""
-        with backend_errors(BACKEND):
-            paginator = self._client.get_paginator("scan")
-            async for page in paginator.paginate(
-                TableName=self.table,
-                FilterExpression="attribute_exists(s3_key) AND attribute_not_exists(#status)",
-                ExpressionAttributeNames={"#status": "status"},
-            ):
-                for item in page.get("Items", []):
-                    yield legacy_from_item(item)
+        scan = {
+            "TableName": self.table,
+            "FilterExpression": "attribute_exists(s3_key) AND attribute_not_exists(#status)",
+            "ExpressionAttributeNames": {"#status": "status"},
+        }
+        async for item in self._scan(scan):
+            yield legacy_from_item(item)
+
+    async def _scan(self, scan: dict[str, Any]) -> AsyncIterator[Item]:
+        """The items of a scan, page by page (each page is read only when the last is used)."""
+        while True:
+            with backend_errors(BACKEND):
+                page = await self._dynamodb.call("Scan", scan)
+            for item in page.get("Items", []):
+                yield item
+            if "LastEvaluatedKey" not in page:
+                return
+            scan = {**scan, "ExclusiveStartKey": page["LastEvaluatedKey"]}
 
     async def adopt_legacy(self, record: ImageRecord) -> ImageRecord | None:
         """Replaces the original service's item of ``record``'s image with ``record``, pending
@@ -533,4 +549,4 @@ class ImageRepository:
 
     async def ping(self) -> None:
         with backend_errors(BACKEND):
-            await self._client.describe_table(TableName=self.table)
+            await self._dynamodb.call("DescribeTable", {"TableName": self.table})
