@@ -19,9 +19,12 @@ the baseline's CPU per request at 16 and 64 connections; reads at most 50 % at 1
 RSS per API process at 64 connections.
 
 Requests per second are bounded by moto (one more process on the same two cores), so CPU per
-request is the figure that compares the servers.
+request is the figure that compares the servers. moto is served keeping connections alive, as
+AWS does; `--moto-closes-connections` serves it with its own server, which opens a connection
+per call for both servers (bench/moto_server.py).
 
     .venv/bin/python -m bench.api [--requests 3000] [--concurrency 1,16,64]
+        [--moto-closes-connections]
 
 At one connection a phase sends a fifth of the requests (each waits on the one before).
 """
@@ -318,6 +321,12 @@ async def main() -> None:
     parser.add_argument(
         "--workers", type=int, default=1, help="API processes: serve --workers N (default 1)"
     )
+    parser.add_argument(
+        "--moto-closes-connections",
+        action="store_true",
+        help="serve moto with its own server, which closes every connection (bench/moto_server.py)"
+        "; by default it keeps them alive, as AWS does",
+    )
     args = parser.parse_args()
 
     suffix = uuid.uuid4().hex[:8]
@@ -349,6 +358,7 @@ async def main() -> None:
                     "127.0.0.1",
                     "-p",
                     str(moto_port),
+                    *(() if args.moto_closes_connections else ("--keep-alive",)),
                 ],
                 {},
                 f"{endpoint}/moto-api/",
@@ -414,9 +424,10 @@ async def main() -> None:
 
 
 def report(results: dict[tuple[str, int, str], Phase], args: argparse.Namespace) -> None:
+    transport = "closes every connection" if args.moto_closes_connections else "keeps them alive"
     print(
         f"{args.requests} requests per endpoint, server and concurrency ({args.requests // 5} "
-        f"lists; a fifth of each at one connection)\n"
+        f"lists; a fifth of each at one connection); moto {transport}\n"
     )
     header = (
         f"{'endpoint':<27} {'conns':>5} {'server':<9} {'req/s':>7} {'CPU µs/req':>10} "

@@ -15,6 +15,8 @@ and printed as CPU µs per request: the share of samples times the process's CPU
 measured over the same phase (psutil). `--collapsed FILE` keeps the raw stacks (flamegraph.pl
 and speedscope read them).
 
+moto keeps connections alive unless `--moto-closes-connections` (as in bench/api.py).
+
     .venv/bin/python -m bench.profile ["POST /images/upload"] [--concurrency 16] [--requests 6000]
 """
 
@@ -124,12 +126,19 @@ async def main() -> None:
     parser.add_argument("--requests", type=int, default=6000)
     parser.add_argument("--rate", type=int, default=250, help="py-spy samples per second")
     parser.add_argument("--collapsed", type=Path, help="keep py-spy's collapsed stacks here")
+    parser.add_argument(
+        "--moto-closes-connections",
+        action="store_true",
+        help="as in bench/api.py: moto's own server, a connection per call",
+    )
     args = parser.parse_args()
 
     suffix = uuid.uuid4().hex[:8]
     port = free_port()
     async with AsyncExitStack() as stack:
-        endpoint = await stack.enter_async_context(moto())
+        endpoint = await stack.enter_async_context(
+            moto(keep_alive=not args.moto_closes_connections)
+        )
         os.environ.update(AWS, AWS_ENDPOINT_URL=endpoint)
         service_env = {
             "IMAGE_SERVICE_JWT_SECRET": SECRET,

@@ -44,11 +44,14 @@ async def process(
 
 
 @asynccontextmanager
-async def moto() -> AsyncIterator[str]:
-    """moto's server (S3, DynamoDB, SQS) on a spare port; yields its endpoint."""
+async def moto(*, keep_alive: bool = False) -> AsyncIterator[str]:
+    """moto's server (S3, DynamoDB, SQS) on a spare port; yields its endpoint. ``keep_alive``
+    serves it keeping connections alive, as AWS does (bench/moto_server.py)."""
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "bench.moto_server", "-H", "127.0.0.1", "-p", str(port)]
+    if keep_alive:
+        argv.append("--keep-alive")
     async with process(argv, {}, f"{endpoint}/moto-api/"):
         yield endpoint
 
