@@ -10,7 +10,7 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test test-unit lint fmt clean loadtest bench profile soak chaos latency
+.PHONY: run test test-unit lint deploy-lint fmt clean loadtest bench profile soak chaos latency
 
 USERS    ?= 16
 DURATION ?= 30
@@ -35,6 +35,15 @@ $(LOCALSTACK_STAMP): localstack/requirements-host.txt
 	$(LOCALSTACK_VENV)/bin/python -m pip install --quiet -r localstack/requirements-host.txt
 	touch $@
 
+# The deployment artifacts' linters (cfn-lint, checkov, kubernetes-validate): a virtualenv of their own.
+DEPLOY_VENV  := .venv-deploy
+DEPLOY_STAMP := $(DEPLOY_VENV)/.installed
+$(DEPLOY_STAMP): deploy/requirements-lint.txt
+	$(PYTHON) -m venv $(DEPLOY_VENV)
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(DEPLOY_VENV)/bin/python -m pip install --quiet -r deploy/requirements-lint.txt
+	touch $@
+
 # ClamAV's daemon, for the scanning tests (Debian's package; signatures are written by the tests).
 CLAMD ?= /usr/sbin/clamd
 $(CLAMD):
@@ -52,8 +61,12 @@ run: $(STAMP)
 	$(BIN)/image-service dev
 
 ## test: install, then run the whole suite (it starts its own moto, LocalStack S3, clamd, Chromium)
-test: $(STAMP) $(LOCALSTACK_STAMP) $(CLAMD) $(CHROMIUM)
+test: $(STAMP) $(LOCALSTACK_STAMP) $(DEPLOY_STAMP) $(CLAMD) $(CHROMIUM)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## deploy-lint: cfn-lint and checkov on deploy/ (CloudFormation, Kubernetes), kubernetes-validate
+deploy-lint: $(STAMP) $(DEPLOY_STAMP)
+	$(BIN)/python -m pytest tests/test_deploy_lint.py $(PYTEST_ARGS)
 
 ## test-unit: the fast tier only (tests/unit: codecs, layout, schemas, presigner, settings...), no server
 test-unit: $(STAMP)
@@ -98,4 +111,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) $(LOCALSTACK_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,7 +23,7 @@ from image_service.client.cli import add_client_commands
 from image_service.errors import BackendUnavailable
 from image_service.logs import configure_logging
 from image_service.settings import MAX_URL_EXPIRY_SECONDS, PREFIX, Settings, SettingsError
-from image_service.storage.clients import provision
+from image_service.storage.clients import provision, provisioning_differences
 from image_service.web.serve import serve, serve_processes
 
 
@@ -50,6 +50,17 @@ def cmd_serve(args: argparse.Namespace) -> None:
 def cmd_init(args: argparse.Namespace) -> None:
     settings = Settings.from_env(verifies_tokens=False)
     _configure_logging(settings)
+    if args.verify:
+        differences = asyncio.run(provisioning_differences(settings))
+        for difference in differences:
+            print(difference)
+        if differences:
+            sys.exit(f"{len(differences)} difference(s): `image-service init` would change them")
+        print(
+            f"bucket {settings.bucket}, table {settings.table} and queue {settings.queue_name} "
+            "are as the service needs them: nothing to create or change"
+        )
+        return
     asyncio.run(provision(settings))
     print(
         f"bucket {settings.bucket}, table {settings.table} and queue {settings.queue_name} "
@@ -300,7 +311,15 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--apply", action="store_true", help="migrate; without it, only report")
     migrate.set_defaults(func=cmd_migrate)
 
-    init = commands.add_parser("init", help="create the bucket, table and index (idempotent)")
+    init = commands.add_parser(
+        "init", help="create the bucket, table and queues, or bring them up to date (idempotent)"
+    )
+    init.add_argument(
+        "--verify",
+        action="store_true",
+        help="change nothing: list what init would create or change (resources made by a "
+        "CloudFormation stack, say) and exit non-zero if anything",
+    )
     init.set_defaults(func=cmd_init)
 
     token = commands.add_parser("token", help="print a bearer token signed with the configured key")

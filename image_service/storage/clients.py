@@ -19,10 +19,14 @@ from aiobotocore.config import AioConfig
 from image_service.settings import Settings, SettingsError
 from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.provision import (
+    bucket_differences,
     ensure_bucket,
     ensure_queue,
     ensure_table,
     ensure_upload_notifications,
+    notification_differences,
+    queue_differences,
+    table_differences,
 )
 from image_service.storage.sigv4 import Credentials, CredentialSource
 
@@ -171,3 +175,24 @@ async def provision(settings: Settings) -> None:
         )
         if settings.s3_event_notifications:
             await ensure_upload_notifications(clients.s3, clients.sqs, settings.bucket, queue)
+
+
+async def provisioning_differences(settings: Settings) -> list[str]:
+    """What ``provision`` would create or change, each as a sentence; none when the resources
+    (made by init, a CloudFormation stack or by hand) are as the service needs them."""
+    async with aws_clients(settings) as clients:
+        found = await bucket_differences(
+            clients.s3, settings.bucket, cors_origins=settings.cors_origins
+        )
+        found += await table_differences(clients.dynamodb, settings.table)
+        found += await queue_differences(
+            clients.sqs,
+            settings.queue_name,
+            max_receives=settings.job_max_receives,
+            visibility_timeout=settings.job_visibility_seconds,
+        )
+        if settings.s3_event_notifications and not any("missing" in f for f in found):
+            found += await notification_differences(
+                clients.s3, clients.sqs, settings.bucket, settings.queue_name
+            )
+        return found

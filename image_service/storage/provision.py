@@ -1,4 +1,6 @@
-"""Creating the bucket and table the service needs. Idempotent: safe to run on every deploy."""
+"""Creating the bucket, table and queues the service needs (idempotent: safe to run on every
+deploy), and checking resources made otherwise (a CloudFormation stack) against the same
+definitions: ``image-service init --verify``."""
 
 from __future__ import annotations
 
@@ -24,6 +26,38 @@ ABANDONED_UPLOAD_DAYS = 1
 _CORS_EXPOSE_HEADERS = ["ETag"]
 
 
+PUBLIC_ACCESS_BLOCK = {
+    "BlockPublicAcls": True,
+    "IgnorePublicAcls": True,
+    "BlockPublicPolicy": True,
+    "RestrictPublicBuckets": True,
+}
+# Uploads that were never completed (or whose completion failed) go away, parts included.
+ABANDONED_UPLOADS_RULE = {
+    "ID": "expire-abandoned-uploads",
+    "Filter": {"Prefix": "incoming/"},
+    "Status": "Enabled",
+    "Expiration": {"Days": ABANDONED_UPLOAD_DAYS},
+    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
+}
+UPLOAD_EVENTS = ["s3:ObjectCreated:*"]
+UPLOAD_PREFIX_FILTER = {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}}
+
+
+def cors_rule(cors_origins: Sequence[str]) -> dict[str, Any]:
+    return {
+        "AllowedOrigins": list(cors_origins),
+        "AllowedMethods": ["PUT", "POST", "GET", "HEAD"],
+        "AllowedHeaders": ["*"],
+        "ExposeHeaders": _CORS_EXPOSE_HEADERS,
+        "MaxAgeSeconds": 3600,
+    }
+
+
+def dead_letter_queue_name(name: str) -> str:
+    return f"{name}-dlq"
+
+
 async def ensure_bucket(
     s3: S3Client, bucket: str, *, region: str, cors_origins: Sequence[str]
 ) -> None:
@@ -41,41 +75,15 @@ async def ensure_bucket(
             raise
     await s3.put_public_access_block(
         Bucket=bucket,
-        PublicAccessBlockConfiguration={
-            "BlockPublicAcls": True,
-            "IgnorePublicAcls": True,
-            "BlockPublicPolicy": True,
-            "RestrictPublicBuckets": True,
-        },
+        PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]  # plain dict
     )
     await s3.put_bucket_lifecycle_configuration(
         Bucket=bucket,
-        LifecycleConfiguration={
-            "Rules": [
-                {
-                    # Uploads that were never completed (or whose completion failed) go away.
-                    "ID": "expire-abandoned-uploads",
-                    "Filter": {"Prefix": "incoming/"},
-                    "Status": "Enabled",
-                    "Expiration": {"Days": ABANDONED_UPLOAD_DAYS},
-                    "AbortIncompleteMultipartUpload": {"DaysAfterInitiation": 1},
-                }
-            ]
-        },
+        LifecycleConfiguration={"Rules": [ABANDONED_UPLOADS_RULE]},  # type: ignore[list-item]  # plain dict
     )
     await s3.put_bucket_cors(
         Bucket=bucket,
-        CORSConfiguration={
-            "CORSRules": [
-                {
-                    "AllowedOrigins": list(cors_origins),
-                    "AllowedMethods": ["PUT", "POST", "GET", "HEAD"],
-                    "AllowedHeaders": ["*"],
-                    "ExposeHeaders": _CORS_EXPOSE_HEADERS,
-                    "MaxAgeSeconds": 3600,
-                }
-            ]
-        },
+        CORSConfiguration={"CORSRules": [cors_rule(cors_origins)]},  # type: ignore[list-item]  # plain dict
     )
 
 
@@ -154,7 +162,8 @@ async def ensure_queue(
 ) -> str:
     """The processing queue and its dead-letter queue (after ``max_receives`` failed tries)."""
     dead_letters = await sqs.create_queue(
-        QueueName=f"{name}-dlq", Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)}
+        QueueName=dead_letter_queue_name(name),
+        Attributes={"MessageRetentionPeriod": str(14 * 24 * 3600)},
     )
     dlq_arn = (
         await sqs.get_queue_attributes(
@@ -184,18 +193,7 @@ async def ensure_upload_notifications(
         "Attributes"
     ]["QueueArn"]
     # On AWS the queue must let this bucket, and nothing else, send to it.
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Principal": {"Service": "s3.amazonaws.com"},
-                "Action": "sqs:SendMessage",
-                "Resource": arn,
-                "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
-            }
-        ],
-    }
+    policy = {"Version": "2012-10-17", "Statement": [_bucket_may_send(arn, bucket)]}
     await sqs.set_queue_attributes(QueueUrl=queue, Attributes={"Policy": json.dumps(policy)})
     try:
         await _put_notification(s3, bucket, arn)
@@ -204,16 +202,153 @@ async def ensure_upload_notifications(
         log.warning("bucket notifications not set up (%s): uploads need complete", error_code(exc))
 
 
+def _bucket_may_send(queue_arn: str, bucket: str) -> dict[str, Any]:
+    return {
+        "Effect": "Allow",
+        "Principal": {"Service": "s3.amazonaws.com"},
+        "Action": "sqs:SendMessage",
+        "Resource": queue_arn,
+        "Condition": {"ArnLike": {"aws:SourceArn": f"arn:aws:s3:::{bucket}"}},
+    }
+
+
 async def _put_notification(s3: S3Client, bucket: str, arn: str) -> None:
     await s3.put_bucket_notification_configuration(
         Bucket=bucket,
         NotificationConfiguration={
             "QueueConfigurations": [
-                {
-                    "QueueArn": arn,
-                    "Events": ["s3:ObjectCreated:*"],
-                    "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "incoming/"}]}},
-                }
+                {"QueueArn": arn, "Events": UPLOAD_EVENTS, "Filter": UPLOAD_PREFIX_FILTER}  # type: ignore[misc, list-item]  # plain dicts
             ]
         },
     )
+
+
+# -- verify: what init would create or change, reported instead of done -----------------------
+
+_MISSING = {
+    "NoSuchBucket",
+    "404",
+    "NoSuchLifecycleConfiguration",
+    "NoSuchCORSConfiguration",
+    "NoSuchPublicAccessBlockConfiguration",
+    "ResourceNotFoundException",
+    "AWS.SimpleQueueService.NonExistentQueue",
+    "QueueDoesNotExist",
+}
+
+
+async def _or_none(call: Any) -> Any:
+    """The answer of an AWS read, or None when what it reads does not exist."""
+    try:
+        return await call
+    except ClientError as exc:
+        if error_code(exc) in _MISSING:
+            return None
+        raise
+
+
+async def bucket_differences(
+    s3: S3Client, bucket: str, *, cors_origins: Sequence[str]
+) -> list[str]:
+    if await _or_none(s3.head_bucket(Bucket=bucket)) is None:
+        return [f"bucket {bucket}: missing"]
+    found: list[str] = []
+    block = await _or_none(s3.get_public_access_block(Bucket=bucket))
+    if block is None or block["PublicAccessBlockConfiguration"] != PUBLIC_ACCESS_BLOCK:
+        found.append(f"bucket {bucket}: public access is not blocked in full")
+    lifecycle = await _or_none(s3.get_bucket_lifecycle_configuration(Bucket=bucket))
+    rules = {rule.get("ID"): rule for rule in (lifecycle or {}).get("Rules", [])}
+    rule = rules.get(ABANDONED_UPLOADS_RULE["ID"])
+    if rule is None or any(rule.get(k) != v for k, v in ABANDONED_UPLOADS_RULE.items()):
+        found.append(f"bucket {bucket}: lifecycle rule {ABANDONED_UPLOADS_RULE['ID']} differs")
+    cors = await _or_none(s3.get_bucket_cors(Bucket=bucket))
+    wanted = cors_rule(cors_origins)
+    if not any(
+        all(sorted(r.get(k) or []) == sorted(v) for k, v in wanted.items() if isinstance(v, list))
+        and r.get("MaxAgeSeconds") == wanted["MaxAgeSeconds"]
+        for r in (cors or {}).get("CORSRules", [])
+    ):
+        found.append(f"bucket {bucket}: no CORS rule for {', '.join(cors_origins) or 'no origin'}")
+    return found
+
+
+async def table_differences(dynamodb: DynamoDBClient, table: str) -> list[str]:
+    description = await _or_none(dynamodb.describe_table(TableName=table))
+    if description is None:
+        return [f"table {table}: missing"]
+    found: list[str] = []
+    key = [(k["AttributeName"], k["KeyType"]) for k in description["Table"]["KeySchema"]]
+    if key != [("user_id", "HASH"), ("image_id", "RANGE")]:
+        found.append(f"table {table}: key schema {key} is not (user_id, image_id)")
+    indexes = {
+        index["IndexName"]: index
+        for index in description["Table"].get("GlobalSecondaryIndexes", [])
+    }
+    for wanted in _index_definitions():
+        index = indexes.get(wanted["IndexName"])
+        if index is None:
+            found.append(f"table {table}: index {wanted['IndexName']} missing")
+        elif (
+            index["KeySchema"] != wanted["KeySchema"] or index["Projection"] != wanted["Projection"]
+        ):
+            found.append(f"table {table}: index {wanted['IndexName']} differs")
+    ttl = await dynamodb.describe_time_to_live(TableName=table)
+    described = ttl["TimeToLiveDescription"]
+    if (
+        described.get("TimeToLiveStatus") not in {"ENABLED", "ENABLING"}
+        or described.get("AttributeName") != EXPIRY_ATTRIBUTE
+    ):
+        found.append(f"table {table}: TTL is not on {EXPIRY_ATTRIBUTE}")
+    return found
+
+
+async def queue_differences(
+    sqs: SQSClient, name: str, *, max_receives: int, visibility_timeout: int
+) -> list[str]:
+    found: list[str] = []
+    dead_letters = await _or_none(sqs.get_queue_url(QueueName=dead_letter_queue_name(name)))
+    if dead_letters is None:
+        found.append(f"queue {dead_letter_queue_name(name)}: missing")
+    queue = await _or_none(sqs.get_queue_url(QueueName=name))
+    if queue is None:
+        return [*found, f"queue {name}: missing"]
+    attributes = (
+        await sqs.get_queue_attributes(
+            QueueUrl=queue["QueueUrl"], AttributeNames=["RedrivePolicy", "VisibilityTimeout"]
+        )
+    )["Attributes"]
+    if attributes.get("VisibilityTimeout") != str(visibility_timeout):
+        found.append(
+            f"queue {name}: visibility timeout {attributes.get('VisibilityTimeout')} s, "
+            f"not {visibility_timeout} s"
+        )
+    redrive = json.loads(attributes.get("RedrivePolicy", "{}"))
+    if (
+        not str(redrive.get("deadLetterTargetArn", "")).endswith(":" + dead_letter_queue_name(name))
+        or int(redrive.get("maxReceiveCount", 0)) != max_receives
+    ):
+        found.append(
+            f"queue {name}: dead letters not to {dead_letter_queue_name(name)} "
+            f"after {max_receives} receives"
+        )
+    return found
+
+
+async def notification_differences(
+    s3: S3Client, sqs: SQSClient, bucket: str, queue_name: str
+) -> list[str]:
+    queue = await _or_none(sqs.get_queue_url(QueueName=queue_name))
+    if queue is None:
+        return []  # reported with the queue
+    arn = (await sqs.get_queue_attributes(QueueUrl=queue["QueueUrl"], AttributeNames=["QueueArn"]))[
+        "Attributes"
+    ]["QueueArn"]
+    configuration = await _or_none(s3.get_bucket_notification_configuration(Bucket=bucket))
+    for entry in (configuration or {}).get("QueueConfigurations", []):
+        if (
+            entry.get("QueueArn") == arn
+            and entry.get("Events") == UPLOAD_EVENTS
+            and entry.get("Filter") == UPLOAD_PREFIX_FILTER
+        ):
+            return []
+    return [f"bucket {bucket}: uploads under incoming/ are not sent to queue {queue_name}"]

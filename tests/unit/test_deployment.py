@@ -14,6 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from image_service.settings import Settings
+from image_service.storage import provision
+from image_service.storage.dynamo import EXPIRY_ATTRIBUTE
+from tests import cloudformation
+
 ROOT = Path(__file__).resolve().parents[2]
 STORAGE = ROOT / "image_service" / "storage"
 DEPLOYMENT = ROOT / "docs" / "deployment.md"
@@ -57,6 +62,11 @@ IAM_ACTIONS: dict[tuple[str, str], set[str]] = {
     ("s3", "put_bucket_lifecycle_configuration"): {"s3:PutLifecycleConfiguration"},
     ("s3", "put_bucket_cors"): {"s3:PutBucketCORS"},
     ("s3", "put_bucket_notification_configuration"): {"s3:PutBucketNotification"},
+    # init --verify reads what init writes.
+    ("s3", "get_public_access_block"): {"s3:GetBucketPublicAccessBlock"},
+    ("s3", "get_bucket_lifecycle_configuration"): {"s3:GetLifecycleConfiguration"},
+    ("s3", "get_bucket_cors"): {"s3:GetBucketCORS"},
+    ("s3", "get_bucket_notification_configuration"): {"s3:GetBucketNotification"},
     ("dynamodb", "get_item"): {"dynamodb:GetItem"},
     ("dynamodb", "put_item"): {"dynamodb:PutItem"},
     ("dynamodb", "delete_item"): {"dynamodb:DeleteItem"},
@@ -157,3 +167,47 @@ def test_each_policy_statement_names_its_resources(marker: str) -> None:
         for resource in [resources] if isinstance(resources, str) else resources:
             assert resource.startswith("arn:aws:")
             assert resource != "*"
+
+
+# -- deploy/cloudformation/image-service.yaml: the same resources and the same policies --------
+
+
+def _template_actions(role: str) -> set[str]:
+    resources = cloudformation.template()["Resources"]
+    return {
+        action
+        for policy in resources[role]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in statement["Action"]
+    }
+
+
+def test_the_stacks_roles_grant_exactly_the_documented_policies() -> None:
+    assert _template_actions("RuntimeRole") == _policy("runtime")
+    assert _template_actions("ProvisioningRole") == _policy("provisioning")
+
+
+def test_the_stacks_table_is_the_one_init_creates() -> None:
+    table = cloudformation.template()["Resources"]["Table"]["Properties"]
+    assert table["KeySchema"] == [
+        {"AttributeName": "user_id", "KeyType": "HASH"},
+        {"AttributeName": "image_id", "KeyType": "RANGE"},
+    ]
+    assert sorted(table["AttributeDefinitions"], key=str) == sorted(
+        provision._attribute_definitions(), key=str
+    )
+    assert table["GlobalSecondaryIndexes"] == provision._index_definitions()
+    assert table["TimeToLiveSpecification"] == {
+        "AttributeName": EXPIRY_ATTRIBUTE,
+        "Enabled": True,
+    }
+    assert table["BillingMode"] == "PAY_PER_REQUEST"
+
+
+def test_the_stacks_defaults_are_the_services() -> None:
+    parameters = cloudformation.template()["Parameters"]
+    defaults = Settings(jwt_secret="x" * 32)
+    assert parameters["TableName"]["Default"] == defaults.table
+    assert parameters["QueueName"]["Default"] == defaults.queue_name
+    assert parameters["JobVisibilitySeconds"]["Default"] == defaults.job_visibility_seconds
+    assert parameters["JobMaxReceives"]["Default"] == defaults.job_max_receives
