@@ -29,6 +29,11 @@ _IDLE_AFTER_ERROR_SECONDS = 1.0
 RECEIVE_LEASE_SECONDS = 10
 
 
+def retry_delay(receive_count: int) -> int:
+    """Seconds a failed job waits before its next try: 2, 4, 8... up to five minutes."""
+    return int(min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS**receive_count))
+
+
 class Worker:
     def __init__(
         self,
@@ -114,7 +119,7 @@ class Worker:
             await self._processor.handle(job)
         except Exception as exc:
             outcome = "failed"
-            delay = min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS**message.receive_count)
+            delay = retry_delay(message.receive_count)
             log.warning(
                 "job %s failed (try %d, next in %d s): %s: %s",
                 message.message_id,
