@@ -129,4 +129,4 @@ async def test_the_entry_point_reads_its_settings_from_the_environment(
         if lambda_handler._worker is not None:
             await asyncio.to_thread(lambda_handler._worker.close)
     status, image, _ = await api.call("GET", f"/images/{image_id}")
-    assert image["status"] == "ready"
+    assert (status, image["status"]) == (200, "ready")
