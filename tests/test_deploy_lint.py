@@ -17,7 +17,9 @@ from tests.kustomize import render
 ROOT = Path(__file__).resolve().parent.parent
 DEPLOY = ROOT / "deploy"
 LINTERS = ROOT / ".venv-deploy" / "bin"
-TEMPLATES = sorted((DEPLOY / "cloudformation").glob("*.yaml"))
+TEMPLATES = sorted(
+    [*(DEPLOY / "cloudformation").glob("*.yaml"), DEPLOY / "lambda" / "template.yaml"]
+)
 
 
 def _run(*argv: str) -> subprocess.CompletedProcess[str]:
@@ -45,8 +47,9 @@ def _checkov(directory: Path, framework: str) -> None:
     assert "Passed checks:" in result.stdout  # it did scan something
 
 
-def test_checkov_passes_on_the_cloudformation_templates() -> None:
-    _checkov(DEPLOY / "cloudformation", "cloudformation")
+@pytest.mark.parametrize("directory", ["cloudformation", "lambda"])
+def test_checkov_passes_on_the_cloudformation_templates(directory: str) -> None:
+    _checkov(DEPLOY / directory, "cloudformation")
 
 
 # -- Kubernetes: each kustomization rendered (tests/kustomize.py), then validated --------------
