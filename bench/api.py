@@ -296,6 +296,23 @@ async def seed(settings: Settings, baseline_table: str | None) -> dict[str, str]
     return image_ids
 
 
+def service_environment(name: str, port: int) -> dict[str, str]:
+    """`serve`'s settings in a benchmark: its own bucket, table and queue, and production
+    defaults but the per-user limit (the bench is one client hammering the API: no per-user
+    limit may shape it) and the log level."""
+    return {
+        "IMAGE_SERVICE_JWT_SECRET": SECRET,
+        "IMAGE_SERVICE_BUCKET": name,
+        "IMAGE_SERVICE_TABLE": name,
+        "IMAGE_SERVICE_QUEUE_NAME": name,
+        "IMAGE_SERVICE_PORT": str(port),
+        "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
+        "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
+        "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
+        "IMAGE_SERVICE_LOG_LEVEL": "WARNING",
+    }
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--requests", type=int, default=3000, help="per endpoint and server")
@@ -333,18 +350,7 @@ async def main() -> None:
     moto_port, service_port, baseline_port = free_port(), free_port(), free_port()
     endpoint = f"http://127.0.0.1:{moto_port}"
     os.environ.update(AWS, AWS_ENDPOINT_URL=endpoint)
-    service_env = {
-        "IMAGE_SERVICE_JWT_SECRET": SECRET,
-        "IMAGE_SERVICE_BUCKET": f"bench-{suffix}",
-        "IMAGE_SERVICE_TABLE": f"bench-{suffix}",
-        "IMAGE_SERVICE_QUEUE_NAME": f"bench-{suffix}",
-        "IMAGE_SERVICE_PORT": str(service_port),
-        "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
-        # The bench is one client hammering the API: no per-user limit may shape it.
-        "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
-        "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
-        "IMAGE_SERVICE_LOG_LEVEL": "WARNING",
-    }
+    service_env = service_environment(f"bench-{suffix}", service_port)
     baseline_env = {"BASELINE_BUCKET": f"baseline-{suffix}", "BASELINE_TABLE": f"baseline-{suffix}"}
 
     async with AsyncExitStack() as stack:

@@ -33,7 +33,7 @@ from collections import Counter
 from contextlib import AsyncExitStack
 from pathlib import Path
 
-from bench.api import SECRET, drive, seed, service_requests
+from bench.api import drive, seed, service_environment, service_requests
 from bench.stack import AWS, BIN, moto, process
 from image_service.embedded import free_port
 from image_service.settings import Settings
@@ -140,17 +140,7 @@ async def main() -> None:
             moto(keep_alive=not args.moto_closes_connections)
         )
         os.environ.update(AWS, AWS_ENDPOINT_URL=endpoint)
-        service_env = {
-            "IMAGE_SERVICE_JWT_SECRET": SECRET,
-            "IMAGE_SERVICE_BUCKET": f"profile-{suffix}",
-            "IMAGE_SERVICE_TABLE": f"profile-{suffix}",
-            "IMAGE_SERVICE_QUEUE_NAME": f"profile-{suffix}",
-            "IMAGE_SERVICE_PORT": str(port),
-            "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
-            "IMAGE_SERVICE_UPLOAD_RATE_PER_MINUTE": "100000000",
-            "IMAGE_SERVICE_UPLOAD_BURST": "100000000",
-            "IMAGE_SERVICE_LOG_LEVEL": "WARNING",
-        }
+        service_env = service_environment(f"profile-{suffix}", port)
         os.environ.update(service_env)
         settings = Settings.from_env()
         await provision(settings)

@@ -17,8 +17,6 @@ invocation and kept for the warm container's later ones.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 from contextlib import AsyncExitStack
 from typing import Any
 
@@ -26,9 +24,7 @@ from image_service.logs import configure_logging
 from image_service.services import Services, open_services
 from image_service.settings import Settings
 from image_service.storage.queue import QueueMessage
-from image_service.worker.loop import retry_delay
-
-log = logging.getLogger(__name__)
+from image_service.worker.loop import retry_later
 
 
 def message_of(record: dict[str, Any]) -> QueueMessage:
@@ -78,18 +74,8 @@ class LambdaWorker:
             try:
                 await services.processor.handle(message.json())
             except Exception as exc:
-                delay = retry_delay(message.receive_count)
-                log.warning(
-                    "job %s failed (try %d, next in %d s): %s: %s",
-                    message.message_id,
-                    message.receive_count,
-                    delay,
-                    type(exc).__name__,
-                    exc,
-                )
                 # Lambda returns it to the queue; this sets when it shows again.
-                with contextlib.suppress(Exception):
-                    await services.jobs.hide(message, delay)
+                await retry_later(services.jobs, message, exc)
                 return message.message_id
         return None
 

@@ -34,6 +34,23 @@ def retry_delay(receive_count: int) -> int:
     return int(min(_BACKOFF_MAX_SECONDS, _BACKOFF_BASE_SECONDS**receive_count))
 
 
+async def retry_later(queue: JobQueue, message: QueueMessage, failure: Exception) -> None:
+    """A failed job's message is hidden for its backoff, then SQS shows it again for the next
+    try; after the last one the redrive policy dead-letters it. Hiding may fail too: then it
+    shows again when its current invisibility ends, which is only sooner."""
+    delay = retry_delay(message.receive_count)
+    log.warning(
+        "job %s failed (try %d, next in %d s): %s: %s",
+        message.message_id,
+        message.receive_count,
+        delay,
+        type(failure).__name__,
+        failure,
+    )
+    with contextlib.suppress(Exception):
+        await queue.hide(message, delay)
+
+
 class Worker:
     def __init__(
         self,
@@ -119,17 +136,7 @@ class Worker:
             await self._processor.handle(job)
         except Exception as exc:
             outcome = "failed"
-            delay = retry_delay(message.receive_count)
-            log.warning(
-                "job %s failed (try %d, next in %d s): %s: %s",
-                message.message_id,
-                message.receive_count,
-                delay,
-                type(exc).__name__,
-                exc,
-            )
-            with contextlib.suppress(Exception):
-                await self._queue.hide(message, delay)
+            await retry_later(self._queue, message, exc)
         else:
             outcome = "done"
             with contextlib.suppress(Exception):  # undeleted, it is redone: harmless, idempotent
