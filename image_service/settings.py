@@ -130,8 +130,8 @@ def _variants(value: str) -> tuple[str, ...]:
 
 def _variant_formats(value: str) -> tuple[str, ...]:
     formats = tuple(f.lower() for f in _csv(value))
-    if not formats or set(formats) - {"jpeg", "webp"}:
-        raise ValueError("must be jpeg and/or webp")
+    if not formats or set(formats) - {"jpeg", "webp", "avif"}:
+        raise ValueError("must be one or more of jpeg, webp and avif")
     return formats
 
 
@@ -161,7 +161,15 @@ class Settings:
     host: str = _setting("127.0.0.1", str, "Address the API listens on.")
     port: int = _setting(8080, _port, "Port the API listens on.")
     allowed_content_types: tuple[str, ...] = _setting(
-        ("image/jpeg", "image/png", "image/gif", "image/webp"),
+        (
+            "image/jpeg",
+            "image/png",
+            "image/gif",
+            "image/webp",
+            "image/heic",
+            "image/heif",
+            "image/avif",
+        ),
         _content_types,
         "Comma-separated content types an upload may declare.",
     )
@@ -229,7 +237,9 @@ class Settings:
         ("thumb:256", "medium:1024"), _variants, "Variants as name:max-side, comma-separated."
     )
     variant_formats: tuple[str, ...] = _setting(
-        ("jpeg", "webp"), _variant_formats, "Formats of every variant: jpeg and/or webp."
+        ("jpeg", "webp"),
+        _variant_formats,
+        "Formats of every variant: one or more of jpeg, webp and avif.",
     )
     keep_gps: bool = _setting(False, _bool, "Keep GPS data in JPEG originals (removed by default).")
     clamd_address: str | None = _setting(

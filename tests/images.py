@@ -96,3 +96,102 @@ def jpeg_with_orientation_and_gps(
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90, exif=exif)
     return buffer.getvalue()
+
+
+def heic(width: int = 64, height: int = 48) -> bytes:
+    import image_service.imaging.inspect  # noqa: F401  # registers pillow-heif's opener
+
+    return encode("HEIF", width, height)
+
+
+def avif(width: int = 40, height: int = 30) -> bytes:
+    return encode("AVIF", width, height)
+
+
+def transparent_png(width: int = 64, height: int = 48, *, palette: bool = False) -> bytes:
+    """Left half opaque red, right half fully transparent: as RGBA, or as a palette with tRNS."""
+    image = Image.new("RGBA", (width, height), (0, 0, 0, 0))
+    image.paste((220, 20, 20, 255), (0, 0, width // 2, height))
+    if palette:
+        image = image.convert("P", palette=Image.Palette.ADAPTIVE, colors=4)
+        # The palette index of a transparent pixel becomes the tRNS entry.
+        image.info["transparency"] = image.getpixel((width - 1, 0))
+    buffer = io.BytesIO()
+    image.save(buffer, "PNG", **({"transparency": image.info["transparency"]} if palette else {}))
+    return buffer.getvalue()
+
+
+# Display P3's primaries, adapted to the D50 white of ICC's profile connection space (the
+# colorants of Apple's Display P3 profile); a 2.2 gamma stands in for its sRGB-like curve.
+P3_TO_XYZ_D50 = ((0.5151, 0.2920, 0.1571), (0.2412, 0.6922, 0.0666), (-0.0011, 0.0419, 0.7841))
+P3_GAMMA = 2.2
+
+
+def display_p3_profile() -> bytes:
+    """A minimal ICC v2 RGB display profile for Display P3 (matrix and curves), built here
+    from the ICC specification: no profile file ships with this machine."""
+    import struct
+
+    def s15(value: float) -> bytes:
+        return struct.pack(">i", round(value * 65536))
+
+    def xyz(x: float, y: float, z: float) -> bytes:
+        return b"XYZ \x00\x00\x00\x00" + s15(x) + s15(y) + s15(z)
+
+    def text_description(text: str) -> bytes:
+        ascii_text = text.encode() + b"\x00"
+        return (
+            b"desc\x00\x00\x00\x00"
+            + struct.pack(">I", len(ascii_text))
+            + ascii_text
+            + b"\x00" * 8  # no Unicode description
+            + b"\x00" * 3
+            + b"\x00" * 67  # no ScriptCode description
+        )
+
+    curve = b"curv\x00\x00\x00\x00" + struct.pack(">I", 1) + struct.pack(">H", round(P3_GAMMA * 256))
+    columns = list(zip(*P3_TO_XYZ_D50, strict=True))
+    tags = [
+        (b"desc", text_description("Display P3 (test)")),
+        (b"wtpt", xyz(0.9642, 1.0, 0.8249)),
+        (b"rXYZ", xyz(*columns[0])),
+        (b"gXYZ", xyz(*columns[1])),
+        (b"bXYZ", xyz(*columns[2])),
+        (b"rTRC", curve),
+        (b"gTRC", curve),
+        (b"bTRC", curve),
+        (b"cprt", b"text\x00\x00\x00\x00Public domain\x00"),
+    ]
+    offset = 128 + 4 + 12 * len(tags)
+    table = struct.pack(">I", len(tags))
+    body = b""
+    for signature, data in tags:
+        padded = data + b"\x00" * (-len(data) % 4)
+        table += signature + struct.pack(">II", offset + len(body), len(data))
+        body += padded
+    size = offset + len(body)
+    header = (
+        struct.pack(">I", size)
+        + b"lcms"
+        + struct.pack(">I", 0x02100000)
+        + b"mntrRGB XYZ "
+        + struct.pack(">6H", 2026, 11, 30, 0, 0, 0)
+        + b"acsp"
+        + b"APPL"
+        + b"\x00" * 4  # flags
+        + b"\x00" * 8  # device manufacturer and model
+        + b"\x00" * 8  # attributes
+        + struct.pack(">I", 0)  # perceptual intent
+        + s15(0.9642) + s15(1.0) + s15(0.8249)  # the PCS illuminant, D50
+        + b"lcms"
+    )
+    header += b"\x00" * (128 - len(header))
+    return header + table + body
+
+
+def display_p3_jpeg(color: tuple[int, int, int], width: int = 64, height: int = 48) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), color).save(
+        buffer, "JPEG", quality=100, subsampling=0, icc_profile=display_p3_profile()
+    )
+    return buffer.getvalue()

@@ -16,6 +16,8 @@ FORMATS = [
     ("image/png", images.png(30, 20), 30, 20),
     ("image/gif", images.gif(16, 12), 16, 12),
     ("image/webp", images.webp(40, 30), 40, 30),
+    ("image/heic", images.heic(64, 48), 64, 48),
+    ("image/avif", images.avif(40, 30), 40, 30),
 ]
 
 

@@ -16,15 +16,22 @@ import warnings
 from dataclasses import dataclass
 from typing import Any
 
+import pillow_heif
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from image_service.formats import content_type_from_magic
+from image_service.formats import ISOBMFF_CONTENT_TYPES, content_type_from_magic
 
+# HEIC and HEIF through libheif (pillow-heif's wheel); AVIF is Pillow's own (libavif).
+pillow_heif.register_heif_opener()
+
+# The content types each Pillow format may be (HEIF is both HEIC's and generic HEIF's).
 _PILLOW_FORMATS = {
-    "JPEG": "image/jpeg",
-    "PNG": "image/png",
-    "GIF": "image/gif",
-    "WEBP": "image/webp",
+    "JPEG": {"image/jpeg"},
+    "PNG": {"image/png"},
+    "GIF": {"image/gif"},
+    "WEBP": {"image/webp"},
+    "HEIF": {"image/heic", "image/heif"},
+    "AVIF": {"image/avif"},
 }
 
 
@@ -89,11 +96,11 @@ def inspect_image(data: bytes, declared: str, limits: InspectionLimits) -> Inspe
 
 
 def _check_and_decode(image: Image.Image, declared: str, limits: InspectionLimits) -> Inspection:
-    if _PILLOW_FORMATS.get(image.format or "") != declared:
+    if declared not in _PILLOW_FORMATS.get(image.format or "", set()):
         raise ImageRejected(
             "content_mismatch",
             "The uploaded bytes are not the declared image type.",
-            {"declared": declared, "detected": _PILLOW_FORMATS.get(image.format or "")},
+            {"declared": declared, "detected": image.format},
         )
     width, height = image.size
     if width * height > limits.max_pixels:
@@ -130,8 +137,29 @@ def _check_nothing_trails(data: bytes, declared: str) -> None:
     elif declared == "image/jpeg":
         # Some encoders pad after the end-of-image marker with zero bytes; nothing else.
         ends_cleanly = data.rstrip(b"\x00").endswith(b"\xff\xd9")
+    elif declared in ISOBMFF_CONTENT_TYPES:
+        ends_cleanly = _boxes_fill(data)
     else:  # image/webp: the RIFF header states the exact length (padded to even)
         riff_size = struct.unpack_from("<I", data, 4)[0]
         ends_cleanly = len(data) in {riff_size + 8, riff_size + 9}
     if not ends_cleanly:
         raise ImageRejected("trailing_data", "The file continues after the end of the image.")
+
+
+def _boxes_fill(data: bytes) -> bool:
+    """Whether the file's top-level ISO BMFF boxes (size, type, ...) end exactly at its end."""
+    position = 0
+    while position < len(data):
+        if position + 8 > len(data):
+            return False
+        (size,) = struct.unpack_from(">I", data, position)
+        if size == 1:  # a 64-bit size follows the type
+            if position + 16 > len(data):
+                return False
+            (size,) = struct.unpack_from(">Q", data, position + 8)
+        elif size == 0:  # the last box: to the end of the file
+            return True
+        if size < 8:
+            return False
+        position += size
+    return position == len(data)

@@ -19,7 +19,15 @@ def test_defaults() -> None:
     assert settings.port == 8080
     assert settings.max_upload_bytes == 20 * 1024 * 1024
     assert settings.upload_url_expiry == 300
-    assert settings.allowed_content_types == ("image/jpeg", "image/png", "image/gif", "image/webp")
+    assert settings.allowed_content_types == (
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/heic",
+        "image/heif",
+        "image/avif",
+    )
 
 
 def test_values_are_parsed() -> None:
