@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import struct
 
 from PIL import Image
 
@@ -130,7 +131,6 @@ P3_GAMMA = 2.2
 def display_p3_profile() -> bytes:
     """A minimal ICC v2 RGB display profile for Display P3 (matrix and curves), built here
     from the ICC specification: no profile file ships with this machine."""
-    import struct
 
     def s15(value: float) -> bytes:
         return struct.pack(">i", round(value * 65536))
@@ -149,7 +149,8 @@ def display_p3_profile() -> bytes:
             + b"\x00" * 67  # no ScriptCode description
         )
 
-    curve = b"curv\x00\x00\x00\x00" + struct.pack(">I", 1) + struct.pack(">H", round(P3_GAMMA * 256))
+    gamma = struct.pack(">H", round(P3_GAMMA * 256))  # u8Fixed8
+    curve = b"curv\x00\x00\x00\x00" + struct.pack(">I", 1) + gamma
     columns = list(zip(*P3_TO_XYZ_D50, strict=True))
     tags = [
         (b"desc", text_description("Display P3 (test)")),
@@ -182,7 +183,9 @@ def display_p3_profile() -> bytes:
         + b"\x00" * 8  # device manufacturer and model
         + b"\x00" * 8  # attributes
         + struct.pack(">I", 0)  # perceptual intent
-        + s15(0.9642) + s15(1.0) + s15(0.8249)  # the PCS illuminant, D50
+        + s15(0.9642)
+        + s15(1.0)
+        + s15(0.8249)  # the PCS illuminant, D50
         + b"lcms"
     )
     header += b"\x00" * (128 - len(header))
