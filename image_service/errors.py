@@ -139,6 +139,27 @@ class RateLimited(ServiceError):
     code = "rate_limited"
 
 
+class RenditionUrlRefused(ServiceError):
+    """A rendition URL whose signature does not match what it names, or that has expired."""
+
+    http_status = 403
+    code = "invalid_signature"  # or "url_expired"
+
+    def __init__(self, code: str) -> None:
+        super().__init__("This rendition URL is not valid: ask for a new one.", code=code)
+
+
+class RendersBusy(ServiceError):
+    """Every render slot of this process is taken: retried in a moment, never queued."""
+
+    http_status = 503
+    code = "renders_busy"
+    retry_after = 1
+
+    def __init__(self) -> None:
+        super().__init__("Too many renditions are being made; retry shortly.")
+
+
 class NotReady(ServiceError):
     """``/ready``: a backend the service needs is not answering."""
 

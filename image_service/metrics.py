@@ -17,6 +17,8 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0
 # Jobs run from milliseconds (an upload event for a gone image) to tens of seconds (a large
 # animation's variants, a slow scanner).
 _JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+# A rendition takes milliseconds (a small JPEG) to seconds (a 50 MP original to AVIF).
+_RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 # Operations whose responses report how many items DynamoDB read.
 _READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
 
@@ -56,6 +58,25 @@ class ServiceMetrics:
             ["backend", "code"],
             registry=self.registry,
         )
+
+        self.renders = Counter(
+            "image_service_renders",
+            "Rendition deliveries, by outcome: rendered (made now), cached (stored or known "
+            "already), refused (the render bound or the user's rate of new renditions).",
+            ["outcome"],
+            registry=self.registry,
+        )
+        self.render_duration = Histogram(
+            "image_service_render_duration_seconds",
+            "CPU-bound time to make one rendition (decode, resize, encode).",
+            buckets=_RENDER_BUCKETS,
+            registry=self.registry,
+        )
+
+    def observe_render(self, outcome: str, seconds: float | None) -> None:
+        self.renders.labels(outcome).inc()
+        if seconds is not None:
+            self.render_duration.observe(seconds)
 
     def observe_backend_failure(self, backend: str, code: str) -> None:
         self.backend_failures.labels(backend, code).inc()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -12,10 +14,17 @@ import aiohttp
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
 from image_service.domain.ratelimit import TokenBucketLimiter
+from image_service.domain.renditions import (
+    Render,
+    RenditionPolicy,
+    Renditions,
+    RenditionSigner,
+    RenditionSpec,
+)
 from image_service.imaging.inspect import InspectionLimits
-from image_service.imaging.render import VariantSpec
+from image_service.imaging.render import RenderedVariant, VariantSpec, render_rendition
 from image_service.metrics import ServiceMetrics
-from image_service.settings import Settings, cursor_key
+from image_service.settings import Settings, cursor_key, render_key
 from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.presign import Presigner
@@ -35,6 +44,42 @@ class Services:
     jobs: JobQueue
     images: ImageService
     processor: ImageProcessor
+    renditions: Renditions
+
+
+def rendition_policy(settings: Settings) -> RenditionPolicy:
+    presets = {}
+    for preset in settings.render_presets:
+        name, _, rest = preset.partition("=")
+        size, _, fit = rest.partition(":")
+        width, _, height = size.partition("x")
+        presets[name] = RenditionSpec(int(width), int(height), fit, "auto", None)
+    return RenditionPolicy(
+        widths=settings.render_widths,
+        qualities=settings.render_qualities,
+        presets=presets,
+        url_window=settings.render_url_window_seconds,
+        max_renders=settings.max_concurrent_renders,
+        secret=render_key(settings),
+    )
+
+
+def _renderer() -> Render:
+    """Renders off the event loop (Pillow releases the GIL); Renditions bounds how many."""
+
+    async def render(data: bytes, spec: RenditionSpec, fmt: str) -> RenderedVariant:
+        job = functools.partial(
+            render_rendition,
+            data,
+            width=spec.width,
+            height=spec.height,
+            fit=spec.fit,
+            fmt=fmt,
+            quality=spec.quality,
+        )
+        return await asyncio.get_running_loop().run_in_executor(None, job)
+
+    return render
 
 
 def variant_specs(settings: Settings) -> tuple[VariantSpec, ...]:
@@ -107,4 +152,21 @@ async def open_services(
             render_slots=settings.inspection_concurrency,
             clock=clock,
         )
-        yield Services(store, repository, jobs, images, processor)
+        policy = rendition_policy(settings)
+        renditions = Renditions(
+            policy=policy,
+            signer=RenditionSigner(policy.secret, policy.url_window, clock),
+            get_record=repository.get,
+            read_object=store.get_if_exists,
+            write_object=lambda key, data, content_type: store.put_bytes(
+                key, data, content_type=content_type
+            ),
+            render=_renderer(),
+            limiter=TokenBucketLimiter(
+                per_minute=settings.render_rate_per_minute,
+                burst=settings.render_burst,
+                limited="new renditions",
+            ),
+            observe=metrics.observe_render if metrics is not None else lambda *_: None,
+        )
+        yield Services(store, repository, jobs, images, processor, renditions)

@@ -135,6 +135,35 @@ def _variant_formats(value: str) -> tuple[str, ...]:
     return formats
 
 
+def _sizes(value: str) -> tuple[int, ...]:
+    sizes = tuple(sorted({int(part) for part in _csv(value) if part.isdigit()}))
+    if not sizes or len(sizes) != len(_csv(value)) or not all(16 <= s <= 8192 for s in sizes):
+        raise ValueError("must list distinct sizes of 16-8192 px")
+    return sizes
+
+
+def _qualities(value: str) -> tuple[int, ...]:
+    qualities = tuple(sorted({int(part) for part in _csv(value) if part.isdigit()}))
+    if (
+        not qualities
+        or len(qualities) != len(_csv(value))
+        or not all(1 <= q <= 100 for q in qualities)
+    ):
+        raise ValueError("must list distinct qualities of 1-100")
+    return qualities
+
+
+_PRESET = re.compile(r"^([a-z][a-z0-9_]{0,31})=(\d+)x(\d+):(inside|contain|cover)$")
+
+
+def _presets(value: str) -> tuple[str, ...]:
+    presets = _csv(value)
+    for preset in presets:
+        if not _PRESET.match(preset):
+            raise ValueError(f"{preset!r} is not name=WIDTHxHEIGHT:fit (inside, contain, cover)")
+    return presets
+
+
 def _clamd_address(value: str) -> str:
     if not (value.startswith("unix:") or value.startswith("tcp:")):
         raise ValueError("must be unix:/path/to/socket or tcp:host:port")
@@ -242,6 +271,40 @@ class Settings:
         "Formats of every variant: one or more of jpeg, webp and avif.",
     )
     keep_gps: bool = _setting(False, _bool, "Keep GPS data in JPEG originals (removed by default).")
+    render_widths: tuple[int, ...] = _setting(
+        (64, 128, 256, 320, 480, 640, 800, 1024, 1280, 1600, 1920, 2560),
+        _sizes,
+        "The widths and heights a rendition may ask for, px, comma-separated (anything else: 422).",
+    )
+    render_qualities: tuple[int, ...] = _setting(
+        (50, 60, 70, 80, 90),
+        _qualities,
+        "The qualities (`q`) a rendition may ask for; none asked is the format's default.",
+    )
+    render_presets: tuple[str, ...] = _setting(
+        ("avatar=128x128:cover", "card=480x320:cover", "hero=1920x1080:inside"),
+        _presets,
+        "Named renditions (`?preset=`), as name=WIDTHxHEIGHT:fit, comma-separated.",
+    )
+    render_secret: str | None = _setting(
+        None,
+        _secret,
+        "Key that signs rendition URLs; derived from the JWT (or cursor) secret when unset.",
+        secret=True,
+    )
+    render_url_window_seconds: int = _setting(
+        3600,
+        _positive_int,
+        "A rendition's URL stays the same this long (CDN-friendly) and expires one to two windows "
+        "after it is handed out.",
+    )
+    max_concurrent_renders: int = _setting(
+        4, _positive_int, "Renditions one API process makes at once; beyond it, 503 Retry-After."
+    )
+    render_rate_per_minute: int = _setting(
+        60, _positive_int, "New renditions (not yet stored) one user may cause per minute."
+    )
+    render_burst: int = _setting(30, _positive_int, "New renditions one user may cause at once.")
     clamd_address: str | None = _setting(
         None,
         _clamd_address,
@@ -334,11 +397,20 @@ class Settings:
         lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
         for setting in fields(Settings):
             default = setting.default
-            shown = ",".join(default) if isinstance(default, tuple) else default
+            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
             shown = "" if shown in (None, "") else f"`{shown}`"
             name = PREFIX + setting.name.upper()
             lines.append(f"| `{name}` | {shown} | {setting.metadata['doc']} |")
         return "\n".join(lines) + "\n"
+
+
+def render_key(settings: Settings) -> bytes:
+    if settings.render_secret:
+        return settings.render_secret.encode()
+    # Derived apart from the token and cursor keys: no URL signature can double as either.
+    # (Under JWKS there is no JWT secret, and the cursor secret is required instead.)
+    base = settings.jwt_secret or settings.cursor_secret or ""
+    return hmac.new(base.encode(), b"image-service/render", hashlib.sha256).digest()
 
 
 def cursor_key(settings: Settings) -> bytes:

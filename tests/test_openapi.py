@@ -16,6 +16,8 @@ ROUTES = {
     ("delete", "/images/{image_id}"): (None, "204", None),
     ("post", "/images/{image_id}/complete"): (None, "200", "Image"),
     ("get", "/images/{image_id}/download"): (None, "200", "DownloadResponse"),
+    ("get", "/images/{image_id}/render"): (None, "200", "RenderResponse"),
+    ("get", "/r/{owner}/{image_id}/{spec}/{expires}/{signature}"): (None, "200", None),
     ("get", "/health"): (None, "200", "Health"),
     ("get", "/ready"): (None, "200", "Health"),
     ("get", "/metrics"): (None, "200", None),

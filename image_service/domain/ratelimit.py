@@ -23,7 +23,9 @@ class TokenBucketLimiter:
         burst: int,
         clock: Callable[[], float] = time.monotonic,
         max_tracked_keys: int = 100_000,
+        limited: str = "upload URLs",  # what the refusal says there were too many of
     ) -> None:
+        self._limited = limited
         self._rate = per_minute / 60.0
         self._burst = float(burst)
         self._clock = clock
@@ -40,7 +42,7 @@ class TokenBucketLimiter:
             self._buckets[key] = (tokens, now)
             wait = math.ceil((1.0 - tokens) / self._rate)
             raise RateLimited(
-                "Too many upload URLs requested; slow down.",
+                f"Too many {self._limited} requested; slow down.",
                 details={"retry_after_seconds": wait},
                 retry_after=wait,
             )

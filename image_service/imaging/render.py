@@ -162,22 +162,28 @@ def _to_srgb(image: Image.Image, icc: bytes | None) -> Image.Image:
     return converted
 
 
-def _encode(name: str, fmt: str, image: Image.Image) -> RenderedVariant:
+def _encode(
+    name: str, fmt: str, image: Image.Image, *, quality: int | None = None
+) -> RenderedVariant:
     pillow_format, content_type, extension = _FORMATS[fmt]
     buffer = io.BytesIO()
     if fmt not in _WITH_ALPHA:
         image = _flatten(image)
     if fmt == "jpeg":
-        image.save(buffer, pillow_format, quality=_JPEG_QUALITY, optimize=False)
+        image.save(buffer, pillow_format, quality=quality or _JPEG_QUALITY, optimize=False)
     else:
         image = image if image.mode in {"RGB", "RGBA"} else image.convert("RGB")
         if fmt == "webp":
             # method 2 of 6: a third of the default effort for files a few percent larger.
-            image.save(buffer, pillow_format, quality=_WEBP_QUALITY, method=_WEBP_METHOD)
+            image.save(buffer, pillow_format, quality=quality or _WEBP_QUALITY, method=_WEBP_METHOD)
         else:
             # Pillow's AVIF encoder would embed the image's ICC profile unless told otherwise.
             image.save(
-                buffer, pillow_format, quality=_AVIF_QUALITY, speed=_AVIF_SPEED, icc_profile=b""
+                buffer,
+                pillow_format,
+                quality=quality or _AVIF_QUALITY,
+                speed=_AVIF_SPEED,
+                icc_profile=b"",
             )
     return RenderedVariant(
         name, fmt, content_type, extension, image.width, image.height, buffer.getvalue()
@@ -233,3 +239,56 @@ def strip_jpeg_gps(data: bytes) -> bytes:
         return data
     out += data[position:]
     return bytes(out)
+
+
+# -- renditions: one size and format on request -------------------------------------------------
+
+FITS = ("inside", "contain", "cover")
+RENDITION_FORMATS = tuple(_FORMATS)
+
+
+def render_rendition(
+    data: bytes, *, width: int | None, height: int | None, fit: str, fmt: str, quality: int | None
+) -> RenderedVariant:
+    """One rendition of an original: at most ``width`` x ``height`` (either may be None: no
+    bound), never upscaled, colours in sRGB, no metadata.
+
+    - ``inside``: the whole image, within the box;
+    - ``contain``: the whole image, within the box, centred on a canvas of exactly the box
+      (transparent where the format has alpha, else the JPEG background);
+    - ``cover``: the box filled, the image cropped about its centre to the box's proportions.
+    """
+    box_w, box_h = width or 1 << 30, height or 1 << 30
+    with Image.open(io.BytesIO(data)) as source:
+        icc = source.info.get("icc_profile")
+        source.draft("RGB" if icc else "YCbCr", (min(box_w, 1 << 16), min(box_h, 1 << 16)))
+        source.load()
+        oriented = source.getexif().get(_ORIENTATION_TAG, 1) in (None, 1)
+        image = _to_srgb(_normalize(source if oriented else ImageOps.exif_transpose(source)), icc)
+    if fit == "cover" and width and height:
+        # The largest centred crop of the box's proportions, then shrunk to the box (if larger).
+        scale = min(1.0, max(width / image.width, height / image.height))
+        crop_w, crop_h = round(width / scale), round(height / scale)
+        crop_w, crop_h = min(crop_w, image.width), min(crop_h, image.height)
+        left, top = (image.width - crop_w) // 2, (image.height - crop_h) // 2
+        image = image.crop((left, top, left + crop_w, top + crop_h))
+        target = (min(width, image.width), min(height, image.height))
+        if target != image.size:
+            image = _shrink(image, target)
+    else:
+        scale = min(1.0, box_w / image.width, box_h / image.height)
+        if scale < 1.0:
+            size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+            image = _shrink(image, size)
+        if fit == "contain" and width and height and image.size != (width, height):
+            transparent = fmt in _WITH_ALPHA
+            canvas = Image.new(
+                "RGBA" if transparent else "RGB",
+                (width, height),
+                (0, 0, 0, 0) if transparent else _JPEG_BACKGROUND,
+            )
+            offset = ((width - image.width) // 2, (height - image.height) // 2)
+            layer = image.convert("RGBA") if transparent else _flatten(image).convert("RGB")
+            canvas.paste(layer, offset, layer if transparent else None)
+            image = canvas
+    return _encode("rendition", fmt, image, quality=quality)

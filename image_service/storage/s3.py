@@ -161,11 +161,26 @@ class ObjectStore:
             async with body:
                 return await body.read()
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> None:
+    async def get_if_exists(self, key: str) -> tuple[bytes, str] | None:
+        """The object's bytes and ETag, or None when there is no such object (one call)."""
         with backend_errors(BACKEND):
-            await self._client.put_object(
+            try:
+                response = await self._client.get_object(Bucket=self.bucket, Key=key)
+            except ClientError as exc:
+                if _missing(exc):
+                    return None
+                raise
+            body = response["Body"]
+            async with body:
+                return await body.read(), response["ETag"]
+
+    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> str:
+        """Stores ``data`` at ``key``; its ETag."""
+        with backend_errors(BACKEND):
+            response = await self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=content_type
             )
+        return response["ETag"]
 
     async def keys_under(self, prefix: str) -> list[str]:
         """Every key under ``prefix``: for one image's few objects (see :meth:`listing`)."""

@@ -24,6 +24,7 @@ from image_service.web.keys import (
     JOB_QUEUE,
     METRICS,
     OBJECT_STORE,
+    RENDITIONS,
     SETTINGS,
     TOKEN_VERIFIER,
 )
@@ -79,6 +80,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[IMAGE_REPOSITORY] = services.repository
             app[JOB_QUEUE] = services.jobs
             app[IMAGE_SERVICE] = services.images
+            app[RENDITIONS] = services.renditions
             if not settings.embedded_worker:
                 yield
                 return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from aiohttp import web
@@ -9,6 +10,7 @@ from marshmallow import Schema
 
 from image_service.domain.health import check_backends
 from image_service.domain.images import UploadRequest
+from image_service.domain.renditions import validated_spec
 from image_service.metrics import CONTENT_TYPE
 from image_service.models import ListFilter
 from image_service.web.encoding import json_text
@@ -19,6 +21,7 @@ from image_service.web.keys import (
     METRICS,
     OBJECT_STORE,
     PRINCIPAL,
+    RENDITIONS,
     SETTINGS,
 )
 from image_service.web.middlewares import public
@@ -38,6 +41,8 @@ from image_service.web.schemas import (
     ImageSchema,
     ListQuerySchema,
     OwnerQuerySchema,
+    RenderQuerySchema,
+    RenderResponseSchema,
     UploadRequestSchema,
     UploadResponseSchema,
 )
@@ -49,6 +54,7 @@ NO_STORE = {"Cache-Control": "no-store"}
 
 _upload = UploadResponseSchema()
 _download = DownloadResponseSchema()
+_render = RenderResponseSchema()
 _secured = {"tags": ["images"], "security": [{BEARER: []}]}
 
 
@@ -172,6 +178,77 @@ async def download_image(request: web.Request) -> web.Response:
     if request["querystring"]["redirect"]:
         raise web.HTTPFound(download.url, headers=NO_STORE)
     return _dump(_download, download, headers=NO_STORE)
+
+
+@docs(
+    summary="Get a signed URL of a rendition: any allowed size and format, made on first use",
+    description=(
+        "Answers a signed delivery URL (no token needed until it expires). The first request "
+        "for a rendition renders and stores it; later ones are served from storage. Sizes and "
+        "qualities come from allowlists (anything else: 422 naming them); each user has a rate "
+        "of new renditions (429) and each process a bound on renders at once (503, "
+        "Retry-After)."
+    ),
+    **_secured,
+)
+@querystring_schema(RenderQuerySchema)
+@response_schema(RenderResponseSchema, 200)
+async def render_url(request: web.Request) -> web.Response:
+    query = request["querystring"]
+    renditions = request.app[RENDITIONS]
+    spec = validated_spec(
+        renditions.policy,
+        width=query.get("w"),
+        height=query.get("h"),
+        fit=query["fit"],
+        fmt=query["format"],
+        quality=query.get("q"),
+        preset=query.get("preset"),
+    )
+    record = await request.app[IMAGE_SERVICE].get(
+        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+    )
+    signed = renditions.sign_for(record, spec)
+    url = str(request.url.origin()) + signed.path
+    if query["redirect"]:
+        raise web.HTTPFound(url, headers=NO_STORE)
+    return _dump(_render, {"url": url, "expires_at": signed.expires_at}, headers=NO_STORE)
+
+
+@public
+@docs(
+    summary="Deliver a rendition (the signed URL from /images/{image_id}/render)",
+    description="No token: the URL's signature is the authority. A changed or expired URL: 403.",
+    tags=["images"],
+    security=[],
+)
+@response_schema(
+    None,
+    200,
+    description="The rendition's bytes (image/avif, image/webp or image/jpeg), with an ETag "
+    "and Cache-Control for as long as the URL lives; 304 when If-None-Match matches.",
+)
+async def deliver_rendition(request: web.Request) -> web.StreamResponse:
+    match = request.match_info
+    renditions = request.app[RENDITIONS]
+    owner, spec, expires = renditions.signer.verify(
+        match["owner"], match["image_id"], match["spec"], match["expires"], match["signature"]
+    )
+    delivery = await renditions.deliver(
+        owner,
+        match["image_id"],
+        spec,
+        accept=request.headers.get("Accept", ""),
+        if_none_match=request.headers.get("If-None-Match", ""),
+    )
+    # Cached as long as the URL lives, and no longer, so that no cache outlives its signature.
+    lifetime = max(0, expires - int(time.time()))
+    headers = {"Cache-Control": f"public, max-age={lifetime}, immutable", "ETag": delivery.etag}
+    if delivery.negotiated:
+        headers["Vary"] = "Accept"
+    if delivery.data is None:
+        return web.Response(status=304, headers=headers)
+    return web.Response(body=delivery.data, content_type=delivery.content_type, headers=headers)
 
 
 @docs(summary="Delete an image and its stored objects", **_secured)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from image_service.auth.tokens import TokenVerifier
 from image_service.domain.images import ImageService
+from image_service.domain.renditions import Renditions
 from image_service.metrics import ServiceMetrics
 from image_service.models import Principal
 from image_service.settings import Settings
@@ -20,6 +21,7 @@ OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)
 IMAGE_SERVICE = web.AppKey("image_service", ImageService)
 JOB_QUEUE = web.AppKey("job_queue", JobQueue)
+RENDITIONS = web.AppKey("renditions", Renditions)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)

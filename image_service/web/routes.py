@@ -18,6 +18,11 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_delete(_IMAGE, handlers.delete_image)
     app.router.add_post(_IMAGE + "/complete", handlers.complete_upload)
     app.router.add_get(_IMAGE + "/download", handlers.download_image, allow_head=False)
+    app.router.add_get(_IMAGE + "/render", handlers.render_url, allow_head=False)
+    # Any segments: whatever they hold, a URL this service did not sign is a 403, not a 404.
+    app.router.add_get(
+        "/r/{owner}/{image_id}/{spec}/{expires}/{signature}", handlers.deliver_rendition
+    )
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/ready", handlers.ready, allow_head=False)
     app.router.add_get("/metrics", handlers.metrics, allow_head=False)

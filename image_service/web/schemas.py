@@ -175,9 +175,63 @@ class DownloadQuerySchema(OwnerQuerySchema):
     )
     format = Text(
         load_default="jpeg",
-        validate=validate.OneOf(["jpeg", "webp"]),
+        validate=validate.OneOf(["jpeg", "webp", "avif"]),
         metadata={"description": "The variant's format."},
     )
+
+
+class RenderQuerySchema(OwnerQuerySchema):
+    w = fields.Integer(
+        strict=False,
+        validate=validate.Range(min=1, max=100_000),
+        metadata={"description": "Width at most, px: one of IMAGE_SERVICE_RENDER_WIDTHS."},
+    )
+    h = fields.Integer(
+        strict=False,
+        validate=validate.Range(min=1, max=100_000),
+        metadata={"description": "Height at most, px: one of IMAGE_SERVICE_RENDER_WIDTHS."},
+    )
+    fit = Text(
+        load_default="inside",
+        validate=validate.OneOf(["inside", "contain", "cover"]),
+        metadata={
+            "description": "inside: the whole image within w x h; contain: the same, centred "
+            "on a canvas of exactly w x h; cover: w x h filled, cropped about the centre. "
+            "Never upscaled."
+        },
+    )
+    format = Text(
+        load_default="auto",
+        validate=validate.OneOf(["auto", "jpeg", "webp", "avif"]),
+        metadata={
+            "description": "auto: what the delivering request's Accept header takes best "
+            "(AVIF, then WebP, then JPEG), with Vary: Accept."
+        },
+    )
+    q = fields.Integer(
+        strict=False,
+        validate=validate.Range(min=1, max=100),
+        metadata={"description": "Quality: one of IMAGE_SERVICE_RENDER_QUALITIES."},
+    )
+    preset = Text(
+        validate=validate.Length(min=1, max=32),
+        metadata={"description": "A named size and fit (IMAGE_SERVICE_RENDER_PRESETS)."},
+    )
+    redirect = fields.Boolean(
+        load_default=False, metadata={"description": "Answer 302 to the URL instead of JSON."}
+    )
+
+
+class RenderResponseSchema(Schema):
+    url = fields.String(
+        required=True,
+        metadata={
+            "description": "The signed delivery URL: no token needed until it expires; any "
+            "change to it is refused (403). The same for one rendition all through a signing "
+            "window (IMAGE_SERVICE_RENDER_URL_WINDOW_SECONDS), so caches keep it."
+        },
+    )
+    expires_at = UtcTimestamp(required=True)
 
 
 class ListQuerySchema(StrictSchema):
