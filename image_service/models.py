@@ -66,6 +66,7 @@ class ImageRecord:
     rejection_reason: str | None = None
     variants: list[Variant] = field(default_factory=list)
     placeholder: str | None = None  # dominant colour, "#rrggbb"
+    thumbhash: str | None = None  # base64 ThumbHash: a blurred preview
     # Bumped by every stored change; each write is conditional on the revision its writer read.
     revision: int = 0
 

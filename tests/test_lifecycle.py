@@ -55,6 +55,7 @@ async def test_full_lifecycle(
     assert (ready["size"], ready["width"], ready["height"]) == (len(data), width, height)
     assert ready["sha256"] == hashlib.sha256(data).hexdigest()
     assert ready["placeholder"].startswith("#")
+    assert 5 <= len(base64.b64decode(ready["thumbhash"])) <= 25
     variants = {(v["name"], v["format"]): v for v in ready["variants"]}
     assert set(variants) == {(n, f) for n in ("thumb", "medium") for f in ("jpeg", "webp")}
     assert all((v["width"], v["height"]) == (width, height) for v in variants.values())

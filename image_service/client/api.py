@@ -128,6 +128,7 @@ class Image:
     sha256: str | None = None
     filename: str | None = None
     placeholder: str | None = None
+    thumbhash: str | None = None  # a blurred preview, base64 ThumbHash
 
     @property
     def processed(self) -> bool:
@@ -161,6 +162,7 @@ class Image:
             sha256=body.get("sha256"),
             filename=body.get("filename"),
             placeholder=body.get("placeholder"),
+            thumbhash=body.get("thumbhash"),
         )
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageCms, ImageOps
 
 import image_service.imaging.inspect  # noqa: F401  # registers the HEIC/HEIF opener
+from image_service.imaging.placeholder import thumbhash
 
 _FORMATS = {
     "jpeg": ("JPEG", "image/jpeg", ".jpg"),
@@ -55,6 +56,7 @@ class RenderedVariant:
 class Rendering:
     variants: list[RenderedVariant]
     dominant_color: str  # "#rrggbb": a placeholder while variants load
+    thumbhash: str  # base64: a blurred preview of the whole image, transparency included
 
 
 DEFAULT_VARIANTS = (VariantSpec("thumb", 256), VariantSpec("medium", 1024))
@@ -93,7 +95,7 @@ def render_variants(data: bytes, specs: tuple[VariantSpec, ...]) -> Rendering:
     rendered.sort(key=lambda v: (v.name, v.format))
     average = _flatten(current).resize((1, 1), Image.Resampling.BOX).convert("RGB")
     red, green, blue = average.getpixel((0, 0))  # type: ignore[misc]
-    return Rendering(rendered, f"#{red:02x}{green:02x}{blue:02x}")
+    return Rendering(rendered, f"#{red:02x}{green:02x}{blue:02x}", thumbhash(current))
 
 
 def _shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:

@@ -315,6 +315,13 @@ class ImageSchema(Schema):
     placeholder = fields.String(
         allow_none=True, metadata={"description": "Dominant colour (#rrggbb) to show meanwhile."}
     )
+    thumbhash = fields.String(
+        allow_none=True,
+        metadata={
+            "description": "A blurred preview to show meanwhile: a ThumbHash, base64 "
+            "(github.com/evanw/thumbhash decodes it in a few lines of JavaScript or Swift)."
+        },
+    )
     upload_time = UtcTimestamp(required=True)
     updated_at = UtcTimestamp(required=True)
 

@@ -38,6 +38,7 @@ def image_view(record: ImageRecord) -> dict[str, Any]:
             for variant in record.variants
         ],
         "placeholder": record.placeholder,
+        "thumbhash": record.thumbhash,
         "upload_time": format_timestamp(record.upload_time),
         "updated_at": format_timestamp(record.updated_at),
     }

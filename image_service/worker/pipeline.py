@@ -130,6 +130,7 @@ class ImageProcessor:
             sha256=hashlib.sha256(data).hexdigest(),
             variants=variants,
             placeholder=rendering.dominant_color,
+            thumbhash=rendering.thumbhash,
             updated_at=self._clock(),
         )
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;

@@ -45,6 +45,7 @@ records = st.builds(
     sha256=st.none() | _text,
     variants=_variants,
     placeholder=st.none() | _text,
+    thumbhash=st.none() | _text,
 )
 
 

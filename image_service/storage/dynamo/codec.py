@@ -139,6 +139,8 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
     if record.placeholder is not None:
         item["placeholder"] = string_value(record.placeholder)
+    if record.thumbhash is not None:
+        item["thumbhash"] = string_value(record.thumbhash)
     if record.status in NEEDS_ATTENTION:
         item["attention_key"] = string_value(attention_key(record))
         item["attention_sort"] = string_value(format_timestamp(record.updated_at))
@@ -226,6 +228,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         rejection_reason=string("rejection_reason"),
         variants=[_variant(entry["M"]) for entry in item.get("variants", {}).get("L", [])],
         placeholder=string("placeholder"),
+        thumbhash=string("thumbhash"),
         revision=number("revision") or 0,
     )
 
