@@ -61,6 +61,7 @@ def rendition_policy(settings: Settings) -> RenditionPolicy:
         url_window=settings.render_url_window_seconds,
         max_renders=settings.max_concurrent_renders,
         secret=render_key(settings),
+        memory_bytes=settings.rendition_memory_bytes,
     )
 
 
@@ -102,7 +103,13 @@ async def open_services(
         presigner = await Presigner.learn(
             clients.s3_presign, settings.bucket, clients.credentials, clock=clock
         )
-        store = ObjectStore(clients.s3, presigner, settings.bucket)
+        # URLs for the service's own reads, at its own address (clients may use another).
+        reader = await Presigner.learn(
+            clients.s3, settings.bucket, clients.credentials, clock=clock
+        )
+        store = ObjectStore(
+            clients.s3, presigner, settings.bucket, reader=reader, http=clients.http
+        )
         repository = ImageRepository(
             clients.dynamodb_wire, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
         )

@@ -305,6 +305,11 @@ class Settings:
         60, _positive_int, "New renditions (not yet stored) one user may cause per minute."
     )
     render_burst: int = _setting(30, _positive_int, "New renditions one user may cause at once.")
+    rendition_memory_bytes: int = _setting(
+        32 * MiB,
+        _non_negative_int,
+        "Renditions one API process keeps in memory (the most requested), bytes; 0: none.",
+    )
     clamd_address: str | None = _setting(
         None,
         _clamd_address,

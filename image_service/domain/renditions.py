@@ -8,7 +8,8 @@ cache it.
 
 Delivering renders once and stores the result under the image's own prefix in S3 (so deleting
 the image deletes its renditions); later requests find it there (one S3 call) or in this
-process's memory of what exists (an ETag match costs none). Abuse is bounded three ways: sizes
+process's memory (the most requested renditions' bytes, and the ETags of the rest: a match costs
+no S3 call). Abuse is bounded three ways: sizes
 and qualities come from allowlists, each user has a rate of *new* renditions, and each process
 renders at most a few at once, answering 503 with Retry-After beyond that rather than queueing.
 Concurrent first requests for one rendition render it once (single flight).
@@ -57,6 +58,7 @@ class RenditionPolicy:
     url_window: int  # seconds: a URL stays the same this long, and lives up to twice it
     max_renders: int  # at once, per process
     secret: bytes
+    memory_bytes: int  # renditions kept in this process's memory, at most, in bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,6 +232,11 @@ class Renditions:
         self._limiter = limiter
         self._observe = observe
         self._known: LRUCache[str, str] = LRUCache(maxsize=_KNOWN_RENDITIONS)
+        # The most requested renditions' bytes: served with no S3 call at all. Bounded in bytes;
+        # one rendition takes at most an eighth of it, so a few large ones cannot evict the rest.
+        self._memory: LRUCache[str, tuple[bytes, str]] = LRUCache(
+            maxsize=max(1, policy.memory_bytes), getsizeof=lambda entry: len(entry[0]) or 1
+        )
         self._in_flight: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
         self._rendering = 0
 
@@ -263,9 +270,15 @@ class Renditions:
         if known is not None and known == if_none_match:
             self._observe("cached", None)
             return Delivery(None, content_type, known, negotiated)
-        stored = await self._read(key)
+        stored = self._memory.get(key)
         if stored is None:
-            stored = await self._single_flight(key, owner, image_id, spec, fmt)
+            stored = await self._read(key)
+            if stored is None:
+                stored = await self._single_flight(key, owner, image_id, spec, fmt)
+            else:
+                self._observe("cached", None)
+            if len(stored[0]) <= self._policy.memory_bytes // 8:
+                self._memory[key] = stored
         else:
             self._observe("cached", None)
         data, etag = stored

@@ -263,7 +263,17 @@ def render_rendition(
     box_w, box_h = width or 1 << 30, height or 1 << 30
     with Image.open(io.BytesIO(data)) as source:
         icc = source.info.get("icc_profile")
-        source.draft("RGB" if icc else "YCbCr", (min(box_w, 1 << 16), min(box_h, 1 << 16)))
+        # JPEG decodes at 1/2, 1/4 or 1/8 scale when that still covers the rendition: the
+        # size it will have (cover fills the box; the others fit in it), oriented or not.
+        w, h = source.size
+        if source.getexif().get(_ORIENTATION_TAG, 1) in (5, 6, 7, 8):
+            w, h = h, w
+        fill = fit == "cover" and width and height
+        scale = (max if fill else min)(box_w / w, box_h / h)
+        needed = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if needed[0] != needed[1] and source.size != (w, h):
+            needed = (needed[1], needed[0])  # draft works on the stored (unrotated) image
+        source.draft("RGB" if icc else "YCbCr", needed)
         source.load()
         oriented = source.getexif().get(_ORIENTATION_TAG, 1) in (None, 1)
         image = _to_srgb(_normalize(source if oriented else ImageOps.exif_transpose(source)), icc)

@@ -69,6 +69,8 @@ class AwsClients:
     region: str
     # The credentials the clients sign with, for URLs the service signs itself.
     credentials: CredentialSource
+    # Plain HTTP to AWS, for the calls made without botocore (DynamoDB's, S3 reads by URL).
+    http: aiohttp.ClientSession
 
 
 def aws_config(settings: Settings, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> AioConfig:
@@ -133,7 +135,7 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             frozen = await found.get_frozen_credentials()
             return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
-        wire_session = await stack.enter_async_context(
+        http = await stack.enter_async_context(
             aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=MAX_POOL_CONNECTIONS, ssl=_host_ssl_context()),
                 timeout=aiohttp.ClientTimeout(
@@ -149,7 +151,7 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
                 endpoint_url=dynamodb.meta.endpoint_url,
                 region=region,
                 credentials=credentials,
-                session=wire_session,
+                session=http,
                 proxy=_proxy_for(dynamodb.meta.endpoint_url),
                 max_attempts=MAX_ATTEMPTS,
             ),
@@ -157,6 +159,7 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             sqs_long_poll=sqs_long_poll,
             region=region,
             credentials=credentials,
+            http=http,
         )
 
 
