@@ -272,7 +272,7 @@ class Settings:
     )
     keep_gps: bool = _setting(False, _bool, "Keep GPS data in JPEG originals (removed by default).")
     render_widths: tuple[int, ...] = _setting(
-        (64, 128, 256, 320, 480, 640, 800, 1024, 1280, 1600, 1920, 2560),
+        (64, 128, 256, 320, 480, 512, 640, 800, 1024, 1280, 1600, 1920, 2560),
         _sizes,
         "The widths and heights a rendition may ask for, px, comma-separated (anything else: 422).",
     )

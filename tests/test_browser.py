@@ -79,7 +79,18 @@ async def test_upload_see_and_delete_from_the_browser(
     await expect(thumbnails).to_have_count(2, timeout=WAIT_MS)
     for index in range(2):
         await expect(thumbnails.nth(index)).to_have_js_property("complete", True)
-        assert await thumbnails.nth(index).evaluate("img => img.naturalWidth") == 256
+        # Renditions: two sizes for the browser to choose from, by signed URLs on the API; at
+        # this page's one pixel per CSS pixel it took the 256 px one for its 160 px slot.
+        srcset = await thumbnails.nth(index).get_attribute("srcset") or ""
+        assert srcset.count("/r/") == 2, srcset
+        assert srcset.endswith(" 512w")
+        chosen = await thumbnails.nth(index).evaluate("img => img.currentSrc")
+        assert "/w256-h256-cover-auto-q0/" in chosen
+        assert await thumbnails.nth(index).evaluate("img => img.naturalWidth") == 160
+        # The ThumbHash was drawn behind it while it loaded.
+        frame = cards.nth(index).locator(".thumb")
+        assert await frame.get_attribute("data-thumbhash") == "shown"
+        assert "data:image/png" in await frame.evaluate("f => f.style.backgroundImage")
     await expect(cards.first.locator(".tags span")).to_have_text(["e2e", "beach"])
     await page.screenshot(path=str(artifacts / "browser-gallery.png"), full_page=True)
 

@@ -31,6 +31,12 @@ async def test_an_image_goes_through_its_whole_life_with_the_client(api: Api) ->
     assert thumb[:4] == b"RIFF"
     assert thumb[8:12] == b"WEBP"
 
+    url = await client.render_url(image.image_id, width=64, height=64, fit="cover")
+    assert url == await client.render_url(image.image_id, width=64, height=64, fit="cover")
+    rendition, content_type = await client.render(image.image_id, width=64, accept="image/webp")
+    assert (content_type, rendition[8:12]) == ("image/webp", b"WEBP")
+    assert image.thumbhash is not None
+
     await client.delete(image.image_id)
     with pytest.raises(ApiError) as missing:
         await client.get(image.image_id)

@@ -6,6 +6,8 @@ import io
 import json
 from pathlib import Path
 
+from PIL import Image
+
 from image_service.client.cli import ProgressBar
 from tests import images
 from tests.conftest import Api, token
@@ -91,6 +93,18 @@ async def test_list_download_and_delete_work_on_the_callers_images_only(
     )
     assert code == 0, err
     assert (tmp_path / "t.webp").read_bytes()[8:12] == b"WEBP"
+
+    # A rendition of any allowed size, in the format asked for or the best the client takes.
+    code, out, err = await _cli(
+        api, "download", mine.image_id, "--width", "64", "--format", "avif", cwd=tmp_path
+    )
+    assert code == 0, err
+    assert out.strip() == f"{mine.image_id}-64x0.avif"
+    with Image.open(tmp_path / out.strip()) as rendition:
+        assert (rendition.format, rendition.width) == ("AVIF", 64)
+    code, out, err = await _cli(api, "download", mine.image_id, "--width", "65", cwd=tmp_path)
+    assert code == 1
+    assert "rendition_not_allowed" in err
 
     code, out, err = await _cli(api, "delete", mine.image_id, theirs.image_id)
     assert code == 1

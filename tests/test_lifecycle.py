@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import hashlib
+from io import BytesIO
 
 import pytest
+from PIL import Image
 
 from image_service.embedded import free_port
 from tests import images
@@ -242,3 +244,29 @@ async def test_an_interrupted_delete_is_finished_by_a_retry(make_api: MakeApi) -
     assert healthy.object_keys() == []
     status, _, _ = await healthy.call("GET", f"/images/{image_id}")
     assert status == 404
+
+
+async def test_a_heic_original_keeps_its_gps_and_nothing_served_from_it_has_any(api: Api) -> None:
+    """What docs/operations.md says of originals whose GPS cannot be removed losslessly: the
+    original is kept byte for byte for its owner; no variant or rendition carries GPS."""
+    exif = Image.Exif()
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 24.0)  # GPSLatitude
+    buffer = BytesIO()
+    Image.new("RGB", (640, 480), (10, 120, 200)).save(buffer, "HEIF", exif=exif.tobytes())
+    data = buffer.getvalue()
+    upload, status, image = await api.upload(data, content_type="image/heic")
+    assert (status, image["status"]) == (200, "ready")
+    image_id = upload["image_id"]
+
+    _, download, _ = await api.call("GET", f"/images/{image_id}/download")
+    async with api.http.get(download["download_url"]) as response:
+        assert await response.read() == data  # the original, GPS and all
+    for query in ("variant=thumb&format=jpeg", "variant=thumb&format=webp"):
+        _, variant, _ = await api.call("GET", f"/images/{image_id}/download?{query}")
+        async with api.http.get(variant["download_url"]) as response:
+            with Image.open(BytesIO(await response.read())) as decoded:
+                assert not decoded.getexif(), query
+    _, rendition, _ = await api.call("GET", f"/images/{image_id}/render?w=320&format=jpeg")
+    async with api.http.get(rendition["url"]) as response:
+        with Image.open(BytesIO(await response.read())) as decoded:
+            assert not decoded.getexif()

@@ -427,6 +427,38 @@ class ImageServiceClient:
                 raise StorageError(response.status, await response.text())
             return await response.read()
 
+    async def render_url(
+        self,
+        image_id: str,
+        *,
+        width: int | None = None,
+        height: int | None = None,
+        fit: str = "inside",
+        format: str = "auto",
+        quality: int | None = None,
+        preset: str | None = None,
+    ) -> str:
+        """The signed delivery URL of a rendition (no token needed to fetch it until it
+        expires): ``width``/``height`` from the service's allowlist, or a named ``preset``."""
+        params: dict[str, str] = {"fit": fit, "format": format}
+        for name, value in (("w", width), ("h", height), ("q", quality), ("preset", preset)):
+            if value is not None:
+                params[name] = str(value)
+        body = await self._json("GET", f"/images/{image_id}/render", params=params)
+        url: str = body["url"]
+        return url
+
+    async def render(
+        self, image_id: str, *, accept: str = "image/avif,image/webp,image/jpeg", **spec: Any
+    ) -> tuple[bytes, str]:
+        """A rendition's bytes and content type (``spec`` as for :meth:`render_url`); with
+        ``format="auto"`` the service picks by ``accept``."""
+        url = await self.render_url(image_id, **spec)
+        async with self._session.get(url, headers={"Accept": accept}) as response:
+            if response.status != 200:
+                raise StorageError(response.status, await response.text())
+            return await response.read(), response.content_type
+
     async def delete(self, image_id: str) -> None:
         await self._json("DELETE", f"/images/{image_id}")
 

@@ -170,9 +170,25 @@ def _as_json(image: Image) -> dict[str, Any]:
 
 def cmd_download(args: argparse.Namespace) -> None:
     async def download(images: ImageServiceClient) -> int:
+        rendition = args.width is not None or args.height is not None or args.preset is not None
         try:
             image = await images.get(args.image_id)
-            data = await images.download(args.image_id, variant=args.variant, format=args.format)
+            if rendition:
+                data, content_type = await images.render(
+                    args.image_id,
+                    width=args.width,
+                    height=args.height,
+                    fit=args.fit,
+                    format=args.format or "auto",
+                    preset=args.preset,
+                )
+                name = f"{image.image_id}-{args.preset or f'{args.width or 0}x{args.height or 0}'}"
+                default_name = name + FILE_EXTENSIONS.get(content_type, ".bin")
+            else:
+                data = await images.download(
+                    args.image_id, variant=args.variant, format=args.format
+                )
+                default_name = _default_name(image, args.variant, args.format)
         except ImageServiceError as exc:
             _fail(args.image_id, exc)
             return 1
@@ -180,7 +196,7 @@ def cmd_download(args: argparse.Namespace) -> None:
             sys.stdout.buffer.write(data)
             sys.stdout.buffer.flush()
             return 0
-        target = Path(args.output or _default_name(image, args.variant, args.format))
+        target = Path(args.output or default_name)
         await asyncio.to_thread(target.write_bytes, data)
         print(target)
         return 0
@@ -255,7 +271,15 @@ def add_client_commands(commands: Any) -> None:
     download.add_argument("image_id")
     download.add_argument("-o", "--output", help="file to write ('-' for stdout)")
     download.add_argument("--variant", help="a variant's name, e.g. thumb")
-    download.add_argument("--format", help="the variant's format: jpeg or webp")
+    download.add_argument(
+        "--format", help="jpeg, webp or avif (a rendition's default: the best this client takes)"
+    )
+    download.add_argument("--width", type=int, help="a rendition at most this wide (px)")
+    download.add_argument("--height", type=int, help="a rendition at most this high (px)")
+    download.add_argument(
+        "--fit", default="inside", choices=("inside", "contain", "cover"), help="a rendition's fit"
+    )
+    download.add_argument("--preset", help="a named rendition (the service's presets)")
     download.set_defaults(func=cmd_download)
 
     delete = commands.add_parser("delete", parents=[connection], help="delete images by id")

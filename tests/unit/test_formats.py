@@ -10,7 +10,7 @@ from PIL import Image
 
 from image_service.formats import content_type_from_magic, ftyp_brands
 from image_service.imaging.inspect import ImageRejected, InspectionLimits, inspect_image
-from image_service.imaging.render import VariantSpec, render_variants
+from image_service.imaging.render import VariantSpec, render_rendition, render_variants
 from tests import images
 
 LIMITS = InspectionLimits(max_pixels=50_000_000, max_frames=100, max_animation_pixels=10**8)
@@ -171,3 +171,16 @@ def test_no_variant_of_a_heic_carries_its_gps() -> None:
         with Image.open(io.BytesIO(variant.data)) as decoded:
             assert not decoded.getexif(), variant.format
             assert not decoded.info.get("exif"), variant.format
+
+
+def test_no_rendition_carries_gps_either() -> None:
+    exif = Image.Exif()
+    exif.get_ifd(0x8825)[2] = (48.0, 51.0, 24.0)  # GPSLatitude
+    buffer = io.BytesIO()
+    Image.new("RGB", (640, 480), (10, 120, 200)).save(buffer, "JPEG", exif=exif.tobytes())
+    for fmt in ("jpeg", "webp", "avif"):
+        rendition = render_rendition(
+            buffer.getvalue(), width=320, height=None, fit="inside", fmt=fmt, quality=None
+        )
+        with Image.open(io.BytesIO(rendition.data)) as decoded:
+            assert not decoded.getexif(), fmt

@@ -168,21 +168,102 @@ async function uploadFiles(files) {
 
 // -- the gallery -------------------------------------------------------------------------------
 
-function smallestVariant(image) {
-  return [...image.variants].sort((a, b) => a.size - b.size)[0];
+// A ThumbHash (base64) drawn as an image: the blurred preview shown until the thumbnail loads.
+// The decoder of the reference algorithm (evanw/thumbhash), written out for this page.
+function thumbHashToDataURL(encoded) {
+  const hash = Uint8Array.from(atob(encoded), (c) => c.charCodeAt(0));
+  const { PI, cos, max, min, round } = Math;
+  const header24 = hash[0] | (hash[1] << 8) | (hash[2] << 16);
+  const header16 = hash[3] | (hash[4] << 8);
+  const lDc = (header24 & 63) / 63;
+  const pDc = ((header24 >> 6) & 63) / 31.5 - 1;
+  const qDc = ((header24 >> 12) & 63) / 31.5 - 1;
+  const lScale = ((header24 >> 18) & 31) / 31;
+  const hasAlpha = header24 >> 23;
+  const pScale = ((header16 >> 3) & 63) / 63;
+  const qScale = ((header16 >> 9) & 63) / 63;
+  const isLandscape = header16 >> 15;
+  const lx = max(3, isLandscape ? (hasAlpha ? 5 : 7) : header16 & 7);
+  const ly = max(3, isLandscape ? header16 & 7 : hasAlpha ? 5 : 7);
+  const aDc = hasAlpha ? (hash[5] & 15) / 15 : 1;
+  const aScale = (hash[5] >> 4) / 15;
+  const acStart = hasAlpha ? 6 : 5;
+  let acIndex = 0;
+  const decodeChannel = (nx, ny, scale) => {
+    const ac = [];
+    for (let cy = 0; cy < ny; cy++)
+      for (let cx = cy ? 0 : 1; cx * ny < nx * (ny - cy); cx++, acIndex++)
+        ac.push((((hash[acStart + (acIndex >> 1)] >> ((acIndex & 1) << 2)) & 15) / 7.5 - 1) * scale);
+    return ac;
+  };
+  const lAc = decodeChannel(lx, ly, lScale);
+  const pAc = decodeChannel(3, 3, pScale * 1.25);
+  const qAc = decodeChannel(3, 3, qScale * 1.25);
+  const aAc = hasAlpha ? decodeChannel(5, 5, aScale) : null;
+  const ratio = (isLandscape ? (hasAlpha ? 5 : 7) : header16 & 7) / (isLandscape ? header16 & 7 : hasAlpha ? 5 : 7);
+  const w = round(ratio > 1 ? 32 : 32 * ratio);
+  const h = round(ratio > 1 ? 32 / ratio : 32);
+  const canvas = document.createElement("canvas");
+  canvas.width = w;
+  canvas.height = h;
+  const context = canvas.getContext("2d");
+  const pixels = context.createImageData(w, h);
+  const fx = [];
+  const fy = [];
+  for (let y = 0, i = 0; y < h; y++) {
+    for (let x = 0; x < w; x++, i += 4) {
+      let l = lDc, p = pDc, q = qDc, a = aDc;
+      for (let cx = 0, n = max(lx, hasAlpha ? 5 : 3); cx < n; cx++) fx[cx] = cos((PI / w) * (x + 0.5) * cx);
+      for (let cy = 0, n = max(ly, hasAlpha ? 5 : 3); cy < n; cy++) fy[cy] = cos((PI / h) * (y + 0.5) * cy);
+      for (let cy = 0, j = 0; cy < ly; cy++)
+        for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx * ly < lx * (ly - cy); cx++, j++) l += lAc[j] * fx[cx] * fy2;
+      for (let cy = 0, j = 0; cy < 3; cy++)
+        for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 3 - cy; cx++, j++) {
+          const f = fx[cx] * fy2;
+          p += pAc[j] * f;
+          q += qAc[j] * f;
+        }
+      if (aAc)
+        for (let cy = 0, j = 0; cy < 5; cy++)
+          for (let cx = cy ? 0 : 1, fy2 = fy[cy] * 2; cx < 5 - cy; cx++, j++) a += aAc[j] * fx[cx] * fy2;
+      const b = l - (2 / 3) * p;
+      const r = (3 * l - b + q) / 2;
+      const g = r - q;
+      pixels.data[i] = max(0, 255 * min(1, r));
+      pixels.data[i + 1] = max(0, 255 * min(1, g));
+      pixels.data[i + 2] = max(0, 255 * min(1, b));
+      pixels.data[i + 3] = max(0, 255 * min(1, a));
+    }
+  }
+  context.putImageData(pixels, 0, 0);
+  return canvas.toDataURL();
 }
 
+// The thumbnail as renditions of two sizes (the browser picks by its pixel density), each in
+// the best format it takes (the service follows its Accept header).
 async function showThumbnail(image, frame) {
-  const variant = smallestVariant(image);
-  const query = variant ? `?variant=${variant.name}&format=${variant.format}` : "";
-  const { download_url: url } = await api("GET", `/images/${image.image_id}/download${query}`);
-  const picture = element("img", { src: url, alt: image.filename || image.image_id });
+  const urls = await Promise.all(
+    [256, 512].map((side) =>
+      api("GET", `/images/${image.image_id}/render?w=${side}&h=${side}&fit=cover`).then((r) => r.url),
+    ),
+  );
+  const picture = element("img", {
+    src: urls[0],
+    srcset: `${urls[0]} 256w, ${urls[1]} 512w`,
+    sizes: "160px",
+    alt: image.filename || image.image_id,
+  });
   frame.replaceChildren(picture);
 }
 
 function card(image) {
   const frame = element("div", { class: "thumb" }, image.status);
   if (image.placeholder) frame.style.background = image.placeholder;
+  if (image.thumbhash) {
+    frame.style.backgroundImage = `url(${thumbHashToDataURL(image.thumbhash)})`;
+    frame.style.backgroundSize = "cover";
+    frame.dataset.thumbhash = "shown";
+  }
   const tags = element("div", { class: "tags" }, ...image.tags.map((tag) => element("span", {}, tag)));
   const remove = element("button", { type: "button", class: "delete" }, "Delete");
   const item = element(
