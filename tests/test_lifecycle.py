@@ -270,3 +270,21 @@ async def test_a_heic_original_keeps_its_gps_and_nothing_served_from_it_has_any(
     async with api.http.get(rendition["url"]) as response:
         with Image.open(BytesIO(await response.read())) as decoded:
             assert not decoded.getexif()
+
+
+async def test_variants_can_be_avif(make_api: MakeApi) -> None:
+    """A test about IMAGE_SERVICE_VARIANT_FORMATS: avif among them."""
+    api = await make_api(variant_formats=("jpeg", "avif"))
+    upload, status, image = await api.upload(
+        images.transparent_png(640, 480), content_type="image/png"
+    )
+    assert (status, image["status"]) == (200, "ready")
+    formats = {(variant["name"], variant["format"]) for variant in image["variants"]}
+    assert formats == {(name, fmt) for name in ("thumb", "medium") for fmt in ("jpeg", "avif")}
+    _, download, _ = await api.call(
+        "GET", f"/images/{upload['image_id']}/download?variant=thumb&format=avif"
+    )
+    async with api.http.get(download["download_url"]) as response:
+        assert response.headers["Content-Type"] == "image/avif"
+        with Image.open(BytesIO(await response.read())) as thumb:
+            assert (thumb.format, thumb.mode, thumb.size) == ("AVIF", "RGBA", (256, 192))
