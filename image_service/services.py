@@ -104,9 +104,11 @@ async def open_services(
             clients.s3_presign, settings.bucket, clients.credentials, clock=clock
         )
         # URLs for the service's own reads, at its own address (clients may use another).
-        reader = await Presigner.learn(
-            clients.s3, settings.bucket, clients.credentials, clock=clock
-        )
+        reader = presigner
+        if clients.s3_presign is not clients.s3:
+            reader = await Presigner.learn(
+                clients.s3, settings.bucket, clients.credentials, clock=clock
+            )
         store = ObjectStore(
             clients.s3, presigner, settings.bucket, reader=reader, http=clients.http
         )

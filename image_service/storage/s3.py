@@ -58,8 +58,8 @@ class ObjectStore:
         presigner: Presigner,
         bucket: str,
         *,
-        reader: Presigner | None = None,
-        http: aiohttp.ClientSession | None = None,
+        reader: Presigner,
+        http: aiohttp.ClientSession,
     ) -> None:
         self._client = client
         self._presigner = presigner
@@ -181,22 +181,6 @@ class ObjectStore:
 
     async def get_if_exists(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag, or None when there is no such object (one call)."""
-        if self._reader is not None and self._http is not None:
-            return await self._get_by_url(key)
-        with backend_errors(BACKEND):
-            try:
-                response = await self._client.get_object(Bucket=self.bucket, Key=key)
-            except ClientError as exc:
-                if _missing(exc):
-                    return None
-                raise
-            body = response["Body"]
-            async with body:
-                return await body.read(), response["ETag"]
-
-    async def _get_by_url(self, key: str) -> tuple[bytes, str] | None:
-        assert self._reader is not None
-        assert self._http is not None
         url = await self._reader.url("GET", key, expires_in=_READ_URL_SECONDS)
         with backend_errors(BACKEND):
             for attempt in range(_READ_ATTEMPTS):
