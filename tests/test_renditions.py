@@ -226,13 +226,17 @@ async def test_concurrent_first_requests_render_once(api: Api, image_id: str) ->
 
 
 async def test_deleting_the_image_deletes_its_renditions(api: Api, image_id: str) -> None:
-    for query in ("w=320", "w=128&format=jpeg"):
-        url = (await _url(api, image_id, query))["url"]
+    urls = [(await _url(api, image_id, query))["url"] for query in ("w=320", "w=128&format=jpeg")]
+    for url in urls:
         assert (await _get(api, url))[0] == 200
     assert len([key for key in api.object_keys() if "/r/" in key]) == 2
     status, _, _ = await api.call("DELETE", f"/images/{image_id}")
     assert status == 204
     assert api.object_keys() == []
+    for url in urls:  # not even from the process's memory
+        async with api.http.get(url) as response:
+            assert response.status == 404
+            assert (await response.json())["error"]["code"] == "image_not_found"
 
 
 async def test_renders_beyond_the_bound_are_refused_with_retry_after(make_api: MakeApi) -> None:

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from cachetools import LRUCache
+from cachetools import LRUCache, TTLCache
 
 from image_service.domain.layout import image_prefix
 from image_service.domain.ratelimit import TokenBucketLimiter
@@ -48,6 +48,8 @@ _EXTENSIONS = {"jpeg": "jpg", "webp": "webp", "avif": "avif"}
 _CONTENT_TYPES = {"jpeg": "image/jpeg", "webp": "image/webp", "avif": "image/avif"}
 # Renditions this process knows exist (key -> ETag): an If-None-Match is answered from here.
 _KNOWN_RENDITIONS = 10_000
+# How long a rendition's bytes stay in memory: what a delete made on another replica may lag.
+_MEMORY_SECONDS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -232,10 +234,13 @@ class Renditions:
         self._limiter = limiter
         self._observe = observe
         self._known: LRUCache[str, str] = LRUCache(maxsize=_KNOWN_RENDITIONS)
-        # The most requested renditions' bytes: served with no S3 call at all. Bounded in bytes;
-        # one rendition takes at most an eighth of it, so a few large ones cannot evict the rest.
-        self._memory: LRUCache[str, tuple[bytes, str]] = LRUCache(
-            maxsize=max(1, policy.memory_bytes), getsizeof=lambda entry: len(entry[0]) or 1
+        # The most requested renditions' bytes: served with no S3 call at all. Bounded in bytes
+        # (one rendition takes at most an eighth, so a few large ones cannot evict the rest) and
+        # in time: a delete on another replica stops this one serving within _MEMORY_SECONDS.
+        self._memory: TTLCache[str, tuple[bytes, str]] = TTLCache(
+            maxsize=max(1, policy.memory_bytes),
+            ttl=_MEMORY_SECONDS,
+            getsizeof=lambda entry: len(entry[0]) or 1,
         )
         self._in_flight: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
         self._rendering = 0
@@ -258,6 +263,14 @@ class Renditions:
     @property
     def policy(self) -> RenditionPolicy:
         return self._policy
+
+    def forget(self, owner: str, image_id: str) -> None:
+        """An image was deleted: none of its renditions is served from this process again."""
+        prefix = image_prefix(owner, image_id)
+        for key in [key for key in self._memory if key.startswith(prefix)]:
+            self._memory.pop(key, None)
+        for key in [key for key in self._known if key.startswith(prefix)]:
+            self._known.pop(key, None)
 
     async def deliver(
         self, owner: str, image_id: str, spec: RenditionSpec, *, accept: str, if_none_match: str

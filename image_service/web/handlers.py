@@ -255,9 +255,10 @@ async def deliver_rendition(request: web.Request) -> web.StreamResponse:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(None, 204, description="Deleted.")
 async def delete_image(request: web.Request) -> web.Response:
-    await request.app[IMAGE_SERVICE].delete(
-        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
-    )
+    principal = request[PRINCIPAL]
+    owner = request.app[IMAGE_SERVICE].owner_for(principal, _owner(request))
+    await request.app[IMAGE_SERVICE].delete(principal, request.match_info["image_id"], owner)
+    request.app[RENDITIONS].forget(owner, request.match_info["image_id"])
     return web.Response(status=204)
 
 
