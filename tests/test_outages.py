@@ -157,3 +157,28 @@ async def test_reads_that_do_not_need_the_hung_backend_still_answer(
         assert image_id in {item["image_id"] for item in page["items"]}
     finally:
         backends["s3"].resume()
+
+
+async def test_renditions_in_memory_outlive_an_s3_outage_and_new_ones_get_a_503(
+    api: Api, backends: dict[str, MotoProcess]
+) -> None:
+    """Renditions are read by a URL the service signs and plain HTTP, not botocore: an S3 that
+    has gone away is still a prompt 503 naming it, and what the process holds is still served."""
+    image_id = await _uploaded(api)
+    status, body, _ = await api.call("POST", f"/images/{image_id}/complete")
+    assert status == 200, body
+    await api.processed(image_id)
+    _, stored, _ = await api.call("GET", f"/images/{image_id}/render?w=128&format=jpeg")
+    _, fresh, _ = await api.call("GET", f"/images/{image_id}/render?w=256&format=jpeg")
+    async with api.http.get(stored["url"]) as response:
+        assert response.status == 200  # rendered now, and kept in memory
+
+    await backends["s3"].kill()
+    async with api.http.get(stored["url"]) as response:
+        assert response.status == 200
+    started = time.monotonic()
+    async with api.http.get(fresh["url"]) as response:
+        body = await response.json()
+        _assert_unavailable(
+            response.status, body, response.headers, time.monotonic() - started, "s3"
+        )
