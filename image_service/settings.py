@@ -135,22 +135,21 @@ def _variant_formats(value: str) -> tuple[str, ...]:
     return formats
 
 
-def _sizes(value: str) -> tuple[int, ...]:
-    sizes = tuple(sorted({int(part) for part in _csv(value) if part.isdigit()}))
-    if not sizes or len(sizes) != len(_csv(value)) or not all(16 <= s <= 8192 for s in sizes):
-        raise ValueError("must list distinct sizes of 16-8192 px")
-    return sizes
+def _distinct_ints(low: int, high: int, meaning: str) -> Callable[[str], tuple[int, ...]]:
+    """Comma-separated distinct integers, each in [low, high], in order."""
+
+    def parse(value: str) -> tuple[int, ...]:
+        parts = _csv(value)
+        numbers = tuple(sorted({int(part) for part in parts if part.isdigit()}))
+        if not numbers or len(numbers) != len(parts) or not all(low <= n <= high for n in numbers):
+            raise ValueError(f"must list distinct {meaning} of {low}-{high}")
+        return numbers
+
+    return parse
 
 
-def _qualities(value: str) -> tuple[int, ...]:
-    qualities = tuple(sorted({int(part) for part in _csv(value) if part.isdigit()}))
-    if (
-        not qualities
-        or len(qualities) != len(_csv(value))
-        or not all(1 <= q <= 100 for q in qualities)
-    ):
-        raise ValueError("must list distinct qualities of 1-100")
-    return qualities
+_sizes = _distinct_ints(16, 8192, "sizes (px)")
+_qualities = _distinct_ints(1, 100, "qualities")
 
 
 _PRESET = re.compile(r"^([a-z][a-z0-9_]{0,31})=(\d+)x(\d+):(inside|contain|cover)$")

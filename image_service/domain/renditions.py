@@ -210,6 +210,15 @@ class RenditionSigner:
 Render = Callable[[bytes, RenditionSpec, str], Awaitable[RenderedVariant]]
 
 
+def _require_ready(record: ImageRecord) -> None:
+    if record.status is not ImageStatus.READY:
+        raise Conflict(
+            "Only a ready image has renditions.",
+            code="image_not_ready",
+            details={"status": record.status.value},
+        )
+
+
 class Renditions:
     """Delivery: what is stored is served, what is not is rendered once, within the bounds."""
 
@@ -252,12 +261,7 @@ class Renditions:
 
     def sign_for(self, record: ImageRecord, spec: RenditionSpec) -> SignedRendition:
         """The delivery URL of a rendition of ``record``, which its caller may see."""
-        if record.status is not ImageStatus.READY:
-            raise Conflict(
-                "Only a ready image has renditions.",
-                code="image_not_ready",
-                details={"status": record.status.value},
-            )
+        _require_ready(record)
         return self.signer.sign(record.user_id, record.image_id, spec)
 
     @property
@@ -336,12 +340,7 @@ class Renditions:
             record = await self._get_record(owner, image_id)
             if record is None or record.status is ImageStatus.DELETING:
                 raise ImageNotFound(image_id)
-            if record.status is not ImageStatus.READY:
-                raise Conflict(
-                    "Only a ready image has renditions.",
-                    code="image_not_ready",
-                    details={"status": record.status.value},
-                )
+            _require_ready(record)
             original = await self._read(record.s3_key)
             if original is None:
                 raise BackendUnavailable("s3", "original missing")

@@ -94,17 +94,18 @@ class ImageRepository:
         self._dead_record_ttl = dead_record_ttl
         self._creations = GroupCommit(dynamodb, table)
 
-    async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
+    async def _read_item(self, user_id: str, sort_id: str, **options: str) -> Item | None:
+        """One item by its key, read consistently (``options``: a ProjectionExpression...)."""
+        key = item_key(user_id, sort_id)
         with backend_errors(BACKEND):
             response = await self._dynamodb.call(
-                "GetItem",
-                {
-                    "TableName": self.table,
-                    "Key": item_key(user_id, image_id),
-                    "ConsistentRead": True,
-                },
+                "GetItem", {"TableName": self.table, "Key": key, "ConsistentRead": True, **options}
             )
-        item = response.get("Item")
+        item: Item | None = response.get("Item")
+        return item
+
+    async def get(self, user_id: str, image_id: str) -> ImageRecord | None:
+        item = await self._read_item(user_id, image_id)
         if item is None or "status" not in item:
             # Absent, or the original service's item: not an image here until it is migrated.
             return None
@@ -112,31 +113,12 @@ class ImageRepository:
 
     async def exists(self, user_id: str, image_id: str) -> bool:
         """Whether any item (an image of any status, or the original service's) has this key."""
-        with backend_errors(BACKEND):
-            response = await self._dynamodb.call(
-                "GetItem",
-                {
-                    "TableName": self.table,
-                    "Key": item_key(user_id, image_id),
-                    "ConsistentRead": True,
-                    "ProjectionExpression": "image_id",
-                },
-            )
-        return "Item" in response
+        return await self._read_item(user_id, image_id, ProjectionExpression="image_id") is not None
 
     # -- usage: one item per user, changed in the same transaction as the image it counts ------
 
     async def usage(self, user_id: str) -> Usage:
-        with backend_errors(BACKEND):
-            response = await self._dynamodb.call(
-                "GetItem",
-                {
-                    "TableName": self.table,
-                    "Key": item_key(user_id, USAGE_ID),
-                    "ConsistentRead": True,
-                },
-            )
-        item = response.get("Item", {})
+        item = await self._read_item(user_id, USAGE_ID) or {}
         return Usage(
             images=int(item.get("images", {}).get("N", 0)),
             bytes=int(item.get("bytes", {}).get("N", 0)),
