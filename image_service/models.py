@@ -56,6 +56,11 @@ class ImageRecord:
     # What the client declared when it asked for the URL; checked at completion.
     declared_size: int | None = None
     declared_checksum_sha256: str | None = None
+    # A multipart upload's S3 upload id, part size and (when declared) each part's base64
+    # SHA-256, signed into its part URL; cleared once the parts are assembled.
+    upload_id: str | None = None
+    part_size: int | None = None
+    part_checksums: list[str] = field(default_factory=list)
     # Bytes this image counts against its owner's quota (set once completion accepted it).
     counted_bytes: int | None = None
     # What completion measured.
@@ -63,6 +68,9 @@ class ImageRecord:
     width: int | None = None
     height: int | None = None
     sha256: str | None = None
+    # Hex SHA-256 of the bytes as uploaded (sha256 changes if processing strips GPS): what a
+    # client's own hash of its file matches, for de-duplication.
+    uploaded_sha256: str | None = None
     rejection_reason: str | None = None
     variants: list[Variant] = field(default_factory=list)
     placeholder: str | None = None  # dominant colour, "#rrggbb"
@@ -86,12 +94,55 @@ class ListFilter:
 
 
 @dataclass(frozen=True, slots=True)
-class PresignedUpload:
+class PartUpload:
+    """One part of a multipart upload: where to PUT it, with exactly these headers."""
+
+    part_number: int
+    size: int
     url: str
-    method: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class UploadedPart:
+    """A part S3 holds."""
+
+    part_number: int
+    size: int
+    etag: str
+    checksum_sha256: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class PresignedUpload:
+    url: str  # "" for a multipart upload: its parts have a URL each
+    method: str  # PUT, POST or MULTIPART
     headers: dict[str, str]
     fields: dict[str, str]
     expires_at: datetime
+    upload_id: str | None = None
+    part_size: int | None = None
+    parts: tuple[PartUpload, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class MultipartProgress:
+    """Where a multipart upload stands: the parts S3 holds, and fresh URLs for the others."""
+
+    upload_id: str
+    size: int
+    part_size: int
+    uploaded: tuple[UploadedPart, ...]
+    missing: tuple[PartUpload, ...]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class OwnedDigest:
+    """A SHA-256 the caller asked about, and the image of theirs with those bytes (or None)."""
+
+    checksum: str  # as the caller wrote it
+    image_id: str | None
 
 
 @dataclass(frozen=True, slots=True)

@@ -125,6 +125,8 @@ async def open_services(
             policy=UploadPolicy(
                 allowed_content_types=settings.allowed_content_types,
                 max_upload_bytes=settings.max_upload_bytes,
+                max_multipart_bytes=settings.max_multipart_bytes,
+                multipart_part_bytes=settings.multipart_part_bytes,
                 upload_url_expiry=settings.upload_url_expiry,
                 download_url_expiry=settings.download_url_expiry,
                 inspection=InspectionLimits(

@@ -51,6 +51,12 @@ def _int_between(low: int, high: int | None, meaning: str) -> Callable[[str], in
 _non_negative_int = _int_between(0, None, "zero or a positive integer")
 _port = _int_between(0, 65535, "a TCP port (0-65535)")
 _wait_seconds = _int_between(0, 20, "0-20 seconds")
+# S3's own bounds: a part (but the last) is 5 MiB-5 GiB; CopyObject, which completion uses to
+# move the verified upload under its served key, takes at most 5 GiB in one call.
+MIN_PART_BYTES = 5 * MiB
+MAX_COPY_BYTES = 5 * 1024 * MiB
+_part_bytes = _int_between(MIN_PART_BYTES, MAX_COPY_BYTES, "5 MiB-5 GiB (S3's part sizes)")
+_multipart_bytes = _int_between(1, MAX_COPY_BYTES, "1 byte-5 GiB (S3's largest single copy)")
 
 
 def _expiry(value: str) -> int:
@@ -201,7 +207,19 @@ class Settings:
         _content_types,
         "Comma-separated content types an upload may declare.",
     )
-    max_upload_bytes: int = _setting(20 * MiB, _positive_int, "Largest accepted image, bytes.")
+    max_upload_bytes: int = _setting(
+        20 * MiB, _positive_int, "Largest image uploaded in one PUT or POST, bytes."
+    )
+    max_multipart_bytes: int = _setting(
+        1024 * MiB,
+        _multipart_bytes,
+        "Largest image uploaded in parts (`method: MULTIPART`), bytes (≤ 5 GiB).",
+    )
+    multipart_part_bytes: int = _setting(
+        8 * MiB,
+        _part_bytes,
+        "Part size of a multipart upload when the client names none (5 MiB-5 GiB).",
+    )
     max_pixels: int = _setting(
         50_000_000,
         _positive_int,

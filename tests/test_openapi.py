@@ -10,12 +10,14 @@ from tests.conftest import Api
 
 ROUTES = {
     ("post", "/images/upload"): ("UploadRequest", "201", "UploadResponse"),
+    ("post", "/images/check"): ("DigestCheck", "200", "DigestCheckResponse"),
     ("get", "/images"): (None, "200", "ImagePage"),
     ("get", "/images/{image_id}"): (None, "200", "Image"),
     ("patch", "/images/{image_id}"): ("ImagePatch", "200", "Image"),
     ("delete", "/images/{image_id}"): (None, "204", None),
     ("post", "/images/{image_id}/complete"): (None, "200", "Image"),
     ("get", "/images/{image_id}/download"): (None, "200", "DownloadResponse"),
+    ("get", "/images/{image_id}/parts"): (None, "200", "PartsResponse"),
     ("get", "/images/{image_id}/render"): (None, "200", "RenderResponse"),
     ("get", "/r/{owner}/{image_id}/{spec}/{expires}/{signature}"): (None, "200", None),
     ("get", "/health"): (None, "200", "Health"),
@@ -68,7 +70,13 @@ async def test_spec_documents_parameters_and_schemas(api: Api) -> None:
     } in path_params
     upload = spec["components"]["schemas"]["UploadRequest"]
     assert upload["required"] == ["content_type"]
-    assert upload["properties"]["method"]["enum"] == ["PUT", "POST"]
+    assert upload["properties"]["method"]["enum"] == ["PUT", "POST", "MULTIPART"]
+    assert upload["properties"]["if_exists"]["enum"] == ["create", "return"]
+    assert upload["properties"]["part_checksums"]["maxItems"] == 1000
+    check = spec["components"]["schemas"]["DigestCheck"]
+    assert check["properties"]["checksums_sha256"]["maxItems"] == 500
+    created = spec["paths"]["/images/upload"]["post"]["responses"]
+    assert created["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/Image")
     assert upload["properties"]["description"]["maxLength"] == 2000
     assert spec["components"]["securitySchemes"]["bearerAuth"]["scheme"] == "bearer"
 

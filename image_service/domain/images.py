@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import re
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -48,6 +49,9 @@ from image_service.models import (
     ImageRecord,
     ImageStatus,
     ListFilter,
+    MultipartProgress,
+    OwnedDigest,
+    PartUpload,
     PresignedDownload,
     PresignedUpload,
     Principal,
@@ -61,6 +65,15 @@ log = logging.getLogger(__name__)
 
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_FILENAME_STEM = 100
+# S3 takes parts of 5 MiB and more (the last may be smaller) and up to 10,000 of them; the
+# service takes 1,000, so that a record with every part's checksum stays a few tens of KiB.
+MIN_PART_BYTES = 5 * 1024 * 1024
+MAX_PART_BYTES = 5 * 1024**3
+MAX_PARTS = 1000
+# What completion reads of an upload stays in memory up to this; beyond, it is on disk.
+_SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
+# Digests one check may ask about.
+MAX_CHECKED_DIGESTS = 500
 
 
 def utc_now() -> datetime:
@@ -71,6 +84,8 @@ def utc_now() -> datetime:
 class UploadPolicy:
     allowed_content_types: tuple[str, ...]
     max_upload_bytes: int
+    max_multipart_bytes: int
+    multipart_part_bytes: int  # when the client names no part size
     upload_url_expiry: int
     download_url_expiry: int
     inspection: InspectionLimits
@@ -91,6 +106,32 @@ class UploadRequest:
     checksum_sha256: str | None = None
     filename: str | None = None
     user_id: str | None = None
+    # MULTIPART only: the part size (else the policy's) and, optionally, each part's SHA-256.
+    part_size: int | None = None
+    part_checksums: Sequence[str] = ()
+    # "return": when the caller already has an image of these bytes (checksum_sha256), that
+    # image is the answer instead of a new upload.
+    if_exists: str = "create"
+
+
+def part_sizes(size: int, part_size: int) -> list[int]:
+    """The length of each part of ``size`` bytes cut into ``part_size`` parts (the last, less)."""
+    full, rest = divmod(size, part_size)
+    return [part_size] * full + ([rest] if rest else [])
+
+
+def multipart_sizes(record: ImageRecord) -> tuple[str, list[int]]:
+    """A pending multipart record's upload id and the length of each of its parts."""
+    if record.upload_id is None or record.part_size is None or record.declared_size is None:
+        raise AssertionError(f"{record.image_id} is not a multipart upload")
+    return record.upload_id, part_sizes(record.declared_size, record.part_size)
+
+
+def hex_digest(checksum: str) -> str:
+    """A SHA-256 written as 64 hex digits or as base64 (S3's form), as 64 lowercase hex."""
+    if len(checksum) == 64:
+        return checksum.lower()
+    return base64.b64decode(checksum, validate=True).hex()
 
 
 def process_job(record: ImageRecord) -> dict[str, str]:
@@ -106,6 +147,12 @@ _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 def _fingerprint(request: UploadRequest) -> str:
     body = asdict(request)
     body["tags"] = list(request.tags)
+    body["part_checksums"] = list(request.part_checksums)
+    # Fields added since keys were first fingerprinted count only when used, so a retry
+    # spanning an upgrade still matches its first attempt.
+    for name, unset in (("part_size", None), ("part_checksums", []), ("if_exists", "create")):
+        if body[name] == unset:
+            del body[name]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
 
 
@@ -191,10 +238,21 @@ class ImageService:
 
     async def create_upload(
         self, principal: Principal, request: UploadRequest, *, idempotency_key: str | None = None
-    ) -> tuple[ImageRecord, PresignedUpload]:
+    ) -> tuple[ImageRecord, PresignedUpload | None]:
         """A new pending image and its upload URL. With an idempotency key, a retry of the same
-        request (until its URL expires) answers the same image and URL instead of a new one."""
+        request (until its URL expires) answers the same image and URL instead of a new one.
+        With ``if_exists="return"``, an image the owner already has of the same bytes is the
+        answer, with no URL (None)."""
         owner = self.owner_for(principal, request.user_id)
+        if request.if_exists == "return":
+            if request.checksum_sha256 is None:
+                raise InvalidRequest(
+                    'if_exists "return" needs checksum_sha256: the bytes to look for.',
+                    code="checksum_required",
+                )
+            existing = await self._existing(owner, hex_digest(request.checksum_sha256))
+            if existing is not None:
+                return existing, None
         if idempotency_key is None:
             return await self._new_upload(principal, owner, request)
         if not _IDEMPOTENCY_KEY.match(idempotency_key):
@@ -230,7 +288,40 @@ class ImageService:
                 "This Idempotency-Key was used with another request body.",
                 code="idempotency_key_reused",
             )
-        return await self._owned(stored.owner, stored.image_id), stored.upload
+        record = await self._owned(stored.owner, stored.image_id)
+        if stored.upload.method == "MULTIPART":
+            # Only the upload's identity is kept with the key (a thousand part URLs would not
+            # fit an item); the URLs are signed again from the record, the same parts.
+            return record, await self._presign_multipart(record, self._clock())
+        return record, stored.upload
+
+    async def _existing(self, owner: str, digest: str) -> ImageRecord | None:
+        """The owner's oldest verified image of these bytes, if any."""
+        found = await self._repository.images_by_digest(owner, [digest])
+        for image_id in found.get(digest, []):
+            record = await self._repository.get(owner, image_id)
+            if record is not None and record.status in {ImageStatus.PROCESSING, ImageStatus.READY}:
+                return record
+        return None
+
+    async def check_digests(
+        self, principal: Principal, user_id: str | None, checksums: Sequence[str]
+    ) -> list[OwnedDigest]:
+        """Which of these SHA-256 digests (hex or base64) the owner has an image of: one key
+        read of the owner's digest items per hundred digests, whatever the owner keeps."""
+        owner = self.owner_for(principal, user_id)
+        if len(checksums) > MAX_CHECKED_DIGESTS:
+            raise InvalidRequest(
+                f"At most {MAX_CHECKED_DIGESTS} digests per check.",
+                code="too_many_digests",
+                details={"max": MAX_CHECKED_DIGESTS, "given": len(checksums)},
+            )
+        digests = [hex_digest(checksum) for checksum in checksums]
+        found = await self._repository.images_by_digest(owner, list(dict.fromkeys(digests)))
+        return [
+            OwnedDigest(checksum=checksum, image_id=next(iter(found.get(digest, [])), None))
+            for checksum, digest in zip(checksums, digests, strict=True)
+        ]
 
     async def _new_upload(
         self, principal: Principal, owner: str, request: UploadRequest
@@ -245,11 +336,17 @@ class ImageService:
                 code="unsupported_content_type",
                 details={"allowed": list(policy.allowed_content_types)},
             )
-        if request.size is not None and request.size > policy.max_upload_bytes:
+        multipart = request.method == "MULTIPART"
+        part_size = self._checked_parts(request) if multipart else None
+        if not multipart and request.size is not None and request.size > policy.max_upload_bytes:
             raise InvalidRequest(
                 "The declared size exceeds the maximum upload size.",
                 code="file_too_large",
-                details={"size": request.size, "max_upload_bytes": policy.max_upload_bytes},
+                details={
+                    "size": request.size,
+                    "max_upload_bytes": policy.max_upload_bytes,
+                    "hint": 'Larger images upload in parts: "method": "MULTIPART".',
+                },
             )
         await self._check_quota(owner, request.size or 0)
 
@@ -269,10 +366,59 @@ class ImageService:
             declared_size=request.size,
             declared_checksum_sha256=request.checksum_sha256,
         )
+        if multipart:
+            # S3's upload first, then the record, then the URLs: a URL is only ever handed out
+            # for a stored record (an upload whose record failed is aborted by the lifecycle).
+            upload_id = await self._store.create_multipart(
+                incoming_key(record),
+                content_type=content_type,
+                checksums=bool(request.part_checksums),
+            )
+            record = replace(
+                record,
+                upload_id=upload_id,
+                part_size=part_size,
+                part_checksums=list(request.part_checksums),
+            )
+            record = await self._repository.create(record)
+            return record, await self._presign_multipart(record, now)
         upload = await self._presign_upload(record, request.method, now)
         # Written after signing (which does no I/O): a URL is only handed out for a stored record.
         record = await self._repository.create(record)
         return record, upload
+
+    def _checked_parts(self, request: UploadRequest) -> int:
+        """A multipart request's part size, once its size, parts and checksums are in bounds."""
+        policy = self._policy
+        if request.size is None:
+            raise InvalidRequest("A multipart upload declares its size.", code="size_required")
+        if request.size > policy.max_multipart_bytes:
+            raise InvalidRequest(
+                "The declared size exceeds the maximum multipart upload size.",
+                code="file_too_large",
+                details={"size": request.size, "max_multipart_bytes": policy.max_multipart_bytes},
+            )
+        part_size = request.part_size or policy.multipart_part_bytes
+        if not MIN_PART_BYTES <= part_size <= MAX_PART_BYTES:
+            raise InvalidRequest(
+                "A part is 5 MiB to 5 GiB.",
+                code="invalid_part_size",
+                details={"min_part_size": MIN_PART_BYTES, "max_part_size": MAX_PART_BYTES},
+            )
+        parts = len(part_sizes(request.size, part_size))
+        if parts > MAX_PARTS:
+            raise InvalidRequest(
+                f"At most {MAX_PARTS} parts: choose a larger part size.",
+                code="too_many_parts",
+                details={"parts": parts, "min_part_size": -(-request.size // MAX_PARTS)},
+            )
+        if request.part_checksums and len(request.part_checksums) != parts:
+            raise InvalidRequest(
+                "Give one checksum per part, or none.",
+                code="part_checksums_mismatch",
+                details={"parts": parts, "part_checksums": len(request.part_checksums)},
+            )
+        return part_size
 
     async def _check_quota(self, owner: str, size: int) -> None:
         policy = self._policy
@@ -324,6 +470,71 @@ class ImageService:
         )
         return PresignedUpload(put.url, "PUT", put.headers, {}, expires_at)
 
+    async def _presign_multipart(
+        self, record: ImageRecord, now: datetime, numbers: Sequence[int] | None = None
+    ) -> PresignedUpload:
+        """URLs for the parts ``numbers`` (all when None) of a pending multipart upload."""
+        upload_id, sizes = multipart_sizes(record)
+        expiry = self._policy.upload_url_expiry
+        parts = []
+        for number in numbers if numbers is not None else range(1, len(sizes) + 1):
+            signed = await self._store.presign_part(
+                incoming_key(record),
+                upload_id=upload_id,
+                part_number=number,
+                size=sizes[number - 1],
+                checksum_sha256=(
+                    record.part_checksums[number - 1] if record.part_checksums else None
+                ),
+                expires_in=expiry,
+            )
+            parts.append(PartUpload(number, sizes[number - 1], signed.url, signed.headers))
+        return PresignedUpload(
+            url="",
+            method="MULTIPART",
+            headers={},
+            fields={},
+            expires_at=now + timedelta(seconds=expiry),
+            upload_id=upload_id,
+            part_size=sizes[0],
+            parts=tuple(parts),
+        )
+
+    async def parts(
+        self, principal: Principal, image_id: str, user_id: str | None
+    ) -> MultipartProgress:
+        """Where a multipart upload stands, to resume it: the parts S3 holds, and fresh URLs
+        for every part it does not (or holds at another length)."""
+        record = await self._owned(self.owner_for(principal, user_id), image_id)
+        if record.upload_id is None or record.status is not ImageStatus.PENDING:
+            raise Conflict(
+                "Only a pending multipart upload has parts to resume.",
+                code="not_multipart"
+                if record.status is ImageStatus.PENDING
+                else "upload_completed",
+                details={"status": record.status.value},
+            )
+        uploaded = await self._store.uploaded_parts(incoming_key(record), record.upload_id)
+        if uploaded is None:  # assembled by a completion under way, or aborted
+            raise Conflict(
+                "The parts were already assembled; complete the upload.",
+                code="upload_completed",
+                details={"status": record.status.value},
+            )
+        _, sizes = multipart_sizes(record)
+        held = {part.part_number: part for part in uploaded if part.part_number <= len(sizes)}
+        complete = {n for n, part in held.items() if part.size == sizes[n - 1]}
+        missing = [n for n in range(1, len(sizes) + 1) if n not in complete]
+        signed = await self._presign_multipart(record, self._clock(), missing)
+        return MultipartProgress(
+            upload_id=record.upload_id,
+            size=sum(sizes),
+            part_size=sizes[0],
+            uploaded=tuple(held[n] for n in sorted(complete)),
+            missing=signed.parts,
+            expires_at=signed.expires_at,
+        )
+
     # -- completion -----------------------------------------------------------------------------
 
     async def complete(
@@ -373,6 +584,8 @@ class ImageService:
         a concurrent completion did, and sent its job)."""
         image_id = record.image_id
         upload_key = incoming_key(record)
+        if record.upload_id is not None:
+            await self._assemble(record, upload_key)
         stored = await self._store.head(upload_key)
         if stored is None:
             current = await self._owned(owner, image_id)
@@ -412,14 +625,69 @@ class ImageService:
         await self._discard_upload(upload_key)
         return verified, True
 
+    async def _assemble(self, record: ImageRecord, upload_key: str) -> None:
+        """Completes a multipart upload on S3 once every part it declared is there, each at its
+        length (and with its declared checksum). Already assembled (a concurrent completion,
+        or S3's event for it): nothing to do, the object is there."""
+        upload_id, sizes = multipart_sizes(record)
+        uploaded = await self._store.uploaded_parts(upload_key, upload_id)
+        if uploaded is None:
+            return
+        held = {part.part_number: part for part in uploaded}
+        missing = [n for n in range(1, len(sizes) + 1) if n not in held]
+        if missing:
+            raise Conflict(
+                "Some parts have not been uploaded yet; GET /images/{id}/parts lists them.",
+                code="parts_missing",
+                details={
+                    "image_id": record.image_id,
+                    "missing": missing[:100],
+                    "missing_count": len(missing),
+                },
+            )
+        parts = [held[n] for n in range(1, len(sizes) + 1)]
+        # S3 itself refused other lengths and checksums (both signed into the part URLs); an
+        # S3 that checks no signature is held to the same contract here.
+        wrong_sizes = [p.part_number for p in parts if p.size != sizes[p.part_number - 1]]
+        if wrong_sizes:
+            await self._reject(
+                record,
+                upload_key,
+                "size_mismatch",
+                "Some parts' sizes differ from the declared part size.",
+                {"parts": wrong_sizes[:100], "part_size": record.part_size},
+            )
+        if record.part_checksums:
+            # S3 reports the checksum it verified on arrival (moto records none: there, the
+            # whole file's checksum, when declared, is the check that remains).
+            wrong = [
+                p.part_number
+                for p in parts
+                if p.checksum_sha256 not in {None, record.part_checksums[p.part_number - 1]}
+            ]
+            if wrong:
+                await self._reject(
+                    record,
+                    upload_key,
+                    "checksum_mismatch",
+                    "Some parts' bytes do not match their declared SHA-256 checksums.",
+                    {"parts": wrong[:100]},
+                )
+        await self._store.complete_multipart(upload_key, upload_id, parts)
+
     async def _check_size(self, record: ImageRecord, stored: StoredObject, upload_key: str) -> None:
-        if stored.size > self._policy.max_upload_bytes:
+        policy = self._policy
+        if record.upload_id is not None:
+            limit = {"max_multipart_bytes": policy.max_multipart_bytes}
+        else:
+            limit = {"max_upload_bytes": policy.max_upload_bytes}
+        if stored.size > next(iter(limit.values())):
             await self._reject(
                 record,
                 upload_key,
                 "file_too_large",
                 "The uploaded file exceeds the maximum upload size.",
-                {"size": stored.size, "max_upload_bytes": self._policy.max_upload_bytes},
+                {"size": stored.size, **limit},
             )
         if record.declared_size is not None and stored.size != record.declared_size:
             await self._reject(
@@ -433,22 +701,29 @@ class ImageService:
     async def _verify_content(
         self, record: ImageRecord, stored: StoredObject, upload_key: str
     ) -> ImageRecord:
-        """Reads the object once (the version that was sized), hashes it, and inspects it."""
+        """Reads the object once (the version that was sized), hashes it, and inspects it.
+        What is read stays in memory up to a few MiB, and goes to a temporary file beyond:
+        a gigabyte upload costs its decode (bounded by the pixel limits), not its size."""
         digest = hashlib.sha256()
-        data = bytearray()
-        async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
-            async for chunk in chunks:
-                digest.update(chunk)
-                data += chunk
-        try:
-            async with self._inspections:
-                inspection = await asyncio.get_running_loop().run_in_executor(
-                    None, inspect_image, bytes(data), record.content_type, self._policy.inspection
+        loop = asyncio.get_running_loop()
+        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY_BYTES) as spool:
+            async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
+                async for chunk in chunks:
+                    digest.update(chunk)
+                    if spool.tell() + len(chunk) > _SPOOL_IN_MEMORY_BYTES:
+                        # Goes to disk (or is there already): written off the event loop.
+                        await loop.run_in_executor(None, spool.write, chunk)
+                    else:
+                        spool.write(chunk)
+            try:
+                async with self._inspections:
+                    inspection = await loop.run_in_executor(
+                        None, inspect_image, spool, record.content_type, self._policy.inspection
+                    )
+            except ImageRejected as rejection:
+                await self._reject(
+                    record, upload_key, rejection.code, rejection.message, rejection.details
                 )
-        except ImageRejected as rejection:
-            await self._reject(
-                record, upload_key, rejection.code, rejection.message, rejection.details
-            )
         checksum = base64.b64encode(digest.digest()).decode("ascii")
         declared = record.declared_checksum_sha256
         if declared is not None and checksum != declared:
@@ -466,6 +741,11 @@ class ImageService:
             width=inspection.width,
             height=inspection.height,
             sha256=digest.hexdigest(),
+            uploaded_sha256=digest.hexdigest(),
+            # The parts are one object now: nothing left to resume.
+            upload_id=None,
+            part_size=None,
+            part_checksums=[],
             updated_at=self._clock(),
         )
 
@@ -477,6 +757,7 @@ class ImageService:
         message: str,
         details: dict[str, Any],
     ) -> NoReturn:
+        await self._discard_parts(record, upload_key)
         await self._store.delete([upload_key])
         rejected = replace(
             record, status=ImageStatus.REJECTED, rejection_reason=code, updated_at=self._clock()
@@ -485,6 +766,7 @@ class ImageService:
         raise UploadRejected(message, code=code, details=details)
 
     async def _reject_over_quota(self, record: ImageRecord, upload_key: str) -> None:
+        await self._discard_parts(record, upload_key)
         await self._store.delete([upload_key])
         rejected = replace(
             record,
@@ -493,6 +775,11 @@ class ImageService:
             updated_at=self._clock(),
         )
         await self._repository.replace_if_status(rejected, ImageStatus.PENDING)
+
+    async def _discard_parts(self, record: ImageRecord, upload_key: str) -> None:
+        """Aborts the record's multipart upload if it is still open (its parts cost storage)."""
+        if record.upload_id is not None:
+            await self._store.abort_multipart(upload_key, record.upload_id)
 
     async def _discard_upload(self, upload_key: str) -> None:
         try:
@@ -603,6 +890,7 @@ class ImageService:
     async def finish_delete(self, record: ImageRecord) -> None:
         """Removes a `deleting` image's objects, then its record: by a DELETE, its retry, or
         the sweeper for a delete nobody retried."""
+        await self._discard_parts(record, incoming_key(record))
         served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
         await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
         await self._repository.delete(record)

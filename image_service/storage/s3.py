@@ -11,6 +11,7 @@ import aiohttp
 from botocore.exceptions import ClientError
 
 from image_service.errors import BackendUnavailable
+from image_service.models import UploadedPart
 from image_service.storage.errors import backend_errors, error_code, http_status
 from image_service.storage.presign import Presigner
 
@@ -46,6 +47,11 @@ class SignedPost:
 
 def _missing(exc: ClientError) -> bool:
     return error_code(exc) in {"404", "NoSuchKey", "NotFound"} or http_status(exc) == 404
+
+
+def _no_such_upload(exc: ClientError) -> bool:
+    """The multipart upload was completed or aborted (or never was)."""
+    return error_code(exc) == "NoSuchUpload"
 
 
 class ObjectStore:
@@ -123,6 +129,104 @@ class ObjectStore:
         )
         return SignedPost(url=url, fields=signed_fields)
 
+    # -- multipart uploads: the client PUTs parts by presigned URL; the service assembles them --
+
+    async def create_multipart(self, key: str, *, content_type: str, checksums: bool) -> str:
+        """Starts a multipart upload; its id. ``checksums``: every part carries its SHA-256,
+        which S3 checks on arrival and records (so listing the parts shows each)."""
+        options: dict[str, Any] = {"ChecksumAlgorithm": "SHA256"} if checksums else {}
+        with backend_errors(BACKEND):
+            response = await self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=key, ContentType=content_type, **options
+            )
+        return response["UploadId"]
+
+    async def presign_part(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        size: int,
+        checksum_sha256: str | None,
+        expires_in: int,
+    ) -> SignedPut:
+        """A URL for one part. The signature covers the upload id and part number (in the
+        query), the exact length and, when given, the part's SHA-256: S3 refuses the part sent
+        to another upload or position, longer or shorter, or with other bytes."""
+        headers = {"Content-Length": str(size)}
+        if checksum_sha256 is not None:
+            headers["x-amz-checksum-sha256"] = checksum_sha256
+        url = await self._presigner.url(
+            "PUT",
+            key,
+            expires_in=expires_in,
+            headers=headers,
+            params=(("partNumber", str(part_number)), ("uploadId", upload_id)),
+        )
+        return SignedPut(url=url, headers=headers)
+
+    async def uploaded_parts(self, key: str, upload_id: str) -> list[UploadedPart] | None:
+        """The parts S3 holds, by number; None when the upload is no longer open (completed
+        or aborted)."""
+        parts: list[UploadedPart] = []
+        with backend_errors(BACKEND):
+            try:
+                paginator = self._client.get_paginator("list_parts")
+                async for page in paginator.paginate(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                ):
+                    parts.extend(
+                        UploadedPart(
+                            part_number=part["PartNumber"],
+                            size=part["Size"],
+                            etag=part["ETag"],
+                            checksum_sha256=part.get("ChecksumSHA256"),
+                        )
+                        for part in page.get("Parts", [])
+                    )
+            except ClientError as exc:
+                if _no_such_upload(exc):
+                    return None
+                raise
+        return sorted(parts, key=lambda part: part.part_number)
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+    ) -> bool:
+        """Assembles the parts into the object; False when the upload is no longer open (a
+        concurrent completion assembled it, or it was aborted)."""
+        listed: list[dict[str, Any]] = []
+        for part in parts:
+            entry: dict[str, Any] = {"PartNumber": part.part_number, "ETag": part.etag}
+            if part.checksum_sha256 is not None:
+                entry["ChecksumSHA256"] = part.checksum_sha256
+            listed.append(entry)
+        with backend_errors(BACKEND):
+            try:
+                await self._client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": listed},  # type: ignore[typeddict-item]  # plain dicts
+                )
+            except ClientError as exc:
+                if _no_such_upload(exc):
+                    return False
+                raise
+        return True
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None:
+        """Discards the upload and its parts; already gone is done."""
+        with backend_errors(BACKEND):
+            try:
+                await self._client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id
+                )
+            except ClientError as exc:
+                if not (_no_such_upload(exc) or _missing(exc)):
+                    raise
+
     async def presign_get(
         self, key: str, *, expires_in: int, content_type: str, content_disposition: str
     ) -> str:
@@ -161,7 +265,11 @@ class ObjectStore:
                     yield chunk
 
     async def copy(self, source_key: str, target_key: str, *, etag: str, content_type: str) -> None:
-        """Server-side copy of exactly the version that was verified (matched by ETag)."""
+        """Server-side copy of exactly the version that was verified (matched by ETag).
+
+        The copy gets a full-object SHA-256 of its own, computed by S3: an upload assembled
+        from parts has only a checksum of its parts' checksums, which no reader can verify
+        (and which some emulators copy over as if it were the whole object's)."""
         with backend_errors(BACKEND):
             await self._client.copy_object(
                 Bucket=self.bucket,
@@ -170,6 +278,7 @@ class ObjectStore:
                 CopySourceIfMatch=etag,
                 MetadataDirective="REPLACE",
                 ContentType=content_type,
+                ChecksumAlgorithm="SHA256",
             )
 
     async def get_bytes(self, key: str) -> bytes:

@@ -33,6 +33,8 @@ from image_service.web.openapi import (
     response_schema,
 )
 from image_service.web.schemas import (
+    DigestCheckResponseSchema,
+    DigestCheckSchema,
     DownloadQuerySchema,
     DownloadResponseSchema,
     HealthSchema,
@@ -41,6 +43,7 @@ from image_service.web.schemas import (
     ImageSchema,
     ListQuerySchema,
     OwnerQuerySchema,
+    PartsResponseSchema,
     RenderQuerySchema,
     RenderResponseSchema,
     UploadRequestSchema,
@@ -55,6 +58,8 @@ NO_STORE = {"Cache-Control": "no-store"}
 _upload = UploadResponseSchema()
 _download = DownloadResponseSchema()
 _render = RenderResponseSchema()
+_parts = PartsResponseSchema()
+_digests = DigestCheckResponseSchema()
 _secured = {"tags": ["images"], "security": [{BEARER: []}]}
 
 
@@ -87,7 +92,16 @@ def _owner(request: web.Request) -> str | None:
     **_secured,
 )
 @json_schema(UploadRequestSchema)
-@response_schema(UploadResponseSchema, 201, description="Upload the bytes to upload_url.")
+@response_schema(
+    UploadResponseSchema,
+    201,
+    description="Upload the bytes to upload_url, or (MULTIPART) each part to its URL.",
+)
+@response_schema(
+    ImageSchema,
+    200,
+    description='if_exists "return": the caller already has an image of these bytes; no URL.',
+)
 async def create_upload(request: web.Request) -> web.Response:
     body = request["json"]
     record, upload = await request.app[IMAGE_SERVICE].create_upload(
@@ -95,15 +109,59 @@ async def create_upload(request: web.Request) -> web.Response:
         UploadRequest(**body),
         idempotency_key=request.headers.get("Idempotency-Key"),
     )
-    payload = {
+    if upload is None:
+        return _json(image_view(record))
+    payload: dict[str, Any] = {
         "image_id": record.image_id,
-        "upload_url": upload.url,
         "method": upload.method,
         "headers": upload.headers,
         "fields": upload.fields,
         "expires_at": upload.expires_at,
     }
+    if upload.method == "MULTIPART":
+        payload.update(upload_id=upload.upload_id, part_size=upload.part_size, parts=upload.parts)
+    else:
+        payload["upload_url"] = upload.url
     return _dump(_upload, payload, status=201, headers=NO_STORE)
+
+
+@docs(
+    summary="Resume a multipart upload: the parts S3 holds, fresh URLs for the rest",
+    description="PUT every part listed under parts (in any order, several at once), then "
+    "POST /images/{image_id}/complete. Call again whenever URLs expire or after a crash.",
+    **_secured,
+)
+@querystring_schema(OwnerQuerySchema)
+@response_schema(PartsResponseSchema, 200)
+async def upload_parts(request: web.Request) -> web.Response:
+    image_id = request.match_info["image_id"]
+    progress = await request.app[IMAGE_SERVICE].parts(request[PRINCIPAL], image_id, _owner(request))
+    payload = {
+        "image_id": image_id,
+        "upload_id": progress.upload_id,
+        "size": progress.size,
+        "part_size": progress.part_size,
+        "uploaded": progress.uploaded,
+        "parts": progress.missing,
+        "expires_at": progress.expires_at,
+    }
+    return _dump(_parts, payload, headers=NO_STORE)
+
+
+@docs(
+    summary="Which of these SHA-256 digests the caller already has images of (de-duplication)",
+    description="Up to 500 digests (base64 or hex). Answers each with the id of an image of "
+    "the caller's with those bytes (processing or ready), or null.",
+    **_secured,
+)
+@json_schema(DigestCheckSchema)
+@response_schema(DigestCheckResponseSchema, 200)
+async def check_digests(request: web.Request) -> web.Response:
+    body = request["json"]
+    results = await request.app[IMAGE_SERVICE].check_digests(
+        request[PRINCIPAL], body.get("user_id"), body["checksums_sha256"]
+    )
+    return _dump(_digests, {"results": results})
 
 
 @docs(summary="Verify an uploaded image and mark it ready", **_secured)

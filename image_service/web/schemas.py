@@ -30,6 +30,11 @@ _TAG_EDGES = re.compile(r"^\S(?:.*\S)?$", re.DOTALL)
 # The largest object S3 stores: a bound for declared sizes, far above any configured limit.
 MAX_DECLARED_SIZE = 5 * 1024**4
 _BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
+_ANY_SHA256 = re.compile(r"^(?:[A-Za-z0-9+/]{43}=|[0-9a-fA-F]{64})$")
+# Matches the domain's bounds (MAX_PARTS, MAX_CHECKED_DIGESTS); the schema refuses a longer list
+# before anything is decoded further.
+MAX_PART_CHECKSUMS = 1000
+MAX_DIGESTS_PER_CHECK = 500
 
 MAX_FILENAME_LENGTH = 255
 MAX_PAGE_SIZE = 100
@@ -150,10 +155,48 @@ class UploadRequestSchema(StrictSchema):
     )
     method = Text(
         load_default="PUT",
-        validate=validate.OneOf(["PUT", "POST"]),
-        metadata={"description": "PUT (default): a presigned PUT. POST: a browser form policy."},
+        validate=validate.OneOf(["PUT", "POST", "MULTIPART"]),
+        metadata={
+            "description": "PUT (default): a presigned PUT. POST: a browser form policy. "
+            "MULTIPART: a presigned URL per part (up to IMAGE_SERVICE_MAX_MULTIPART_BYTES), "
+            "resumable; needs size."
+        },
+    )
+    part_size = fields.Integer(
+        strict=True,
+        validate=validate.Range(min=1, max=MAX_DECLARED_SIZE),
+        metadata={
+            "description": "MULTIPART: bytes per part, 5 MiB-5 GiB, at most 1,000 parts "
+            "(default IMAGE_SERVICE_MULTIPART_PART_BYTES). Every part but the last is this long."
+        },
+    )
+    part_checksums = fields.List(
+        Text(validate=validate.Regexp(_BASE64_SHA256, error="Must be a base64 SHA-256 digest.")),
+        validate=validate.Length(min=1, max=MAX_PART_CHECKSUMS),
+        metadata={
+            "description": "MULTIPART: each part's base64 SHA-256, in order. Signed into its "
+            "part URL, so S3 refuses a part with other bytes."
+        },
+    )
+    if_exists = Text(
+        load_default="create",
+        validate=validate.OneOf(["create", "return"]),
+        metadata={
+            "description": "return: if the caller already has an image of these bytes "
+            "(checksum_sha256), answer it (200) instead of a new upload URL (201)."
+        },
     )
     user_id = _user_id_field("Owner; must be the caller unless the caller is an admin.")
+
+
+class DigestCheckSchema(StrictSchema):
+    checksums_sha256 = fields.List(
+        Text(validate=validate.Regexp(_ANY_SHA256, error="Must be a SHA-256: base64 or hex.")),
+        required=True,
+        validate=validate.Length(min=1, max=MAX_DIGESTS_PER_CHECK),
+        metadata={"description": f"Up to {MAX_DIGESTS_PER_CHECK} SHA-256 digests, base64 or hex."},
+    )
+    user_id = _user_id_field("Check another user's images (admin only).")
 
 
 class ImagePatchSchema(StrictSchema):
@@ -269,10 +312,37 @@ class ListQuerySchema(StrictSchema):
 # -- responses -------------------------------------------------------------------------------------
 
 
+class PartUploadSchema(Schema):
+    part_number = fields.Integer(required=True)
+    size = fields.Integer(required=True, metadata={"description": "Exactly this many bytes."})
+    url = fields.String(required=True)
+    headers = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        metadata={"description": "Exactly the headers the part's PUT must send."},
+    )
+
+
+class UploadedPartSchema(Schema):
+    part_number = fields.Integer(required=True)
+    size = fields.Integer(required=True)
+    etag = fields.String(required=True)
+    checksum_sha256 = fields.String(allow_none=True)
+
+
 class UploadResponseSchema(Schema):
     image_id = fields.String(required=True)
-    upload_url = fields.String(required=True)
-    method = fields.String(required=True, metadata={"enum": ["PUT", "POST"]})
+    upload_url = fields.String(
+        metadata={"description": "PUT and POST: where to send the bytes (not for MULTIPART)."}
+    )
+    method = fields.String(required=True, metadata={"enum": ["PUT", "POST", "MULTIPART"]})
+    upload_id = fields.String(metadata={"description": "MULTIPART: S3's upload id."})
+    part_size = fields.Integer(metadata={"description": "MULTIPART: bytes per part."})
+    parts = fields.List(
+        fields.Nested(PartUploadSchema),
+        metadata={"description": "MULTIPART: one URL per part; PUT them in any order, at once."},
+    )
     headers = fields.Dict(
         keys=fields.String(),
         values=fields.String(),
@@ -324,6 +394,41 @@ class ImageSchema(Schema):
     )
     upload_time = UtcTimestamp(required=True)
     updated_at = UtcTimestamp(required=True)
+
+
+class PartsResponseSchema(Schema):
+    image_id = fields.String(required=True)
+    upload_id = fields.String(required=True)
+    size = fields.Integer(required=True)
+    part_size = fields.Integer(required=True)
+    uploaded = fields.List(
+        fields.Nested(UploadedPartSchema),
+        required=True,
+        metadata={"description": "The parts S3 holds at their right length."},
+    )
+    parts = fields.List(
+        fields.Nested(PartUploadSchema),
+        required=True,
+        metadata={"description": "Fresh URLs for every part still to upload."},
+    )
+    expires_at = UtcTimestamp(required=True)
+
+
+class OwnedDigestSchema(Schema):
+    checksum_sha256 = fields.String(required=True, attribute="checksum")
+    image_id = fields.String(
+        allow_none=True,
+        required=True,
+        metadata={"description": "An image of the caller's with these bytes; null if none."},
+    )
+
+
+class DigestCheckResponseSchema(Schema):
+    results = fields.List(
+        fields.Nested(OwnedDigestSchema),
+        required=True,
+        metadata={"description": "One per digest asked about, in the same order."},
+    )
 
 
 class ImagePageSchema(Schema):

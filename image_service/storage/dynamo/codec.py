@@ -63,6 +63,13 @@ Item = dict[str, "AttributeValueTypeDef"]
 
 # The item holding one owner's usage (images and bytes kept), beside their images.
 USAGE_ID = "usage#totals"
+# Digest items: one per SHA-256 an owner's images have, holding the set of those images' ids
+# (string set attribute ``DIGEST_IMAGES``), changed in the same transaction as each image, so a
+# batch of digests is answered by key reads (``BatchGetItem``), never by a scan or a query each.
+_DIGEST_MARK = "sha256#"
+DIGEST_IMAGES = "image_ids"
+# An image owns its bytes (for de-duplication) once verified and until it leaves for good.
+_OWNS_ITS_BYTES = frozenset({ImageStatus.PROCESSING, ImageStatus.READY})
 
 
 def upload_sort_key(record: ImageRecord) -> str:
@@ -84,6 +91,15 @@ def tag_key(user_id: str, tag: str) -> str:
 
 def tag_copy_id(image_id: str, tag: str) -> str:
     return f"{image_id}{_TAG_COPY_MARK}{tag}"
+
+
+def digest_id(hex_digest: str) -> str:
+    return f"{_DIGEST_MARK}{hex_digest}"
+
+
+def indexed_digest(record: ImageRecord) -> str | None:
+    """The uploaded bytes' SHA-256 an image is found by in its owner's digest items, if any."""
+    return record.uploaded_sha256 if record.status in _OWNS_ITS_BYTES else None
 
 
 def attention_key(record: ImageRecord) -> str:
@@ -122,12 +138,15 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     optional_strings = {
         "filename": record.filename,
         "declared_checksum_sha256": record.declared_checksum_sha256,
+        "upload_id": record.upload_id,
         "sha256": record.sha256,
+        "uploaded_sha256": record.uploaded_sha256,
         "rejection_reason": record.rejection_reason,
     }
     optional_numbers = {
         "counted_bytes": record.counted_bytes,
         "declared_size": record.declared_size,
+        "part_size": record.part_size,
         "size": record.size,
         "width": record.width,
         "height": record.height,
@@ -137,6 +156,8 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     )
     if record.variants:
         item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
+    if record.part_checksums:
+        item["part_checksums"] = {"L": [string_value(c) for c in record.part_checksums]}
     if record.placeholder is not None:
         item["placeholder"] = string_value(record.placeholder)
     if record.thumbhash is not None:
@@ -220,11 +241,15 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         filename=string("filename"),
         declared_size=number("declared_size"),
         declared_checksum_sha256=string("declared_checksum_sha256"),
+        upload_id=string("upload_id"),
+        part_size=number("part_size"),
+        part_checksums=[c["S"] for c in item.get("part_checksums", {}).get("L", [])],
         counted_bytes=number("counted_bytes"),
         size=number("size"),
         width=number("width"),
         height=number("height"),
         sha256=string("sha256"),
+        uploaded_sha256=string("uploaded_sha256"),
         rejection_reason=string("rejection_reason"),
         variants=[_variant(entry["M"]) for entry in item.get("variants", {}).get("L", [])],
         placeholder=string("placeholder"),

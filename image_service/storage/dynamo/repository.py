@@ -8,6 +8,7 @@ another writer got there first, so the copies never drift from their image.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from dataclasses import replace
 from datetime import datetime
@@ -17,7 +18,7 @@ from typing import Any
 from botocore.exceptions import ClientError
 
 from image_service.domain.cursor import CursorPosition
-from image_service.errors import Conflict, QuotaExceeded
+from image_service.errors import BackendUnavailable, Conflict, QuotaExceeded
 from image_service.models import (
     ImageRecord,
     ImageStatus,
@@ -31,13 +32,16 @@ from image_service.storage.dynamo.codec import (
     ATTENTION_INDEX,
     ATTENTION_SHARDS,
     BACKEND,
+    DIGEST_IMAGES,
     NEEDS_ATTENTION,
     STATUS_INDEX,
     TAG_INDEX,
     UPLOAD_TIME_INDEX,
     USAGE_ID,
     Item,
+    digest_id,
     from_item,
+    indexed_digest,
     indexed_tags,
     item_key,
     legacy_from_item,
@@ -60,6 +64,9 @@ _WRITE_ATTEMPTS = 8
 FILTERED_READ_BATCH = 100
 # Sorts after every character of an image id, so "<time>#~" bounds all ids at that time.
 _AFTER_ANY_ID = "~"
+# DynamoDB's most keys in one BatchGetItem, and how often its unprocessed keys are asked again.
+BATCH_GET_SIZE = 100
+_BATCH_GET_ATTEMPTS = 5
 
 
 # One write of a transaction, by name: its outcome is looked up by name, never by position.
@@ -374,7 +381,61 @@ class ImageRepository:
                 writes.append(
                     (f"old tag copy {tag}", {"Delete": {"TableName": self.table, "Key": key}})
                 )
+        old_digest = indexed_digest(old) if old else None
+        new_digest = indexed_digest(new) if new else None
+        if old_digest != new_digest:
+            if old_digest is not None:
+                removal = self._digest_write(owner, old_digest, "DELETE", image_id)
+                writes.append(("old digest", removal))
+            if new_digest is not None:
+                writes.append(("digest", self._digest_write(owner, new_digest, "ADD", image_id)))
         return writes, new
+
+    def _digest_write(self, owner: str, digest: str, action: str, image_id: str) -> dict[str, Any]:
+        """Adds the image to (or takes it from) the set of its owner's images with ``digest``.
+        Set arithmetic needs no condition: concurrent images with the same bytes both land."""
+        return {
+            "Update": {
+                "TableName": self.table,
+                "Key": item_key(owner, digest_id(digest)),
+                "UpdateExpression": f"{action} #images :image",
+                "ExpressionAttributeNames": {"#images": DIGEST_IMAGES},
+                "ExpressionAttributeValues": {":image": {"SS": [image_id]}},
+            }
+        }
+
+    async def images_by_digest(self, owner: str, digests: list[str]) -> dict[str, list[str]]:
+        """For each hex SHA-256 the owner has images of, those images' ids (sorted). Key reads
+        of the digest items, a hundred per ``BatchGetItem``, the batches at once."""
+        batches = [
+            digests[start : start + BATCH_GET_SIZE]
+            for start in range(0, len(digests), BATCH_GET_SIZE)
+        ]
+        found: dict[str, list[str]] = {}
+        for items in await asyncio.gather(*(self._batch_get(owner, b) for b in batches)):
+            for item in items:
+                images = item.get(DIGEST_IMAGES, {}).get("SS", [])
+                if images:
+                    found[item["image_id"]["S"].removeprefix(digest_id(""))] = sorted(images)
+        return found
+
+    async def _batch_get(self, owner: str, digests: list[str]) -> list[Item]:
+        keys: list[Item] = [item_key(owner, digest_id(digest)) for digest in dict.fromkeys(digests)]
+        request: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
+        items: list[Item] = []
+        for attempt in range(_BATCH_GET_ATTEMPTS):
+            if attempt:  # DynamoDB left some out under throttling: ask again, backing off
+                await asyncio.sleep(0.05 * 2**attempt)
+            with backend_errors(BACKEND):
+                response = await self._dynamodb.call(
+                    "BatchGetItem", {"RequestItems": {self.table: request}}
+                )
+            items.extend(response.get("Responses", {}).get(self.table, []))
+            unprocessed = response.get("UnprocessedKeys", {}).get(self.table)
+            if not unprocessed:
+                return items
+            request = unprocessed
+        raise BackendUnavailable(BACKEND, "BatchGetItem left keys unprocessed")
 
     async def _apply(self, writes: list[NamedWrite]) -> dict[str, str] | None:
         """Runs the writes as one: None when done, else why each was refused, by name
