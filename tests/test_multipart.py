@@ -56,7 +56,8 @@ async def test_a_multipart_upload_goes_through_the_whole_lifecycle(
     upload = await _multipart(
         api, big_png, part_checksums=_checksums(big_png), checksum_sha256=_b64(big_png)
     )
-    assert upload["method"] == "MULTIPART" and "upload_url" not in upload
+    assert upload["method"] == "MULTIPART"
+    assert "upload_url" not in upload
     assert upload["part_size"] == PART
     assert [part["size"] for part in upload["parts"]] == part_sizes(len(big_png), PART)
     first = upload["parts"][0]
@@ -64,7 +65,8 @@ async def test_a_multipart_upload_goes_through_the_whole_lifecycle(
         "Content-Length": str(PART),
         "x-amz-checksum-sha256": _b64(big_png[:PART]),
     }
-    assert f"uploadId={upload['upload_id']}" in first["url"] and "partNumber=1" in first["url"]
+    assert f"uploadId={upload['upload_id']}" in first["url"]
+    assert "partNumber=1" in first["url"]
 
     assert await api.send_parts(upload["parts"], big_png, PART) == [200, 200, 200]
     status, image = await _complete(api, upload["image_id"])
@@ -89,7 +91,8 @@ async def test_an_interrupted_upload_resumes_from_the_parts_s3_holds(
     assert await api.send_part(upload["parts"][1], big_png, PART) == 200  # then the client died
 
     status, progress, headers = await api.call("GET", f"/images/{upload['image_id']}/parts")
-    assert status == 200 and headers["Cache-Control"] == "no-store"
+    assert status == 200
+    assert headers["Cache-Control"] == "no-store"
     assert progress["upload_id"] == upload["upload_id"]
     assert (progress["size"], progress["part_size"]) == (len(big_png), PART)
     assert [(p["part_number"], p["size"]) for p in progress["uploaded"]] == [(2, PART)]
@@ -223,7 +226,8 @@ async def test_a_larger_maximum_still_bounds_the_number_of_parts(make_api: MakeA
         "min_part_size": -(-5 * 1024**3 // MAX_PARTS),
     }
     status, upload, _ = await api.call("POST", "/images/upload", json=body)  # 8 MiB parts
-    assert status == 201 and len(upload["parts"]) == 640
+    assert status == 201
+    assert len(upload["parts"]) == 640
 
 
 async def test_the_part_checksums_are_validated_by_the_schema(api: Api) -> None:
@@ -241,7 +245,8 @@ async def test_the_part_checksums_are_validated_by_the_schema(api: Api) -> None:
 async def test_check_answers_which_digests_the_caller_already_has(api: Api) -> None:
     data = images.jpeg()
     _, status, ready = await api.upload(data)
-    assert status == 200 and ready["status"] == "ready"
+    assert status == 200
+    assert ready["status"] == "ready"
     other = images.png()
     asked = [_b64(data), hashlib.sha256(data).hexdigest().upper(), _b64(other)]
     status, answer, _ = await api.call("POST", "/images/check", json={"checksums_sha256": asked})
@@ -291,7 +296,8 @@ async def test_if_exists_return_answers_the_image_already_there(api: Api) -> Non
     assert (existing["image_id"], existing["status"]) == (ready["image_id"], "ready")
     # Another user's bytes are theirs: bob gets an upload URL.
     status, created, _ = await api.call("POST", "/images/upload", json=body, user="bob")
-    assert status == 201 and "upload_url" in created
+    assert status == 201
+    assert "upload_url" in created
     # Without a checksum there is nothing to look for.
     del body["checksum_sha256"]
     status, error, _ = await api.call("POST", "/images/upload", json=body)
