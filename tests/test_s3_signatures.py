@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
+from image_service.domain.images import MIN_PART_BYTES
 from tests import images
 from tests.conftest import Api, MakeApi
 from tests.localstack import ACCESS_KEY, SECRET_KEY
@@ -190,3 +191,97 @@ async def test_the_http_session_sends_what_it_is_told(api: Api) -> None:
         http.put(upload["upload_url"], data=images.png(), headers=upload["headers"]) as response,
     ):
         assert response.status == 200
+
+
+# -- multipart: every part URL is as strict as a single PUT ----------------------------------------
+
+PART = MIN_PART_BYTES
+
+
+@pytest.fixture(scope="module")
+def big_png() -> bytes:
+    return images.noisy_png(2048, 2048)  # three parts of 5 MiB
+
+
+def _sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+async def _multipart(api: Api, data: bytes, user: str = "alice") -> dict[str, Any]:
+    checksums = [_sha256(data[i : i + PART]) for i in range(0, len(data), PART)]
+    return await api.upload_url(
+        user,
+        content_type="image/png",
+        method="MULTIPART",
+        size=len(data),
+        part_size=PART,
+        part_checksums=checksums,
+    )
+
+
+def _parts_held(api: Api, upload: dict[str, Any], user: str = "alice") -> list[int]:
+    listing = api.s3.list_parts(
+        Bucket=api.settings.bucket, Key=_incoming(api, upload, user), UploadId=upload["upload_id"]
+    )
+    return [part["PartNumber"] for part in listing.get("Parts", [])]
+
+
+async def test_a_tampered_part_url_is_refused(api: Api, big_png: bytes) -> None:
+    upload = await _multipart(api, big_png)
+    first = upload["parts"][0]
+    moved = dict(first, url=first["url"].replace("partNumber=1", "partNumber=2"))
+    flipped = first["url"][:-1] + ("0" if first["url"][-1] != "0" else "1")
+    assert await api.send_part(moved, big_png, PART) == 403
+    assert await api.send_part(dict(first, url=flipped), big_png, PART) == 403
+    assert _parts_held(api, upload) == []
+
+
+async def test_a_part_with_other_bytes_than_its_checksum_is_refused(
+    api: Api, big_png: bytes
+) -> None:
+    upload = await _multipart(api, big_png)
+    corrupt = bytearray(big_png)
+    corrupt[100] ^= 0xFF  # same length, one bit pattern changed in part 1
+    assert await api.send_part(upload["parts"][0], bytes(corrupt), PART) == 400  # BadDigest
+    assert _parts_held(api, upload) == []
+
+
+async def test_a_part_longer_than_signed_is_refused(api: Api, big_png: bytes) -> None:
+    upload = await _multipart(api, big_png)
+    last = upload["parts"][-1]
+    longer = dict(last, size=last["size"] + 10)
+    assert await api.send_part(longer, big_png + b"\x00" * 10, PART) == 403
+    assert _parts_held(api, upload) == []
+
+
+async def test_a_part_url_replayed_for_another_upload_is_refused(api: Api, big_png: bytes) -> None:
+    mine = await _multipart(api, big_png)
+    other = await _multipart(api, big_png)
+    part = mine["parts"][0]
+    replayed = (
+        part["url"]
+        .replace(mine["upload_id"], other["upload_id"])
+        .replace(mine["image_id"], other["image_id"])
+    )
+    assert await api.send_part(dict(part, url=replayed), big_png, PART) == 403
+    assert _parts_held(api, other) == []
+
+
+async def test_a_resumed_multipart_upload_completes_byte_identical(
+    api: Api, big_png: bytes
+) -> None:
+    upload = await _multipart(api, big_png)
+    assert await api.send_part(upload["parts"][0], big_png, PART) == 200
+    # The client lost its state: the API says what S3 holds and signs the rest afresh.
+    status, progress, _ = await api.call("GET", f"/images/{upload['image_id']}/parts")
+    assert status == 200
+    assert [part["part_number"] for part in progress["uploaded"]] == [1]
+    assert progress["uploaded"][0]["checksum_sha256"] == _sha256(big_png[:PART])
+    assert await api.send_parts(progress["parts"], big_png, PART) == [200, 200]
+    status, verified, _ = await api.call("POST", f"/images/{upload['image_id']}/complete")
+    assert (status, verified["status"]) == (200, "processing")
+    assert (await api.processed(upload["image_id"]))["status"] == "ready"
+    _, download, _ = await api.call("GET", f"/images/{upload['image_id']}/download")
+    async with api.http.get(download["download_url"]) as response:
+        assert response.status == 200
+        assert await response.read() == big_png
