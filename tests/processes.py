@@ -40,13 +40,14 @@ class Program:
     _new_line: asyncio.Event = field(default_factory=asyncio.Event)
 
     @classmethod
-    async def start(cls, *args: str, env: dict[str, str]) -> Program:
+    async def start(cls, *args: str, env: dict[str, str], cwd: Path | None = None) -> Program:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "image_service",
             *args,
             env=env,
+            cwd=cwd,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from image_service.client import ApiError, Image, ProcessingTimeout, StorageError
+from image_service.client.api import MULTIPART_THRESHOLD_BYTES
 from tests import images
 from tests.conftest import Api, MakeApi
 
@@ -127,3 +130,53 @@ async def test_ready_reports_every_backend(api: Api) -> None:
     report = await api.images().ready()
 
     assert report["checks"] == {"s3": "ok", "dynamodb": "ok", "sqs": "ok"}
+
+
+async def test_a_large_image_goes_up_in_parallel_parts_with_progress(api: Api) -> None:
+    client = api.images("alice")
+    data = images.noisy_png(2400, 2400)  # above the client's 16 MiB threshold
+    assert len(data) > MULTIPART_THRESHOLD_BYTES
+    reports: list[tuple[int, int]] = []
+    in_flight: set[int] = set()
+    most_at_once = 0
+
+    def progress(sent: int, total: int) -> None:
+        reports.append((sent, total))
+
+    original_put = client._put_part
+
+    async def counted_put(part: Any, data: bytes, report: Any) -> None:
+        nonlocal most_at_once
+        in_flight.add(part.part_number)
+        most_at_once = max(most_at_once, len(in_flight))
+        try:
+            await original_put(part, data, report)
+        finally:
+            in_flight.discard(part.part_number)
+
+    client._put_part = counted_put  # type: ignore[method-assign]  # observes, changes nothing
+    image = await client.upload(data, progress=progress, wait=True)
+    assert (image.status, image.size) == ("ready", len(data))
+    assert most_at_once == 3  # all three 8 MiB parts at once (up to 4)
+    assert reports[-1] == (len(data), len(data))
+    assert [sent for sent, _ in reports] == sorted(sent for sent, _ in reports)
+    assert await client.download(image.image_id) == data
+
+    again = await client.upload(data, skip_existing=True)
+    assert (again.image_id, again.existing) == (image.image_id, True)
+    assert await client.check([image.sha256 or "", "0" * 64]) == {
+        image.sha256: image.image_id,
+        "0" * 64: None,
+    }
+
+
+async def test_skip_existing_answers_a_small_image_already_there(api: Api) -> None:
+    client = api.images("alice")
+    data = images.png()
+    first = await client.upload(data, wait=True)
+    assert not first.existing
+    again = await client.upload(data, skip_existing=True)
+    assert (again.image_id, again.status, again.existing) == (first.image_id, "ready", True)
+    other = await client.upload(images.gif(), skip_existing=True)
+    assert other.image_id != first.image_id
+    assert not other.existing

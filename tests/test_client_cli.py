@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from pathlib import Path
 
 from PIL import Image
 
+from image_service.client.api import MULTIPART_THRESHOLD_BYTES
 from image_service.client.cli import ProgressBar
 from tests import images
-from tests.conftest import Api, token
-from tests.processes import run_command
+from tests.conftest import Api, MakeApi, token
+from tests.processes import Program, run_command
+from tests.throttle import throttled
 
 
 async def _cli(
@@ -154,3 +157,73 @@ def test_the_progress_bar_is_silent_when_not_on_a_terminal() -> None:
     bar.finish()
 
     assert pipe.getvalue() == ""
+
+
+# -- large files: in parts, resumable, de-duplicated -----------------------------------------------
+
+RATE = 8 * 1024 * 1024  # bytes a second to S3: a 17 MB file takes about two seconds
+
+
+async def test_a_killed_upload_of_a_large_file_resumes_where_it_stopped(
+    make_api: MakeApi, moto_endpoint: str, tmp_path: Path
+) -> None:
+    data = images.noisy_png(2400, 2400)  # over the 16 MiB threshold: three parts of 8 MiB
+    assert len(data) > MULTIPART_THRESHOLD_BYTES
+    (tmp_path / "scan.png").write_bytes(data)
+    async with throttled(moto_endpoint, bytes_per_second=RATE) as uplink:
+        # Clients reach S3 through the slow uplink: the presigned URLs point at it.
+        api = await make_api(s3_public_url=uplink.url)
+        environment = api.child_environment(API_URL=api.url, API_TOKEN=token("alice"))
+        environment["XDG_CACHE_HOME"] = str(tmp_path / "cache")
+        command = ("upload", "scan.png", "--parts-at-once", "1", "--wait")
+
+        first = await Program.start(*command, env=environment, cwd=tmp_path)
+        states = tmp_path / "cache" / "image-service" / "uploads"
+        async with asyncio.timeout(30):
+            # Another process's file and S3's parts have no event to await: polled.
+            while not list(states.glob("*.json")):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            image_id = json.loads(next(states.glob("*.json")).read_text())["image_id"]
+            while not _parts_held(api, image_id):  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        await first.kill()  # one part of three is in S3
+        assert len(_parts_held(api, image_id)) < 3
+
+        # What the killed process left in its socket still drains through the uplink.
+        sent_before = -1
+        while sent_before != uplink.forwarded:
+            sent_before = uplink.forwarded
+            await asyncio.sleep(0.5)
+        code, out, err = await run_command(*command, "--resume", env=environment, cwd=tmp_path)
+        assert code == 0, err
+        assert out.split("\t")[:2] == [image_id, "ready"]
+        # Only what was missing went up again (the rest, and the requests' own bytes).
+        assert uplink.forwarded - sent_before < len(data) - 8 * 1024 * 1024 + 64 * 1024
+        assert await api.images("alice").download(image_id) == data
+    assert not list(states.glob("*.json"))  # done: nothing left to resume
+
+
+def _parts_held(api: Api, image_id: str) -> list[int]:
+    uploads = api.s3.list_multipart_uploads(Bucket=api.settings.bucket).get("Uploads", [])
+    for upload in uploads:
+        if upload["Key"].endswith(image_id):
+            listing = api.s3.list_parts(
+                Bucket=api.settings.bucket, Key=upload["Key"], UploadId=upload["UploadId"]
+            )
+            return [part["PartNumber"] for part in listing.get("Parts", [])]
+    return []
+
+
+async def test_skip_existing_uploads_nothing_for_a_file_already_there(
+    api: Api, tmp_path: Path
+) -> None:
+    (tmp_path / "a.jpg").write_bytes(images.jpeg())
+    code, out, _ = await _cli(api, "upload", "a.jpg", cwd=tmp_path)
+    assert code == 0
+    image_id = out.split("\t")[0]
+    code, again, err = await _cli(api, "upload", "a.jpg", "--skip-existing", cwd=tmp_path)
+    assert code == 0, err
+    assert again.split("\t")[0] == image_id
+    assert f"already uploaded as {image_id}" in err
+    page = await api.images("alice").list()
+    assert [image.image_id for image in page.items] == [image_id]

@@ -17,22 +17,37 @@ details, request id, ``Retry-After``); :class:`StorageError` is S3 refusing the 
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime
 from types import TracebackType
 from typing import Any, Self
 
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
-from aiohttp.payload import BytesPayload
+from aiohttp.payload import Payload
 
+from image_service.client.parts import (
+    ByteSource,
+    BytesSource,
+    MultipartTicket,
+    PartTicket,
+    digests,
+)
 from image_service.formats import content_type_from_magic
 
 # Bytes written to S3 between two progress reports.
 PROGRESS_CHUNK_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 60.0
+# Above this, `upload` sends the bytes in parts (below the service's 20 MiB single-PUT limit).
+MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
+DEFAULT_PART_BYTES = 8 * 1024 * 1024
+DEFAULT_PARTS_AT_ONCE = 4
+# A part whose send failed on the network (or whose URL expired) is tried this many times.
+_PART_ATTEMPTS = 3
 PROCESSING_STATUSES = frozenset({"pending", "processing"})
 
 Progress = Callable[[int, int], None]
@@ -129,6 +144,8 @@ class Image:
     filename: str | None = None
     placeholder: str | None = None
     thumbhash: str | None = None  # a blurred preview, base64 ThumbHash
+    # An upload with skip_existing answered this image, already there, instead of sending.
+    existing: bool = False
 
     @property
     def processed(self) -> bool:
@@ -176,13 +193,20 @@ def _timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-class _ProgressPayload(BytesPayload):
+class _ProgressPayload(Payload):
     """Bytes written in chunks, reporting after each: a progress bar for a direct S3 upload.
-    Its size is known, so the request still carries a Content-Length (S3 needs one)."""
+    Its size is known, so the request still carries a Content-Length (S3 needs one). Each
+    chunk's write yields to the event loop, so even a large part never holds it."""
+
+    _value: bytes
 
     def __init__(self, data: bytes, progress: Progress | None, **kwargs: Any) -> None:
         super().__init__(data, **kwargs)
+        self._size = len(data)
         self._progress = progress
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        return self._value.decode(encoding, errors)
 
     async def write(self, writer: AbstractStreamWriter) -> None:
         await self.write_with_length(writer, None)
@@ -293,6 +317,162 @@ class ImageServiceClient:
             if response.status not in (200, 201, 204):
                 raise StorageError(response.status, await response.text())
 
+    async def create_multipart_upload(
+        self,
+        content_type: str,
+        size: int,
+        *,
+        part_size: int = DEFAULT_PART_BYTES,
+        part_checksums: Iterable[str] = (),
+        checksum_sha256: str | None = None,
+        tags: Iterable[str] = (),
+        description: str = "",
+        filename: str | None = None,
+        if_exists: str = "create",
+        idempotency_key: str | None = None,
+    ) -> MultipartTicket | Image:
+        """``POST /images/upload`` for a multipart upload: a URL per part, each signing its
+        length (and its SHA-256 when ``part_checksums`` are given). With ``if_exists="return"``
+        and ``checksum_sha256``, the caller's image of the same bytes if there is one."""
+        body: dict[str, Any] = {
+            "content_type": content_type,
+            "method": "MULTIPART",
+            "size": size,
+            "part_size": part_size,
+            "tags": list(tags),
+            "description": description,
+            "if_exists": if_exists,
+        }
+        checksums = list(part_checksums)
+        if checksums:
+            body["part_checksums"] = checksums
+        if checksum_sha256 is not None:
+            body["checksum_sha256"] = checksum_sha256
+        if filename is not None:
+            body["filename"] = filename
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        answer = await self._json("POST", "/images/upload", json=body, headers=headers)
+        return (
+            MultipartTicket.from_json(answer) if "upload_id" in answer else Image.from_json(answer)
+        )
+
+    async def parts(self, image_id: str) -> MultipartTicket:
+        """``GET /images/{id}/parts``: the parts still to send, with fresh URLs."""
+        return MultipartTicket.from_json(await self._json("GET", f"/images/{image_id}/parts"))
+
+    async def send_parts(
+        self,
+        ticket: MultipartTicket,
+        source: ByteSource,
+        *,
+        parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
+        progress: Progress | None = None,
+    ) -> None:
+        """PUTs the ticket's parts, ``parts_at_once`` at a time, each read from ``source`` when
+        its turn comes. A part that fails on the network, or whose URL expired meanwhile, is
+        sent again (with a fresh URL from the service)."""
+        slots = asyncio.Semaphore(parts_at_once)
+        sent = {0: ticket.uploaded_bytes}
+
+        def reporter(number: int) -> Progress:
+            def report(done: int, _total: int) -> None:
+                sent[number] = done
+                if progress is not None:
+                    progress(sum(sent.values()), source.size)
+
+            return report
+
+        async def send(part: PartTicket) -> None:
+            async with slots:
+                data = await source.read((part.part_number - 1) * ticket.part_size, part.size)
+                for attempt in range(_PART_ATTEMPTS):
+                    try:
+                        await self._put_part(part, data, reporter(part.part_number))
+                        return
+                    except (StorageError, aiohttp.ClientConnectionError) as exc:
+                        expired = isinstance(exc, StorageError) and exc.status == 403
+                        if attempt + 1 == _PART_ATTEMPTS or (
+                            isinstance(exc, StorageError) and not expired and exc.status < 500
+                        ):
+                            raise
+                        if expired:  # signed too long ago: ask for this part's URL again
+                            fresh = await self.parts(ticket.image_id)
+                            part = next(p for p in fresh.parts if p.part_number == part.part_number)
+
+        await asyncio.gather(*(send(part) for part in ticket.parts))
+
+    async def _put_part(self, part: PartTicket, data: bytes, progress: Progress) -> None:
+        headers = {k: v for k, v in part.headers.items() if k.lower() != "content-length"}
+        payload = _ProgressPayload(data, progress, content_type="application/octet-stream")
+        async with self._session.put(part.url, data=payload, headers=headers) as response:
+            if response.status != 200:
+                raise StorageError(response.status, await response.text())
+
+    async def upload_multipart(
+        self,
+        source: ByteSource,
+        content_type: str,
+        *,
+        tags: Iterable[str] = (),
+        description: str = "",
+        filename: str | None = None,
+        part_size: int = DEFAULT_PART_BYTES,
+        parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
+        skip_existing: bool = False,
+        progress: Progress | None = None,
+        started: Callable[[MultipartTicket], None] | None = None,
+        wait: bool = False,
+        max_wait: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> Image:
+        """A whole upload in parts: every part's SHA-256 and the file's are computed first
+        (one pass), so S3 checks each part and the service the whole. ``started`` is told the
+        ticket before any part is sent (to keep it for a resume)."""
+        sums = await digests(source, part_size)
+        answer = await self.create_multipart_upload(
+            content_type,
+            source.size,
+            part_size=part_size,
+            part_checksums=sums.parts,
+            checksum_sha256=sums.whole,
+            tags=tags,
+            description=description,
+            filename=filename,
+            if_exists="return" if skip_existing else "create",
+        )
+        if isinstance(answer, Image):
+            return replace(answer, existing=True)
+        if started is not None:
+            started(answer)
+        await self.send_parts(answer, source, parts_at_once=parts_at_once, progress=progress)
+        return await self._completed(answer.image_id, wait=wait, max_wait=max_wait)
+
+    async def resume_upload(
+        self,
+        image_id: str,
+        source: ByteSource,
+        *,
+        parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
+        progress: Progress | None = None,
+        wait: bool = False,
+        max_wait: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> Image:
+        """Finishes an interrupted multipart upload: sends only the parts S3 does not hold."""
+        ticket = await self.parts(image_id)
+        await self.send_parts(ticket, source, parts_at_once=parts_at_once, progress=progress)
+        return await self._completed(image_id, wait=wait, max_wait=max_wait)
+
+    async def _completed(self, image_id: str, *, wait: bool, max_wait: float) -> Image:
+        image = await self.complete(image_id)
+        if wait:
+            image = await self.wait_until_processed(image.image_id, max_wait=max_wait)
+        return image
+
+    async def check(self, checksums: Iterable[str]) -> dict[str, str | None]:
+        """``POST /images/check``: for each SHA-256 (base64 or hex, up to 500), the id of an
+        image of the caller's with those bytes, or None."""
+        body = await self._json("POST", "/images/check", json={"checksums_sha256": list(checksums)})
+        return {r["checksum_sha256"]: r["image_id"] for r in body["results"]}
+
     async def complete(self, image_id: str) -> Image:
         """``POST /images/{id}/complete``: the service verifies what arrived and queues it."""
         return Image.from_json(await self._json("POST", f"/images/{image_id}/complete"))
@@ -309,25 +489,53 @@ class ImageServiceClient:
         progress: Progress | None = None,
         wait: bool = False,
         max_wait: float = DEFAULT_TIMEOUT_SECONDS,
+        skip_existing: bool = False,
+        multipart_threshold: int = MULTIPART_THRESHOLD_BYTES,
+        part_size: int = DEFAULT_PART_BYTES,
+        parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
     ) -> Image:
-        """The whole upload: URL (the exact size signed in), bytes to S3, completion, and with
-        ``wait`` the processed image. ``content_type`` defaults to what the bytes are."""
+        """The whole upload: URL (the exact size and SHA-256 signed in), bytes to S3,
+        completion, and with ``wait`` the processed image. ``content_type`` defaults to what
+        the bytes are. Above ``multipart_threshold`` bytes, the upload goes in parts,
+        ``parts_at_once`` in parallel. ``skip_existing``: an image of the caller's with the
+        same bytes is the answer, and nothing is sent."""
         declared = content_type or content_type_from_magic(data[:64])
         if declared is None:
             raise ValueError("not a recognised image: give content_type")
-        ticket = await self.create_upload(
-            declared,
-            size=len(data) if method == "PUT" else None,
-            tags=tags,
-            description=description,
-            filename=filename,
-            method=method,
-        )
+        if len(data) > multipart_threshold:
+            return await self.upload_multipart(
+                BytesSource(data),
+                declared,
+                tags=tags,
+                description=description,
+                filename=filename,
+                part_size=part_size,
+                parts_at_once=parts_at_once,
+                skip_existing=skip_existing,
+                progress=progress,
+                wait=wait,
+                max_wait=max_wait,
+            )
+        checksum = _sha256(data) if skip_existing or method == "PUT" else None
+        body: dict[str, Any] = {
+            "content_type": declared,
+            "tags": list(tags),
+            "description": description,
+            "method": method,
+            "if_exists": "return" if skip_existing else "create",
+        }
+        if method == "PUT":
+            body["size"] = len(data)
+        if checksum is not None:
+            body["checksum_sha256"] = checksum
+        if filename is not None:
+            body["filename"] = filename
+        answer = await self._json("POST", "/images/upload", json=body)
+        if "upload_url" not in answer:  # skip_existing: already there
+            return replace(Image.from_json(answer), existing=True)
+        ticket = UploadTicket.from_json(answer)
         await self.send(ticket, data, progress=progress)
-        image = await self.complete(ticket.image_id)
-        if wait:
-            image = await self.wait_until_processed(image.image_id, max_wait=max_wait)
-        return image
+        return await self._completed(ticket.image_id, wait=wait, max_wait=max_wait)
 
     async def wait_until_processed(
         self, image_id: str, *, max_wait: float = DEFAULT_TIMEOUT_SECONDS, interval: float = 0.1
@@ -489,6 +697,10 @@ class ImageServiceClient:
             if response.status >= 400:
                 raise _api_error(response, body)
             return body
+
+
+def _sha256(data: bytes) -> str:
+    return base64.b64encode(hashlib.sha256(data).digest()).decode("ascii")
 
 
 def _api_error(response: aiohttp.ClientResponse, body: Any) -> ApiError:

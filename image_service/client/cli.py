@@ -16,8 +16,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TextIO
 
-from image_service.client.api import Image, ImageServiceClient, ImageServiceError
-from image_service.formats import FILE_EXTENSIONS
+from image_service.client import state as upload_state
+from image_service.client.api import (
+    DEFAULT_PARTS_AT_ONCE,
+    MULTIPART_THRESHOLD_BYTES,
+    ApiError,
+    Image,
+    ImageServiceClient,
+    ImageServiceError,
+    Progress,
+)
+from image_service.client.parts import FileSource
+from image_service.formats import FILE_EXTENSIONS, content_type_from_magic
 
 URL_VARIABLE = "IMAGE_SERVICE_API_URL"
 TOKEN_VARIABLE = "IMAGE_SERVICE_API_TOKEN"  # noqa: S105  # a variable name, not a secret
@@ -98,25 +108,31 @@ def cmd_upload(args: argparse.Namespace) -> None:
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
         raise SystemExit(f"image-service upload: no such file: {', '.join(missing)}")
-    bar = ProgressBar(sum(p.stat().st_size for p in paths), len(paths))
+    sizes = [p.stat().st_size for p in paths]
+    bar = ProgressBar(sum(sizes), len(paths))
     slots = asyncio.Semaphore(args.parallel)
 
     async def upload_one(images: ImageServiceClient, slot: int, path: Path) -> Image | None:
         async with slots:
             try:
-                data = await asyncio.to_thread(path.read_bytes)
-                image = await images.upload(
-                    data,
-                    tags=args.tag,
-                    description=args.description,
-                    filename=path.name,
-                    progress=bar.sent_bytes(slot),
-                    wait=args.wait,
-                )
+                if sizes[slot] > MULTIPART_THRESHOLD_BYTES:
+                    image = await _upload_in_parts(images, args, path, bar.sent_bytes(slot))
+                else:
+                    image = await images.upload(
+                        await asyncio.to_thread(path.read_bytes),
+                        tags=args.tag,
+                        description=args.description,
+                        filename=path.name,
+                        progress=bar.sent_bytes(slot),
+                        wait=args.wait,
+                        skip_existing=args.skip_existing,
+                    )
             except (ImageServiceError, ValueError, OSError) as exc:
                 _fail(path, exc)
                 return None
             bar.file_done()
+            if image.existing:
+                print(f"{path}: already uploaded as {image.image_id}", file=sys.stderr)
             return image
 
     async def upload_all(images: ImageServiceClient) -> int:
@@ -129,6 +145,52 @@ def cmd_upload(args: argparse.Namespace) -> None:
         return 1 if failed else 0
 
     _run(args, upload_all)
+
+
+async def _upload_in_parts(
+    images: ImageServiceClient, args: argparse.Namespace, path: Path, progress: Progress
+) -> Image:
+    """A large file, in parts, its progress kept in a state file until it is complete; with
+    ``--resume``, an interrupted upload of the same unchanged file sends only what is missing."""
+    source = FileSource(path)
+    content_type = content_type_from_magic(await source.read(0, 64))
+    if content_type is None:
+        raise ValueError("not a recognised image")
+    state = upload_state.load(images.base_url, path) if args.resume else None
+    image: Image | None = None
+    if state is not None:
+        try:
+            image = await images.resume_upload(
+                state.image_id,
+                source,
+                parts_at_once=args.parts_at_once,
+                progress=progress,
+                wait=args.wait,
+            )
+        except ApiError as exc:
+            if exc.code == "upload_completed":  # assembled before the interruption
+                image = await images.complete(state.image_id)
+                if args.wait:
+                    image = await images.wait_until_processed(image.image_id)
+            elif exc.status != 404:  # gone (deleted, expired): start again below
+                raise
+    if image is None:
+        image = await images.upload_multipart(
+            source,
+            content_type,
+            tags=args.tag,
+            description=args.description,
+            filename=path.name,
+            parts_at_once=args.parts_at_once,
+            skip_existing=args.skip_existing,
+            progress=progress,
+            started=lambda ticket: upload_state.save(
+                upload_state.UploadState.of(images.base_url, path, ticket.image_id)
+            ),
+            wait=args.wait,
+        )
+    upload_state.forget(images.base_url, path)
+    return image
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -250,6 +312,24 @@ def add_client_commands(commands: Any) -> None:
     upload.add_argument("--description", default="", help="one description for every file")
     upload.add_argument(
         "--parallel", type=_parallel, default=4, help="files uploaded at once (default 4)"
+    )
+    upload.add_argument(
+        "--parts-at-once",
+        type=_parallel,
+        default=DEFAULT_PARTS_AT_ONCE,
+        help=f"parts of one large file sent at once (default {DEFAULT_PARTS_AT_ONCE}); files "
+        f"over {MULTIPART_THRESHOLD_BYTES // 2**20} MiB go in parts",
+    )
+    upload.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish an interrupted upload of the same (unchanged) large file: only the "
+        "parts S3 does not hold are sent",
+    )
+    upload.add_argument(
+        "--skip-existing",
+        action="store_true",
+        help="do not upload a file you already have an image of (same SHA-256); print its id",
     )
     upload.add_argument("--wait", action="store_true", help="wait until each one is processed")
     upload.set_defaults(func=cmd_upload)
