@@ -5,14 +5,16 @@ is saved under test-artifacts/ for a person to look at."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Page, Route, expect
 
 from image_service.client import ImageServiceClient
 from image_service.embedded import free_port
@@ -133,3 +135,51 @@ async def test_a_file_that_is_not_what_it_claims_is_refused_with_the_reason(
     await expect(card).to_have_attribute("data-status", "rejected")
     await expect(card.locator("img")).to_have_count(0)
     assert all("status of 422" in problem for problem in problems)  # only the refusal
+
+
+async def test_a_large_file_goes_up_in_parts_and_resumes_after_a_reload(
+    browser: Browser, dev_url: str, tmp_path: Path
+) -> None:
+    large = tmp_path / "panorama.png"
+    data = images.noisy_png(2400, 2400)  # 17 MB: over the page's 16 MiB threshold, 3 parts
+    large.write_bytes(data)
+    problems: list[str] = []
+    page = await _signed_in_page(browser, dev_url, problems)
+    token = await page.input_value("#token")
+
+    # The connection dies after the first part: S3 never answers the others.
+    held: list[Route] = []
+
+    async def first_part_only(route: Route) -> None:
+        if "partNumber=1&" in route.request.url or route.request.url.endswith("partNumber=1"):
+            await route.continue_()
+        else:
+            held.append(route)
+
+    await page.route("**/*partNumber=*", first_part_only)
+    await page.set_input_files("#files", str(large))
+    row = page.locator("#uploads li[data-file='panorama.png']")
+    await expect(row).to_have_attribute("data-image-id", re.compile(".+"), timeout=WAIT_MS)
+    image_id = await row.get_attribute("data-image-id")
+    assert image_id is not None
+    async with ImageServiceClient(dev_url, token) as client:
+        async with asyncio.timeout(WAIT_MS / 1000):
+            # S3 holding a part is no event to await: asked until it does.
+            while (await client.parts(image_id)).uploaded_bytes == 0:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        for route in held:
+            await route.abort()
+        await page.unroute("**/*partNumber=*")
+
+        await page.reload()  # the tab crashed, or the user closed it
+        await expect(page.locator("body")).to_have_attribute("data-signed-in", "true")
+        await page.set_input_files("#files", str(large))  # the same file, chosen again
+        row = page.locator("#uploads li[data-file='panorama.png']")
+        await expect(row).to_have_attribute("data-status", "ready", timeout=WAIT_MS)
+        assert await row.get_attribute("data-resumed") == image_id
+        assert await row.locator("progress").evaluate("bar => bar.value") == 1
+        assert [image.image_id for image in (await client.list()).items] == [image_id]
+        assert await client.download(image_id) == data
+    # Only the parts the dead connection dropped.
+    assert problems
+    assert all("net::ERR_FAILED" in problem for problem in problems), problems

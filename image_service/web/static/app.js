@@ -6,6 +6,11 @@ const TOKEN_KEY = "image_service.token";
 const PAGE_SIZE = 24;
 const POLL_INTERVAL_MS = 300;
 const PROCESSING_WAIT_MS = 60_000;
+// Larger files go up in parts, several at once, and resume after a reload (below).
+const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
+const PART_SIZE = 8 * 1024 * 1024;
+const PARTS_AT_ONCE = 4;
+const RESUME_KEY_PREFIX = "image_service.upload:";
 
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", cursor: null };
@@ -90,6 +95,7 @@ function uploadRow(name) {
   const row = element("li", { dataset: { file: name } }, element("span", {}, name), bar, status);
   $("uploads").prepend(row);
   return {
+    element: row,
     progress: (fraction) => { bar.value = fraction; },
     status: (text) => { status.textContent = text; row.dataset.status = text; },
     fail: (text) => {
@@ -134,9 +140,105 @@ function splitTags(text) {
   return [...new Set(text.split(",").map((tag) => tag.trim()).filter(Boolean))];
 }
 
+// -- large files: in parts, resumable ----------------------------------------------------------
+// The page remembers (localStorage) which image a file's parts belong to, by the file's name,
+// size and modification time; choosing the same file after a reload or a crash asks the API
+// which parts S3 already holds and sends only the others.
+
+function resumeKey(file) {
+  return `${RESUME_KEY_PREFIX}${state.token ? claims(state.token)?.sub : ""}:${file.name}:${file.size}:${file.lastModified}`;
+}
+
+async function sha256Base64(blob) {
+  const digest = await crypto.subtle.digest("SHA-256", await blob.arrayBuffer());
+  return btoa(String.fromCharCode(...new Uint8Array(digest)));
+}
+
+async function partChecksums(file) {
+  const checksums = [];
+  for (let start = 0; start < file.size; start += PART_SIZE) {
+    checksums.push(await sha256Base64(file.slice(start, start + PART_SIZE)));
+  }
+  return checksums;
+}
+
+function sendPart(part, file, partSize, onProgress) {
+  return new Promise((resolve, reject) => {
+    const start = (part.part_number - 1) * partSize;
+    const request = new XMLHttpRequest();
+    request.open("PUT", part.url);
+    for (const [name, value] of Object.entries(part.headers)) {
+      // The browser sets Content-Length itself (to the slice's length, the signed one).
+      if (name.toLowerCase() !== "content-length") request.setRequestHeader(name, value);
+    }
+    request.upload.onprogress = (event) => onProgress(event.loaded);
+    request.onload = () => (request.status === 200
+      ? resolve()
+      : reject(new Error(`S3 refused part ${part.part_number} (${request.status})`)));
+    request.onerror = () => reject(new Error("S3 could not be reached"));
+    request.send(file.slice(start, start + part.size));
+  });
+}
+
+async function sendParts(ticket, file, row) {
+  const sent = new Map();
+  const already = (ticket.uploaded ?? []).reduce((total, part) => total + part.size, 0);
+  const report = () => row.progress(
+    (already + [...sent.values()].reduce((a, b) => a + b, 0)) / file.size);
+  const queue = [...ticket.parts];
+  const worker = async () => {
+    for (let part = queue.shift(); part; part = queue.shift()) {
+      await sendPart(part, file, ticket.part_size, (loaded) => { sent.set(part.part_number, loaded); report(); });
+    }
+  };
+  await Promise.all(Array.from({ length: PARTS_AT_ONCE }, worker));
+}
+
+async function uploadInParts(file, tags, description, row) {
+  const key = resumeKey(file);
+  let ticket = null;
+  const remembered = localStorage.getItem(key);
+  if (remembered) {
+    try {
+      ticket = await api("GET", `/images/${remembered}/parts`);
+      row.status("resuming");
+      row.element.dataset.resumed = remembered;
+    } catch {
+      localStorage.removeItem(key);  // completed, deleted or expired: start again
+    }
+  }
+  if (!ticket) {
+    row.status("hashing");
+    ticket = await api("POST", "/images/upload", {
+      content_type: file.type || "application/octet-stream",
+      method: "MULTIPART",
+      size: file.size,
+      part_size: PART_SIZE,
+      part_checksums: await partChecksums(file),
+      tags,
+      description,
+      filename: file.name,
+    });
+    localStorage.setItem(key, ticket.image_id);
+  }
+  row.element.dataset.imageId = ticket.image_id;
+  row.status("uploading");
+  await sendParts(ticket, file, row);
+  row.status("verifying");
+  await api("POST", `/images/${ticket.image_id}/complete`);
+  localStorage.removeItem(key);
+  return ticket.image_id;
+}
+
 async function uploadFile(file, tags, description) {
   const row = uploadRow(file.name);
   try {
+    if (file.size > MULTIPART_THRESHOLD) {
+      const imageId = await uploadInParts(file, tags, description, row);
+      row.status("processing");
+      row.status((await waitUntilProcessed(imageId)).status);
+      return;
+    }
     row.status("asking for a URL");
     const ticket = await api("POST", "/images/upload", {
       content_type: file.type || "application/octet-stream",
