@@ -10,7 +10,7 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test test-unit lint deploy-lint fmt clean loadtest bench profile soak chaos latency
+.PHONY: run test test-unit lint deploy-lint fmt clean loadtest bench profile soak chaos latency uppy-example
 
 USERS    ?= 16
 DURATION ?= 30
@@ -44,6 +44,31 @@ $(DEPLOY_STAMP): deploy/requirements-lint.txt
 	$(DEPLOY_VENV)/bin/python -m pip install --quiet -r deploy/requirements-lint.txt
 	touch $@
 
+# Uppy, the upload widget of the example in examples/uppy, from the npm registry (no CDN): the
+# tarball is checked against the integrity pinned here before its bundle is unpacked.
+UPPY_VERSION   := 5.2.4
+UPPY_INTEGRITY := sha512-1btgAGUb7Tu7GympmA9XkyGcXBSM93d1FA36J6pY4lr6a0jMXfvFUg66Dbnm/Xaq6sFvm8KwSPJF46d8Ng0E8Q==
+UPPY_DIR       := examples/uppy/vendor
+UPPY_STAMP     := $(UPPY_DIR)/.uppy-$(UPPY_VERSION)
+NPM ?= /usr/bin/npm
+$(NPM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends npm
+$(UPPY_STAMP): | $(NPM)
+	rm -rf $(UPPY_DIR) && mkdir -p $(UPPY_DIR)/pack
+	cd $(UPPY_DIR)/pack && $(NPM) pack --silent uppy@$(UPPY_VERSION) >/dev/null
+	test "sha512-$$(openssl dgst -sha512 -binary $(UPPY_DIR)/pack/uppy-$(UPPY_VERSION).tgz | base64 -w0)" = "$(UPPY_INTEGRITY)" \
+		|| { echo "uppy-$(UPPY_VERSION).tgz does not match its pinned integrity" >&2; exit 1; }
+	tar -xzf $(UPPY_DIR)/pack/uppy-$(UPPY_VERSION).tgz -C $(UPPY_DIR) --strip-components=2 \
+		package/dist/uppy.min.mjs package/dist/uppy.min.css
+	rm -rf $(UPPY_DIR)/pack
+	touch $@
+
+## uppy-example: vendor Uppy, then serve examples/uppy on :8081 (next to `make run`'s API on :8080)
+uppy-example: $(UPPY_STAMP)
+	@echo "open http://127.0.0.1:8081/#api=http://127.0.0.1:8080&token=<the token make run printed>"
+	$(PYTHON) -m http.server 8081 --bind 127.0.0.1 --directory examples/uppy
+
 # ClamAV's daemon, for the scanning tests (Debian's package; signatures are written by the tests).
 CLAMD ?= /usr/sbin/clamd
 $(CLAMD):
@@ -61,7 +86,7 @@ run: $(STAMP)
 	$(BIN)/image-service dev
 
 ## test: install, then run the whole suite (it starts its own moto, LocalStack S3, clamd, Chromium)
-test: $(STAMP) $(LOCALSTACK_STAMP) $(DEPLOY_STAMP) $(CLAMD) $(CHROMIUM)
+test: $(STAMP) $(LOCALSTACK_STAMP) $(DEPLOY_STAMP) $(CLAMD) $(CHROMIUM) $(UPPY_STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## deploy-lint: cfn-lint and checkov on deploy/ (CloudFormation, Kubernetes), kubernetes-validate
@@ -112,4 +137,4 @@ fmt: $(STAMP)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) $(LOCALSTACK_VENV) $(DEPLOY_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(LOCALSTACK_VENV) $(DEPLOY_VENV) $(UPPY_DIR) .pytest_cache .mypy_cache .ruff_cache

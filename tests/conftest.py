@@ -31,6 +31,7 @@ from image_service.settings import Settings
 from image_service.storage.clients import provision
 from image_service.web.app import create_app
 from tests.localstack import localstack
+from tests.processes import Program, wait_for_port
 
 JWT_SECRET = "test-secret-long-enough-for-every-hmac-algorithm-0123456789abcdef"
 AWS_SECRET = "testing-secret"
@@ -320,6 +321,19 @@ async def make_api(
 @pytest.fixture
 async def api(make_api: MakeApi) -> Api:
     return await make_api()
+
+
+@pytest.fixture
+async def dev_url() -> AsyncIterator[str]:
+    """`image-service dev` as a user runs it (embedded moto), on a spare port."""
+    port = free_port()
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGE_"))}
+    program = await Program.start("dev", "--port", str(port), env=environment)
+    try:
+        await wait_for_port(port, within=60)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await program.stop()
 
 
 # -- headless Chromium (Debian's, through Playwright's driver; no browser is downloaded) ----------

@@ -7,19 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import io
-import os
 import re
-from collections.abc import AsyncIterator
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from playwright.async_api import Browser, Page, Route, expect
 
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port
 from tests import images
-from tests.processes import Program, wait_for_port
 
 WAIT_MS = 30_000
 
@@ -28,18 +23,6 @@ def _picture(fmt: str, colour: tuple[int, int, int]) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (320, 200), colour).save(buffer, fmt)
     return buffer.getvalue()
-
-
-@pytest.fixture
-async def dev_url() -> AsyncIterator[str]:
-    port = free_port()
-    environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGE_"))}
-    program = await Program.start("dev", "--port", str(port), env=environment)
-    try:
-        await wait_for_port(port, within=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await program.stop()
 
 
 async def _signed_in_page(browser: Browser, url: str, problems: list[str]) -> Page:
