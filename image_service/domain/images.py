@@ -8,7 +8,6 @@ import hashlib
 import json
 import logging
 import re
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -57,6 +56,7 @@ from image_service.models import (
     Principal,
     Usage,
 )
+from image_service.spool import spool
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore, StoredObject
@@ -70,8 +70,6 @@ _MAX_FILENAME_STEM = 100
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PART_BYTES = 5 * 1024**3
 MAX_PARTS = 1000
-# What completion reads of an upload stays in memory up to this; beyond, it is on disk.
-_SPOOL_IN_MEMORY_BYTES = 8 * 1024 * 1024
 # Digests one check may ask about.
 MAX_CHECKED_DIGESTS = 500
 
@@ -701,30 +699,26 @@ class ImageService:
     async def _verify_content(
         self, record: ImageRecord, stored: StoredObject, upload_key: str
     ) -> ImageRecord:
-        """Reads the object once (the version that was sized), hashes it, and inspects it.
-        What is read stays in memory up to a few MiB, and goes to a temporary file beyond:
-        a gigabyte upload costs its decode (bounded by the pixel limits), not its size."""
-        digest = hashlib.sha256()
-        loop = asyncio.get_running_loop()
-        with tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY_BYTES) as spool:
-            async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
-                async for chunk in chunks:
-                    digest.update(chunk)
-                    if spool.tell() + len(chunk) > _SPOOL_IN_MEMORY_BYTES:
-                        # Goes to disk (or is there already): written off the event loop.
-                        await loop.run_in_executor(None, spool.write, chunk)
-                    else:
-                        spool.write(chunk)
+        """Reads the object once (the version that was sized), hashes it, and inspects it,
+        in bounded memory (``spool.py``): a gigabyte upload costs its decode, which the pixel
+        limits bound, not its size."""
+        async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
+            upload = await spool(chunks)
+        with upload:
             try:
                 async with self._inspections:
-                    inspection = await loop.run_in_executor(
-                        None, inspect_image, spool, record.content_type, self._policy.inspection
+                    inspection = await asyncio.get_running_loop().run_in_executor(
+                        None,
+                        inspect_image,
+                        upload.file,
+                        record.content_type,
+                        self._policy.inspection,
                     )
             except ImageRejected as rejection:
                 await self._reject(
                     record, upload_key, rejection.code, rejection.message, rejection.details
                 )
-        checksum = base64.b64encode(digest.digest()).decode("ascii")
+        checksum = base64.b64encode(upload.sha256_digest).decode("ascii")
         declared = record.declared_checksum_sha256
         if declared is not None and checksum != declared:
             await self._reject(
@@ -740,8 +734,8 @@ class ImageService:
             size=stored.size,
             width=inspection.width,
             height=inspection.height,
-            sha256=digest.hexdigest(),
-            uploaded_sha256=digest.hexdigest(),
+            sha256=upload.sha256,
+            uploaded_sha256=upload.sha256,
             # The parts are one object now: nothing left to resume.
             upload_id=None,
             part_size=None,

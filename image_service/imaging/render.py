@@ -8,11 +8,13 @@ import functools
 import io
 import struct
 from dataclasses import dataclass
+from typing import IO
 
 from PIL import Image, ImageCms, ImageOps
 
 import image_service.imaging.inspect  # noqa: F401  # registers the HEIC/HEIF opener
 from image_service.imaging.placeholder import thumbhash
+from image_service.spool import Spooled
 
 _FORMATS = {
     "jpeg": ("JPEG", "image/jpeg", ".jpg"),
@@ -62,7 +64,7 @@ class Rendering:
 DEFAULT_VARIANTS = (VariantSpec("thumb", 256), VariantSpec("medium", 1024))
 
 
-def render_variants(data: bytes, specs: tuple[VariantSpec, ...]) -> Rendering:
+def render_variants(data: bytes | IO[bytes], specs: tuple[VariantSpec, ...]) -> Rendering:
     """Decodes once (at the smallest scale that still covers the largest variant), applies the
     EXIF orientation, then shrinks step by step from the largest variant to the smallest.
 
@@ -72,7 +74,9 @@ def render_variants(data: bytes, specs: tuple[VariantSpec, ...]) -> Rendering:
     nothing of the original's metadata.
     """
     largest = max(spec.max_side for spec in specs)
-    with Image.open(io.BytesIO(data)) as source:
+    file = io.BytesIO(data) if isinstance(data, bytes) else data
+    file.seek(0)
+    with Image.open(file) as source:
         # JPEG only: libjpeg decodes at 1/2, 1/4 or 1/8 scale when that still covers `largest`
         # (the decode is most of the cost: 12 MP at 1/2 scale is a quarter of the work).
         # YCbCr is what a JPEG stores and what the JPEG encoder wants: skipping the round trip
@@ -197,30 +201,42 @@ def _encode(
 _SOI = b"\xff\xd8"
 _APP1 = 0xE1
 _SOS = 0xDA
+_COPY_CHUNK_BYTES = 1024 * 1024
 _EXIF_HEADER = b"Exif\x00\x00"
 _XMP_HEADER = b"http://ns.adobe.com/xap/1.0/\x00"
 
 
 def strip_jpeg_gps(data: bytes) -> bytes:
-    """The same JPEG with GPS removed from its EXIF (and any XMP naming GPS dropped).
-
-    Only metadata segments before the image data are rewritten; the compressed image data is
-    copied byte for byte, so pixels are untouched. Returns ``data`` itself when there is no GPS.
-    """
-    if not data.startswith(_SOI):
+    """The same JPEG with GPS removed from its EXIF (and any XMP naming GPS dropped); ``data``
+    itself when there is no GPS (see :func:`strip_jpeg_gps_file`)."""
+    stripped = strip_jpeg_gps_file(io.BytesIO(data))
+    if stripped is None:
         return data
+    with stripped:
+        return stripped.file.read()
+
+
+def strip_jpeg_gps_file(source: IO[bytes]) -> Spooled | None:
+    """A copy of the JPEG in ``source`` with GPS removed from its EXIF (and any XMP naming GPS
+    dropped), or None when there is no GPS (or it is not a JPEG).
+
+    Only metadata segments before the image data are read and rewritten; the compressed image
+    data is copied byte for byte, a megabyte at a time, so pixels are untouched and memory
+    stays bounded whatever the file's size.
+    """
+    source.seek(0)
+    if source.read(2) != _SOI:
+        return None
     out = bytearray(_SOI)
-    position = 2
     changed = False
-    while position + 4 <= len(data):
-        if data[position] != 0xFF:
-            break  # not a marker: malformed, leave the rest untouched
-        marker = data[position + 1]
-        if marker == _SOS:
-            break
-        (length,) = struct.unpack_from(">H", data, position + 2)
-        segment_end = position + 2 + length
-        payload = data[position + 4 : segment_end]
+    while True:
+        position = source.tell()
+        header = source.read(4)
+        if len(header) < 4 or header[0] != 0xFF or header[1] == _SOS:
+            break  # the image data (or something malformed): copied as it is
+        marker = header[1]
+        (length,) = struct.unpack_from(">H", header, 2)
+        payload = source.read(length - 2)
         if marker == _APP1 and payload.startswith(_EXIF_HEADER):
             exif = Image.Exif()
             exif.load(payload[len(_EXIF_HEADER) :])
@@ -229,18 +245,20 @@ def strip_jpeg_gps(data: bytes) -> bytes:
                 new_payload = _EXIF_HEADER + exif.tobytes()
                 out += b"\xff\xe1" + struct.pack(">H", len(new_payload) + 2) + new_payload
                 changed = True
-                position = segment_end
                 continue
         if marker == _APP1 and payload.startswith(_XMP_HEADER) and b"GPS" in payload:
             changed = True  # XMP can repeat the location (exif:GPSLatitude): drop the packet
-            position = segment_end
             continue
-        out += data[position:segment_end]
-        position = segment_end
+        out += header + payload
     if not changed:
-        return data
-    out += data[position:]
-    return bytes(out)
+        return None
+    stripped = Spooled()
+    stripped.write(bytes(out))
+    source.seek(position)
+    while chunk := source.read(_COPY_CHUNK_BYTES):
+        stripped.write(chunk)
+    stripped.file.seek(0)
+    return stripped
 
 
 # -- renditions: one size and format on request -------------------------------------------------

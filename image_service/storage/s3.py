@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import aiohttp
 from botocore.exceptions import ClientError
@@ -255,10 +255,12 @@ class ObjectStore:
             last_modified=response["LastModified"],
         )
 
-    async def read(self, key: str, *, etag: str) -> AsyncGenerator[bytes]:
-        """The object's bytes in chunks, failing if it changed since it was inspected."""
+    async def read(self, key: str, *, etag: str | None = None) -> AsyncGenerator[bytes]:
+        """The object's bytes in chunks; with ``etag``, failing if it changed since it was
+        inspected."""
+        condition: dict[str, Any] = {"IfMatch": etag} if etag is not None else {}
         with backend_errors(BACKEND):
-            response = await self._client.get_object(Bucket=self.bucket, Key=key, IfMatch=etag)
+            response = await self._client.get_object(Bucket=self.bucket, Key=key, **condition)
             body = response["Body"]
             async with body:  # releases the connection however the reader stops
                 async for chunk in body.iter_chunks(READ_CHUNK_BYTES):
@@ -281,13 +283,6 @@ class ObjectStore:
                 ChecksumAlgorithm="SHA256",
             )
 
-    async def get_bytes(self, key: str) -> bytes:
-        with backend_errors(BACKEND):
-            response = await self._client.get_object(Bucket=self.bucket, Key=key)
-            body = response["Body"]
-            async with body:
-                return await body.read()
-
     async def get_if_exists(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag, or None when there is no such object (one call)."""
         url = await self._reader.url("GET", key, expires_in=_READ_URL_SECONDS)
@@ -307,8 +302,9 @@ class ObjectStore:
                         raise
         raise AssertionError("unreachable")  # every attempt returns or raises
 
-    async def put_bytes(self, key: str, data: bytes, *, content_type: str) -> str:
-        """Stores ``data`` at ``key``; its ETag."""
+    async def put_bytes(self, key: str, data: bytes | IO[bytes], *, content_type: str) -> str:
+        """Stores ``data`` (bytes, or a seekable file read from its start) at ``key``; its
+        ETag."""
         with backend_errors(BACKEND):
             response = await self._client.put_object(
                 Bucket=self.bucket, Key=key, Body=data, ContentType=content_type

@@ -3,20 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
+from contextlib import aclosing
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from urllib.parse import unquote_plus
 
 from image_service.domain.images import ImageService, utc_now
 from image_service.domain.layout import image_prefix, quarantine_key
 from image_service.errors import ServiceError
-from image_service.imaging.render import VariantSpec, render_variants, strip_jpeg_gps
+from image_service.imaging.render import VariantSpec, render_variants, strip_jpeg_gps_file
 from image_service.logs import image_event
 from image_service.models import ImageRecord, ImageStatus, Variant
+from image_service.spool import spool
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
 from image_service.worker.scanners import Scanner, ScanSubject
@@ -89,24 +90,31 @@ class ImageProcessor:
         record = await self._repository.get(user_id, image_id)
         if record is None or record.status is not ImageStatus.PROCESSING:
             return  # done already (a redelivered job) or deleted meanwhile: one result only
-        data = await self._store.get_bytes(record.s3_key)
-        if record.content_type == "image/jpeg" and not self._policy.keep_gps:
-            stripped = strip_jpeg_gps(data)
-            if stripped is not data:
-                await self._store.put_bytes(
-                    record.s3_key, stripped, content_type=record.content_type
+        # The original in bounded memory (spool.py), however large: decoded from there.
+        async with aclosing(self._store.read(record.s3_key)) as chunks:
+            original = await spool(chunks)
+        try:
+            if record.content_type == "image/jpeg" and not self._policy.keep_gps:
+                loop = asyncio.get_running_loop()
+                stripped = await loop.run_in_executor(None, strip_jpeg_gps_file, original.file)
+                if stripped is not None:
+                    await self._store.put_bytes(
+                        record.s3_key, stripped.file, content_type=record.content_type
+                    )
+                    original.close()
+                    original = stripped
+
+            finding = await self._scan(record, original.file)
+            if finding is not None:
+                await self._quarantine(record, finding)
+                return
+
+            async with self._render_slots:
+                rendering = await asyncio.get_running_loop().run_in_executor(
+                    None, render_variants, original.file, self._policy.variants
                 )
-                data = stripped
-
-        finding = await self._scan(record, data)
-        if finding is not None:
-            await self._quarantine(record, finding)
-            return
-
-        async with self._render_slots:
-            rendering = await asyncio.get_running_loop().run_in_executor(
-                None, render_variants, data, self._policy.variants
-            )
+        finally:
+            original.close()
         prefix = image_prefix(record.user_id, record.image_id)
         variants = []
         for rendered in rendering.variants:
@@ -126,8 +134,8 @@ class ImageProcessor:
         ready = replace(
             record,
             status=ImageStatus.READY,
-            size=len(data),
-            sha256=hashlib.sha256(data).hexdigest(),
+            size=original.size,
+            sha256=original.sha256,
             variants=variants,
             placeholder=rendering.dominant_color,
             thumbhash=rendering.thumbhash,
@@ -149,7 +157,7 @@ class ImageProcessor:
             # Deleted while this job ran: take back what it wrote, so nothing is orphaned.
             await self._store.delete([variant.key for variant in variants])
 
-    async def _scan(self, record: ImageRecord, data: bytes) -> str | None:
+    async def _scan(self, record: ImageRecord, file: IO[bytes]) -> str | None:
         """The first finding of the chain, or None when every scanner passes it."""
         if not self._scanners:
             return None
@@ -159,7 +167,7 @@ class ImageProcessor:
             content_type=record.content_type,
             content_disposition="inline",
         )
-        subject = ScanSubject(record.user_id, record.image_id, record.content_type, data, url)
+        subject = ScanSubject(record.user_id, record.image_id, record.content_type, file, url)
         for scanner in self._scanners:
             verdict = await scanner.scan(subject)  # ScannerUnavailable: retried, never ready
             if not verdict.clean:

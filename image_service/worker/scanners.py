@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
-from typing import Protocol
+from typing import IO, Protocol
 
 import aiohttp
 
 CLAMD_TIMEOUT_SECONDS = 30
 WEBHOOK_TIMEOUT_SECONDS = 10
-_CLAMD_CHUNK = 64 * 1024
+# clamd's INSTREAM frames; its StreamMaxLength (default 100 MB) must cover the largest upload.
+_CLAMD_CHUNK = 256 * 1024
 
 
 class ScannerUnavailable(Exception):
@@ -30,7 +31,7 @@ class ScanSubject:
     user_id: str
     image_id: str
     content_type: str
-    data: bytes
+    file: IO[bytes]  # the original's bytes (spooled: read from the start, a chunk at a time)
     download_url: str  # short-lived presigned GET of the original
 
 
@@ -68,8 +69,8 @@ class ClamdScanner:
                 reader, writer = await self._connect()
                 try:
                     writer.write(b"zINSTREAM\0")
-                    for start in range(0, len(subject.data), _CLAMD_CHUNK):
-                        chunk = subject.data[start : start + _CLAMD_CHUNK]
+                    subject.file.seek(0)
+                    while chunk := await asyncio.to_thread(subject.file.read, _CLAMD_CHUNK):
                         writer.write(struct.pack(">I", len(chunk)) + chunk)
                         await writer.drain()
                     writer.write(struct.pack(">I", 0))
