@@ -161,9 +161,10 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         for owner, image_id, reason in report.refused:
             print(f"not migrated ({reason}): {owner}/{image_id}")
         dry_run = "" if args.apply else " (a dry run: --apply to migrate)"
+        indexed = "indexed" if args.apply else "would index"
         print(
             f"{verb} {len(report.migrated)}, completed {len(report.resumed)} left uploads, "
-            f"{len(report.refused)} refused{dry_run}"
+            f"{len(report.refused)} refused, {indexed} {len(report.indexed)} digests{dry_run}"
         )
         return 0 if report.clean else 1
 

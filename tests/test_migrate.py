@@ -4,6 +4,7 @@ command against moto."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
@@ -115,7 +116,46 @@ async def test_the_original_services_images_are_taken_in_and_served(
     # Again: nothing more to do. The disguised one is a rejected image now, like any refused
     # upload; the two that could not be tried are still the original service's.
     code, lines = await _migrate(api, "--apply")
-    assert "migrated 0, completed 0 left uploads, 2 refused" in lines
+    assert "migrated 0, completed 0 left uploads, 2 refused, indexed 0 digests" in lines
+
+
+async def test_images_verified_before_digests_existed_get_theirs_under_traffic(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    api = await make_api()
+    photos = [images.encode("PNG", 40, 30, (n, 10, 200)) for n in range(6)]
+    ready = [(await api.upload(photo, content_type="image/png"))[2] for photo in photos]
+    dynamodb = emulator_client("dynamodb", moto_endpoint)
+    for image in ready:  # as an earlier version stored them: no uploaded digest, no digest item
+        key = {"user_id": {"S": "alice"}, "image_id": {"S": image["image_id"]}}
+        dynamodb.update_item(
+            TableName=api.settings.table, Key=key, UpdateExpression="REMOVE uploaded_sha256"
+        )
+        dynamodb.delete_item(
+            TableName=api.settings.table,
+            Key={"user_id": {"S": "alice"}, "image_id": {"S": f"sha256#{image['sha256']}"}},
+        )
+    digests = [image["sha256"] for image in ready]
+    _, answer, _ = await api.call("POST", "/images/check", json={"checksums_sha256": digests})
+    assert [r["image_id"] for r in answer["results"]] == [None] * 6
+
+    code, lines = await _migrate(api)  # a dry run says what it would do, and does nothing
+    assert "would migrate 0, completed 0 left uploads, 0 refused, would index 6 digests" in (
+        " ".join(lines)
+    )
+    # Live: while it runs, the owner deletes one and retags another.
+    migration = asyncio.create_task(_migrate(api, "--apply"))
+    await api.call("DELETE", f"/images/{ready[0]['image_id']}")
+    await api.call("PATCH", f"/images/{ready[1]['image_id']}", json={"tags": ["kept"]})
+    code, lines = await migration
+    assert code == 0, lines
+
+    _, answer, _ = await api.call("POST", "/images/check", json={"checksums_sha256": digests})
+    assert [r["image_id"] for r in answer["results"]] == [None] + [i["image_id"] for i in ready[1:]]
+    _, retagged, _ = await api.call("GET", f"/images/{ready[1]['image_id']}")
+    assert retagged["tags"] == ["kept"]  # the edit made meanwhile stands
+    code, lines = await _migrate(api, "--apply")
+    assert "indexed 0 digests" in " ".join(lines)
 
 
 async def test_a_migration_cut_short_is_finished_by_the_next_run(

@@ -11,6 +11,10 @@ safe under its owner's prefix.
 Safe to run again, and against a live service: an image is taken in by one conditional write
 (two migrations never both adopt it), and a run cut short is finished by the next, which
 completes the uploads left uncompleted (what S3's own upload event does when it is on).
+
+It also brings this service's own images up to date: images verified before de-duplication
+existed get their digest item (``POST /images/check``), each by a write conditional on the
+revision it read, re-read and re-applied if the image changed meanwhile.
 """
 
 from __future__ import annotations
@@ -47,6 +51,8 @@ class MigrationReport:
     refused: list[tuple[str, str, str]] = field(default_factory=list)
     # Uploads an earlier run (or a client) left uncompleted, completed by this one.
     resumed: list[ImageName] = field(default_factory=list)
+    # Images verified before digests were indexed, indexed now (or, in a dry run, to index).
+    indexed: list[ImageName] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
@@ -80,7 +86,20 @@ async def migrate(
         log.info("image migrated", extra=image_event("image_migrated", *name))
     if apply:
         await _complete_left_uploads(images, store, repository, report)
+    await _index_digests(repository, report, apply=apply)
     return report
+
+
+async def _index_digests(
+    repository: ImageRepository, report: MigrationReport, *, apply: bool
+) -> None:
+    async for record in repository.all_images():
+        if record.uploaded_sha256 is not None or record.sha256 is None:
+            continue
+        if record.status not in {ImageStatus.PROCESSING, ImageStatus.READY}:
+            continue
+        if not apply or await repository.index_digest(record):
+            report.indexed.append((record.user_id, record.image_id))
 
 
 async def _complete_left_uploads(

@@ -288,6 +288,21 @@ class ImageRepository:
                     break
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    async def index_digest(self, record: ImageRecord) -> bool:
+        """Gives an image verified before digests were indexed its digest item (its stored
+        bytes' SHA-256 as the uploaded one: the same unless GPS was stripped from them), in
+        the transaction that records it, as of the image's current revision; False when
+        there is nothing to do (or the image is gone)."""
+
+        def with_digest(current: ImageRecord) -> ImageRecord | None:
+            if current.uploaded_sha256 is not None or current.sha256 is None:
+                return None
+            if current.status not in {ImageStatus.PROCESSING, ImageStatus.READY}:
+                return None  # deleted or quarantined meanwhile: its bytes are not owned
+            return replace(current, uploaded_sha256=current.sha256)
+
+        return await self._rewrite(record, with_digest) is not None
+
     async def touch(self, record: ImageRecord, *, updated_at: datetime) -> ImageRecord | None:
         """Sets ``updated_at`` if the image is still as ``record`` (same status and revision):
         of several sweepers that found the same image, exactly one gets it back."""
