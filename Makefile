@@ -113,12 +113,13 @@ chaos: $(STAMP)
 latency: $(STAMP)
 	$(BIN)/python -m bench.latency
 
-## bench: the benchmarks that print numbers (API CPU per request, listing cost, variants, renditions)
-bench: $(STAMP)
+## bench: the benchmarks that print numbers (API CPU per request, listing cost, variants, renditions, multipart)
+bench: $(STAMP) $(LOCALSTACK_STAMP)
 	$(BIN)/python -m bench.api
 	$(BIN)/python -m bench.listing
 	$(BIN)/python -m bench.variants
 	$(BIN)/python -m bench.render
+	$(BIN)/python -m bench.multipart
 
 ## profile: where one endpoint's CPU goes, per request (py-spy on serve under load)
 ENDPOINT ?= POST /images/upload
