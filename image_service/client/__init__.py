@@ -12,13 +12,25 @@ from image_service.client.api import (
     UploadTicket,
     Variant,
 )
+from image_service.client.parts import (
+    ByteSource,
+    BytesSource,
+    FileSource,
+    MultipartTicket,
+    PartTicket,
+)
 
 __all__ = [
     "ApiError",
+    "ByteSource",
+    "BytesSource",
+    "FileSource",
     "Image",
     "ImageServiceClient",
     "ImageServiceError",
+    "MultipartTicket",
     "Page",
+    "PartTicket",
     "ProcessingTimeout",
     "StorageError",
     "UploadTicket",
