@@ -146,6 +146,9 @@ _UPLOAD_FIELDS = [
     "filename",
     "method",
     "user_id",
+    "part_size",
+    "part_checksums",
+    "if_exists",
 ]
 _PATCH_FIELDS = ["tags", "description"]
 _QUERY_NAMES = [
@@ -200,6 +203,8 @@ _OPERATIONS = [
     ("DELETE", "/images/{id}", None),
     ("POST", "/images/{id}/complete", None),
     ("GET", "/images/{id}/download", None),
+    ("GET", "/images/{id}/parts", None),
+    ("POST", "/images/check", ["checksums_sha256", "user_id"]),
 ]
 
 

@@ -105,6 +105,22 @@ async def test_an_interrupted_upload_resumes_from_the_parts_s3_holds(
     assert ready["sha256"] == hashlib.sha256(big_png).hexdigest()
 
 
+async def test_with_s3_events_the_client_and_the_event_complete_it_once(
+    make_api: MakeApi, big_png: bytes
+) -> None:
+    api = await make_api(s3_event_notifications=True)
+    upload = await _multipart(api, big_png)
+    assert await api.send_parts(upload["parts"], big_png, PART) == [200, 200, 200]
+    # Assembling the parts creates the object, whose event reaches the worker meanwhile.
+    status, image = await _complete(api, upload["image_id"])
+    assert status == 200
+    assert image["status"] in {"processing", "ready"}  # whichever completion won, its result
+    ready = await api.processed(upload["image_id"])
+    assert (ready["status"], ready["size"]) == ("ready", len(big_png))
+    _, usage_page, _ = await api.call("GET", "/images")
+    assert [item["image_id"] for item in usage_page["items"]] == [upload["image_id"]]
+
+
 async def test_completing_before_every_part_arrived_names_the_missing_ones(
     api: Api, big_png: bytes
 ) -> None:
