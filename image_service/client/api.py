@@ -277,21 +277,20 @@ class ImageServiceClient:
     ) -> UploadTicket:
         """``POST /images/upload``. Declaring ``size`` (and ``checksum_sha256``, base64) gets
         them signed into a PUT URL, so S3 itself refuses other bytes or a second upload."""
-        body: dict[str, Any] = {
-            "content_type": content_type,
-            "tags": list(tags),
-            "description": description,
-            "method": method,
-        }
-        if size is not None:
-            body["size"] = size
-        if filename is not None:
-            body["filename"] = filename
-        if checksum_sha256 is not None:
-            body["checksum_sha256"] = checksum_sha256
+        body = _upload_body(
+            content_type,
+            method,
+            tags=tags,
+            description=description,
+            filename=filename,
+            size=size,
+            checksum_sha256=checksum_sha256,
+        )
+        return UploadTicket.from_json(await self._post_upload(body, idempotency_key))
+
+    async def _post_upload(self, body: dict[str, Any], idempotency_key: str | None) -> Any:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        answer = await self._json("POST", "/images/upload", json=body, headers=headers)
-        return UploadTicket.from_json(answer)
+        return await self._json("POST", "/images/upload", json=body, headers=headers)
 
     async def send(
         self, ticket: UploadTicket, data: bytes, *, progress: Progress | None = None
@@ -334,24 +333,21 @@ class ImageServiceClient:
         """``POST /images/upload`` for a multipart upload: a URL per part, each signing its
         length (and its SHA-256 when ``part_checksums`` are given). With ``if_exists="return"``
         and ``checksum_sha256``, the caller's image of the same bytes if there is one."""
-        body: dict[str, Any] = {
-            "content_type": content_type,
-            "method": "MULTIPART",
-            "size": size,
-            "part_size": part_size,
-            "tags": list(tags),
-            "description": description,
-            "if_exists": if_exists,
-        }
+        body = _upload_body(
+            content_type,
+            "MULTIPART",
+            tags=tags,
+            description=description,
+            filename=filename,
+            size=size,
+            checksum_sha256=checksum_sha256,
+            part_size=part_size,
+            if_exists=if_exists,
+        )
         checksums = list(part_checksums)
         if checksums:
             body["part_checksums"] = checksums
-        if checksum_sha256 is not None:
-            body["checksum_sha256"] = checksum_sha256
-        if filename is not None:
-            body["filename"] = filename
-        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        answer = await self._json("POST", "/images/upload", json=body, headers=headers)
+        answer = await self._post_upload(body, idempotency_key)
         return (
             MultipartTicket.from_json(answer) if "upload_id" in answer else Image.from_json(answer)
         )
@@ -516,21 +512,17 @@ class ImageServiceClient:
                 wait=wait,
                 max_wait=max_wait,
             )
-        checksum = _sha256(data) if skip_existing or method == "PUT" else None
-        body: dict[str, Any] = {
-            "content_type": declared,
-            "tags": list(tags),
-            "description": description,
-            "method": method,
-            "if_exists": "return" if skip_existing else "create",
-        }
-        if method == "PUT":
-            body["size"] = len(data)
-        if checksum is not None:
-            body["checksum_sha256"] = checksum
-        if filename is not None:
-            body["filename"] = filename
-        answer = await self._json("POST", "/images/upload", json=body)
+        body = _upload_body(
+            declared,
+            method,
+            tags=tags,
+            description=description,
+            filename=filename,
+            size=len(data) if method == "PUT" else None,
+            checksum_sha256=_sha256(data) if skip_existing or method == "PUT" else None,
+            if_exists="return" if skip_existing else "create",
+        )
+        answer = await self._post_upload(body, None)
         if "upload_url" not in answer:  # skip_existing: already there
             return replace(Image.from_json(answer), existing=True)
         ticket = UploadTicket.from_json(answer)
@@ -697,6 +689,30 @@ class ImageServiceClient:
             if response.status >= 400:
                 raise _api_error(response, body)
             return body
+
+
+def _upload_body(
+    content_type: str,
+    method: str,
+    *,
+    tags: Iterable[str],
+    description: str,
+    filename: str | None,
+    size: int | None,
+    checksum_sha256: str | None,
+    **more: Any,
+) -> dict[str, Any]:
+    """A ``POST /images/upload`` body; what is None is left out (the service's default)."""
+    body: dict[str, Any] = {
+        "content_type": content_type,
+        "method": method,
+        "tags": list(tags),
+        "description": description,
+        **more,
+    }
+    optional = {"size": size, "filename": filename, "checksum_sha256": checksum_sha256}
+    body.update({name: value for name, value in optional.items() if value is not None})
+    return body
 
 
 def _sha256(data: bytes) -> str:
