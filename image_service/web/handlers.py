@@ -13,6 +13,7 @@ from image_service.domain.images import UploadRequest
 from image_service.domain.renditions import validated_spec
 from image_service.metrics import CONTENT_TYPE
 from image_service.models import ListFilter
+from image_service.views import image_view, page_view
 from image_service.web.encoding import json_text
 from image_service.web.keys import (
     IMAGE_REPOSITORY,
@@ -49,7 +50,6 @@ from image_service.web.schemas import (
     UploadRequestSchema,
     UploadResponseSchema,
 )
-from image_service.web.views import image_view, page_view
 
 READINESS_TIMEOUT_SECONDS = 3.0
 # Responses that carry a URL granting access must never sit in a shared or browser cache.

@@ -8,8 +8,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from image_service.models import ImagePage, ImageRecord, ImageStatus, Variant
+from image_service.views import image_view, page_view
 from image_service.web.schemas import ImagePageSchema, ImageSchema
-from image_service.web.views import image_view, page_view
 
 _text = st.text(max_size=30)
 _count = st.none() | st.integers(min_value=0, max_value=2**53)
