@@ -23,9 +23,20 @@ _RENDER_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 _READS = {"GetItem", "BatchGetItem", "Query", "Scan"}
 
 
+def webhook_counter(registry: CollectorRegistry) -> Counter:
+    return Counter(
+        "image_service_webhooks",
+        "Webhook events, by type and outcome: queued or lost (where the event happened), "
+        "delivered, retried or dead_lettered (in the worker that delivers them).",
+        ["event", "outcome"],
+        registry=registry,
+    )
+
+
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.webhooks = webhook_counter(self.registry)
         self.requests = Counter(
             "image_service_http_requests",
             "HTTP requests answered, by route template, method and status.",
@@ -73,6 +84,9 @@ class ServiceMetrics:
             registry=self.registry,
         )
 
+    def observe_webhook(self, event_type: str, outcome: str) -> None:
+        self.webhooks.labels(event_type, outcome).inc()
+
     def observe_render(self, outcome: str, seconds: float | None) -> None:
         self.renders.labels(outcome).inc()
         if seconds is not None:
@@ -110,6 +124,7 @@ class WorkerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.webhooks = webhook_counter(self.registry)
         self.jobs = Counter(
             "image_service_worker_jobs",
             "Jobs run, by outcome: done, failed (retried later, then dead-lettered) or "
@@ -144,6 +159,9 @@ class WorkerMetrics:
             self.jobs.labels(outcome)
         for action in ("requeued", "delete_finished"):
             self.swept.labels(action)
+
+    def observe_webhook(self, event_type: str, outcome: str) -> None:
+        self.webhooks.labels(event_type, outcome).inc()
 
     def observe_job(self, outcome: str, seconds: float) -> None:
         self.jobs.labels(outcome).inc()

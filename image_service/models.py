@@ -53,6 +53,8 @@ class ImageRecord:
     tags: list[str] = field(default_factory=list)
     description: str = ""
     filename: str | None = None
+    # Where this upload's events are also POSTed (a webhook of its own), if the client asked.
+    callback_url: str | None = None
     # What the client declared when it asked for the URL; checked at completion.
     declared_size: int | None = None
     declared_checksum_sha256: str | None = None

@@ -12,6 +12,7 @@ from datetime import datetime
 import aiohttp
 
 from image_service.domain.cursor import CursorCodec
+from image_service.domain.events import ImageEvents
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.domain.renditions import (
@@ -28,10 +29,12 @@ from image_service.settings import Settings, cursor_key, render_key
 from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.presign import Presigner
+from image_service.storage.provision import dead_letter_queue_name
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
 from image_service.worker.pipeline import ImageProcessor, ProcessingPolicy
 from image_service.worker.scanners import ClamdScanner, Scanner, WebhookScanner
+from image_service.worker.webhooks import PublicOnlyResolver, WebhookSender
 
 # How long a scanner's presigned GET of the original lives.
 SCAN_URL_EXPIRY_SECONDS = 300
@@ -96,7 +99,13 @@ async def open_services(
     *,
     clock: Callable[[], datetime] = utc_now,
     metrics: ServiceMetrics | None = None,
+    observe_webhook: Callable[[str, str], None] | None = None,
 ) -> AsyncIterator[Services]:
+    """Every service over one set of clients. ``observe_webhook`` is told each webhook
+    outcome (the API's ``metrics`` by default; a worker passes its own)."""
+    if observe_webhook is None and metrics is not None:
+        observe_webhook = metrics.observe_webhook
+    observe = observe_webhook or (lambda _event, _outcome: None)
     async with aws_clients(settings) as clients, AsyncExitStack() as stack:
         if metrics is not None:
             clients.dynamodb_wire.observe(metrics.observe_dynamodb_call)
@@ -116,6 +125,14 @@ async def open_services(
             clients.dynamodb_wire, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
         )
         jobs = JobQueue(clients.sqs, settings.queue_name, long_poll_client=clients.sqs_long_poll)
+        events = ImageEvents(
+            jobs,
+            webhook_url=settings.webhook_url,
+            signing=settings.webhook_secret is not None,
+            allow_private=settings.webhook_allow_private,
+            clock=clock,
+            observe=observe,
+        )
         images = ImageService(
             store=store,
             repository=repository,
@@ -138,10 +155,12 @@ async def open_services(
                 max_images_per_user=settings.max_images_per_user,
                 max_bytes_per_user=settings.max_bytes_per_user,
                 usage_cache_seconds=settings.usage_cache_seconds,
+                callbacks_to_private=settings.webhook_allow_private,
             ),
             upload_limiter=TokenBucketLimiter(
                 per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
             ),
+            events=events,
             clock=clock,
         )
         scanners: list[Scanner] = []
@@ -150,6 +169,25 @@ async def open_services(
         if settings.moderation_webhook_url:
             http = await stack.enter_async_context(aiohttp.ClientSession())
             scanners.append(WebhookScanner(settings.moderation_webhook_url, http))
+        webhooks = None
+        if settings.webhook_secret is not None:
+            webhooks = WebhookSender(
+                jobs=jobs,
+                dead_letters=JobQueue(
+                    clients.sqs,
+                    dead_letter_queue_name(settings.queue_name),
+                    long_poll_client=clients.sqs_long_poll,
+                ),
+                secret=settings.webhook_secret,
+                max_age_seconds=settings.webhook_max_age_seconds,
+                http=await stack.enter_async_context(aiohttp.ClientSession()),
+                public_http=await stack.enter_async_context(
+                    aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver())
+                    )
+                ),
+                observe=observe,
+            )
         processor = ImageProcessor(
             images=images,
             store=store,
@@ -161,6 +199,7 @@ async def open_services(
                 scan_url_expiry=SCAN_URL_EXPIRY_SECONDS,
             ),
             render_slots=settings.inspection_concurrency,
+            webhooks=webhooks,
             clock=clock,
         )
         policy = rendition_policy(settings)

@@ -6,6 +6,8 @@ the public S3 address for presigned URLs is ours, because botocore has no notion
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import os
@@ -87,6 +89,25 @@ def _url(value: str) -> str:
 def _secret(value: str) -> str:
     if len(value) < MIN_JWT_SECRET_LENGTH:
         raise ValueError(f"must be at least {MIN_JWT_SECRET_LENGTH} characters")
+    return value
+
+
+MIN_WEBHOOK_SECRET_LENGTH = 24
+
+
+def _webhook_secret(value: str) -> str:
+    if value.startswith("whsec_"):
+        try:
+            key = base64.b64decode(value.removeprefix("whsec_"), validate=True)
+        except binascii.Error:
+            raise ValueError("whsec_ must be followed by base64") from None
+        if len(key) < 16:
+            raise ValueError("whsec_ must carry at least 16 bytes")
+        return value
+    if len(value) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise ValueError(
+            f"must be whsec_<base64> or at least {MIN_WEBHOOK_SECRET_LENGTH} characters"
+        )
     return value
 
 
@@ -337,6 +358,29 @@ class Settings:
         _url,
         "Moderation webhook: sent a download URL, answers allow or deny. Off when unset.",
     )
+    webhook_url: str | None = _setting(
+        None,
+        _url,
+        "Where every image event is POSTed (image.ready, .rejected, .quarantined, .deleted), "
+        "signed per Standard Webhooks. Off when unset.",
+    )
+    webhook_secret: str | None = _setting(
+        None,
+        _webhook_secret,
+        "Key that signs webhooks: `whsec_` + base64 (Standard Webhooks), or any string of 24+ "
+        "characters. Required for webhook_url and for per-upload callback_url.",
+        secret=True,
+    )
+    webhook_allow_private: bool = _setting(
+        False,
+        _bool,
+        "Let a per-upload callback_url reach loopback, link-local and private addresses.",
+    )
+    webhook_max_age_seconds: int = _setting(
+        86400,
+        _positive_int,
+        "How long a failing webhook is retried (with backoff) before it is dead-lettered.",
+    )
     upload_url_expiry: int = _setting(
         300, _expiry, f"Lifetime of presigned upload URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
     )
@@ -405,6 +449,8 @@ class Settings:
                 values[setting.name] = setting.metadata["parse"](raw)
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from None
+        if values.get("webhook_url") and not values.get("webhook_secret"):
+            raise SettingsError(f"{PREFIX}WEBHOOK_SECRET: is required with {PREFIX}WEBHOOK_URL")
         if verifies_tokens and not values.get("jwt_secret"):
             if not values.get("jwt_jwks_url"):
                 raise SettingsError(f"{PREFIX}JWT_SECRET: is required (or {PREFIX}JWT_JWKS_URL)")

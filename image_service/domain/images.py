@@ -19,7 +19,10 @@ from urllib.parse import quote
 
 from cachetools import TTLCache
 
+from image_service.domain import events
+from image_service.domain.callbacks import callback_refusal
 from image_service.domain.cursor import CursorCodec
+from image_service.domain.events import ImageEvents
 from image_service.domain.layout import (
     image_prefix,
     incoming_key,
@@ -92,6 +95,8 @@ class UploadPolicy:
     max_bytes_per_user: int
     # Upload URLs are checked against a usage figure at most this old; completion is exact.
     usage_cache_seconds: float
+    # Whether a callback_url may name loopback, link-local or private addresses.
+    callbacks_to_private: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +115,7 @@ class UploadRequest:
     # "return": when the caller already has an image of these bytes (checksum_sha256), that
     # image is the answer instead of a new upload.
     if_exists: str = "create"
+    callback_url: str | None = None
 
 
 def part_sizes(size: int, part_size: int) -> list[int]:
@@ -148,7 +154,12 @@ def _fingerprint(request: UploadRequest) -> str:
     body["part_checksums"] = list(request.part_checksums)
     # Fields added since keys were first fingerprinted count only when used, so a retry
     # spanning an upgrade still matches its first attempt.
-    for name, unset in (("part_size", None), ("part_checksums", []), ("if_exists", "create")):
+    for name, unset in (
+        ("part_size", None),
+        ("part_checksums", []),
+        ("if_exists", "create"),
+        ("callback_url", None),
+    ):
         if body[name] == unset:
             del body[name]
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
@@ -198,8 +209,10 @@ class ImageService:
         cursors: CursorCodec,
         policy: UploadPolicy,
         upload_limiter: TokenBucketLimiter,
+        events: ImageEvents,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
+        self.events = events
         self._store = store
         self._repository = repository
         self._idempotency = idempotency
@@ -347,6 +360,8 @@ class ImageService:
                 },
             )
         await self._check_quota(owner, request.size or 0)
+        if request.callback_url is not None:
+            await self._check_callback(request.callback_url)
 
         now = self._clock()
         image_id = str(uuid.uuid4())
@@ -363,6 +378,7 @@ class ImageService:
             filename=request.filename,
             declared_size=request.size,
             declared_checksum_sha256=request.checksum_sha256,
+            callback_url=request.callback_url,
         )
         if multipart:
             # S3's upload first, then the record, then the URLs: a URL is only ever handed out
@@ -384,6 +400,20 @@ class ImageService:
         # Written after signing (which does no I/O): a URL is only handed out for a stored record.
         record = await self._repository.create(record)
         return record, upload
+
+    async def _check_callback(self, url: str) -> None:
+        if not self.events.signing:
+            raise InvalidRequest(
+                "This service sends no webhooks (IMAGE_SERVICE_WEBHOOK_SECRET is unset).",
+                code="webhooks_not_configured",
+            )
+        refusal = await callback_refusal(url, allow_private=self._policy.callbacks_to_private)
+        if refusal is not None:
+            raise InvalidRequest(
+                f"callback_url is not allowed: {refusal}.",
+                code="callback_url_not_allowed",
+                details={"reason": refusal},
+            )
 
     def _checked_parts(self, request: UploadRequest) -> int:
         """A multipart request's part size, once its size, parts and checksums are in bounds."""
@@ -756,7 +786,8 @@ class ImageService:
         rejected = replace(
             record, status=ImageStatus.REJECTED, rejection_reason=code, updated_at=self._clock()
         )
-        await self._repository.replace_if_status(rejected, ImageStatus.PENDING)
+        if await self._repository.replace_if_status(rejected, ImageStatus.PENDING):
+            await self.events.publish(events.REJECTED, rejected)
         raise UploadRejected(message, code=code, details=details)
 
     async def _reject_over_quota(self, record: ImageRecord, upload_key: str) -> None:
@@ -768,7 +799,8 @@ class ImageService:
             rejection_reason="quota_exceeded",
             updated_at=self._clock(),
         )
-        await self._repository.replace_if_status(rejected, ImageStatus.PENDING)
+        if await self._repository.replace_if_status(rejected, ImageStatus.PENDING):
+            await self.events.publish(events.REJECTED, rejected)
 
     async def _discard_parts(self, record: ImageRecord, upload_key: str) -> None:
         """Aborts the record's multipart upload if it is still open (its parts cost storage)."""
@@ -887,5 +919,7 @@ class ImageService:
         await self._discard_parts(record, incoming_key(record))
         served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
         await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
-        await self._repository.delete(record)
+        deleted = await self._repository.delete(record)
         self._usage_cache.pop(record.user_id, None)
+        if deleted:  # by this call: a concurrent one that got there first sends its own
+            await self.events.publish(events.DELETED, record)

@@ -42,11 +42,14 @@ class JobQueue:
                 self._url = (await self._client.get_queue_url(QueueName=self.name))["QueueUrl"]
         return self._url
 
-    async def send(self, job: dict[str, Any]) -> None:
+    async def send(self, job: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        """Queues ``job``; with ``delay_seconds`` (at most 900, SQS's limit), hidden that long."""
         url = await self.url()
         with backend_errors(BACKEND):
             await self._client.send_message(
-                QueueUrl=url, MessageBody=json.dumps(job, separators=(",", ":"))
+                QueueUrl=url,
+                MessageBody=json.dumps(job, separators=(",", ":")),
+                DelaySeconds=delay_seconds,
             )
 
     async def receive(

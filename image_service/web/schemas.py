@@ -186,6 +186,14 @@ class UploadRequestSchema(StrictSchema):
             "(checksum_sha256), answer it (200) instead of a new upload URL (201)."
         },
     )
+    callback_url = Text(
+        validate=validate.Length(min=1, max=2048),
+        metadata={
+            "description": "Also POST this image's events here (image.ready, .rejected, "
+            ".quarantined, .deleted), signed like the deployment's webhooks. Public http(s) "
+            "addresses only, unless IMAGE_SERVICE_WEBHOOK_ALLOW_PRIVATE."
+        },
+    )
     user_id = _user_id_field("Owner; must be the caller unless the caller is an admin.")
 
 

@@ -77,7 +77,7 @@ async def run_worker(settings: Settings) -> None:
     grace = settings.shutdown_grace_seconds
     async with (
         worker_endpoint(metrics, settings.host, settings.worker_metrics_port),
-        open_services(settings) as services,
+        open_services(settings, observe_webhook=metrics.observe_webhook) as services,
         running(make_worker(settings, services, metrics=metrics), grace_seconds=grace),
     ):
         sweeper = make_sweeper(settings, services, metrics=metrics)

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import IO, Any
 from urllib.parse import unquote_plus
 
+from image_service.domain import events
 from image_service.domain.images import ImageService, utc_now
 from image_service.domain.layout import image_prefix, quarantine_key
 from image_service.errors import ServiceError
@@ -21,6 +22,7 @@ from image_service.spool import spool
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
 from image_service.worker.scanners import Scanner, ScanSubject
+from image_service.worker.webhooks import WebhookSender
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,11 @@ class ImageProcessor:
         scanners: Sequence[Scanner],
         policy: ProcessingPolicy,
         render_slots: int,
+        webhooks: WebhookSender | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._images = images
+        self._webhooks = webhooks
         self._store = store
         self._repository = repository
         self._scanners = scanners
@@ -63,6 +67,11 @@ class ImageProcessor:
             raise PoisonJob(f"not a job: {type(job).__name__}")
         if job.get("type") == "process":
             await self.process(str(job["user_id"]), str(job["image_id"]))
+        elif job.get("type") == "webhook":
+            if self._webhooks is None:  # queued while webhooks were on; now they are off
+                log.warning("webhook %s dropped: no IMAGE_SERVICE_WEBHOOK_SECRET", job.get("id"))
+                return
+            await self._webhooks.deliver(job)
         elif "Records" in job:
             await self._uploaded(job["Records"])
         elif job.get("Event") == "s3:TestEvent":
@@ -144,6 +153,7 @@ class ImageProcessor:
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
         # the conditional write lets exactly one of them publish the record.
         if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
+            await self._images.events.publish(events.READY, ready)
             log.info(
                 "ready %s/%s (%d variants)",
                 record.user_id,
@@ -191,7 +201,8 @@ class ImageProcessor:
             variants=[],
             updated_at=self._clock(),
         )
-        await self._repository.replace_if_status(quarantined, ImageStatus.PROCESSING)
+        if await self._repository.replace_if_status(quarantined, ImageStatus.PROCESSING):
+            await self._images.events.publish(events.QUARANTINED, quarantined)
         log.warning(
             "quarantined %s/%s: %s",
             record.user_id,

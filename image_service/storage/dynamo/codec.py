@@ -137,6 +137,7 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     }
     optional_strings = {
         "filename": record.filename,
+        "callback_url": record.callback_url,
         "declared_checksum_sha256": record.declared_checksum_sha256,
         "upload_id": record.upload_id,
         "sha256": record.sha256,
@@ -239,6 +240,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         tags=[tag["S"] for tag in item.get("tags", {}).get("L", [])],
         description=item.get("description", {}).get("S", ""),
         filename=string("filename"),
+        callback_url=string("callback_url"),
         declared_size=number("declared_size"),
         declared_checksum_sha256=string("declared_checksum_sha256"),
         upload_id=string("upload_id"),

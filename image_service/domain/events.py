@@ -1,0 +1,101 @@
+"""Image events for webhooks: what happened to an image, queued for delivery.
+
+Each event becomes one job per destination on the processing queue (SQS): the deployment's
+``IMAGE_SERVICE_WEBHOOK_URL``, and the upload's own ``callback_url`` if it gave one. The worker
+delivers it (``worker/webhooks.py``), signed, retrying with backoff for up to a day, so a
+delivery is **at least once** from the moment the event is queued; each destination's
+failures are its own. Receivers de-duplicate by ``webhook-id``.
+
+An event is queued after the change it reports is stored, never before: a receiver never
+hears of a state the service does not have. If the queue refuses it even after SQS's retries,
+the event is logged and counted (``outcome="lost"``), and the change stands.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from image_service.errors import BackendUnavailable
+from image_service.models import ImageRecord, format_timestamp
+from image_service.storage.queue import JobQueue
+from image_service.views import image_view
+
+log = logging.getLogger(__name__)
+
+READY = "image.ready"
+REJECTED = "image.rejected"
+QUARANTINED = "image.quarantined"
+DELETED = "image.deleted"
+EVENT_TYPES = (READY, REJECTED, QUARANTINED, DELETED)
+
+Observe = Callable[[str, str], None]
+"""Told (event type, outcome): ``queued`` or ``lost``."""
+
+
+class ImageEvents:
+    def __init__(
+        self,
+        jobs: JobQueue,
+        *,
+        webhook_url: str | None,
+        signing: bool,
+        allow_private: bool,
+        clock: Callable[[], datetime],
+        observe: Observe = lambda _type, _outcome: None,
+    ) -> None:
+        self._jobs = jobs
+        self._webhook_url = webhook_url
+        # Without a secret nothing can be signed, so nothing is sent (and callback_url is refused).
+        self.signing = signing
+        self._allow_private = allow_private
+        self._clock = clock
+        self._observe = observe
+
+    async def publish(self, event_type: str, record: ImageRecord) -> None:
+        destinations: list[tuple[str, bool]] = []
+        if self._webhook_url:  # the operator's own endpoint: wherever they put it
+            destinations.append((self._webhook_url, True))
+        if record.callback_url:  # the caller's: public addresses only, unless allowed
+            destinations.append((record.callback_url, self._allow_private))
+        if not destinations or not self.signing:
+            return
+        now = self._clock()
+        body = {"type": event_type, "timestamp": format_timestamp(now), "data": image_view(record)}
+        message_id = f"msg_{uuid.uuid4().hex}"
+        for url, private_ok in destinations:
+            job = webhook_job(message_id, url, body, private_ok=private_ok)
+            try:
+                await self._jobs.send(job)
+            except BackendUnavailable as outage:
+                log.error(
+                    "webhook %s (%s) for %s/%s not queued: %s",
+                    message_id,
+                    event_type,
+                    record.user_id,
+                    record.image_id,
+                    outage.reason,
+                )
+                self._observe(event_type, "lost")
+            else:
+                self._observe(event_type, "queued")
+
+
+def webhook_job(
+    message_id: str, url: str, body: dict[str, Any], *, private_ok: bool
+) -> dict[str, Any]:
+    """A delivery job: where, what, and its retry state (first try now, attempt 0)."""
+    return {
+        "type": "webhook",
+        "id": message_id,
+        "url": url,
+        "private_ok": private_ok,
+        "body": body,
+        "first_attempt": time.time(),
+        "attempt": 0,
+        "not_before": 0,
+    }
