@@ -149,6 +149,7 @@ _UPLOAD_FIELDS = [
     "part_size",
     "part_checksums",
     "if_exists",
+    "callback_url",
 ]
 _PATCH_FIELDS = ["tags", "description"]
 _QUERY_NAMES = [
