@@ -106,6 +106,7 @@ async def test_every_kind_of_event_reaches_the_webhook_signed(
     assert status == 422
     await api.call("DELETE", f"/images/{upload['image_id']}")
     events = await receiver.until(3)
+    assert events[1]["data"]["reason"] == "content_mismatch"
     assert [(e["type"], e["data"]["image_id"]) for e in events[1:]] == [
         ("image.rejected", refused["image_id"]),
         ("image.deleted", upload["image_id"]),
@@ -123,6 +124,7 @@ async def test_a_quarantined_image_is_an_event(make_api: MakeApi, receiver: Rece
     assert image["status"] == "quarantined"
     (event,) = await receiver.until(1)
     assert (event["type"], event["data"]["image_id"]) == ("image.quarantined", upload["image_id"])
+    assert event["data"]["reason"] == "moderation: test"
 
 
 async def test_a_failed_delivery_is_retried_with_the_same_id(

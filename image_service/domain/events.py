@@ -65,7 +65,10 @@ class ImageEvents:
         if not destinations or not self.signing:
             return
         now = self._clock()
-        body = {"type": event_type, "timestamp": format_timestamp(now), "data": image_view(record)}
+        data = image_view(record)
+        if record.rejection_reason:  # why it was rejected or quarantined
+            data["reason"] = record.rejection_reason
+        body = {"type": event_type, "timestamp": format_timestamp(now), "data": data}
         message_id = f"msg_{uuid.uuid4().hex}"
         for url, private_ok in destinations:
             job = webhook_job(message_id, url, body, private_ok=private_ok)
