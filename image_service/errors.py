@@ -160,6 +160,20 @@ class RendersBusy(ServiceError):
         super().__init__("Too many renditions are being made; retry shortly.")
 
 
+class TooManyWaits(ServiceError):
+    """This process holds as many waiting requests (and event streams) as it may."""
+
+    http_status = 503
+    code = "too_many_waits"
+    retry_after = 1
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(
+            "Too many requests are waiting here; retry shortly, or poll.",
+            details={"max_held_waits": limit},
+        )
+
+
 class NotReady(ServiceError):
     """``/ready``: a backend the service needs is not answering."""
 

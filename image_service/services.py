@@ -22,9 +22,11 @@ from image_service.domain.renditions import (
     RenditionSigner,
     RenditionSpec,
 )
+from image_service.domain.watch import IN_FLIGHT, StatusWatcher
 from image_service.imaging.inspect import InspectionLimits
 from image_service.imaging.render import RenderedVariant, VariantSpec, render_rendition
 from image_service.metrics import ServiceMetrics
+from image_service.models import ImageRecord, ListFilter
 from image_service.settings import Settings, cursor_key, render_key
 from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
@@ -38,6 +40,9 @@ from image_service.worker.webhooks import PublicOnlyResolver, WebhookSender
 
 # How long a scanner's presigned GET of the original lives.
 SCAN_URL_EXPIRY_SECONDS = 300
+# In-flight images an event stream follows per status (pending, processing) from the start,
+# and every few seconds after (uploads made through other replicas).
+IN_FLIGHT_FOLLOWED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +53,7 @@ class Services:
     images: ImageService
     processor: ImageProcessor
     renditions: Renditions
+    watcher: StatusWatcher
 
 
 def rendition_policy(settings: Settings) -> RenditionPolicy:
@@ -133,6 +139,22 @@ async def open_services(
             clock=clock,
             observe=observe,
         )
+
+        async def in_flight(owner: str) -> list[ImageRecord]:
+            found: list[ImageRecord] = []
+            for status in IN_FLIGHT:
+                page, _ = await repository.list_page(
+                    owner, ListFilter(status=status), IN_FLIGHT_FOLLOWED, None
+                )
+                found += page
+            return found
+
+        watcher = StatusWatcher(
+            read_many=repository.get_many,
+            list_in_flight=in_flight,
+            max_waits=settings.max_held_waits,
+        )
+        events.listen(lambda event_type, record: watcher.changed(record, event_type))
         images = ImageService(
             store=store,
             repository=repository,
@@ -161,6 +183,7 @@ async def open_services(
                 per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
             ),
             events=events,
+            watcher=watcher,
             clock=clock,
         )
         scanners: list[Scanner] = []
@@ -219,4 +242,4 @@ async def open_services(
             ),
             observe=metrics.observe_render if metrics is not None else lambda *_: None,
         )
-        yield Services(store, repository, jobs, images, processor, renditions)
+        yield Services(store, repository, jobs, images, processor, renditions, watcher)

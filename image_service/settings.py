@@ -358,6 +358,11 @@ class Settings:
         _url,
         "Moderation webhook: sent a download URL, answers allow or deny. Off when unset.",
     )
+    max_held_waits: int = _setting(
+        1000,
+        _positive_int,
+        "Requests one API process holds at once: `?wait=ready` reads and `/events` streams.",
+    )
     webhook_url: str | None = _setting(
         None,
         _url,

@@ -55,8 +55,15 @@ class ImageEvents:
         self._allow_private = allow_private
         self._clock = clock
         self._observe = observe
+        self._listeners: list[Callable[[str, ImageRecord], None]] = []
+
+    def listen(self, listener: Callable[[str, ImageRecord], None]) -> None:
+        """``listener`` hears of every event this process publishes, at once (in-process)."""
+        self._listeners.append(listener)
 
     async def publish(self, event_type: str, record: ImageRecord) -> None:
+        for listener in self._listeners:
+            listener(event_type, record)
         destinations: list[tuple[str, bool]] = []
         if self._webhook_url:  # the operator's own endpoint: wherever they put it
             destinations.append((self._webhook_url, True))

@@ -30,6 +30,7 @@ from image_service.domain.layout import (
     quarantine_key,
 )
 from image_service.domain.ratelimit import TokenBucketLimiter
+from image_service.domain.watch import IN_FLIGHT, StatusWatcher
 from image_service.errors import (
     BackendUnavailable,
     Conflict,
@@ -210,9 +211,11 @@ class ImageService:
         policy: UploadPolicy,
         upload_limiter: TokenBucketLimiter,
         events: ImageEvents,
+        watcher: StatusWatcher | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.events = events
+        self._watcher = watcher
         self._store = store
         self._repository = repository
         self._idempotency = idempotency
@@ -820,8 +823,22 @@ class ImageService:
 
     # -- reads and edits ------------------------------------------------------------------------
 
-    async def get(self, principal: Principal, image_id: str, user_id: str | None) -> ImageRecord:
-        return await self._owned(self.owner_for(principal, user_id), image_id)
+    async def get(
+        self,
+        principal: Principal,
+        image_id: str,
+        user_id: str | None,
+        *,
+        wait_seconds: float | None = None,
+    ) -> ImageRecord:
+        """The image; with ``wait_seconds``, once it has left pending/processing, or as it is
+        when that time has passed (``watch.py``: correct across replicas)."""
+        owner = self.owner_for(principal, user_id)
+        record = await self._owned(owner, image_id)
+        if wait_seconds is None or self._watcher is None or record.status not in IN_FLIGHT:
+            return record
+        settled = await self._watcher.wait((owner, image_id), wait_seconds)
+        return settled if settled is not None else await self._owned(owner, image_id)
 
     async def update(
         self,

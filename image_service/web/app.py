@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -27,6 +29,7 @@ from image_service.web.keys import (
     RENDITIONS,
     SETTINGS,
     TOKEN_VERIFIER,
+    WATCHER,
 )
 from image_service.web.middlewares import (
     RequestParser,
@@ -81,12 +84,19 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[JOB_QUEUE] = services.jobs
             app[IMAGE_SERVICE] = services.images
             app[RENDITIONS] = services.renditions
-            if not settings.embedded_worker:
-                yield
-                return
-            worker = make_worker(settings, services)
-            async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
-                yield
+            app[WATCHER] = services.watcher
+            watching = asyncio.create_task(services.watcher.run())
+            try:
+                if not settings.embedded_worker:
+                    yield
+                    return
+                worker = make_worker(settings, services)
+                async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
+                    yield
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
 
     return backends
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
 from aiohttp import web
+from aiohttp_sse import sse_response
 from marshmallow import Schema
 
 from image_service.domain.health import check_backends
@@ -16,6 +18,7 @@ from image_service.models import ListFilter
 from image_service.views import image_view, page_view
 from image_service.web.encoding import json_text
 from image_service.web.keys import (
+    DEADLINE,
     IMAGE_REPOSITORY,
     IMAGE_SERVICE,
     JOB_QUEUE,
@@ -24,8 +27,9 @@ from image_service.web.keys import (
     PRINCIPAL,
     RENDITIONS,
     SETTINGS,
+    WATCHER,
 )
-from image_service.web.middlewares import public
+from image_service.web.middlewares import public, token_in_query
 from image_service.web.openapi import (
     BEARER,
     docs,
@@ -38,9 +42,11 @@ from image_service.web.schemas import (
     DigestCheckSchema,
     DownloadQuerySchema,
     DownloadResponseSchema,
+    EventsQuerySchema,
     HealthSchema,
     ImagePageSchema,
     ImagePatchSchema,
+    ImageQuerySchema,
     ImageSchema,
     ListQuerySchema,
     OwnerQuerySchema,
@@ -174,14 +180,58 @@ async def complete_upload(request: web.Request) -> web.Response:
     return _json(image_view(record))
 
 
-@docs(summary="Get an image's metadata", **_secured)
-@querystring_schema(OwnerQuerySchema)
+@docs(
+    summary="Get an image's metadata; with wait=ready, once it is processed",
+    description="With wait=ready the request is held until the image leaves pending and "
+    "processing, or `timeout` seconds pass, and then answers the image as it is: no polling. "
+    "Each process holds a bounded number at once (IMAGE_SERVICE_MAX_HELD_WAITS; beyond it, "
+    "503 too_many_waits with Retry-After).",
+    **_secured,
+)
+@querystring_schema(ImageQuerySchema)
 @response_schema(ImageSchema, 200)
 async def get_image(request: web.Request) -> web.Response:
+    query = request["querystring"]
+    wait_seconds = float(query["timeout"]) if query.get("wait") else None
+    if wait_seconds:  # held on purpose: the request's deadline moves past the wait
+        deadline = request[DEADLINE]
+        deadline.reschedule(
+            asyncio.get_running_loop().time()
+            + wait_seconds
+            + request.app[SETTINGS].request_timeout_seconds
+        )
     record = await request.app[IMAGE_SERVICE].get(
-        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+        request[PRINCIPAL],
+        request.match_info["image_id"],
+        _owner(request),
+        wait_seconds=wait_seconds,
     )
     return _json(image_view(record))
+
+
+@docs(
+    summary="A stream of the caller's image events (server-sent events)",
+    description="Each event is named image.ready, image.rejected, image.quarantined, "
+    "image.processing or image.deleted, and its data is the image as GET /images/{id} shows "
+    "it. Images uploaded through any replica are followed while they are in flight; an event "
+    "may repeat. Counted against IMAGE_SERVICE_MAX_HELD_WAITS. Browsers: EventSource cannot "
+    "send a header, so pass the token as ?access_token=.",
+    **_secured,
+)
+@token_in_query
+@querystring_schema(EventsQuerySchema)
+@response_schema(None, 200, description="text/event-stream")
+async def image_events(request: web.Request) -> web.StreamResponse:
+    owner = request.app[IMAGE_SERVICE].owner_for(request[PRINCIPAL], _owner(request))
+    request[DEADLINE].reschedule(None)  # a stream lasts as long as its reader
+    async with (
+        request.app[WATCHER].stream(owner) as changes,
+        sse_response(request, headers=NO_STORE) as stream,
+    ):
+        while stream.is_connected():
+            event_type, record = await changes.get()
+            await stream.send(json_text(image_view(record)), event=event_type)
+    return stream
 
 
 @docs(summary="Change an image's tags and/or description", **_secured)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from image_service.auth.tokens import TokenVerifier
 from image_service.domain.images import ImageService
 from image_service.domain.renditions import Renditions
+from image_service.domain.watch import StatusWatcher
 from image_service.metrics import ServiceMetrics
 from image_service.models import Principal
 from image_service.settings import Settings
@@ -22,6 +25,9 @@ IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)
 IMAGE_SERVICE = web.AppKey("image_service", ImageService)
 JOB_QUEUE = web.AppKey("job_queue", JobQueue)
 RENDITIONS = web.AppKey("renditions", Renditions)
+WATCHER = web.AppKey("watcher", StatusWatcher)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
+# The request's deadline (middlewares.deadline): a request that holds on purpose moves it.
+DEADLINE = web.RequestKey("deadline", asyncio.Timeout)

@@ -28,7 +28,7 @@ from image_service.errors import (
 from image_service.logs import log_request
 from image_service.storage.errors import stalled_backend
 from image_service.web.encoding import envelope_text
-from image_service.web.keys import METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
+from image_service.web.keys import DEADLINE, METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
 
 log = logging.getLogger(__name__)
 
@@ -201,7 +201,8 @@ def deadline(seconds: float) -> Middleware:
     @web.middleware
     async def deadline_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            async with asyncio.timeout(seconds):
+            async with asyncio.timeout(seconds) as timeout:
+                request[DEADLINE] = timeout
                 return await handler(request)
         except TimeoutError:
             raise BackendTimeout(stalled_backend(), seconds) from None
@@ -226,12 +227,23 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     """Every matched route requires a bearer token unless its handler is marked public."""
     if request.match_info.http_exception is None and not is_public(request):
         verifier = request.app[TOKEN_VERIFIER]
-        request[PRINCIPAL] = await verifier.verify(request.headers.get(hdrs.AUTHORIZATION))
+        authorization = request.headers.get(hdrs.AUTHORIZATION)
+        if authorization is None and getattr(request.match_info.handler, "token_in_query", False):
+            # A browser's EventSource cannot send a header. Logs hold paths, never queries.
+            token = request.query.get("access_token")
+            authorization = None if token is None else f"Bearer {token}"
+        request[PRINCIPAL] = await verifier.verify(authorization)
     return await handler(request)
 
 
 def public(handler: Handler) -> Handler:
     handler.is_public = True  # type: ignore[attr-defined]  # a marker read by `authenticate`
+    return handler
+
+
+def token_in_query(handler: Handler) -> Handler:
+    """The route also takes its bearer token as ``?access_token=`` (event streams)."""
+    handler.token_in_query = True  # type: ignore[attr-defined]  # read by `authenticate`
     return handler
 
 

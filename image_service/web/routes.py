@@ -14,6 +14,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_post("/images/upload", handlers.create_upload)
     app.router.add_post("/images/check", handlers.check_digests)
     app.router.add_get("/images", handlers.list_images, allow_head=False)
+    app.router.add_get("/events", handlers.image_events, allow_head=False)
     app.router.add_get(_IMAGE, handlers.get_image, allow_head=False)
     app.router.add_patch(_IMAGE, handlers.update_image)
     app.router.add_delete(_IMAGE, handlers.delete_image)

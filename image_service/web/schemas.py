@@ -216,6 +216,35 @@ class OwnerQuerySchema(StrictSchema):
     user_id = _user_id_field("Act on another user's image (admin only).")
 
 
+MAX_WAIT_SECONDS = 20
+
+
+class ImageQuerySchema(OwnerQuerySchema):
+    wait = Text(
+        validate=validate.OneOf(["ready"]),
+        metadata={
+            "description": "ready: hold the request until the image leaves pending and "
+            "processing (ready, rejected, quarantined...) or the timeout passes, then answer it."
+        },
+    )
+    timeout = fields.Integer(
+        strict=False,
+        load_default=MAX_WAIT_SECONDS,
+        validate=validate.Range(min=0, max=MAX_WAIT_SECONDS),
+        metadata={"description": "Seconds to hold at most (with wait), 0-20."},
+    )
+
+
+class EventsQuerySchema(OwnerQuerySchema):
+    access_token = Text(
+        validate=validate.Length(min=1, max=8192),
+        metadata={
+            "description": "The bearer token, for clients that cannot send a header "
+            "(a browser's EventSource). Prefer the Authorization header."
+        },
+    )
+
+
 class DownloadQuerySchema(OwnerQuerySchema):
     redirect = fields.Boolean(
         load_default=False, metadata={"description": "Answer 302 to the URL instead of JSON."}

@@ -9,7 +9,7 @@ another writer got there first, so the copies never drift from their image.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from enum import Enum
@@ -427,15 +427,25 @@ class ImageRepository:
             for start in range(0, len(digests), BATCH_GET_SIZE)
         ]
         found: dict[str, list[str]] = {}
-        for items in await asyncio.gather(*(self._batch_get(owner, b) for b in batches)):
+        keyed = [[item_key(owner, digest_id(d)) for d in dict.fromkeys(b)] for b in batches]
+        for items in await asyncio.gather(*(self._batch_get(keys) for keys in keyed)):
             for item in items:
                 images = item.get(DIGEST_IMAGES, {}).get("SS", [])
                 if images:
                     found[item["image_id"]["S"].removeprefix(digest_id(""))] = sorted(images)
         return found
 
-    async def _batch_get(self, owner: str, digests: list[str]) -> list[Item]:
-        keys: list[Item] = [item_key(owner, digest_id(digest)) for digest in dict.fromkeys(digests)]
+    async def get_many(self, keys: Sequence[tuple[str, str]]) -> list[ImageRecord]:
+        """The images of these (owner, image id) keys that exist, a hundred per
+        ``BatchGetItem``, the batches at once (what ``?wait=ready`` polls)."""
+        batches = [
+            [item_key(owner, image_id) for owner, image_id in keys[start : start + BATCH_GET_SIZE]]
+            for start in range(0, len(keys), BATCH_GET_SIZE)
+        ]
+        found = await asyncio.gather(*(self._batch_get(batch) for batch in batches))
+        return [from_item(item) for items in found for item in items if "status" in item]
+
+    async def _batch_get(self, keys: list[Item]) -> list[Item]:
         request: dict[str, Any] = {"Keys": keys, "ConsistentRead": True}
         items: list[Item] = []
         for attempt in range(_BATCH_GET_ATTEMPTS):
