@@ -42,6 +42,8 @@ from image_service.formats import content_type_from_magic
 # Bytes written to S3 between two progress reports.
 PROGRESS_CHUNK_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 60.0
+# The longest the service holds one `?wait=ready` request.
+MAX_WAIT_SECONDS = 20
 # Above this, `upload` sends the bytes in parts (below the service's 20 MiB single-PUT limit).
 MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
@@ -530,17 +532,22 @@ class ImageServiceClient:
         return await self._completed(ticket.image_id, wait=wait, max_wait=max_wait)
 
     async def wait_until_processed(
-        self, image_id: str, *, max_wait: float = DEFAULT_TIMEOUT_SECONDS, interval: float = 0.1
+        self, image_id: str, *, max_wait: float = DEFAULT_TIMEOUT_SECONDS
     ) -> Image:
-        """Polls until the image leaves pending/processing (ready, rejected, quarantined...)."""
+        """The image once it leaves pending/processing (ready, rejected, quarantined...): the
+        service holds each request until then (``?wait=ready``, up to 20 s a request)."""
         deadline = time.monotonic() + max_wait
         while True:
-            image = await self.get(image_id)
+            remaining = deadline - time.monotonic()
+            params = {
+                "wait": "ready",
+                "timeout": str(max(0, min(MAX_WAIT_SECONDS, int(remaining)))),
+            }
+            image = Image.from_json(await self._json("GET", f"/images/{image_id}", params=params))
             if image.processed:
                 return image
             if time.monotonic() >= deadline:
                 raise ProcessingTimeout(f"{image_id} still {image.status} after {max_wait} s")
-            await asyncio.sleep(interval)
 
     # -- reading and changing ----------------------------------------------------------------
 

@@ -51,7 +51,7 @@ class StatusWatcher:
         self._waiters: dict[ImageKey, list[asyncio.Future[ImageRecord]]] = defaultdict(list)
         self._held = 0
         # Event streams: owner -> its subscribers' queues, and the in-flight images they follow.
-        self._streams: dict[str, set[asyncio.Queue[Change]]] = defaultdict(set)
+        self._streams: dict[str, set[asyncio.Queue[Change | None]]] = defaultdict(set)
         self._followed: dict[ImageKey, ImageStatus] = {}
 
     @property
@@ -83,10 +83,11 @@ class StatusWatcher:
                     del self._waiters[key]
 
     @contextlib.asynccontextmanager
-    async def stream(self, owner: str) -> AsyncIterator[asyncio.Queue[Change]]:
-        """The owner's image changes as they happen, while the block runs."""
+    async def stream(self, owner: str) -> AsyncIterator[asyncio.Queue[Change | None]]:
+        """The owner's image changes as they happen, while the block runs; None once the
+        process is stopping (:meth:`close_streams`)."""
         self._hold()
-        queue: asyncio.Queue[Change] = asyncio.Queue(maxsize=1000)
+        queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=1000)
         self._streams[owner].add(queue)
         try:
             await self._rescan(owner)
@@ -98,6 +99,14 @@ class StatusWatcher:
                 del self._streams[owner]
                 for key in [k for k in self._followed if k[0] == owner]:
                     del self._followed[key]
+
+    def close_streams(self) -> None:
+        """Ends every stream (on shutdown: a stream would otherwise hold it for its grace)."""
+        for queues in self._streams.values():
+            for queue in queues:
+                if queue.full():  # a stalled reader: the end matters more than an event
+                    queue.get_nowait()
+                queue.put_nowait(None)
 
     def changed(self, record: ImageRecord, event_type: str | None = None) -> None:
         """A change this process made (or saw): waiters and streams hear of it now.

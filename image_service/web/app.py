@@ -101,6 +101,13 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
     return backends
 
 
+async def _end_streams(app: web.Application) -> None:
+    """Event streams never end on their own: on shutdown they are ended first, so that they
+    do not hold the process for its whole grace period."""
+    if WATCHER in app:
+        app[WATCHER].close_streams()
+
+
 def create_app(
     settings: Settings, *, clock: Callable[[], datetime] = utc_now, dev_tokens: bool = False
 ) -> web.Application:
@@ -119,6 +126,7 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[METRICS] = ServiceMetrics()
+    app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_token_verifier)
     app.cleanup_ctx.append(_backends(clock))
     app.on_response_prepare.append(_security_headers)

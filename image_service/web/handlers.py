@@ -228,9 +228,20 @@ async def image_events(request: web.Request) -> web.StreamResponse:
         request.app[WATCHER].stream(owner) as changes,
         sse_response(request, headers=NO_STORE) as stream,
     ):
-        while stream.is_connected():
-            event_type, record = await changes.get()
-            await stream.send(json_text(image_view(record)), event=event_type)
+        # Ends when the reader goes (the stream's pings fail), or the process stops (None).
+        closed = asyncio.ensure_future(stream.wait())
+        try:
+            while True:
+                change = asyncio.ensure_future(changes.get())
+                await asyncio.wait({change, closed}, return_when=asyncio.FIRST_COMPLETED)
+                next_change = change.result() if change.done() else None
+                if next_change is None:
+                    change.cancel()
+                    break
+                event_type, record = next_change
+                await stream.send(json_text(image_view(record)), event=event_type)
+        finally:
+            closed.cancel()
     return stream
 
 

@@ -4,7 +4,6 @@
 
 const TOKEN_KEY = "image_service.token";
 const PAGE_SIZE = 24;
-const POLL_INTERVAL_MS = 300;
 const PROCESSING_WAIT_MS = 60_000;
 // Larger files go up in parts, several at once, and resume after a reload (below).
 const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
@@ -78,7 +77,28 @@ function useToken(token) {
     ? `Signed in as ${claimed.sub}; the token expires ${new Date(claimed.exp * 1000).toLocaleString()}.`
     : "That does not look like a JWT.";
   document.body.dataset.signedIn = claimed ? "true" : "false";
-  if (claimed) refreshGallery();
+  if (claimed) {
+    refreshGallery();
+    followEvents();
+  }
+}
+
+// The gallery follows the caller's image events (from any tab, device or replica) as they
+// happen: a server-sent event stream, no polling. EventSource sends no header: the token goes
+// in the query, which the service never logs.
+let events = null;
+let refreshSoon = null;
+
+function followEvents() {
+  events?.close();
+  events = new EventSource(`/events?access_token=${encodeURIComponent(state.token)}`);
+  const refresh = () => {
+    clearTimeout(refreshSoon);
+    refreshSoon = setTimeout(refreshGallery, 250);  // a burst of events: one refresh
+  };
+  for (const type of ["image.ready", "image.rejected", "image.quarantined", "image.deleted"]) {
+    events.addEventListener(type, refresh);
+  }
 }
 
 async function mintToken() {
@@ -127,12 +147,12 @@ function sendToS3(ticket, file, onProgress) {
 }
 
 async function waitUntilProcessed(imageId) {
+  // The service holds each request until the image is processed (or 20 s): no polling.
   const deadline = Date.now() + PROCESSING_WAIT_MS;
   for (;;) {
-    const image = await api("GET", `/images/${imageId}`);
+    const image = await api("GET", `/images/${imageId}?wait=ready&timeout=20`);
     if (image.status !== "pending" && image.status !== "processing") return image;
     if (Date.now() > deadline) throw new Error("still processing; refresh later");
-    await new Promise((resolve) => setTimeout(resolve, POLL_INTERVAL_MS));
   }
 }
 
