@@ -120,6 +120,7 @@ bench: $(STAMP) $(LOCALSTACK_STAMP)
 	$(BIN)/python -m bench.variants
 	$(BIN)/python -m bench.render
 	$(BIN)/python -m bench.multipart
+	$(BIN)/python -m bench.waits
 
 ## profile: where one endpoint's CPU goes, per request (py-spy on serve under load)
 ENDPOINT ?= POST /images/upload

@@ -106,7 +106,7 @@ async def main() -> None:
     print(f"  CPU while holding: {busy / elapsed * 100:.1f} % of one core")
     print(
         f"  DynamoDB while holding: {(reads_after - reads_before) / elapsed:.1f} BatchGetItem/s "
-        f"(one per hundred waits per second)"
+        "(a hundred keys each, a round a second plus the reads' own time)"
     )
     print(f"  answers: {sorted(set(statuses))} (each the pending image, after {HOLD_SECONDS} s)")
 
