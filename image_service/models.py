@@ -34,6 +34,28 @@ class Variant:
 
 
 @dataclass(frozen=True, slots=True)
+class GpsPosition:
+    latitude: float
+    longitude: float
+    altitude: float | None = None  # metres; negative below sea level
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoMetadata:
+    """What a photo's EXIF says about it (imaging/exif.py); each field only when known."""
+
+    taken_at: datetime | None = None  # UTC
+    camera: str | None = None  # make and model
+    lens: str | None = None
+    f_number: float | None = None
+    exposure_time: float | None = None  # seconds
+    iso: int | None = None
+    focal_length: float | None = None  # millimetres
+    orientation: int | None = None  # EXIF 1-8 (the variants are already upright)
+    gps: GpsPosition | None = None  # only when IMAGE_SERVICE_KEEP_GPS; shown to the owner only
+
+
+@dataclass(frozen=True, slots=True)
 class Principal:
     """The authenticated caller."""
 
@@ -75,6 +97,7 @@ class ImageRecord:
     uploaded_sha256: str | None = None
     rejection_reason: str | None = None
     variants: list[Variant] = field(default_factory=list)
+    photo: PhotoMetadata | None = None  # from its EXIF, once processed
     placeholder: str | None = None  # dominant colour, "#rrggbb"
     thumbhash: str | None = None  # base64 ThumbHash: a blurred preview
     # Bumped by every stored change; each write is conditional on the revision its writer read.
@@ -93,6 +116,14 @@ class ListFilter:
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # inclusive
     status: ImageStatus | None = None
+    # Taken (EXIF) between these, inclusive; either one, or by_taken, orders the page by it.
+    taken_from: datetime | None = None
+    taken_to: datetime | None = None
+    by_taken: bool = False
+
+    @property
+    def ordered_by_taken(self) -> bool:
+        return self.by_taken or self.taken_from is not None or self.taken_to is not None
 
 
 @dataclass(frozen=True, slots=True)

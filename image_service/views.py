@@ -9,11 +9,36 @@ from __future__ import annotations
 
 from typing import Any
 
-from image_service.models import ImagePage, ImageRecord, format_timestamp
+from image_service.models import ImagePage, ImageRecord, PhotoMetadata, format_timestamp
 
 
-def image_view(record: ImageRecord) -> dict[str, Any]:
-    """``ImageSchema().dump(record)``."""
+def photo_view(photo: PhotoMetadata | None, *, gps: bool = True) -> dict[str, Any] | None:
+    """``PhotoSchema().dump(photo)``; ``gps=False`` leaves the position out (for anyone but
+    the owner)."""
+    if photo is None:
+        return None
+    position = photo.gps if gps else None
+    return {
+        "taken_at": None if photo.taken_at is None else format_timestamp(photo.taken_at),
+        "camera": photo.camera,
+        "lens": photo.lens,
+        "f_number": photo.f_number,
+        "exposure_time": photo.exposure_time,
+        "iso": photo.iso,
+        "focal_length": photo.focal_length,
+        "orientation": photo.orientation,
+        "gps": None
+        if position is None
+        else {
+            "latitude": position.latitude,
+            "longitude": position.longitude,
+            "altitude": position.altitude,
+        },
+    }
+
+
+def image_view(record: ImageRecord, *, gps: bool = True) -> dict[str, Any]:
+    """``ImageSchema().dump(record)``; ``gps=False`` without the photo's position."""
     return {
         "image_id": record.image_id,
         "user_id": record.user_id,
@@ -37,6 +62,7 @@ def image_view(record: ImageRecord) -> dict[str, Any]:
             }
             for variant in record.variants
         ],
+        "photo": photo_view(record.photo, gps=gps),
         "placeholder": record.placeholder,
         "thumbhash": record.thumbhash,
         "upload_time": format_timestamp(record.upload_time),
@@ -44,6 +70,9 @@ def image_view(record: ImageRecord) -> dict[str, Any]:
     }
 
 
-def page_view(page: ImagePage) -> dict[str, Any]:
+def page_view(page: ImagePage, *, gps: bool = True) -> dict[str, Any]:
     """``ImagePageSchema().dump(page)``."""
-    return {"items": [image_view(record) for record in page.items], "next_cursor": page.next_cursor}
+    return {
+        "items": [image_view(record, gps=gps) for record in page.items],
+        "next_cursor": page.next_cursor,
+    }

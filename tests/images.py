@@ -198,3 +198,38 @@ def display_p3_jpeg(color: tuple[int, int, int], width: int = 64, height: int = 
         buffer, "JPEG", quality=100, subsampling=0, icc_profile=display_p3_profile()
     )
     return buffer.getvalue()
+
+
+def camera_jpeg(
+    taken: str | None = "2024:07:14 18:30:05",
+    *,
+    offset: str | None = "+02:00",
+    make: str = "Fujifilm",
+    model: str = "X-T5",
+    color: tuple[int, int, int] = (90, 120, 60),
+) -> bytes:
+    """A JPEG as a camera writes one: make, model, orientation, when (with its UTC offset),
+    exposure, lens and position."""
+    image = Image.new("RGB", (320, 240), color)
+    exif = Image.Exif()
+    exif[0x010F] = make
+    exif[0x0110] = model
+    exif[0x0112] = 1
+    details = exif.get_ifd(0x8769)
+    if taken is not None:
+        details[0x9003] = taken
+    if offset is not None:
+        details[0x9011] = offset
+    details[0x829A] = 1 / 250  # ExposureTime
+    details[0x829D] = 2.8  # FNumber
+    details[0x8827] = 400  # ISO
+    details[0x920A] = 35.0  # FocalLength
+    details[0xA433] = "Fujifilm"  # LensMake
+    details[0xA434] = "XF35mmF1.4 R"  # LensModel
+    gps = exif.get_ifd(0x8825)
+    gps[1], gps[2] = "N", GPS_LATITUDE
+    gps[3], gps[4] = "W", (3.0, 42.0, 0.0)
+    gps[5], gps[6] = 0, 650.0
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=85, exif=exif)
+    return buffer.getvalue()

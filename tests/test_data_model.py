@@ -86,4 +86,5 @@ async def test_provisioning_adds_the_listing_indexes_to_an_older_table(moto_endp
         "by_status": ["status_key", "upload_sort"],
         "by_tag": ["tag_key", "tag_sort"],
         "by_attention": ["attention_key", "attention_sort"],
+        "by_taken": ["user_id", "taken_sort"],
     }

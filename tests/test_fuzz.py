@@ -81,6 +81,20 @@ def fuzz_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
+# aiohttp's own limit on a request line: past it, its parser answers a plain-text 400 before the
+# app runs (test_a_request_over_the_http_limits_is_a_4xx_and_nobody_else_notices, below).
+_REQUEST_LINE_LIMIT = 8190
+
+
+@schemathesis.check
+def _content_type(ctx: Any, response: Any, case: Any) -> bool | None:
+    """The documented content type, for every request aiohttp's parser lets through."""
+    request = response.request
+    line = f"{request.method} {request.path_url} HTTP/1.1"
+    if len(line.encode()) > _REQUEST_LINE_LIMIT:
+        assert 400 <= response.status_code < 500
+        return True
+    return content_type_conformance(ctx, response, case)
 
 
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
@@ -115,7 +129,7 @@ def test_every_operation_holds_its_contract(fuzz_server: str, mode: GenerationMo
         def holds_contract(case: Any) -> None:
             case.call_and_validate(
                 headers=headers,
-                checks=[not_a_server_error, response_schema_conformance, content_type_conformance],
+                checks=[not_a_server_error, response_schema_conformance, _content_type],
             )
 
         holds_contract()

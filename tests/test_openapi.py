@@ -59,7 +59,18 @@ async def test_spec_is_valid_openapi_3_and_lists_every_route(api: Api) -> None:
 async def test_spec_documents_parameters_and_schemas(api: Api) -> None:
     _, spec, _ = await api.call("GET", "/docs/openapi.json", user=None)
     listing = {p["name"]: p for p in spec["paths"]["/images"]["get"]["parameters"]}
-    assert set(listing) == {"tag", "start_date", "end_date", "status", "limit", "cursor", "user_id"}
+    assert set(listing) == {
+        "tag",
+        "start_date",
+        "end_date",
+        "status",
+        "sort",
+        "taken_from",
+        "taken_to",
+        "limit",
+        "cursor",
+        "user_id",
+    }
     assert listing["limit"]["schema"]["maximum"] == 100
     assert listing["tag"]["schema"]["type"] == "array"
     path_params = spec["paths"]["/images/{image_id}"]["get"]["parameters"]

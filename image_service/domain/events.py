@@ -72,7 +72,7 @@ class ImageEvents:
         if not destinations or not self.signing:
             return
         now = self._clock()
-        data = image_view(record)
+        data = image_view(record, gps=False)  # a position goes to its owner only
         if record.rejection_reason:  # why it was rejected or quarantined
             data["reason"] = record.rejection_reason
         body = {"type": event_type, "timestamp": format_timestamp(now), "data": data}

@@ -879,6 +879,10 @@ class ImageService:
             raise InvalidRequest(
                 "start_date must not be after end_date.", code="invalid_date_range"
             )
+        if filters.taken_from and filters.taken_to and filters.taken_from > filters.taken_to:
+            raise InvalidRequest(
+                "taken_from must not be after taken_to.", code="invalid_date_range"
+            )
         after = self._cursors.decode(owner, cursor) if cursor else None  # "" is no cursor
         filters = replace(filters, tags=tuple(normalize_tags(filters.tags)))
         records, next_position = await self._repository.list_page(owner, filters, limit, after)

@@ -13,7 +13,9 @@ from typing import IO
 from PIL import Image, ImageCms, ImageOps
 
 import image_service.imaging.inspect  # noqa: F401  # registers the HEIC/HEIF opener
+from image_service.imaging.exif import photo_metadata
 from image_service.imaging.placeholder import thumbhash
+from image_service.models import PhotoMetadata
 from image_service.spool import Spooled
 
 _FORMATS = {
@@ -59,12 +61,15 @@ class Rendering:
     variants: list[RenderedVariant]
     dominant_color: str  # "#rrggbb": a placeholder while variants load
     thumbhash: str  # base64: a blurred preview of the whole image, transparency included
+    photo: PhotoMetadata | None = None  # what its EXIF says (when taken, camera...)
 
 
 DEFAULT_VARIANTS = (VariantSpec("thumb", 256), VariantSpec("medium", 1024))
 
 
-def render_variants(data: bytes | IO[bytes], specs: tuple[VariantSpec, ...]) -> Rendering:
+def render_variants(
+    data: bytes | IO[bytes], specs: tuple[VariantSpec, ...], *, keep_gps: bool = False
+) -> Rendering:
     """Decodes once (at the smallest scale that still covers the largest variant), applies the
     EXIF orientation, then shrinks step by step from the largest variant to the smallest.
 
@@ -86,7 +91,9 @@ def render_variants(data: bytes | IO[bytes], specs: tuple[VariantSpec, ...]) -> 
         source.draft("RGB" if icc else "YCbCr", (largest, largest))
         source.load()
         # Only a rotated or mirrored image pays for a transposed copy.
-        oriented = source.getexif().get(_ORIENTATION_TAG, 1) in (None, 1)
+        exif = source.getexif()
+        photo = photo_metadata(exif, keep_gps=keep_gps)
+        oriented = exif.get(_ORIENTATION_TAG, 1) in (None, 1)
         current = _to_srgb(_normalize(source if oriented else ImageOps.exif_transpose(source)), icc)
     rendered: list[RenderedVariant] = []
     for spec in sorted(specs, key=lambda s: s.max_side, reverse=True):
@@ -99,7 +106,7 @@ def render_variants(data: bytes | IO[bytes], specs: tuple[VariantSpec, ...]) -> 
     rendered.sort(key=lambda v: (v.name, v.format))
     average = _flatten(current).resize((1, 1), Image.Resampling.BOX).convert("RGB")
     red, green, blue = average.getpixel((0, 0))  # type: ignore[misc]
-    return Rendering(rendered, f"#{red:02x}{green:02x}{blue:02x}", thumbhash(current))
+    return Rendering(rendered, f"#{red:02x}{green:02x}{blue:02x}", thumbhash(current), photo)
 
 
 def _shrink(image: Image.Image, size: tuple[int, int]) -> Image.Image:

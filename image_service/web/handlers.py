@@ -79,6 +79,11 @@ def _json(body: Any) -> web.Response:
     return web.json_response(body, dumps=json_text)
 
 
+def _owns(request: web.Request, owner: str | None) -> bool:
+    """Whether the caller is the owner (an admin acting for a user sees no GPS position)."""
+    return owner is None or owner == request[PRINCIPAL].user_id
+
+
 def _owner(request: web.Request) -> str | None:
     user_id: str | None = request["querystring"].get("user_id")
     return user_id
@@ -116,7 +121,7 @@ async def create_upload(request: web.Request) -> web.Response:
         idempotency_key=request.headers.get("Idempotency-Key"),
     )
     if upload is None:
-        return _json(image_view(record))
+        return _json(image_view(record, gps=_owns(request, record.user_id)))
     payload: dict[str, Any] = {
         "image_id": record.image_id,
         "method": upload.method,
@@ -177,7 +182,7 @@ async def complete_upload(request: web.Request) -> web.Response:
     record = await request.app[IMAGE_SERVICE].complete(
         request[PRINCIPAL], request.match_info["image_id"], _owner(request)
     )
-    return _json(image_view(record))
+    return _json(image_view(record, gps=_owns(request, record.user_id)))
 
 
 @docs(
@@ -206,7 +211,7 @@ async def get_image(request: web.Request) -> web.Response:
         _owner(request),
         wait_seconds=wait_seconds,
     )
-    return _json(image_view(record))
+    return _json(image_view(record, gps=_owns(request, record.user_id)))
 
 
 @docs(
@@ -239,7 +244,9 @@ async def image_events(request: web.Request) -> web.StreamResponse:
                     change.cancel()
                     break
                 event_type, record = next_change
-                await stream.send(json_text(image_view(record)), event=event_type)
+                await stream.send(
+                    json_text(image_view(record, gps=_owns(request, owner))), event=event_type
+                )
         finally:
             closed.cancel()
     return stream
@@ -258,7 +265,7 @@ async def update_image(request: web.Request) -> web.Response:
         tags=body.get("tags"),
         description=body.get("description"),
     )
-    return _json(image_view(record))
+    return _json(image_view(record, gps=_owns(request, record.user_id)))
 
 
 @docs(summary="List images, newest first", **_secured)
@@ -271,6 +278,9 @@ async def list_images(request: web.Request) -> web.Response:
         start=query.get("start_date"),
         end=query.get("end_date"),
         status=query.get("status"),
+        taken_from=query.get("taken_from"),
+        taken_to=query.get("taken_to"),
+        by_taken=query["sort"] == "taken_at",
     )
     page = await request.app[IMAGE_SERVICE].list(
         request[PRINCIPAL],
@@ -279,7 +289,7 @@ async def list_images(request: web.Request) -> web.Response:
         limit=query["limit"],
         cursor=query.get("cursor"),
     )
-    return _json(page_view(page))
+    return _json(page_view(page, gps=_owns(request, query.get("user_id"))))
 
 
 @docs(summary="Get a short-lived download URL", **_secured)

@@ -327,6 +327,23 @@ class ListQuerySchema(StrictSchema):
         metadata={"description": "Uploaded at or before; a bare date includes the whole day."}
     )
     status = fields.Enum(ImageStatus, by_value=True)
+    sort = Text(
+        load_default="upload_time",
+        validate=validate.OneOf(["upload_time", "taken_at"]),
+        metadata={
+            "description": "upload_time (default), or taken_at: newest taken first, only "
+            "images whose EXIF says when (tags, status and upload dates then filter)."
+        },
+    )
+    taken_from = DateOrDateTime(
+        metadata={"description": "Taken at or after (ISO 8601); implies sort=taken_at."}
+    )
+    taken_to = DateOrDateTime(
+        metadata={
+            "description": "Taken at or before; a bare date includes the whole day. Implies "
+            "sort=taken_at."
+        }
+    )
     limit = fields.Integer(
         load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
     )
@@ -338,11 +355,12 @@ class ListQuerySchema(StrictSchema):
 
     @post_load
     def _day_bounds(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
-        start, end = data.get("start_date"), data.get("end_date")
-        if start is not None and not isinstance(start, datetime):
-            data["start_date"] = datetime.combine(start, time.min, UTC)
-        if end is not None and not isinstance(end, datetime):
-            data["end_date"] = datetime.combine(end, time.max, UTC)
+        for low, high in (("start_date", "end_date"), ("taken_from", "taken_to")):
+            start, end = data.get(low), data.get(high)
+            if start is not None and not isinstance(start, datetime):
+                data[low] = datetime.combine(start, time.min, UTC)
+            if end is not None and not isinstance(end, datetime):
+                data[high] = datetime.combine(end, time.max, UTC)
         return data
 
 
@@ -406,6 +424,40 @@ class VariantSchema(Schema):
     size = fields.Integer(required=True)
 
 
+class GpsSchema(Schema):
+    latitude = fields.Float(required=True)
+    longitude = fields.Float(required=True)
+    altitude = fields.Float(allow_none=True, metadata={"description": "Metres above sea level."})
+
+
+class PhotoSchema(Schema):
+    taken_at = UtcTimestamp(
+        allow_none=True,
+        metadata={
+            "description": "When it was taken, UTC (EXIF DateTimeOriginal at its recorded "
+            "offset; a camera that records none is read as UTC)."
+        },
+    )
+    camera = fields.String(allow_none=True, metadata={"description": "Make and model."})
+    lens = fields.String(allow_none=True)
+    f_number = fields.Float(allow_none=True)
+    exposure_time = fields.Float(allow_none=True, metadata={"description": "Seconds."})
+    iso = fields.Integer(allow_none=True)
+    focal_length = fields.Float(allow_none=True, metadata={"description": "Millimetres."})
+    orientation = fields.Integer(
+        allow_none=True,
+        metadata={"description": "EXIF orientation, 1-8 (variants and renditions are upright)."},
+    )
+    gps = fields.Nested(
+        GpsSchema,
+        allow_none=True,
+        metadata={
+            "description": "Where it was taken: only when the service keeps GPS "
+            "(IMAGE_SERVICE_KEEP_GPS), and only in answers to the image's owner."
+        },
+    )
+
+
 class ImageSchema(Schema):
     image_id = fields.String(required=True)
     user_id = fields.String(required=True)
@@ -419,6 +471,11 @@ class ImageSchema(Schema):
     description = fields.String(required=True)
     filename = fields.String(allow_none=True)
     variants = fields.List(fields.Nested(VariantSchema), required=True)
+    photo = fields.Nested(
+        PhotoSchema,
+        allow_none=True,
+        metadata={"description": "What the photo's EXIF says, once processed; null if nothing."},
+    )
     placeholder = fields.String(
         allow_none=True, metadata={"description": "Dominant colour (#rrggbb) to show meanwhile."}
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from contextlib import aclosing
@@ -119,9 +120,13 @@ class ImageProcessor:
                 return
 
             async with self._render_slots:
-                rendering = await asyncio.get_running_loop().run_in_executor(
-                    None, render_variants, original.file, self._policy.variants
+                render = functools.partial(
+                    render_variants,
+                    original.file,
+                    self._policy.variants,
+                    keep_gps=self._policy.keep_gps,
                 )
+                rendering = await asyncio.get_running_loop().run_in_executor(None, render)
         finally:
             original.close()
         prefix = image_prefix(record.user_id, record.image_id)
@@ -147,6 +152,7 @@ class ImageProcessor:
             sha256=original.sha256,
             variants=variants,
             placeholder=rendering.dominant_color,
+            photo=rendering.photo,
             thumbhash=rendering.thumbhash,
             updated_at=self._clock(),
         )

@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from image_service.formats import content_type_from_magic, ftyp_brands
+from image_service.imaging.exif import photo_metadata
 from image_service.imaging.inspect import ImageRejected, InspectionLimits, inspect_image
 from image_service.imaging.render import VariantSpec, render_rendition, render_variants
 from tests import images
@@ -184,3 +185,24 @@ def test_no_rendition_carries_gps_either() -> None:
         )
         with Image.open(io.BytesIO(rendition.data)) as decoded:
             assert not decoded.getexif(), fmt
+
+
+def test_exif_values_are_bounded_and_cleaned() -> None:
+    exif = Image.Exif()
+    exif[0x010F] = "A\u2028B" + "x" * 500  # a line separator, and far too long
+    exif[0x0112] = 42  # no such orientation
+    details = exif.get_ifd(0x8769)
+    details[0x9003] = "1066:10:14 09:00:00"  # out of range
+    details[0x829D] = float("nan")
+    details[0x8827] = -5
+    photo = photo_metadata(exif, keep_gps=True)
+    assert photo is not None
+    assert photo.camera is not None
+    assert len(photo.camera) == 100
+    assert (photo.taken_at, photo.f_number, photo.iso, photo.orientation) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert photo_metadata(Image.Exif(), keep_gps=True) is None

@@ -7,7 +7,14 @@ from datetime import UTC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from image_service.models import ImagePage, ImageRecord, ImageStatus, Variant
+from image_service.models import (
+    GpsPosition,
+    ImagePage,
+    ImageRecord,
+    ImageStatus,
+    PhotoMetadata,
+    Variant,
+)
 from image_service.views import image_view, page_view
 from image_service.web.schemas import ImagePageSchema, ImageSchema
 
@@ -26,6 +33,22 @@ _variants = st.lists(
         size=st.integers(0, 2**40),
     ),
     max_size=4,
+)
+_real = st.none() | st.floats(allow_nan=False, allow_infinity=False)
+_photos = st.none() | st.builds(
+    PhotoMetadata,
+    taken_at=st.none() | _moment,
+    camera=st.none() | _text,
+    lens=st.none() | _text,
+    f_number=_real,
+    exposure_time=_real,
+    iso=st.none() | st.integers(0, 10**7),
+    focal_length=_real,
+    orientation=st.none() | st.integers(1, 8),
+    gps=st.none()
+    | st.builds(
+        GpsPosition, latitude=st.floats(-90, 90), longitude=st.floats(-180, 180), altitude=_real
+    ),
 )
 records = st.builds(
     ImageRecord,
@@ -46,6 +69,7 @@ records = st.builds(
     variants=_variants,
     placeholder=st.none() | _text,
     thumbhash=st.none() | _text,
+    photo=_photos,
 )
 
 

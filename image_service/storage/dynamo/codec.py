@@ -26,9 +26,11 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from image_service.models import (
+    GpsPosition,
     ImageRecord,
     ImageStatus,
     LegacyImage,
+    PhotoMetadata,
     Variant,
     format_timestamp,
     parse_timestamp,
@@ -42,16 +44,18 @@ UPLOAD_TIME_INDEX = "by_upload_time"
 STATUS_INDEX = "by_status"
 TAG_INDEX = "by_tag"
 ATTENTION_INDEX = "by_attention"
+TAKEN_INDEX = "by_taken"
 # (index, partition key attribute, sort key attribute)
 INDEXES = (
     (UPLOAD_TIME_INDEX, "user_id", "upload_sort"),
     (STATUS_INDEX, "status_key", "upload_sort"),
     (TAG_INDEX, "tag_key", "tag_sort"),
     (ATTENTION_INDEX, "attention_key", "attention_sort"),
+    (TAKEN_INDEX, "user_id", "taken_sort"),
 )
 _TAG_COPY_MARK = "#tag#"
 # Attributes only the image item has: a tag copy carrying them would show up in those indexes.
-_IMAGE_ONLY = ("upload_sort", "status_key", "attention_key", "attention_sort")
+_IMAGE_ONLY = ("upload_sort", "status_key", "attention_key", "attention_sort", "taken_sort")
 # Images in these statuses are between two steps and are finished by the sweeper if the step
 # that should have followed never came (a lost job, a delete cut short). The attention index is
 # sparse: it holds only them, over this many partitions per status, so that the sweeper's
@@ -74,6 +78,14 @@ _OWNS_ITS_BYTES = frozenset({ImageStatus.PROCESSING, ImageStatus.READY})
 
 def upload_sort_key(record: ImageRecord) -> str:
     return f"{format_timestamp(record.upload_time)}#{record.image_id}"
+
+
+def taken_sort_key(record: ImageRecord) -> str | None:
+    """Where an image sorts by when it was taken (``by_taken``, sparse: only images whose
+    EXIF says when)."""
+    if record.photo is None or record.photo.taken_at is None:
+        return None
+    return f"{format_timestamp(record.photo.taken_at)}#{record.image_id}"
 
 
 def _owner_part(user_id: str) -> str:
@@ -159,6 +171,11 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
     if record.part_checksums:
         item["part_checksums"] = {"L": [string_value(c) for c in record.part_checksums]}
+    if record.photo is not None:
+        item["photo"] = {"M": _photo_item(record.photo)}
+        taken_sort = taken_sort_key(record)
+        if taken_sort is not None:
+            item["taken_sort"] = string_value(taken_sort)
     if record.placeholder is not None:
         item["placeholder"] = string_value(record.placeholder)
     if record.thumbhash is not None:
@@ -205,6 +222,55 @@ def _variant_item(variant: Variant) -> Item:
         "height": number_value(variant.height),
         "size": number_value(variant.size),
     }
+
+
+def _photo_item(photo: PhotoMetadata) -> Item:
+    item: Item = {}
+    if photo.taken_at is not None:
+        item["taken_at"] = string_value(format_timestamp(photo.taken_at))
+    for name in ("camera", "lens"):
+        text = getattr(photo, name)
+        if text is not None:
+            item[name] = string_value(text)
+    for name in ("f_number", "exposure_time", "iso", "focal_length", "orientation"):
+        number = getattr(photo, name)
+        if number is not None:
+            item[name] = {"N": repr(number)}
+    if photo.gps is not None:
+        gps: Item = {
+            "latitude": {"N": repr(photo.gps.latitude)},
+            "longitude": {"N": repr(photo.gps.longitude)},
+        }
+        if photo.gps.altitude is not None:
+            gps["altitude"] = {"N": repr(photo.gps.altitude)}
+        item["gps"] = {"M": gps}
+    return item
+
+
+def _photo(item: dict[str, Any]) -> PhotoMetadata:
+    def number(source: dict[str, Any], name: str) -> float | None:
+        value = source.get(name)
+        return None if value is None else float(value["N"])
+
+    gps = item.get("gps", {}).get("M")
+    iso, orientation = number(item, "iso"), number(item, "orientation")
+    return PhotoMetadata(
+        taken_at=parse_timestamp(item["taken_at"]["S"]) if "taken_at" in item else None,
+        camera=item.get("camera", {}).get("S"),
+        lens=item.get("lens", {}).get("S"),
+        f_number=number(item, "f_number"),
+        exposure_time=number(item, "exposure_time"),
+        iso=None if iso is None else int(iso),
+        focal_length=number(item, "focal_length"),
+        orientation=None if orientation is None else int(orientation),
+        gps=None
+        if gps is None
+        else GpsPosition(
+            latitude=float(gps["latitude"]["N"]),
+            longitude=float(gps["longitude"]["N"]),
+            altitude=number(gps, "altitude"),
+        ),
+    )
 
 
 def _variant(item: dict[str, Any]) -> Variant:
@@ -254,6 +320,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         uploaded_sha256=string("uploaded_sha256"),
         rejection_reason=string("rejection_reason"),
         variants=[_variant(entry["M"]) for entry in item.get("variants", {}).get("L", [])],
+        photo=_photo(item["photo"]["M"]) if "photo" in item else None,
         placeholder=string("placeholder"),
         thumbhash=string("thumbhash"),
         revision=number("revision") or 0,

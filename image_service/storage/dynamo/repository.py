@@ -36,6 +36,7 @@ from image_service.storage.dynamo.codec import (
     NEEDS_ATTENTION,
     STATUS_INDEX,
     TAG_INDEX,
+    TAKEN_INDEX,
     UPLOAD_TIME_INDEX,
     USAGE_ID,
     Item,
@@ -51,6 +52,7 @@ from image_service.storage.dynamo.codec import (
     tag_copies,
     tag_copy_id,
     tag_key,
+    taken_sort_key,
     to_item,
     upload_sort_key,
 )
@@ -501,6 +503,8 @@ class ImageRepository:
         values: Item = {}
         conditions: list[str] = []
         names: dict[str, str] = {}
+        if filters.ordered_by_taken:
+            return await self._taken_page(user_id, filters, limit, after)
         if filters.tags:
             index, partition, sort = TAG_INDEX, "tag_key", "tag_sort"
             values[":partition"] = string_value(tag_key(user_id, filters.tags[0]))
@@ -551,13 +555,85 @@ class ImageRepository:
                 partition: values[":partition"],
                 sort: string_value(after.sort_key),
             }
+        return await self._read_page(
+            query, limit, filtered=bool(conditions), sort_key=upload_sort_key
+        )
 
+    async def _taken_page(
+        self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
+    ) -> tuple[list[ImageRecord], CursorPosition | None]:
+        """Newest taken first, from the sparse ``by_taken`` index (images whose EXIF says
+        when): the taken range is its key condition; tags, status and upload dates filter."""
+        values: Item = {":owner": string_value(user_id)}
+        names: dict[str, str] = {}
+        key_condition = "user_id = :owner"
+        low = None if filters.taken_from is None else format_timestamp(filters.taken_from)
+        high = (
+            None
+            if filters.taken_to is None
+            else format_timestamp(filters.taken_to) + "#" + _AFTER_ANY_ID
+        )
+        if low is not None and high is not None:
+            key_condition += " AND taken_sort BETWEEN :lo AND :hi"
+        elif low is not None:
+            key_condition += " AND taken_sort >= :lo"
+        elif high is not None:
+            key_condition += " AND taken_sort <= :hi"
+        if low is not None:
+            values[":lo"] = string_value(low)
+        if high is not None:
+            values[":hi"] = string_value(high)
+        conditions: list[str] = []
+        for number, tag in enumerate(filters.tags):
+            conditions.append(f"contains(tags, :tag{number})")
+            values[f":tag{number}"] = string_value(tag)
+        if filters.status is not None:
+            conditions.append("#status = :status")
+            values[":status"] = string_value(filters.status.value)
+            names["#status"] = "status"
+        if filters.start is not None:
+            conditions.append("upload_sort >= :start")
+            values[":start"] = string_value(format_timestamp(filters.start))
+        if filters.end is not None:
+            conditions.append("upload_sort <= :end")
+            values[":end"] = string_value(format_timestamp(filters.end) + "#" + _AFTER_ANY_ID)
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": TAKEN_INDEX,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            query["FilterExpression"] = " AND ".join(conditions)
+        if names:
+            query["ExpressionAttributeNames"] = names
+        if after is not None:
+            query["ExclusiveStartKey"] = {
+                "user_id": string_value(user_id),
+                "image_id": string_value(after.image_id),
+                "taken_sort": string_value(after.sort_key),
+            }
+        return await self._read_page(
+            query, limit, filtered=bool(conditions), sort_key=lambda r: taken_sort_key(r) or ""
+        )
+
+    async def _read_page(
+        self,
+        query: dict[str, Any],
+        limit: int,
+        *,
+        filtered: bool,
+        sort_key: Callable[[ImageRecord], str],
+    ) -> tuple[list[ImageRecord], CursorPosition | None]:
+        """Up to ``limit`` matches of ``query`` and where the next page starts (looking one
+        match ahead, so that a next position is given only when another match exists)."""
         matches: list[dict[str, Any]] = []
         wanted = limit + 1
         with backend_errors(BACKEND):
             while len(matches) < wanted:
                 missing = wanted - len(matches)
-                query["Limit"] = max(missing, FILTERED_READ_BATCH) if conditions else missing
+                query["Limit"] = max(missing, FILTERED_READ_BATCH) if filtered else missing
                 response = await self._dynamodb.call("Query", query)
                 matches.extend(response["Items"][:missing])
                 if "LastEvaluatedKey" not in response:
@@ -568,7 +644,7 @@ class ImageRepository:
         if len(matches) <= limit:
             return records, None
         last = records[-1]
-        return records, CursorPosition(sort_key=upload_sort_key(last), image_id=last.image_id)
+        return records, CursorPosition(sort_key=sort_key(last), image_id=last.image_id)
 
     # -- idempotency keys: items in the caller's partition, outside every image listing -------
 
