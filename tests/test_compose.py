@@ -209,6 +209,7 @@ async def test_the_init_hook_provisions_localstack(
         "by_status",
         "by_tag",
         "by_attention",
+        "by_taken",
     }
 
     # The notification is real: an object under incoming/ puts an event on the queue.
