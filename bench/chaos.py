@@ -163,7 +163,7 @@ async def lifecycle(
 
     async def delete() -> None:
         try:
-            await client.delete(ticket.image_id)
+            await client.delete(ticket.image_id, permanent=True)
         except ApiError as exc:
             if exc.status != 404:  # a retry after the first delete's answer was lost
                 raise

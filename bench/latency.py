@@ -99,7 +99,7 @@ async def complete_to_ready(client: ImageServiceClient, photo: bytes) -> float:
     while (await client.get(ticket.image_id)).status in {"pending", "processing"}:  # noqa: ASYNC110
         await asyncio.sleep(POLL_SECONDS)
     elapsed = time.perf_counter() - started
-    await client.delete(ticket.image_id)
+    await client.delete(ticket.image_id, permanent=True)
     return elapsed
 
 

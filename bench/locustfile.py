@@ -84,7 +84,7 @@ class ImageServiceUser(HttpUser):
             ) as response:
                 if response.content != PHOTO:
                     response.failure("the download differs from the upload")
-        self.client.delete(f"/images/{image_id}", name="/images/[id] DELETE")
+        self.client.delete(f"/images/{image_id}?permanent=true", name="/images/[id] DELETE")
 
     def _wait_until_ready(self, image_id: str) -> bool:
         """Polls the image until it is ready; the whole wait is one line of the statistics."""

@@ -102,7 +102,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         print(f"processing queued again: {owner}/{image_id}")
     for owner, image_id in report.deleted:
         print(f"delete finished: {owner}/{image_id}")
-    print(f"swept: {len(report.requeued)} requeued, {len(report.deleted)} deletes finished")
+    print(
+        f"swept: {len(report.requeued)} requeued, {len(report.deleted)} deletes finished, "
+        f"{len(report.purged)} purged from the trash"
+    )
 
 
 def cmd_reconcile(args: argparse.Namespace) -> None:

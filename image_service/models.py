@@ -20,6 +20,7 @@ class ImageStatus(enum.StrEnum):
     REJECTED = "rejected"  # what arrived was refused and deleted
     QUARANTINED = "quarantined"  # a scanner flagged it; moved aside, never downloadable
     DELETING = "deleting"  # a delete began; a retried DELETE finishes it
+    TRASHED = "trashed"  # deleted into the trash: not served, restorable until purged
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +101,9 @@ class ImageRecord:
     photo: PhotoMetadata | None = None  # from its EXIF, once processed
     placeholder: str | None = None  # dominant colour, "#rrggbb"
     thumbhash: str | None = None  # base64 ThumbHash: a blurred preview
+    # In the trash: since when, and the status a restore gives back.
+    trashed_at: datetime | None = None
+    trashed_from: ImageStatus | None = None
     # Bumped by every stored change; each write is conditional on the revision its writer read.
     revision: int = 0
 
@@ -115,7 +119,7 @@ class ListFilter:
     tags: tuple[str, ...] = ()
     start: datetime | None = None  # inclusive
     end: datetime | None = None  # inclusive
-    status: ImageStatus | None = None
+    status: ImageStatus | None = None  # TRASHED: the trash, newest trashed first
     # Taken (EXIF) between these, inclusive; either one, or by_taken, orders the page by it.
     taken_from: datetime | None = None
     taken_to: datetime | None = None

@@ -178,6 +178,7 @@ async def open_services(
                 max_bytes_per_user=settings.max_bytes_per_user,
                 usage_cache_seconds=settings.usage_cache_seconds,
                 callbacks_to_private=settings.webhook_allow_private,
+                trash_days=settings.trash_days,
             ),
             upload_limiter=TokenBucketLimiter(
                 per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst

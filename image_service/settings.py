@@ -260,6 +260,12 @@ class Settings:
     dead_record_ttl_seconds: int = _setting(
         86400, _positive_int, "Pending and rejected records expire (DynamoDB TTL) after this."
     )
+    trash_days: int = _setting(
+        30,
+        _non_negative_int,
+        "Days a deleted image stays in the trash (restorable, still counted in the quota) "
+        "before the sweeper purges it; 0: a DELETE deletes at once.",
+    )
     max_images_per_user: int = _setting(100_000, _positive_int, "Quota: images one user may keep.")
     max_bytes_per_user: int = _setting(
         50 * 1024 * MiB, _positive_int, "Quota: bytes of originals one user may keep."

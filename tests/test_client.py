@@ -40,7 +40,12 @@ async def test_an_image_goes_through_its_whole_life_with_the_client(api: Api) ->
     assert (content_type, rendition[8:12]) == ("image/webp", b"WEBP")
     assert image.thumbhash is not None
 
+    await client.delete(image.image_id)  # into the trash
+    assert (await client.get(image.image_id)).status == "trashed"
+    assert [i.image_id for i in (await client.list(status="trashed")).items] == [image.image_id]
+    assert (await client.restore(image.image_id)).status == "ready"
     await client.delete(image.image_id)
+    assert await client.empty_trash() == 1
     with pytest.raises(ApiError) as missing:
         await client.get(image.image_id)
     assert (missing.value.status, missing.value.code) == (404, "image_not_found")

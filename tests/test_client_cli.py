@@ -111,12 +111,24 @@ async def test_list_download_and_delete_work_on_the_callers_images_only(
 
     code, out, err = await _cli(api, "delete", mine.image_id, theirs.image_id)
     assert code == 1
-    assert out == f"deleted {mine.image_id}\n"
+    assert out == f"trashed {mine.image_id}\n"
     assert theirs.image_id in err
     assert "image_not_found" in err
     code, out, _ = await _cli(api, "list")
     assert out == ""
     assert (await api.images("bob").get(theirs.image_id)).image_id == theirs.image_id
+
+    # The trash: listed, restored, trashed again and emptied; or a delete for good.
+    code, out, _ = await _cli(api, "trash")
+    assert (code, out.split("\t")[:2]) == (0, [mine.image_id, "trashed"])
+    code, out, _ = await _cli(api, "restore", mine.image_id)
+    assert (code, out) == (0, f"restored {mine.image_id}\n")
+    assert (await _cli(api, "list"))[1].startswith(mine.image_id)
+    await _cli(api, "delete", mine.image_id)
+    code, out, _ = await _cli(api, "trash", "--empty")
+    assert (code, out) == (0, "purged 1 images from the trash\n")
+    code, out, _ = await _cli(api, "delete", "--permanent", theirs.image_id, user="bob")
+    assert (code, out) == (0, f"deleted {theirs.image_id}\n")
 
 
 async def test_the_client_commands_need_a_token(api: Api) -> None:

@@ -210,6 +210,7 @@ async def test_the_init_hook_provisions_localstack(
         "by_tag",
         "by_attention",
         "by_taken",
+        "by_trash",
     }
 
     # The notification is real: an object under incoming/ puts an event on the queue.

@@ -47,7 +47,15 @@ async def test_tag_copies_follow_the_image_through_edits_and_delete(
         f"{image_id}#tag#sun",
     ]
 
+    # In the trash: the copies go (the trash is listed by its own index), the image stays.
     status, _, _ = await api.call("DELETE", f"/images/{image_id}")
+    assert status == 204
+    trashed = _partition(api, moto_endpoint)
+    assert [key for key in trashed if key.startswith(image_id)] == [image_id]
+    assert "upload_sort" not in trashed[image_id], "out of the unfiltered listing"
+    assert trashed[image_id]["trash_sort"]["S"].endswith(image_id)
+
+    status, _, _ = await api.call("DELETE", f"/images/{image_id}", params={"permanent": "true"})
     assert status == 204
     assert not [key for key in _partition(api, moto_endpoint) if key.startswith(image_id)]
 
@@ -87,4 +95,5 @@ async def test_provisioning_adds_the_listing_indexes_to_an_older_table(moto_endp
         "by_tag": ["tag_key", "tag_sort"],
         "by_attention": ["attention_key", "attention_sort"],
         "by_taken": ["user_id", "taken_sort"],
+        "by_trash": ["trash_key", "trash_sort"],
     }

@@ -148,7 +148,7 @@ async def test_an_image_goes_through_its_whole_lifecycle_on_the_stack(
     assert status == 200
     async with api.http.get(download["download_url"]) as response:
         assert await response.read() == data
-    status, _, _ = await api.call("DELETE", f"/images/{image_id}")
+    status, _, _ = await api.call("DELETE", f"/images/{image_id}", params={"permanent": "true"})
     assert status == 204
     assert api.object_keys() == []
 

@@ -115,6 +115,10 @@ async def test_the_stream_carries_the_callers_own_events_only(api: Api) -> None:
         event, data = await _next_event(mine, alice_image)
     assert data["image_id"] == alice_image
     await api.call("DELETE", f"/images/{alice_image}")
+    assert (await _next_event(mine, alice_image))[0] == "image.trashed"
+    await api.call("POST", f"/images/{alice_image}/restore")
+    assert (await _next_event(mine, alice_image))[0] == "image.restored"
+    await api.call("DELETE", f"/images/{alice_image}", params={"permanent": "true"})
     assert (await _next_event(mine, alice_image))[0] == "image.deleted"
     await asyncio.sleep(0.5)
     assert not theirs_first.done()  # bob heard nothing of alice's images

@@ -102,7 +102,21 @@ async def test_full_lifecycle(
     )
     assert (status, body["error"]["code"]) == (404, "image_not_found")
 
+    # Deleted into the trash: kept, not served, listed only as the trash; and back again.
+    kept = api.object_keys()
     status, _, _ = await api.call("DELETE", f"/images/{image_id}")
+    assert status == 204
+    assert api.object_keys() == kept
+    status, body, _ = await api.call("GET", f"/images/{image_id}/download")
+    assert (status, body["error"]["code"]) == (409, "image_not_ready")
+    assert (await api.call("GET", "/images"))[1]["items"] == []
+    status, trash, _ = await api.call("GET", "/images", params={"status": "trashed"})
+    assert [(i["image_id"], i["status"]) for i in trash["items"]] == [(image_id, "trashed")]
+    status, restored, _ = await api.call("POST", f"/images/{image_id}/restore")
+    assert (status, restored["status"]) == (200, "ready")
+    assert [i["image_id"] for i in (await api.call("GET", "/images"))[1]["items"]] == [image_id]
+
+    status, _, _ = await api.call("DELETE", f"/images/{image_id}", params={"permanent": "true"})
     assert status == 204
     assert api.object_keys() == [], "the original and every variant are gone"
     status, body, _ = await api.call("GET", f"/images/{image_id}")
@@ -230,7 +244,9 @@ async def test_an_interrupted_delete_is_finished_by_a_retry(make_api: MakeApi) -
         table=healthy.settings.table,
         environment={"AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{free_port()}"},
     )
-    status, body, _ = await broken.call("DELETE", f"/images/{image_id}")
+    status, body, _ = await broken.call(
+        "DELETE", f"/images/{image_id}", params={"permanent": "true"}
+    )
     assert (status, body["error"]["code"]) == (503, "backend_unavailable")
 
     status, record, _ = await healthy.call("GET", f"/images/{image_id}")
@@ -239,7 +255,7 @@ async def test_an_interrupted_delete_is_finished_by_a_retry(make_api: MakeApi) -
     assert (status, body["error"]["code"]) == (409, "image_not_ready")
     assert healthy.object_keys(), "the objects are still there: nothing points at nothing yet"
 
-    status, _, _ = await healthy.call("DELETE", f"/images/{image_id}")
+    status, _, _ = await healthy.call("DELETE", f"/images/{image_id}")  # a deleting image: on
     assert status == 204
     assert healthy.object_keys() == []
     status, _, _ = await healthy.call("GET", f"/images/{image_id}")

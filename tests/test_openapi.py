@@ -17,6 +17,8 @@ ROUTES = {
     ("patch", "/images/{image_id}"): ("ImagePatch", "200", "Image"),
     ("delete", "/images/{image_id}"): (None, "204", None),
     ("post", "/images/{image_id}/complete"): (None, "200", "Image"),
+    ("post", "/images/{image_id}/restore"): (None, "200", "Image"),
+    ("delete", "/trash"): (None, "200", "Purged"),
     ("get", "/images/{image_id}/download"): (None, "200", "DownloadResponse"),
     ("get", "/images/{image_id}/parts"): (None, "200", "PartsResponse"),
     ("get", "/images/{image_id}/render"): (None, "200", "RenderResponse"),
@@ -53,7 +55,7 @@ async def test_spec_is_valid_openapi_3_and_lists_every_route(api: Api) -> None:
         error = operation["responses"]["default"]["content"]["application/json"]["schema"]
         assert error["$ref"] == "#/components/schemas/Error"
         secured = operation.get("security") == [{"bearerAuth": []}]
-        assert secured == path.startswith(("/images", "/events")), path
+        assert secured == path.startswith(("/images", "/events", "/trash")), path
 
 
 async def test_spec_documents_parameters_and_schemas(api: Api) -> None:

@@ -206,7 +206,9 @@ async def test_a_denial_quarantines_the_image(
     assert (status, body["error"]["code"]) == (409, "image_not_ready")
     status, page, _ = await api.call("GET", "/images", params={"status": "quarantined"})
     assert [item["image_id"] for item in page["items"]] == [upload["image_id"]]
-    status, _, _ = await api.call("DELETE", f"/images/{upload['image_id']}")
+    status, _, _ = await api.call(
+        "DELETE", f"/images/{upload['image_id']}", params={"permanent": "true"}
+    )
     assert (status, api.object_keys()) == (204, [])
 
 

@@ -21,12 +21,16 @@ async def test_the_image_count_quota(make_api: MakeApi) -> None:
     await api.upload_url(user="bob")
 
 
-async def test_deleting_frees_quota(make_api: MakeApi) -> None:
+async def test_the_trash_counts_until_it_is_emptied(make_api: MakeApi) -> None:
     api = await make_api(max_images_per_user=1, usage_cache_seconds=0)
     upload, _, _ = await api.upload(images.png(), content_type="image/png")
     status, _, _ = await api.call("POST", "/images/upload", json={"content_type": "image/png"})
     assert status == 403
     assert (await api.call("DELETE", f"/images/{upload['image_id']}"))[0] == 204
+    status, _, _ = await api.call("POST", "/images/upload", json={"content_type": "image/png"})
+    assert status == 403, "a trashed image still counts"
+    status, emptied, _ = await api.call("DELETE", "/trash")
+    assert (status, emptied) == (200, {"purged": 1})
     _, status, image = await api.upload(images.png(), content_type="image/png")
     assert (status, image["status"]) == (200, "ready")
 

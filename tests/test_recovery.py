@@ -129,7 +129,7 @@ async def test_a_delete_whose_s3_step_failed_is_finished_by_a_retry(
         failing = proxy.fail(_delete_objects, status=500, times=None)
 
         with pytest.raises(ApiError) as refused:
-            await client.delete(image.image_id)
+            await client.delete(image.image_id, permanent=True)
         assert (refused.value.status, refused.value.details["backend"]) == (503, "s3")
         # Never served again while half deleted.
         assert (await api.call("GET", f"/images/{image.image_id}"))[1]["status"] == "deleting"
@@ -138,7 +138,7 @@ async def test_a_delete_whose_s3_step_failed_is_finished_by_a_retry(
         assert _stored_keys(api, image.image_id, moto_endpoint)
 
         failing.times = failing.hits  # S3 is back
-        await client.delete(image.image_id)
+        await client.delete(image.image_id, permanent=True)
     assert _stored_keys(api, image.image_id, moto_endpoint) == []
     status, _, _ = await api.call("GET", f"/images/{image.image_id}")
     assert status == 404
@@ -150,7 +150,9 @@ async def test_image_service_sweep_finishes_a_delete_nobody_retried(
     async with FaultProxy(moto_endpoint) as proxy:
         api, image = await _ready_image_behind(proxy, make_api)
         proxy.fail(_delete_objects, status=503, times=None)
-        status, _, _ = await api.call("DELETE", f"/images/{image.image_id}")
+        status, _, _ = await api.call(
+            "DELETE", f"/images/{image.image_id}", params={"permanent": "true"}
+        )
         assert status == 503
     await asyncio.sleep(1.1)  # stuck for longer than STUCK_AFTER_SECONDS=1
 
@@ -158,7 +160,7 @@ async def test_image_service_sweep_finishes_a_delete_nobody_retried(
     assert await sweep.wait() == 0, sweep.output
 
     assert f"delete finished: alice/{image.image_id}" in sweep.output
-    assert "swept: 0 requeued, 1 deletes finished" in sweep.output
+    assert "swept: 0 requeued, 1 deletes finished, 0 purged from the trash" in sweep.output
     assert _stored_keys(api, image.image_id, moto_endpoint) == []
     table = emulator_client("dynamodb", moto_endpoint).scan(TableName=api.settings.table)
     assert not [item for item in table["Items"] if image.image_id in item["image_id"]["S"]]

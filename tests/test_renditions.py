@@ -230,7 +230,7 @@ async def test_deleting_the_image_deletes_its_renditions(api: Api, image_id: str
     for url in urls:
         assert (await _get(api, url))[0] == 200
     assert len([key for key in api.object_keys() if "/r/" in key]) == 2
-    status, _, _ = await api.call("DELETE", f"/images/{image_id}")
+    status, _, _ = await api.call("DELETE", f"/images/{image_id}", params={"permanent": "true"})
     assert status == 204
     assert api.object_keys() == []
     for url in urls:  # not even from the process's memory

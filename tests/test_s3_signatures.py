@@ -66,7 +66,9 @@ async def test_a_signed_upload_goes_through_the_whole_lifecycle(api: Api) -> Non
     async with api.http.get(download["download_url"]) as response:
         assert response.status == 200
         assert await response.read() == data
-    status, _, _ = await api.call("DELETE", f"/images/{upload['image_id']}")
+    status, _, _ = await api.call(
+        "DELETE", f"/images/{upload['image_id']}", params={"permanent": "true"}
+    )
     assert status == 204
     assert api.object_keys() == []
 

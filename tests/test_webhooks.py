@@ -104,7 +104,7 @@ async def test_every_kind_of_event_reaches_the_webhook_signed(
     await api.send_to_s3(refused, images.HTML, **{"Content-Type": "image/png"})
     status, _, _ = await api.call("POST", f"/images/{refused['image_id']}/complete")
     assert status == 422
-    await api.call("DELETE", f"/images/{upload['image_id']}")
+    await api.call("DELETE", f"/images/{upload['image_id']}", params={"permanent": "true"})
     events = await receiver.until(3)
     assert events[1]["data"]["reason"] == "content_mismatch"
     assert [(e["type"], e["data"]["image_id"]) for e in events[1:]] == [

@@ -666,8 +666,20 @@ class ImageServiceClient:
                 raise StorageError(response.status, await response.text())
             return await response.read(), response.content_type
 
-    async def delete(self, image_id: str) -> None:
-        await self._json("DELETE", f"/images/{image_id}")
+    async def delete(self, image_id: str, *, permanent: bool = False) -> None:
+        """Into the trash (restorable until purged), or with ``permanent`` gone at once."""
+        params = {"permanent": "true"} if permanent else None
+        await self._json("DELETE", f"/images/{image_id}", params=params)
+
+    async def restore(self, image_id: str) -> Image:
+        """Out of the trash, as it was."""
+        return Image.from_json(await self._json("POST", f"/images/{image_id}/restore"))
+
+    async def empty_trash(self) -> int:
+        """Deletes everything in the trash for good; how many images."""
+        body = await self._json("DELETE", "/trash")
+        purged: int = body["purged"]
+        return purged
 
     async def ready(self) -> dict[str, Any]:
         """``GET /ready``: every backend's check; raises :class:`ApiError` (503) naming those

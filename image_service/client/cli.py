@@ -273,20 +273,46 @@ def _default_name(image: Image, variant: str | None, variant_format: str | None)
     return f"{image.image_id}-{variant}{FILE_EXTENSIONS.get(content_type, '.bin')}"
 
 
-def cmd_delete(args: argparse.Namespace) -> None:
-    async def delete(images: ImageServiceClient) -> int:
-        failed = 0
-        for image_id in args.image_ids:
-            try:
-                await images.delete(image_id)
-            except ImageServiceError as exc:
-                _fail(image_id, exc)
-                failed += 1
-            else:
-                print(f"deleted {image_id}")
-        return 1 if failed else 0
+async def _each(
+    args: argparse.Namespace, verb: str, act: Callable[[str], Awaitable[object]]
+) -> int:
+    """Does ``act`` to every image id given, reporting each; exit status 1 if any failed."""
+    failed = 0
+    for image_id in args.image_ids:
+        try:
+            await act(image_id)
+        except ImageServiceError as exc:
+            _fail(image_id, exc)
+            failed += 1
+        else:
+            print(f"{verb} {image_id}")
+    return 1 if failed else 0
 
-    _run(args, delete)
+
+def cmd_delete(args: argparse.Namespace) -> None:
+    verb = "deleted" if args.permanent else "trashed"
+    _run(
+        args,
+        lambda images: _each(
+            args, verb, lambda image_id: images.delete(image_id, permanent=args.permanent)
+        ),
+    )
+
+
+def cmd_restore(args: argparse.Namespace) -> None:
+    _run(args, lambda images: _each(args, "restored", images.restore))
+
+
+def cmd_trash(args: argparse.Namespace) -> None:
+    async def trash(images: ImageServiceClient) -> int:
+        if args.empty:
+            print(f"purged {await images.empty_trash()} images from the trash")
+            return 0
+        async for image in images.iter_images(status="trashed"):
+            print(_row(image))
+        return 0
+
+    _run(args, trash)
 
 
 def _parallel(text: str) -> int:
@@ -297,7 +323,7 @@ def _parallel(text: str) -> int:
 
 
 def add_client_commands(commands: Any) -> None:
-    """Adds the four commands to the `image-service` parser's subcommands."""
+    """Adds the client's commands to the `image-service` parser's subcommands."""
     connection = argparse.ArgumentParser(add_help=False)
     connection.add_argument("--url", help=f"the API (default ${URL_VARIABLE} or {DEFAULT_URL})")
     connection.add_argument("--token", help=f"bearer token (default ${TOKEN_VARIABLE})")
@@ -362,6 +388,23 @@ def add_client_commands(commands: Any) -> None:
     download.add_argument("--preset", help="a named rendition (the service's presets)")
     download.set_defaults(func=cmd_download)
 
-    delete = commands.add_parser("delete", parents=[connection], help="delete images by id")
+    delete = commands.add_parser(
+        "delete", parents=[connection], help="move images to the trash by id (or delete them)"
+    )
     delete.add_argument("image_ids", nargs="+", metavar="IMAGE_ID")
+    delete.add_argument(
+        "--permanent", action="store_true", help="delete at once, for good (not to the trash)"
+    )
     delete.set_defaults(func=cmd_delete)
+
+    restore = commands.add_parser(
+        "restore", parents=[connection], help="bring images back from the trash, as they were"
+    )
+    restore.add_argument("image_ids", nargs="+", metavar="IMAGE_ID")
+    restore.set_defaults(func=cmd_restore)
+
+    trash = commands.add_parser(
+        "trash", parents=[connection], help="list the trash (tab-separated), or --empty it"
+    )
+    trash.add_argument("--empty", action="store_true", help="delete everything in it for good")
+    trash.set_defaults(func=cmd_trash)

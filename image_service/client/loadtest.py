@@ -172,7 +172,7 @@ async def _lifecycle(
     if plan.keep_every and number % plan.keep_every == 0:
         results.kept.append((image.user_id, image_id))
     else:
-        await timed("delete", images.delete(image_id))
+        await timed("delete", images.delete(image_id, permanent=True))
         results.deleted.append((image.user_id, image_id))
 
 

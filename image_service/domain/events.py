@@ -31,6 +31,9 @@ READY = "image.ready"
 REJECTED = "image.rejected"
 QUARANTINED = "image.quarantined"
 DELETED = "image.deleted"
+# Heard in this process (event streams), not sent as webhooks.
+TRASHED = "image.trashed"
+RESTORED = "image.restored"
 EVENT_TYPES = (READY, REJECTED, QUARANTINED, DELETED)
 
 Observe = Callable[[str, str], None]
@@ -61,9 +64,13 @@ class ImageEvents:
         """``listener`` hears of every event this process publishes, at once (in-process)."""
         self._listeners.append(listener)
 
-    async def publish(self, event_type: str, record: ImageRecord) -> None:
+    def notify(self, event_type: str, record: ImageRecord) -> None:
+        """Tells this process's listeners only (image.trashed, image.restored: no webhook)."""
         for listener in self._listeners:
             listener(event_type, record)
+
+    async def publish(self, event_type: str, record: ImageRecord) -> None:
+        self.notify(event_type, record)
         destinations: list[tuple[str, bool]] = []
         if self._webhook_url:  # the operator's own endpoint: wherever they put it
             destinations.append((self._webhook_url, True))

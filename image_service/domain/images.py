@@ -74,6 +74,8 @@ _MAX_FILENAME_STEM = 100
 MIN_PART_BYTES = 5 * 1024 * 1024
 MAX_PART_BYTES = 5 * 1024**3
 MAX_PARTS = 1000
+# Trashed images read per page while the trash is emptied.
+_TRASH_PAGE = 100
 # Digests one check may ask about.
 MAX_CHECKED_DIGESTS = 500
 
@@ -98,6 +100,8 @@ class UploadPolicy:
     usage_cache_seconds: float
     # Whether a callback_url may name loopback, link-local or private addresses.
     callbacks_to_private: bool = False
+    # A DELETE moves an image to the trash for this many days; 0: deletes at once.
+    trash_days: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +151,9 @@ _MAX_CACHED_USAGES = 100_000
 # States a completion leads to: once there, completing again answers the record as it is.
 _COMPLETED = frozenset({ImageStatus.PROCESSING, ImageStatus.READY, ImageStatus.QUARANTINED})
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
+# What a DELETE moves to the trash: images with bytes worth keeping. A pending or rejected
+# upload has nothing to restore, and is deleted at once.
+TRASHABLE = frozenset({ImageStatus.READY, ImageStatus.PROCESSING, ImageStatus.QUARANTINED})
 
 
 def _fingerprint(request: UploadRequest) -> str:
@@ -923,14 +930,81 @@ class ImageService:
         )
         return PresignedDownload(url=url, expires_at=self._clock() + timedelta(seconds=expires_in))
 
-    async def delete(self, principal: Principal, image_id: str, user_id: str | None) -> None:
-        record = await self._owned(self.owner_for(principal, user_id), image_id)
+    async def delete(
+        self, principal: Principal, image_id: str, user_id: str | None, *, permanent: bool = False
+    ) -> None:
+        """Moves the image to the trash (``trash_days`` > 0, an image with bytes), or with
+        ``permanent`` (and for uploads that never became images) deletes it at once."""
+        owner = self.owner_for(principal, user_id)
+        record = await self._owned(owner, image_id)
+        if not permanent and self._policy.trash_days > 0:
+            if record.status is ImageStatus.TRASHED:
+                return  # in the trash already: DELETE ?permanent=true purges it
+            if record.status in TRASHABLE:
+                trashed = await self._repository.trash(
+                    record, trashable=TRASHABLE, now=self._clock()
+                )
+                if trashed is not None:
+                    self.events.notify(events.TRASHED, trashed)
+                    return
+                record = await self._owned(owner, image_id)  # it changed: decide again
+                if record.status is ImageStatus.TRASHED:
+                    return
+        await self._delete_now(record)
+
+    async def restore(
+        self, principal: Principal, image_id: str, user_id: str | None
+    ) -> ImageRecord:
+        """Takes an image out of the trash, into the status it had (processing: queued again)."""
+        owner = self.owner_for(principal, user_id)
+        record = await self._owned(owner, image_id)
+        restored = None
+        if record.status is ImageStatus.TRASHED:
+            restored = await self._repository.restore(record, now=self._clock())
+        if restored is None:  # not in the trash, or purged (404) or restored meanwhile
+            current = await self._owned(owner, image_id)
+            raise Conflict(
+                "Only an image in the trash can be restored.",
+                code="not_in_trash",
+                details={"status": current.status.value},
+            )
+        if restored.status is ImageStatus.PROCESSING:
+            await self._jobs.send(process_job(restored))
+        self.events.notify(events.RESTORED, restored)
+        return restored
+
+    async def purge(self, record: ImageRecord) -> bool:
+        """Deletes a trashed image for good, unless it left the trash meanwhile (a restore
+        wins a race with a purge, or loses it whole: never half)."""
+        marked = await self._repository.mark_deleting(
+            record, updated_at=self._clock(), only_from=ImageStatus.TRASHED
+        )
+        if marked is None:
+            return False
+        await self.finish_delete(marked)
+        return True
+
+    async def empty_trash(self, principal: Principal, user_id: str | None) -> int:
+        """Purges every image in the owner's trash; how many."""
+        owner = self.owner_for(principal, user_id)
+        purged = 0
+        position = None
+        while True:
+            page, position = await self._repository.list_page(
+                owner, ListFilter(status=ImageStatus.TRASHED), _TRASH_PAGE, position
+            )
+            for record in page:
+                purged += await self.purge(record)
+            if position is None:
+                return purged
+
+    async def _delete_now(self, record: ImageRecord) -> None:
         # Marked first, objects next, record last: wherever this stops, the record still names
         # the image as `deleting` (never served again), and a retried DELETE finishes the job.
         if record.status is not ImageStatus.DELETING:
             marked = await self._repository.mark_deleting(record, updated_at=self._clock())
             if marked is None:
-                raise ImageNotFound(image_id)
+                raise ImageNotFound(record.image_id)
             record = marked
         await self.finish_delete(record)
 

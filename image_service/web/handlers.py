@@ -38,6 +38,7 @@ from image_service.web.openapi import (
     response_schema,
 )
 from image_service.web.schemas import (
+    DeleteQuerySchema,
     DigestCheckResponseSchema,
     DigestCheckSchema,
     DownloadQuerySchema,
@@ -51,6 +52,7 @@ from image_service.web.schemas import (
     ListQuerySchema,
     OwnerQuerySchema,
     PartsResponseSchema,
+    PurgedSchema,
     RenderQuerySchema,
     RenderResponseSchema,
     UploadRequestSchema,
@@ -380,15 +382,45 @@ async def deliver_rendition(request: web.Request) -> web.StreamResponse:
     return web.Response(body=delivery.data, content_type=delivery.content_type, headers=headers)
 
 
-@docs(summary="Delete an image and its stored objects", **_secured)
-@querystring_schema(OwnerQuerySchema)
-@response_schema(None, 204, description="Deleted.")
+@docs(
+    summary="Delete an image: into the trash, or for good",
+    description="An image with bytes (ready, processing, quarantined) goes to the trash for "
+    "IMAGE_SERVICE_TRASH_DAYS (30): not served, listed only with status=trashed, still "
+    "counted in the quota, restorable (POST /images/{image_id}/restore) until the sweeper "
+    "purges it. permanent=true (or a trash of 0 days) deletes at once, objects and record.",
+    **_secured,
+)
+@querystring_schema(DeleteQuerySchema)
+@response_schema(None, 204, description="In the trash, or deleted.")
 async def delete_image(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
     owner = request.app[IMAGE_SERVICE].owner_for(principal, _owner(request))
-    await request.app[IMAGE_SERVICE].delete(principal, request.match_info["image_id"], owner)
+    await request.app[IMAGE_SERVICE].delete(
+        principal,
+        request.match_info["image_id"],
+        owner,
+        permanent=request["querystring"]["permanent"],
+    )
     request.app[RENDITIONS].forget(owner, request.match_info["image_id"])
     return web.Response(status=204)
+
+
+@docs(summary="Restore an image from the trash, as it was", **_secured)
+@querystring_schema(OwnerQuerySchema)
+@response_schema(ImageSchema, 200)
+async def restore_image(request: web.Request) -> web.Response:
+    record = await request.app[IMAGE_SERVICE].restore(
+        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+    )
+    return _json(image_view(record, gps=_owns(request, record.user_id)))
+
+
+@docs(summary="Empty the trash: every trashed image deleted for good", **_secured)
+@querystring_schema(OwnerQuerySchema)
+@response_schema(PurgedSchema, 200)
+async def empty_trash(request: web.Request) -> web.Response:
+    purged = await request.app[IMAGE_SERVICE].empty_trash(request[PRINCIPAL], _owner(request))
+    return _json({"purged": purged})
 
 
 @public

@@ -19,6 +19,8 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_patch(_IMAGE, handlers.update_image)
     app.router.add_delete(_IMAGE, handlers.delete_image)
     app.router.add_post(_IMAGE + "/complete", handlers.complete_upload)
+    app.router.add_post(_IMAGE + "/restore", handlers.restore_image)
+    app.router.add_delete("/trash", handlers.empty_trash)
     app.router.add_get(_IMAGE + "/parts", handlers.upload_parts, allow_head=False)
     app.router.add_get(_IMAGE + "/download", handlers.download_image, allow_head=False)
     app.router.add_get(_IMAGE + "/render", handlers.render_url, allow_head=False)

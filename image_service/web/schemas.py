@@ -216,6 +216,20 @@ class OwnerQuerySchema(StrictSchema):
     user_id = _user_id_field("Act on another user's image (admin only).")
 
 
+class DeleteQuerySchema(OwnerQuerySchema):
+    permanent = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "Delete at once, for good (also from the trash), instead of moving "
+            "the image to the trash."
+        },
+    )
+
+
+class PurgedSchema(Schema):
+    purged = fields.Integer(required=True, metadata={"description": "Images deleted for good."})
+
+
 MAX_WAIT_SECONDS = 20
 
 

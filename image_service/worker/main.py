@@ -47,6 +47,7 @@ def make_sweeper(
         jobs=services.jobs,
         images=services.images,
         stuck_after=timedelta(seconds=settings.stuck_after_seconds),
+        trash_for=timedelta(days=settings.trash_days) if settings.trash_days else None,
         clock=clock,
         metrics=metrics,
     )

@@ -6,8 +6,9 @@ redelivers a job, a client retries a DELETE), but a job can still be lost (the q
 after the record changed, or it ended in the dead-letter queue) and a client may never retry.
 The sweeper looks, every so often, for images that have sat in either status for longer than
 any healthy step takes, and drives them on: it queues the processing job again, or finishes the
-delete. Several workers may sweep at once: each image is claimed with a conditional write
-first, so exactly one of them acts on it.
+delete. It also purges what has been in the trash longer than ``IMAGE_SERVICE_TRASH_DAYS``.
+Several workers may sweep at once: each image is claimed with a conditional write first, so
+exactly one of them acts on it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ log = logging.getLogger(__name__)
 class SweepReport:
     requeued: list[tuple[str, str]] = field(default_factory=list)  # (owner, image id)
     deleted: list[tuple[str, str]] = field(default_factory=list)
+    purged: list[tuple[str, str]] = field(default_factory=list)
 
 
 class Sweeper:
@@ -44,6 +46,7 @@ class Sweeper:
         images: ImageService,
         stuck_after: timedelta,
         clock: Callable[[], datetime],
+        trash_for: timedelta | None = None,
         metrics: WorkerMetrics | None = None,
     ) -> None:
         self._metrics = metrics or WorkerMetrics()
@@ -51,6 +54,7 @@ class Sweeper:
         self._jobs = jobs
         self._images = images
         self._stuck_after = stuck_after
+        self._trash_for = trash_for
         self._clock = clock
 
     async def sweep(self) -> SweepReport:
@@ -76,6 +80,21 @@ class Sweeper:
                 record.image_id,
                 extra=image_event("delete_finished", record.user_id, record.image_id),
             )
+        if self._trash_for is not None:
+            # A purge is conditional on the image still being in the trash: a restore racing
+            # it, or another sweeper, wins or loses whole.
+            async for record in self._repository.waiting_since(
+                ImageStatus.TRASHED, now - self._trash_for
+            ):
+                if await self._images.purge(record):
+                    report.purged.append((record.user_id, record.image_id))
+                    self._metrics.swept.labels("purged").inc()
+                    log.info(
+                        "purged from the trash: %s/%s",
+                        record.user_id,
+                        record.image_id,
+                        extra=image_event("image_purged", record.user_id, record.image_id),
+                    )
         return report
 
     async def _claim(self, status: ImageStatus, now: datetime) -> AsyncIterator[ImageRecord]:

@@ -45,6 +45,7 @@ STATUS_INDEX = "by_status"
 TAG_INDEX = "by_tag"
 ATTENTION_INDEX = "by_attention"
 TAKEN_INDEX = "by_taken"
+TRASH_INDEX = "by_trash"
 # (index, partition key attribute, sort key attribute)
 INDEXES = (
     (UPLOAD_TIME_INDEX, "user_id", "upload_sort"),
@@ -52,15 +53,24 @@ INDEXES = (
     (TAG_INDEX, "tag_key", "tag_sort"),
     (ATTENTION_INDEX, "attention_key", "attention_sort"),
     (TAKEN_INDEX, "user_id", "taken_sort"),
+    (TRASH_INDEX, "trash_key", "trash_sort"),
 )
 _TAG_COPY_MARK = "#tag#"
 # Attributes only the image item has: a tag copy carrying them would show up in those indexes.
-_IMAGE_ONLY = ("upload_sort", "status_key", "attention_key", "attention_sort", "taken_sort")
+_IMAGE_ONLY = (
+    "upload_sort",
+    "status_key",
+    "attention_key",
+    "attention_sort",
+    "taken_sort",
+    "trash_key",
+    "trash_sort",
+)
 # Images in these statuses are between two steps and are finished by the sweeper if the step
 # that should have followed never came (a lost job, a delete cut short). The attention index is
 # sparse: it holds only them, over this many partitions per status, so that the sweeper's
 # queries spread over DynamoDB partitions instead of all hitting one.
-NEEDS_ATTENTION = frozenset({ImageStatus.PROCESSING, ImageStatus.DELETING})
+NEEDS_ATTENTION = frozenset({ImageStatus.PROCESSING, ImageStatus.DELETING, ImageStatus.TRASHED})
 ATTENTION_SHARDS = 8
 
 Item = dict[str, "AttributeValueTypeDef"]
@@ -74,6 +84,11 @@ _DIGEST_MARK = "sha256#"
 DIGEST_IMAGES = "image_ids"
 # An image owns its bytes (for de-duplication) once verified and until it leaves for good.
 _OWNS_ITS_BYTES = frozenset({ImageStatus.PROCESSING, ImageStatus.READY})
+
+
+def trash_sort_key(record: ImageRecord) -> str:
+    moment = record.trashed_at or record.updated_at
+    return f"{format_timestamp(moment)}#{record.image_id}"
 
 
 def upload_sort_key(record: ImageRecord) -> str:
@@ -140,8 +155,6 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         "content_type": string_value(record.content_type),
         "status": string_value(record.status.value),
         "upload_time": string_value(format_timestamp(record.upload_time)),
-        "upload_sort": string_value(upload_sort_key(record)),
-        "status_key": string_value(status_key(record.user_id, record.status)),
         "revision": number_value(record.revision),
         "updated_at": string_value(format_timestamp(record.updated_at)),
         "tags": {"L": [string_value(tag) for tag in record.tags]},
@@ -171,10 +184,21 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["variants"] = {"L": [{"M": _variant_item(variant)} for variant in record.variants]}
     if record.part_checksums:
         item["part_checksums"] = {"L": [string_value(c) for c in record.part_checksums]}
+    if record.status is ImageStatus.TRASHED:
+        # Out of every listing but the trash's (the listing indexes are sparse on these).
+        item["trash_key"] = string_value(record.user_id)
+        item["trash_sort"] = string_value(trash_sort_key(record))
+    else:
+        item["upload_sort"] = string_value(upload_sort_key(record))
+        item["status_key"] = string_value(status_key(record.user_id, record.status))
+    if record.trashed_at is not None:
+        item["trashed_at"] = string_value(format_timestamp(record.trashed_at))
+    if record.trashed_from is not None:
+        item["trashed_from"] = string_value(record.trashed_from.value)
     if record.photo is not None:
         item["photo"] = {"M": _photo_item(record.photo)}
         taken_sort = taken_sort_key(record)
-        if taken_sort is not None:
+        if taken_sort is not None and record.status is not ImageStatus.TRASHED:
             item["taken_sort"] = string_value(taken_sort)
     if record.placeholder is not None:
         item["placeholder"] = string_value(record.placeholder)
@@ -182,7 +206,9 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["thumbhash"] = string_value(record.thumbhash)
     if record.status in NEEDS_ATTENTION:
         item["attention_key"] = string_value(attention_key(record))
-        item["attention_sort"] = string_value(format_timestamp(record.updated_at))
+        # Since when: a trashed image's purge is due by the time it was trashed.
+        since = record.trashed_at if record.status is ImageStatus.TRASHED else None
+        item["attention_sort"] = string_value(format_timestamp(since or record.updated_at))
     if dead_record_ttl is not None and record.status in _EXPIRING:
         item[EXPIRY_ATTRIBUTE] = number_value(int(record.updated_at.timestamp()) + dead_record_ttl)
     item.update(
@@ -191,11 +217,14 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     return item
 
 
+_UNLISTED_BY_TAG = frozenset({ImageStatus.PENDING, ImageStatus.TRASHED})
+
+
 def indexed_tags(record: ImageRecord) -> list[str]:
     """The tags an image is listed by. A pending image is none yet: it has no bytes until its
     upload completes, so it is listed by time and by status only, and the upload-URL path
     writes one item, not one per tag."""
-    return [] if record.status is ImageStatus.PENDING else record.tags
+    return [] if record.status in _UNLISTED_BY_TAG else record.tags
 
 
 def tag_copies(record: ImageRecord, image_item: Item) -> list[Item]:
@@ -323,6 +352,8 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         photo=_photo(item["photo"]["M"]) if "photo" in item else None,
         placeholder=string("placeholder"),
         thumbhash=string("thumbhash"),
+        trashed_at=parse_timestamp(item["trashed_at"]["S"]) if "trashed_at" in item else None,
+        trashed_from=ImageStatus(item["trashed_from"]["S"]) if "trashed_from" in item else None,
         revision=number("revision") or 0,
     )
 

@@ -37,6 +37,7 @@ from image_service.storage.dynamo.codec import (
     STATUS_INDEX,
     TAG_INDEX,
     TAKEN_INDEX,
+    TRASH_INDEX,
     UPLOAD_TIME_INDEX,
     USAGE_ID,
     Item,
@@ -54,6 +55,7 @@ from image_service.storage.dynamo.codec import (
     tag_key,
     taken_sort_key,
     to_item,
+    trash_sort_key,
     upload_sort_key,
 )
 from image_service.storage.dynamo.wire import DynamoDBWire
@@ -222,14 +224,53 @@ class ImageRepository:
         return await self._rewrite(await self.get(user_id, image_id), edit)
 
     async def mark_deleting(
-        self, record: ImageRecord, *, updated_at: datetime
+        self, record: ImageRecord, *, updated_at: datetime, only_from: ImageStatus | None = None
     ) -> ImageRecord | None:
-        """Sets the deleting status; None when the image is already gone."""
+        """Sets the deleting status; None when the image is already gone (or, with
+        ``only_from``, no longer in that status: a purge loses to a restore)."""
 
-        def mark(current: ImageRecord) -> ImageRecord:
+        def mark(current: ImageRecord) -> ImageRecord | None:
+            if only_from is not None and current.status is not only_from:
+                return None
             return replace(current, status=ImageStatus.DELETING, updated_at=updated_at)
 
         return await self._rewrite(record, mark)
+
+    async def trash(
+        self, record: ImageRecord, *, trashable: frozenset[ImageStatus], now: datetime
+    ) -> ImageRecord | None:
+        """Moves the image to the trash if it is in a ``trashable`` status; None otherwise
+        (gone, or changed into another status meanwhile)."""
+
+        def into_trash(current: ImageRecord) -> ImageRecord | None:
+            if current.status not in trashable:
+                return None
+            return replace(
+                current,
+                status=ImageStatus.TRASHED,
+                trashed_from=current.status,
+                trashed_at=now,
+                updated_at=now,
+            )
+
+        return await self._rewrite(record, into_trash)
+
+    async def restore(self, record: ImageRecord, *, now: datetime) -> ImageRecord | None:
+        """Takes the image out of the trash, into the status it had; None when it is no
+        longer in the trash (restored already, or being purged)."""
+
+        def out_of_trash(current: ImageRecord) -> ImageRecord | None:
+            if current.status is not ImageStatus.TRASHED or current.trashed_from is None:
+                return None
+            return replace(
+                current,
+                status=current.trashed_from,
+                trashed_from=None,
+                trashed_at=None,
+                updated_at=now,
+            )
+
+        return await self._rewrite(record, out_of_trash)
 
     async def delete(self, record: ImageRecord, *, unchanged_only: bool = False) -> bool:
         """Deletes the image with its tag copies and, if it was counted, takes it off its
@@ -268,8 +309,9 @@ class ImageRepository:
     async def waiting_since(
         self, status: ImageStatus, before: datetime
     ) -> AsyncIterator[ImageRecord]:
-        """Images in ``status`` (processing or deleting) whose last change is older than
-        ``before``, from the sparse attention index: what the sweeper has to finish."""
+        """Images in ``status`` (processing, deleting, trashed) whose last change (for the
+        trash: since when) is older than ``before``, from the sparse attention index: what
+        the sweeper has to finish, or purge."""
         assert status in NEEDS_ATTENTION
         for shard in range(ATTENTION_SHARDS):
             query: dict[str, Any] = {
@@ -503,6 +545,8 @@ class ImageRepository:
         values: Item = {}
         conditions: list[str] = []
         names: dict[str, str] = {}
+        if filters.status is ImageStatus.TRASHED:
+            return await self._trash_page(user_id, filters, limit, after)
         if filters.ordered_by_taken:
             return await self._taken_page(user_id, filters, limit, after)
         if filters.tags:
@@ -557,6 +601,42 @@ class ImageRepository:
             }
         return await self._read_page(
             query, limit, filtered=bool(conditions), sort_key=upload_sort_key
+        )
+
+    async def _trash_page(
+        self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
+    ) -> tuple[list[ImageRecord], CursorPosition | None]:
+        """The trash, newest trashed first, from the sparse ``by_trash`` index; tags and
+        upload dates filter."""
+        values: Item = {":owner": string_value(user_id)}
+        conditions: list[str] = []
+        for number, tag in enumerate(filters.tags):
+            conditions.append(f"contains(tags, :tag{number})")
+            values[f":tag{number}"] = string_value(tag)
+        if filters.start is not None:
+            conditions.append("upload_time >= :start")
+            values[":start"] = string_value(format_timestamp(filters.start))
+        if filters.end is not None:
+            conditions.append("upload_time <= :end")
+            values[":end"] = string_value(format_timestamp(filters.end))
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": TRASH_INDEX,
+            "ScanIndexForward": False,
+            "KeyConditionExpression": "trash_key = :owner",
+            "ExpressionAttributeValues": values,
+        }
+        if conditions:
+            query["FilterExpression"] = " AND ".join(conditions)
+        if after is not None:
+            query["ExclusiveStartKey"] = {
+                "user_id": string_value(user_id),
+                "image_id": string_value(after.image_id),
+                "trash_key": string_value(user_id),
+                "trash_sort": string_value(after.sort_key),
+            }
+        return await self._read_page(
+            query, limit, filtered=bool(conditions), sort_key=trash_sort_key
         )
 
     async def _taken_page(
@@ -650,7 +730,10 @@ class ImageRepository:
 
     async def all_images(self) -> AsyncIterator[ImageRecord]:
         """Every image record in the table (a full scan: for maintenance, never for requests)."""
-        scan = {"TableName": self.table, "FilterExpression": "attribute_exists(upload_sort)"}
+        scan = {
+            "TableName": self.table,
+            "FilterExpression": "attribute_exists(upload_sort) OR attribute_exists(trash_sort)",
+        }
         async for item in self._scan(scan):
             yield from_item(item)
 
