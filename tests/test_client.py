@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any
 
 import pytest
@@ -185,3 +186,17 @@ async def test_skip_existing_answers_a_small_image_already_there(api: Api) -> No
     other = await client.upload(images.gif(), skip_existing=True)
     assert other.image_id != first.image_id
     assert not other.existing
+
+
+async def test_the_client_reads_photo_metadata_and_lists_by_when_taken(api: Api) -> None:
+    client = api.images("alice")
+    older = await client.upload(images.camera_jpeg("2020:01:01 00:00:00"), wait=True)
+    newer = await client.upload(
+        images.camera_jpeg("2022:01:01 00:00:00", color=(1, 1, 1)), wait=True
+    )
+    assert newer.photo is not None
+    assert (newer.photo.camera, newer.photo.iso, newer.photo.gps) == ("Fujifilm X-T5", 400, None)
+    page = await client.list(sort="taken_at")
+    assert [image.image_id for image in page.items] == [newer.image_id, older.image_id]
+    page = await client.list(taken_to=date(2021, 1, 1))
+    assert [image.image_id for image in page.items] == [older.image_id]

@@ -129,6 +129,44 @@ class Variant:
 
 
 @dataclass(frozen=True, slots=True)
+class Position:
+    latitude: float
+    longitude: float
+    altitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """What the photo's EXIF says (each field when known); ``gps`` only for its owner, and
+    only where the service keeps it."""
+
+    taken_at: datetime | None = None
+    camera: str | None = None
+    lens: str | None = None
+    f_number: float | None = None
+    exposure_time: float | None = None
+    iso: int | None = None
+    focal_length: float | None = None
+    orientation: int | None = None
+    gps: Position | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Photo:
+        taken, gps = body.get("taken_at"), body.get("gps")
+        return cls(
+            taken_at=None if taken is None else _timestamp(taken),
+            camera=body.get("camera"),
+            lens=body.get("lens"),
+            f_number=body.get("f_number"),
+            exposure_time=body.get("exposure_time"),
+            iso=body.get("iso"),
+            focal_length=body.get("focal_length"),
+            orientation=body.get("orientation"),
+            gps=None if gps is None else Position(**gps),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class Image:
     image_id: str
     user_id: str
@@ -146,6 +184,7 @@ class Image:
     filename: str | None = None
     placeholder: str | None = None
     thumbhash: str | None = None  # a blurred preview, base64 ThumbHash
+    photo: Photo | None = None
     # An upload with skip_existing answered this image, already there, instead of sending.
     existing: bool = False
 
@@ -182,6 +221,7 @@ class Image:
             filename=body.get("filename"),
             placeholder=body.get("placeholder"),
             thumbhash=body.get("thumbhash"),
+            photo=None if body.get("photo") is None else Photo.from_json(body["photo"]),
         )
 
 
@@ -563,10 +603,21 @@ class ImageServiceClient:
         end: date | datetime | None = None,
         limit: int | None = None,
         cursor: str | None = None,
+        sort: str | None = None,
+        taken_from: date | datetime | None = None,
+        taken_to: date | datetime | None = None,
     ) -> Page:
-        """One page, newest first. Every tag must match; a bare ``end`` date includes its day."""
+        """One page, newest first (``sort="taken_at"``: newest taken). Every tag must match; a
+        bare ``end`` (or ``taken_to``) date includes its day; ``status="trashed"``: the trash."""
         query: list[tuple[str, str]] = [("tag", tag) for tag in tags]
-        for name, value in (("status", status), ("start_date", start), ("end_date", end)):
+        for name, value in (
+            ("status", status),
+            ("start_date", start),
+            ("end_date", end),
+            ("sort", sort),
+            ("taken_from", taken_from),
+            ("taken_to", taken_to),
+        ):
             if value is not None:
                 query.append((name, value if isinstance(value, str) else value.isoformat()))
         if limit is not None:
