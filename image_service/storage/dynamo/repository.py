@@ -578,17 +578,7 @@ class ImageRepository:
         elif filters.end is not None:
             key_condition += f" AND {sort} <= :hi"
 
-        query: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": index,
-            "ScanIndexForward": False,
-            "KeyConditionExpression": key_condition,
-            "ExpressionAttributeValues": values,
-        }
-        if conditions:
-            query["FilterExpression"] = " AND ".join(conditions)
-        if names:
-            query["ExpressionAttributeNames"] = names
+        query = self._descending(index, key_condition, values, conditions, names)
         if after is not None:
             # The position in this index of the cursor's image (any index: they sort alike).
             query["ExclusiveStartKey"] = {
@@ -606,80 +596,109 @@ class ImageRepository:
     async def _trash_page(
         self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
     ) -> tuple[list[ImageRecord], CursorPosition | None]:
-        """The trash, newest trashed first, from the sparse ``by_trash`` index; tags and
-        upload dates filter."""
-        values: Item = {":owner": string_value(user_id)}
-        conditions: list[str] = []
-        for number, tag in enumerate(filters.tags):
-            conditions.append(f"contains(tags, :tag{number})")
-            values[f":tag{number}"] = string_value(tag)
-        if filters.start is not None:
-            conditions.append("upload_time >= :start")
-            values[":start"] = string_value(format_timestamp(filters.start))
-        if filters.end is not None:
-            conditions.append("upload_time <= :end")
-            values[":end"] = string_value(format_timestamp(filters.end))
-        query: dict[str, Any] = {
-            "TableName": self.table,
-            "IndexName": TRASH_INDEX,
-            "ScanIndexForward": False,
-            "KeyConditionExpression": "trash_key = :owner",
-            "ExpressionAttributeValues": values,
-        }
-        if conditions:
-            query["FilterExpression"] = " AND ".join(conditions)
+        """The trash, newest trashed first, from the sparse ``by_trash`` index."""
+        owner = string_value(user_id)
+        start = None
         if after is not None:
-            query["ExclusiveStartKey"] = {
-                "user_id": string_value(user_id),
+            start = {
+                "user_id": owner,
                 "image_id": string_value(after.image_id),
-                "trash_key": string_value(user_id),
+                "trash_key": owner,
                 "trash_sort": string_value(after.sort_key),
             }
-        return await self._read_page(
-            query, limit, filtered=bool(conditions), sort_key=trash_sort_key
+        return await self._filtered_page(
+            TRASH_INDEX,
+            "trash_key = :owner",
+            {":owner": owner},
+            filters,
+            limit,
+            start=start,
+            sort_key=trash_sort_key,
+            by_status=False,  # the index is one status
         )
 
     async def _taken_page(
         self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
     ) -> tuple[list[ImageRecord], CursorPosition | None]:
         """Newest taken first, from the sparse ``by_taken`` index (images whose EXIF says
-        when): the taken range is its key condition; tags, status and upload dates filter."""
-        values: Item = {":owner": string_value(user_id)}
-        names: dict[str, str] = {}
+        when): the taken range is its key condition."""
+        owner = string_value(user_id)
+        values: Item = {":owner": owner}
         key_condition = "user_id = :owner"
-        low = None if filters.taken_from is None else format_timestamp(filters.taken_from)
-        high = (
-            None
-            if filters.taken_to is None
-            else format_timestamp(filters.taken_to) + "#" + _AFTER_ANY_ID
-        )
-        if low is not None and high is not None:
+        if filters.taken_from is not None:
+            values[":lo"] = string_value(format_timestamp(filters.taken_from))
+        if filters.taken_to is not None:
+            values[":hi"] = string_value(format_timestamp(filters.taken_to) + "#" + _AFTER_ANY_ID)
+        if ":lo" in values and ":hi" in values:
             key_condition += " AND taken_sort BETWEEN :lo AND :hi"
-        elif low is not None:
+        elif ":lo" in values:
             key_condition += " AND taken_sort >= :lo"
-        elif high is not None:
+        elif ":hi" in values:
             key_condition += " AND taken_sort <= :hi"
-        if low is not None:
-            values[":lo"] = string_value(low)
-        if high is not None:
-            values[":hi"] = string_value(high)
+        start = None
+        if after is not None:
+            start = {
+                "user_id": owner,
+                "image_id": string_value(after.image_id),
+                "taken_sort": string_value(after.sort_key),
+            }
+        return await self._filtered_page(
+            TAKEN_INDEX,
+            key_condition,
+            values,
+            filters,
+            limit,
+            start=start,
+            sort_key=lambda record: taken_sort_key(record) or "",
+            by_status=True,
+        )
+
+    async def _filtered_page(
+        self,
+        index: str,
+        key_condition: str,
+        values: Item,
+        filters: ListFilter,
+        limit: int,
+        *,
+        start: Item | None,
+        sort_key: Callable[[ImageRecord], str],
+        by_status: bool,
+    ) -> tuple[list[ImageRecord], CursorPosition | None]:
+        """A page of an index that is keyed by neither tag nor status nor upload time: those
+        filters are applied after the read (FilterExpression)."""
         conditions: list[str] = []
+        names: dict[str, str] = {}
         for number, tag in enumerate(filters.tags):
             conditions.append(f"contains(tags, :tag{number})")
             values[f":tag{number}"] = string_value(tag)
-        if filters.status is not None:
+        if by_status and filters.status is not None:
             conditions.append("#status = :status")
             values[":status"] = string_value(filters.status.value)
             names["#status"] = "status"
         if filters.start is not None:
-            conditions.append("upload_sort >= :start")
+            conditions.append("upload_time >= :start")
             values[":start"] = string_value(format_timestamp(filters.start))
         if filters.end is not None:
-            conditions.append("upload_sort <= :end")
-            values[":end"] = string_value(format_timestamp(filters.end) + "#" + _AFTER_ANY_ID)
+            conditions.append("upload_time <= :end")
+            values[":end"] = string_value(format_timestamp(filters.end))
+        query = self._descending(index, key_condition, values, conditions, names)
+        if start is not None:
+            query["ExclusiveStartKey"] = start
+        return await self._read_page(query, limit, filtered=bool(conditions), sort_key=sort_key)
+
+    def _descending(
+        self,
+        index: str,
+        key_condition: str,
+        values: Item,
+        conditions: list[str],
+        names: dict[str, str],
+    ) -> dict[str, Any]:
+        """A query of ``index``, newest first, its ``conditions`` applied after the read."""
         query: dict[str, Any] = {
             "TableName": self.table,
-            "IndexName": TAKEN_INDEX,
+            "IndexName": index,
             "ScanIndexForward": False,
             "KeyConditionExpression": key_condition,
             "ExpressionAttributeValues": values,
@@ -688,15 +707,7 @@ class ImageRepository:
             query["FilterExpression"] = " AND ".join(conditions)
         if names:
             query["ExpressionAttributeNames"] = names
-        if after is not None:
-            query["ExclusiveStartKey"] = {
-                "user_id": string_value(user_id),
-                "image_id": string_value(after.image_id),
-                "taken_sort": string_value(after.sort_key),
-            }
-        return await self._read_page(
-            query, limit, filtered=bool(conditions), sort_key=lambda r: taken_sort_key(r) or ""
-        )
+        return query
 
     async def _read_page(
         self,
