@@ -132,7 +132,7 @@ async def test_held_requests_are_bounded_per_process(make_api: MakeApi) -> None:
     pending = [await api.upload_url() for _ in range(3)]
     held = [
         asyncio.create_task(
-            api.call("GET", f"/images/{u['image_id']}", params={"wait": "ready", "timeout": "5"})
+            api.call("GET", f"/images/{u['image_id']}", params={"wait": "ready", "timeout": "2"})
         )
         for u in pending[:2]
     ]
