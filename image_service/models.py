@@ -6,6 +6,12 @@ import enum
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+# S3's own bounds: a part (but the last) is 5 MiB-5 GiB; CopyObject, which completion uses to
+# move a verified upload under its served key, takes at most 5 GiB in one call.
+MIN_PART_BYTES = 5 * 1024 * 1024
+MAX_PART_BYTES = 5 * 1024**3
+MAX_COPY_BYTES = 5 * 1024**3
+
 # What an image's owner may write about it. Twenty tags also keep an image's transaction (the
 # image, a copy per tag, the copies of removed tags, the usage) under DynamoDB's 100 writes.
 MAX_TAGS = 20

@@ -18,6 +18,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from image_service.formats import SNIFFABLE_CONTENT_TYPES
+from image_service.models import MAX_COPY_BYTES, MAX_PART_BYTES, MIN_PART_BYTES
 
 PREFIX = "IMAGE_SERVICE_"
 MAX_URL_EXPIRY_SECONDS = 3600
@@ -53,11 +54,7 @@ def _int_between(low: int, high: int | None, meaning: str) -> Callable[[str], in
 _non_negative_int = _int_between(0, None, "zero or a positive integer")
 _port = _int_between(0, 65535, "a TCP port (0-65535)")
 _wait_seconds = _int_between(0, 20, "0-20 seconds")
-# S3's own bounds: a part (but the last) is 5 MiB-5 GiB; CopyObject, which completion uses to
-# move the verified upload under its served key, takes at most 5 GiB in one call.
-MIN_PART_BYTES = 5 * MiB
-MAX_COPY_BYTES = 5 * 1024 * MiB
-_part_bytes = _int_between(MIN_PART_BYTES, MAX_COPY_BYTES, "5 MiB-5 GiB (S3's part sizes)")
+_part_bytes = _int_between(MIN_PART_BYTES, MAX_PART_BYTES, "5 MiB-5 GiB (S3's part sizes)")
 _multipart_bytes = _int_between(1, MAX_COPY_BYTES, "1 byte-5 GiB (S3's largest single copy)")
 
 

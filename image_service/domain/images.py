@@ -47,6 +47,8 @@ from image_service.imaging.inspect import (
     inspect_image,
 )
 from image_service.models import (
+    MAX_PART_BYTES,
+    MIN_PART_BYTES,
     IdempotentUpload,
     ImagePage,
     ImageRecord,
@@ -69,10 +71,8 @@ log = logging.getLogger(__name__)
 
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_FILENAME_STEM = 100
-# S3 takes parts of 5 MiB and more (the last may be smaller) and up to 10,000 of them; the
-# service takes 1,000, so that a record with every part's checksum stays a few tens of KiB.
-MIN_PART_BYTES = 5 * 1024 * 1024
-MAX_PART_BYTES = 5 * 1024**3
+# S3 takes up to 10,000 parts; the service takes 1,000, so that a record with every part's
+# checksum stays a few tens of KiB.
 MAX_PARTS = 1000
 # Trashed images read per page while the trash is emptied.
 _TRASH_PAGE = 100
@@ -716,16 +716,16 @@ class ImageService:
     async def _check_size(self, record: ImageRecord, stored: StoredObject, upload_key: str) -> None:
         policy = self._policy
         if record.upload_id is not None:
-            limit = {"max_multipart_bytes": policy.max_multipart_bytes}
+            limit_name, limit = "max_multipart_bytes", policy.max_multipart_bytes
         else:
-            limit = {"max_upload_bytes": policy.max_upload_bytes}
-        if stored.size > next(iter(limit.values())):
+            limit_name, limit = "max_upload_bytes", policy.max_upload_bytes
+        if stored.size > limit:
             await self._reject(
                 record,
                 upload_key,
                 "file_too_large",
                 "The uploaded file exceeds the maximum upload size.",
-                {"size": stored.size, **limit},
+                {"size": stored.size, limit_name: limit},
             )
         if record.declared_size is not None and stored.size != record.declared_size:
             await self._reject(

@@ -55,10 +55,6 @@ class StatusWatcher:
         self._streams: dict[str, set[asyncio.Queue[Change | None]]] = defaultdict(set)
         self._followed: dict[ImageKey, ImageStatus] = {}
 
-    @property
-    def held(self) -> int:
-        return self._held
-
     def _hold(self) -> None:
         if self._held >= self._max_waits:
             raise TooManyWaits(self._max_waits)

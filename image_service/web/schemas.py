@@ -9,6 +9,8 @@ from typing import Any
 from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
 
 from image_service.auth.tokens import MAX_SUBJECT_BYTES
+from image_service.domain.callbacks import MAX_CALLBACK_URL_LENGTH
+from image_service.domain.images import MAX_CHECKED_DIGESTS, MAX_PARTS
 from image_service.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,
@@ -31,10 +33,6 @@ _TAG_EDGES = re.compile(r"^\S(?:.*\S)?$", re.DOTALL)
 MAX_DECLARED_SIZE = 5 * 1024**4
 _BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 _ANY_SHA256 = re.compile(r"^(?:[A-Za-z0-9+/]{43}=|[0-9a-fA-F]{64})$")
-# Matches the domain's bounds (MAX_PARTS, MAX_CHECKED_DIGESTS); the schema refuses a longer list
-# before anything is decoded further.
-MAX_PART_CHECKSUMS = 1000
-MAX_DIGESTS_PER_CHECK = 500
 
 MAX_FILENAME_LENGTH = 255
 MAX_PAGE_SIZE = 100
@@ -172,7 +170,7 @@ class UploadRequestSchema(StrictSchema):
     )
     part_checksums = fields.List(
         Text(validate=validate.Regexp(_BASE64_SHA256, error="Must be a base64 SHA-256 digest.")),
-        validate=validate.Length(min=1, max=MAX_PART_CHECKSUMS),
+        validate=validate.Length(min=1, max=MAX_PARTS),
         metadata={
             "description": "MULTIPART: each part's base64 SHA-256, in order. Signed into its "
             "part URL, so S3 refuses a part with other bytes."
@@ -187,7 +185,7 @@ class UploadRequestSchema(StrictSchema):
         },
     )
     callback_url = Text(
-        validate=validate.Length(min=1, max=2048),
+        validate=validate.Length(min=1, max=MAX_CALLBACK_URL_LENGTH),
         metadata={
             "description": "Also POST this image's events here (image.ready, .rejected, "
             ".quarantined, .deleted), signed like the deployment's webhooks. Public http(s) "
@@ -201,8 +199,8 @@ class DigestCheckSchema(StrictSchema):
     checksums_sha256 = fields.List(
         Text(validate=validate.Regexp(_ANY_SHA256, error="Must be a SHA-256: base64 or hex.")),
         required=True,
-        validate=validate.Length(min=1, max=MAX_DIGESTS_PER_CHECK),
-        metadata={"description": f"Up to {MAX_DIGESTS_PER_CHECK} SHA-256 digests, base64 or hex."},
+        validate=validate.Length(min=1, max=MAX_CHECKED_DIGESTS),
+        metadata={"description": f"Up to {MAX_CHECKED_DIGESTS} SHA-256 digests, base64 or hex."},
     )
     user_id = _user_id_field("Check another user's images (admin only).")
 
