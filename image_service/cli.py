@@ -18,10 +18,11 @@ from pathlib import Path
 from dotenv import load_dotenv
 
 from image_service import __version__
-from image_service.auth.tokens import issue_token
+from image_service.auth.tokens import issue_token, valid_subject
 from image_service.client.cli import add_client_commands
 from image_service.errors import BackendUnavailable
 from image_service.logs import configure_logging
+from image_service.ops.reprocess import DEFAULT_BACKLOG
 from image_service.settings import MAX_URL_EXPIRY_SECONDS, PREFIX, Settings, SettingsError
 from image_service.storage.clients import provision, provisioning_differences
 from image_service.web.serve import serve, serve_processes
@@ -174,6 +175,42 @@ def cmd_migrate(args: argparse.Namespace) -> None:
     raise SystemExit(asyncio.run(run()))
 
 
+def cmd_reprocess(args: argparse.Namespace) -> None:
+    from image_service.ops.reprocess import reprocess
+    from image_service.services import open_services, processing_policy
+
+    settings = Settings.from_env(verifies_tokens=False)
+    _configure_logging(settings)
+    fingerprint = processing_policy(settings).fingerprint
+    verb = "queued" if args.apply else "would queue"
+
+    async def run() -> int:
+        count = 0
+        try:
+            async with open_services(settings) as services:
+                found = reprocess(
+                    services.repository,
+                    services.jobs,
+                    fingerprint,
+                    apply=args.apply,
+                    owner=args.user,
+                    everything=args.all,
+                    backlog=args.backlog,
+                )
+                async for owner, image_id in found:  # printed as queued: tables may be huge
+                    count += 1
+                    print(f"{verb}: {owner}/{image_id}", flush=True)
+        except BackendUnavailable as outage:
+            # What was queued will be done; what was not is found again by the next run.
+            print(f"reprocess stopped: {outage}; run it again to resume", file=sys.stderr)
+            return 2
+        dry_run = "" if args.apply else " (a dry run: --apply to queue them)"
+        print(f"{verb} {count} images for processing as {fingerprint}{dry_run}")
+        return 0
+
+    raise SystemExit(asyncio.run(run()))
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     from image_service.dev import run_dev
 
@@ -229,6 +266,12 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError("must be zero or more")
     return value
+
+
+def _owner(text: str) -> str:
+    if not valid_subject(text):
+        raise argparse.ArgumentTypeError("not an owner: empty, too long or unprintable")
+    return text
 
 
 def _positive_int(text: str) -> int:
@@ -314,6 +357,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     migrate.add_argument("--apply", action="store_true", help="migrate; without it, only report")
     migrate.set_defaults(func=cmd_migrate)
+
+    reprocess = commands.add_parser(
+        "reprocess",
+        help="process ready images again where processing changed since (variants, GPS, "
+        "metadata); they stay served meanwhile (a dry run unless --apply)",
+    )
+    reprocess.add_argument("--apply", action="store_true", help="queue; without it, only report")
+    reprocess.add_argument("--user", type=_owner, metavar="OWNER", help="only this owner's images")
+    reprocess.add_argument(
+        "--all",
+        action="store_true",
+        help="every ready image, even those processed as the settings say now",
+    )
+    reprocess.add_argument(
+        "--backlog",
+        type=_positive_int,
+        default=DEFAULT_BACKLOG,
+        help=f"queue only while fewer jobs than this wait, so uploads never wait behind more "
+        f"(default {DEFAULT_BACKLOG})",
+    )
+    reprocess.set_defaults(func=cmd_reprocess)
 
     init = commands.add_parser(
         "init", help="create the bucket, table and queues, or bring them up to date (idempotent)"

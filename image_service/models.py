@@ -107,6 +107,9 @@ class ImageRecord:
     photo: PhotoMetadata | None = None  # from its EXIF, once processed
     placeholder: str | None = None  # dominant colour, "#rrggbb"
     thumbhash: str | None = None  # base64 ThumbHash: a blurred preview
+    # The processing this image's variants and metadata came from (ProcessingPolicy's
+    # fingerprint): `image-service reprocess` brings images whose processing changed up to date.
+    processed_with: str | None = None
     # In the trash: since when, and the status a restore gives back.
     trashed_at: datetime | None = None
     trashed_from: ImageStatus | None = None

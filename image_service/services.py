@@ -92,6 +92,14 @@ def _renderer() -> Render:
     return render
 
 
+def processing_policy(settings: Settings) -> ProcessingPolicy:
+    return ProcessingPolicy(
+        variants=variant_specs(settings),
+        keep_gps=settings.keep_gps,
+        scan_url_expiry=SCAN_URL_EXPIRY_SECONDS,
+    )
+
+
 def variant_specs(settings: Settings) -> tuple[VariantSpec, ...]:
     return tuple(
         VariantSpec(name, int(side), settings.variant_formats)
@@ -217,11 +225,7 @@ async def open_services(
             store=store,
             repository=repository,
             scanners=scanners,
-            policy=ProcessingPolicy(
-                variants=variant_specs(settings),
-                keep_gps=settings.keep_gps,
-                scan_url_expiry=SCAN_URL_EXPIRY_SECONDS,
-            ),
+            policy=processing_policy(settings),
             render_slots=settings.inspection_concurrency,
             webhooks=webhooks,
             clock=clock,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 from cachetools import LRUCache
@@ -118,14 +118,19 @@ class TokenVerifier:
 _UNSAFE_SUBJECT = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
+def valid_subject(subject: object) -> TypeGuard[str]:
+    """Whether ``subject`` can name an owner (a token's subject, or an operator's ``--user``)."""
+    return (
+        isinstance(subject, str)
+        and bool(subject)
+        and not _UNSAFE_SUBJECT.search(subject)
+        and len(subject.encode()) <= MAX_SUBJECT_BYTES
+    )
+
+
 def _principal(claims: Mapping[str, Any]) -> Principal:
     subject = claims.get("sub")
-    if (
-        not isinstance(subject, str)
-        or not subject
-        or _UNSAFE_SUBJECT.search(subject)
-        or len(subject.encode()) > MAX_SUBJECT_BYTES
-    ):
+    if not valid_subject(subject):
         raise Unauthenticated("The token's subject is invalid.", code="invalid_token")
     scope = claims.get("scope", "")
     scopes = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []

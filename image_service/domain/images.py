@@ -147,6 +147,18 @@ def process_job(record: ImageRecord) -> dict[str, str]:
     return {"type": "process", "user_id": record.user_id, "image_id": record.image_id}
 
 
+def reprocess_job(record: ImageRecord, *, force: bool = False) -> dict[str, str | bool]:
+    """A ready image brought up to the current processing; ``force``: even if it is."""
+    job: dict[str, str | bool] = {
+        "type": "reprocess",
+        "user_id": record.user_id,
+        "image_id": record.image_id,
+    }
+    if force:
+        job["force"] = True
+    return job
+
+
 _MAX_CACHED_USAGES = 100_000
 # States a completion leads to: once there, completing again answers the record as it is.
 _COMPLETED = frozenset({ImageStatus.PROCESSING, ImageStatus.READY, ImageStatus.QUARANTINED})

@@ -87,6 +87,16 @@ class JobQueue:
                 QueueUrl=url, ReceiptHandle=message.receipt_handle, VisibilityTimeout=seconds
             )
 
+    async def waiting(self) -> int:
+        """About how many jobs wait to be received (SQS's approximate count): what a job sent
+        now would queue behind."""
+        url = await self.url()
+        with backend_errors(BACKEND):
+            response = await self._client.get_queue_attributes(
+                QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+        return int(response["Attributes"]["ApproximateNumberOfMessages"])
+
     async def ping(self) -> None:
         url = await self.url()
         with backend_errors(BACKEND):

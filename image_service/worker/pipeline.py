@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import hashlib
+import json
 import logging
-from collections.abc import Callable, Sequence
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import IO, Any
@@ -16,10 +18,15 @@ from image_service.domain import events
 from image_service.domain.images import ImageService, utc_now
 from image_service.domain.layout import image_prefix, quarantine_key
 from image_service.errors import ServiceError
-from image_service.imaging.render import VariantSpec, render_variants, strip_jpeg_gps_file
+from image_service.imaging.render import (
+    Rendering,
+    VariantSpec,
+    render_variants,
+    strip_jpeg_gps_file,
+)
 from image_service.logs import image_event
 from image_service.models import ImageRecord, ImageStatus, Variant
-from image_service.spool import spool
+from image_service.spool import Spooled, spool
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
 from image_service.worker.scanners import Scanner, ScanSubject
@@ -32,11 +39,29 @@ class PoisonJob(Exception):
     """A message that can never succeed; retries end in the dead-letter queue."""
 
 
+# Bumped when what processing makes of an image changes in a way images processed before
+# should get too (`image-service reprocess`). 2: photo metadata (EXIF) and ThumbHash.
+PIPELINE_REVISION = 2
+
+
 @dataclass(frozen=True, slots=True)
 class ProcessingPolicy:
     variants: tuple[VariantSpec, ...]
     keep_gps: bool
     scan_url_expiry: int
+
+    @property
+    def fingerprint(self) -> str:
+        """Names what processing makes of an image (each variant's name, size and formats;
+        whether GPS is kept; the pipeline's revision), recorded on every image it makes
+        ready: an image whose fingerprint differs was processed otherwise."""
+        made = {
+            "pipeline": PIPELINE_REVISION,
+            "variants": [[spec.name, spec.max_side, list(spec.formats)] for spec in self.variants],
+            "keep_gps": self.keep_gps,
+        }
+        canonical = json.dumps(made, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
 class ImageProcessor:
@@ -68,6 +93,9 @@ class ImageProcessor:
             raise PoisonJob(f"not a job: {type(job).__name__}")
         if job.get("type") == "process":
             await self.process(str(job["user_id"]), str(job["image_id"]))
+        elif job.get("type") == "reprocess":
+            force = job.get("force") is True
+            await self.reprocess(str(job["user_id"]), str(job["image_id"]), force=force)
         elif job.get("type") == "webhook":
             if self._webhooks is None:  # queued while webhooks were on; now they are off
                 log.warning("webhook %s dropped: no IMAGE_SERVICE_WEBHOOK_SECRET", job.get("id"))
@@ -100,7 +128,65 @@ class ImageProcessor:
         record = await self._repository.get(user_id, image_id)
         if record is None or record.status is not ImageStatus.PROCESSING:
             return  # done already (a redelivered job) or deleted meanwhile: one result only
-        # The original in bounded memory (spool.py), however large: decoded from there.
+        async with self._original(record) as original:
+            finding = await self._scan(record, original.file)
+            if finding is not None:
+                await self._quarantine(record, finding)
+                return
+            rendering = await self._render(original.file)
+        ready = replace(
+            self._processed(
+                record, original, rendering, await self._store_variants(record, rendering)
+            ),
+            status=ImageStatus.READY,
+        )
+        # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
+        # the conditional write lets exactly one of them publish the record.
+        if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
+            await self._images.events.publish(events.READY, ready)
+            log.info(
+                "ready %s/%s (%d variants)",
+                record.user_id,
+                record.image_id,
+                len(ready.variants),
+                extra=image_event("image_ready", record.user_id, record.image_id),
+            )
+            return
+        await self._take_back(ready)
+
+    async def reprocess(self, user_id: str, image_id: str, *, force: bool = False) -> None:
+        """Brings a ready image up to the current processing (``image-service reprocess``):
+        variants rendered again, metadata read again, GPS removed if it is no longer kept.
+        The image stays ready and served throughout; no event is sent, since it never
+        stopped being ready. Not scanned again: it passed the scanners to become ready."""
+        record = await self._repository.get(user_id, image_id)
+        if record is None or record.status is not ImageStatus.READY:
+            return  # trashed, deleted or being deleted meanwhile: not this job's to touch
+        if record.processed_with == self._policy.fingerprint and not force:
+            return  # up to date (a redelivered job, or a second run of the command)
+        async with self._original(record) as original:
+            rendering = await self._render(original.file)
+        updated = self._processed(
+            record, original, rendering, await self._store_variants(record, rendering)
+        )
+        if await self._repository.replace_if_status(updated, ImageStatus.READY):
+            # Variants no longer configured: their objects go once no record names them.
+            kept = {variant.key for variant in updated.variants}
+            await self._store.delete([v.key for v in record.variants if v.key not in kept])
+            log.info(
+                "reprocessed %s/%s (%d variants)",
+                record.user_id,
+                record.image_id,
+                len(updated.variants),
+                extra=image_event("image_reprocessed", record.user_id, record.image_id),
+            )
+            return
+        await self._take_back(updated)
+
+    @asynccontextmanager
+    async def _original(self, record: ImageRecord) -> AsyncIterator[Spooled]:
+        """The original in bounded memory (spool.py), however large, GPS removed from a JPEG
+        (rewritten in S3 too) unless it is kept; closed when the block ends."""
         async with aclosing(self._store.read(record.s3_key)) as chunks:
             original = await spool(chunks)
         try:
@@ -113,22 +199,19 @@ class ImageProcessor:
                     )
                     original.close()
                     original = stripped
-
-            finding = await self._scan(record, original.file)
-            if finding is not None:
-                await self._quarantine(record, finding)
-                return
-
-            async with self._render_slots:
-                render = functools.partial(
-                    render_variants,
-                    original.file,
-                    self._policy.variants,
-                    keep_gps=self._policy.keep_gps,
-                )
-                rendering = await asyncio.get_running_loop().run_in_executor(None, render)
+            yield original
         finally:
             original.close()
+
+    async def _render(self, file: IO[bytes]) -> Rendering:
+        """Variants and metadata, decoded off the loop in one of the bounded render slots."""
+        async with self._render_slots:
+            render = functools.partial(
+                render_variants, file, self._policy.variants, keep_gps=self._policy.keep_gps
+            )
+            return await asyncio.get_running_loop().run_in_executor(None, render)
+
+    async def _store_variants(self, record: ImageRecord, rendering: Rendering) -> list[Variant]:
         prefix = image_prefix(record.user_id, record.image_id)
         variants = []
         for rendered in rendering.variants:
@@ -145,33 +228,36 @@ class ImageProcessor:
                     size=len(rendered.data),
                 )
             )
-        ready = replace(
+        return variants
+
+    def _processed(
+        self,
+        record: ImageRecord,
+        original: Spooled,
+        rendering: Rendering,
+        variants: list[Variant],
+    ) -> ImageRecord:
+        return replace(
             record,
-            status=ImageStatus.READY,
             size=original.size,
             sha256=original.sha256,
             variants=variants,
             placeholder=rendering.dominant_color,
             photo=rendering.photo,
             thumbhash=rendering.thumbhash,
+            processed_with=self._policy.fingerprint,
             updated_at=self._clock(),
         )
-        # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
-        # the conditional write lets exactly one of them publish the record.
-        if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
-            await self._images.events.publish(events.READY, ready)
-            log.info(
-                "ready %s/%s (%d variants)",
-                record.user_id,
-                record.image_id,
-                len(variants),
-                extra=image_event("image_ready", record.user_id, record.image_id),
-            )
-            return
-        current = await self._repository.get(record.user_id, record.image_id)
-        if current is None or current.status is ImageStatus.DELETING:
-            # Deleted while this job ran: take back what it wrote, so nothing is orphaned.
-            await self._store.delete([variant.key for variant in variants])
+
+    async def _take_back(self, unpublished: ImageRecord) -> None:
+        """The image changed while this job ran, so its record was not written: takes back
+        the variant objects it wrote that the image's record does not name, so nothing is
+        orphaned (all of them if the image is gone or going)."""
+        current = await self._repository.get(unpublished.user_id, unpublished.image_id)
+        named = set()
+        if current is not None and current.status is not ImageStatus.DELETING:
+            named = {variant.key for variant in current.variants}
+        await self._store.delete([v.key for v in unpublished.variants if v.key not in named])
 
     async def _scan(self, record: ImageRecord, file: IO[bytes]) -> str | None:
         """The first finding of the chain, or None when every scanner passes it."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from dataclasses import replace
 
 from PIL import Image
 
@@ -12,6 +13,7 @@ from image_service.imaging.render import (
     render_variants,
     strip_jpeg_gps,
 )
+from image_service.worker.pipeline import ProcessingPolicy
 from tests import images
 
 
@@ -83,3 +85,20 @@ def test_an_original_without_gps_is_left_as_it_is() -> None:
 def test_the_placeholder_colour_is_the_images_average() -> None:
     rendering = render_variants(images.encode("PNG", 64, 64, (10, 200, 30)), DEFAULT_VARIANTS)
     assert rendering.dominant_color == "#0ac81e"
+
+
+def test_the_processing_fingerprint_changes_with_what_processing_makes() -> None:
+    base = ProcessingPolicy(variants=DEFAULT_VARIANTS, keep_gps=False, scan_url_expiry=300)
+    same = replace(base, variants=tuple(replace(spec) for spec in DEFAULT_VARIANTS))
+    assert same.fingerprint == base.fingerprint
+    assert replace(base, scan_url_expiry=60).fingerprint == base.fingerprint  # not an output
+    others = [
+        replace(base, keep_gps=True),
+        replace(base, variants=DEFAULT_VARIANTS[:1]),
+        replace(base, variants=(VariantSpec("thumb", 255), *DEFAULT_VARIANTS[1:])),
+        replace(base, variants=(VariantSpec("thumb", 256, ("jpeg",)), *DEFAULT_VARIANTS[1:])),
+        replace(base, variants=(VariantSpec("tiny", 256), *DEFAULT_VARIANTS[1:])),
+    ]
+    fingerprints = {policy.fingerprint for policy in others}
+    assert len(fingerprints) == len(others)
+    assert base.fingerprint not in fingerprints

@@ -204,6 +204,8 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["placeholder"] = string_value(record.placeholder)
     if record.thumbhash is not None:
         item["thumbhash"] = string_value(record.thumbhash)
+    if record.processed_with is not None:
+        item["processed_with"] = string_value(record.processed_with)
     if record.status in NEEDS_ATTENTION:
         item["attention_key"] = string_value(attention_key(record))
         # Since when: a trashed image's purge is due by the time it was trashed.
@@ -352,6 +354,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         photo=_photo(item["photo"]["M"]) if "photo" in item else None,
         placeholder=string("placeholder"),
         thumbhash=string("thumbhash"),
+        processed_with=string("processed_with"),
         trashed_at=parse_timestamp(item["trashed_at"]["S"]) if "trashed_at" in item else None,
         trashed_from=ImageStatus(item["trashed_from"]["S"]) if "trashed_from" in item else None,
         revision=number("revision") or 0,

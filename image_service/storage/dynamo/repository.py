@@ -759,11 +759,42 @@ class ImageRepository:
         async for item in self._scan(scan):
             yield legacy_from_item(item)
 
-    async def _scan(self, scan: dict[str, Any]) -> AsyncIterator[Item]:
-        """The items of a scan, page by page (each page is read only when the last is used)."""
+    async def ready_images(
+        self, *, owner: str | None = None, processed_otherwise_than: str | None = None
+    ) -> AsyncIterator[ImageRecord]:
+        """Ready images, of ``owner`` (a query of their partition) or of everyone (a full
+        scan): for ``image-service reprocess``, never for requests. With
+        ``processed_otherwise_than``, only those whose ``processed_with`` is not that, or
+        missing (filtered by DynamoDB, so the others never travel)."""
+        request: dict[str, Any] = {
+            "TableName": self.table,
+            # The image items themselves: tag copies carry the status, not the upload sort.
+            "FilterExpression": "attribute_exists(upload_sort) AND #status = :ready",
+            "ExpressionAttributeNames": {"#status": "status"},
+            "ExpressionAttributeValues": {":ready": string_value(ImageStatus.READY.value)},
+        }
+        if processed_otherwise_than is not None:
+            request["FilterExpression"] += (
+                " AND (attribute_not_exists(processed_with) OR processed_with <> :processed_with)"
+            )
+            request["ExpressionAttributeValues"][":processed_with"] = string_value(
+                processed_otherwise_than
+            )
+        if owner is not None:
+            request["KeyConditionExpression"] = "user_id = :owner"
+            request["ExpressionAttributeValues"][":owner"] = string_value(owner)
+        async for item in self._scan(request, query=owner is not None):
+            yield from_item(item)
+
+    async def _scan(self, scan: dict[str, Any], *, query: bool = False) -> AsyncIterator[Item]:
+        """The items of a scan (or, ``query``, of a query), page by page (each page is read
+        only when the last is used)."""
         while True:
             with backend_errors(BACKEND):
-                page = await self._dynamodb.call("Scan", scan)
+                if query:
+                    page = await self._dynamodb.call("Query", scan)
+                else:
+                    page = await self._dynamodb.call("Scan", scan)
             for item in page.get("Items", []):
                 yield item
             if "LastEvaluatedKey" not in page:
