@@ -98,14 +98,21 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
     settings = Settings.from_env()
     _configure_logging(settings)
-    report = asyncio.run(sweep_once(settings))
+    try:
+        report = asyncio.run(sweep_once(settings))
+    except BackendUnavailable as outage:
+        # Whatever it did stands; what it could not do is found again by the next sweep.
+        print(f"sweep stopped: {outage}; run it again to finish", file=sys.stderr)
+        raise SystemExit(2) from None
     for owner, image_id in report.requeued:
         print(f"processing queued again: {owner}/{image_id}")
     for owner, image_id in report.deleted:
         print(f"delete finished: {owner}/{image_id}")
+    for job in report.relayed:
+        print(f"kept {job.get('type')} job queued: {job.get('id')}")
     print(
         f"swept: {len(report.requeued)} requeued, {len(report.deleted)} deletes finished, "
-        f"{len(report.purged)} purged from the trash"
+        f"{len(report.purged)} purged from the trash, {len(report.relayed)} kept jobs queued"
     )
 
 

@@ -151,13 +151,14 @@ class WorkerMetrics:
         )
         self.swept = Counter(
             "image_service_sweeper_actions",
-            "Images the sweeper drove on, by action: requeued (processing) or delete_finished.",
+            "What the sweeper drove on, by action: requeued (processing), delete_finished, "
+            "purged (from the trash) or relayed (a job the queue had refused, kept in the table).",
             ["action"],
             registry=self.registry,
         )
         for outcome in ("done", "failed", "cut_short"):
             self.jobs.labels(outcome)
-        for action in ("requeued", "delete_finished"):
+        for action in ("requeued", "delete_finished", "purged", "relayed"):
             self.swept.labels(action)
 
     def observe_webhook(self, event_type: str, outcome: str) -> None:

@@ -141,6 +141,7 @@ async def open_services(
         jobs = JobQueue(clients.sqs, settings.queue_name, long_poll_client=clients.sqs_long_poll)
         events = ImageEvents(
             jobs,
+            outbox=repository,
             webhook_url=settings.webhook_url,
             signing=settings.webhook_secret is not None,
             allow_private=settings.webhook_allow_private,

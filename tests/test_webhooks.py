@@ -18,6 +18,8 @@ from image_service.embedded import free_port
 from image_service.storage.provision import dead_letter_queue_name
 from tests import images
 from tests.conftest import Api, MakeApi, emulator_client
+from tests.faults import FaultProxy, operation
+from tests.processes import run_command
 
 SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3Itd2ViaG9va3MtdGVzdHM="  # base64 of 32 bytes of text
 DELIVERY_SECONDS = 30
@@ -170,6 +172,58 @@ async def test_a_webhook_failing_past_its_maximum_age_is_dead_lettered(
     key = ("image_service_webhooks_total", (("event", "image.ready"), ("outcome", "dead_lettered")))
     assert samples[key] == 1
     assert len(receiver.events()) == 2  # no third try
+
+
+def _webhooks_counted(samples: Any, event: str, outcome: str) -> float:
+    key = ("image_service_webhooks_total", (("event", event), ("outcome", outcome)))
+    return float(samples.get(key, 0))
+
+
+async def test_a_webhook_sqs_refuses_is_kept_and_queued_by_the_sweeper(
+    make_api: MakeApi, receiver: Receiver, moto_endpoint: str
+) -> None:
+    async with FaultProxy(moto_endpoint) as proxy:
+        api = await _hooked(make_api, receiver, environment={"AWS_ENDPOINT_URL_SQS": proxy.url})
+        refused = await api.upload_url(content_type="image/png")
+        await api.send_to_s3(refused, images.HTML, **{"Content-Type": "image/png"})
+        proxy.fail(operation("SendMessage"), status=500, times=None)  # SQS refuses every job
+        status, body, _ = await api.call("POST", f"/images/{refused['image_id']}/complete")
+        assert (status, body["error"]["code"]) == (422, "content_mismatch")  # it stands
+        assert _webhooks_counted(await api.metrics(), "image.rejected", "kept") == 1
+
+        # Still refused: the sweeper cannot queue it either, and keeps it.
+        code, _, err = await run_command("sweep", env=api.child_environment())
+        assert code == 2
+        assert err.splitlines()[-1].startswith("sweep stopped: sqs is unavailable"), err
+        proxy.clear()
+        code, out, _ = await run_command("sweep", env=api.child_environment())
+        assert "swept: 0 requeued, 0 deletes finished, 0 purged from the trash, 1 kept" in out
+
+    (event,) = await receiver.until(1)
+    assert (event["type"], event["data"]["image_id"]) == ("image.rejected", refused["image_id"])
+    assert _verified(receiver.requests[0]) == event
+    _, out, _ = await run_command("sweep", env=api.child_environment())
+    assert "0 kept jobs queued" in out  # queued once, then forgotten
+    assert _webhooks_counted(await api.metrics(), "image.rejected", "lost") == 0
+
+
+async def test_a_webhook_lost_only_when_sqs_and_dynamodb_both_refuse_it(
+    make_api: MakeApi, receiver: Receiver, moto_endpoint: str
+) -> None:
+    async with FaultProxy(moto_endpoint) as proxy:
+        backends = {"AWS_ENDPOINT_URL_SQS": proxy.url, "AWS_ENDPOINT_URL_DYNAMODB": proxy.url}
+        api = await _hooked(make_api, receiver, environment=backends)
+        upload, status, _ = await api.upload(images.jpeg())
+        assert status == 200
+        await receiver.until(1)  # image.ready
+        proxy.fail(operation("SendMessage"), status=500, times=None)
+        proxy.fail(operation("PutItem"), status=500, times=None)
+        status, _, _ = await api.call(
+            "DELETE", f"/images/{upload['image_id']}", params={"permanent": "true"}
+        )
+        assert status == 204  # the delete stands
+        assert _webhooks_counted(await api.metrics(), "image.deleted", "lost") == 1
+        assert _webhooks_counted(await api.metrics(), "image.deleted", "kept") == 0
 
 
 async def test_redirects_are_not_followed(make_api: MakeApi, receiver: Receiver) -> None:

@@ -8,7 +8,9 @@ failures are its own. Receivers de-duplicate by ``webhook-id``.
 
 An event is queued after the change it reports is stored, never before: a receiver never
 hears of a state the service does not have. If the queue refuses it even after SQS's retries,
-the event is logged and counted (``outcome="lost"``), and the change stands.
+the job is kept in the table instead (``outcome="kept"``) and the sweeper queues it as soon as
+SQS takes it again, keeping its ``webhook-id``; only if DynamoDB refuses it too is the event
+logged and counted as ``lost``. The change stands either way.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from image_service.errors import BackendUnavailable
 from image_service.models import ImageRecord, format_timestamp
+from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
 from image_service.views import image_view
 
@@ -37,7 +40,7 @@ RESTORED = "image.restored"
 EVENT_TYPES = (READY, REJECTED, QUARANTINED, DELETED)
 
 Observe = Callable[[str, str], None]
-"""Told (event type, outcome): ``queued`` or ``lost``."""
+"""Told (event type, outcome): ``queued``, ``kept`` or ``lost``."""
 
 
 class ImageEvents:
@@ -45,6 +48,7 @@ class ImageEvents:
         self,
         jobs: JobQueue,
         *,
+        outbox: ImageRepository,
         webhook_url: str | None,
         signing: bool,
         allow_private: bool,
@@ -52,6 +56,7 @@ class ImageEvents:
         observe: Observe = lambda _type, _outcome: None,
     ) -> None:
         self._jobs = jobs
+        self._outbox = outbox  # where a job the queue refused waits for the sweeper
         self._webhook_url = webhook_url
         # Without a secret nothing can be signed, so nothing is sent (and callback_url is refused).
         self.signing = signing
@@ -86,20 +91,30 @@ class ImageEvents:
         message_id = f"msg_{uuid.uuid4().hex}"
         for url, private_ok in destinations:
             job = webhook_job(message_id, url, body, private_ok=private_ok)
-            try:
-                await self._jobs.send(job)
-            except BackendUnavailable as outage:
-                log.error(
-                    "webhook %s (%s) for %s/%s not queued: %s",
-                    message_id,
-                    event_type,
-                    record.user_id,
-                    record.image_id,
-                    outage.reason,
-                )
-                self._observe(event_type, "lost")
-            else:
-                self._observe(event_type, "queued")
+            self._observe(event_type, await self._queue(job, record))
+
+    async def _queue(self, job: dict[str, Any], record: ImageRecord) -> str:
+        """Queues a delivery job, or keeps it for the sweeper; the outcome, as counted."""
+        try:
+            await self._jobs.send(job)
+            return "queued"
+        except BackendUnavailable as outage:
+            refused = outage.reason
+        where = (
+            f"webhook {job['id']} ({job['body']['type']}) for {record.user_id}/{record.image_id}"
+        )
+        try:
+            await self._outbox.keep_job(record.user_id, job, now=self._clock())
+        except BackendUnavailable as outage:
+            log.error(
+                "%s lost: the queue refused it (%s), and so did the table (%s)",
+                where,
+                refused,
+                outage.reason,
+            )
+            return "lost"
+        log.warning("%s kept for the sweeper: the queue refused it (%s)", where, refused)
+        return "kept"
 
 
 def webhook_job(

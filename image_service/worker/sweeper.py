@@ -6,7 +6,8 @@ redelivers a job, a client retries a DELETE), but a job can still be lost (the q
 after the record changed, or it ended in the dead-letter queue) and a client may never retry.
 The sweeper looks, every so often, for images that have sat in either status for longer than
 any healthy step takes, and drives them on: it queues the processing job again, or finishes the
-delete. It also purges what has been in the trash longer than ``IMAGE_SERVICE_TRASH_DAYS``.
+delete. It also purges what has been in the trash longer than ``IMAGE_SERVICE_TRASH_DAYS``, and
+queues the jobs the queue refused and the table kept (webhook deliveries, ``domain/events.py``).
 Several workers may sweep at once: each image is claimed with a conditional write first, so
 exactly one of them acts on it.
 """
@@ -18,6 +19,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from image_service.domain.images import ImageService, process_job
 from image_service.errors import BackendUnavailable
@@ -35,6 +37,7 @@ class SweepReport:
     requeued: list[tuple[str, str]] = field(default_factory=list)  # (owner, image id)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     purged: list[tuple[str, str]] = field(default_factory=list)
+    relayed: list[dict[str, Any]] = field(default_factory=list)  # kept jobs queued at last
 
 
 class Sweeper:
@@ -80,6 +83,14 @@ class Sweeper:
                 record.image_id,
                 extra=image_event("delete_finished", record.user_id, record.image_id),
             )
+        # Sent, then forgotten: a sweeper stopped between the two (or two sweepers at once)
+        # sends one twice, which a webhook's receiver de-duplicates by its id.
+        async for kept in self._repository.kept_jobs(now):
+            await self._jobs.send(kept.job)
+            await self._repository.drop_kept_job(kept)
+            report.relayed.append(kept.job)
+            self._metrics.swept.labels("relayed").inc()
+            log.info("kept %s job queued at last: %s", kept.job.get("type"), kept.job.get("id"))
         if self._trash_for is not None:
             # A purge is conditional on the image still being in the trash: a restore racing
             # it, or another sweeper, wins or loses whole.

@@ -12,7 +12,8 @@ id, so a page reads what it returns whatever the user owns (``docs/data-model.md
   exist from completion on: a pending upload is listed by time and status, not by tag.
 
 A fourth, sparse index, ``by_attention`` (``attention_key`` = status and shard, sorted by last
-change), holds only images between two steps (processing, deleting), for the sweeper.
+change), holds only images between two steps (processing, deleting), for the sweeper, and the
+jobs the queue refused (*kept jobs*, ``kept#<shard>``), which the sweeper queues again.
 
 Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
 a fresh read when another writer got there first, so the copies never drift from their image.
@@ -82,6 +83,9 @@ USAGE_ID = "usage#totals"
 # batch of digests is answered by key reads (``BatchGetItem``), never by a scan or a query each.
 _DIGEST_MARK = "sha256#"
 DIGEST_IMAGES = "image_ids"
+# Kept jobs (``kept_job_item``): sort key ``job#<id>``, the job's JSON in ``KEPT_JOB``.
+KEPT_JOB_MARK = "job#"
+KEPT_JOB = "job"
 # An image owns its bytes (for de-duplication) once verified and until it leaves for good.
 _OWNS_ITS_BYTES = frozenset({ImageStatus.PROCESSING, ImageStatus.READY})
 
@@ -130,8 +134,27 @@ def indexed_digest(record: ImageRecord) -> str | None:
 
 
 def attention_key(record: ImageRecord) -> str:
-    shard = zlib.crc32(f"{record.user_id}/{record.image_id}".encode()) % ATTENTION_SHARDS
-    return f"{record.status.value}#{shard}"
+    return f"{record.status.value}#{_attention_shard(record.user_id, record.image_id)}"
+
+
+def _attention_shard(user_id: str, item_id: str) -> int:
+    return zlib.crc32(f"{user_id}/{item_id}".encode()) % ATTENTION_SHARDS
+
+
+def kept_job_item(user_id: str, job_id: str, job: str, *, kept_at: datetime) -> Item:
+    """A job the queue refused (its JSON), kept in its owner's partition for the sweeper:
+    in the attention index under ``kept#<shard>``, and in no listing."""
+    item_id = f"{KEPT_JOB_MARK}{job_id}"
+    return {
+        **item_key(user_id, item_id),
+        KEPT_JOB: string_value(job),
+        "attention_key": string_value(kept_jobs_key(_attention_shard(user_id, item_id))),
+        "attention_sort": string_value(format_timestamp(kept_at)),
+    }
+
+
+def kept_jobs_key(shard: int) -> str:
+    return f"kept#{shard}"
 
 
 def string_value(value: str) -> AttributeValueTypeDef:

@@ -9,8 +9,10 @@ another writer got there first, so the copies never drift from their image.
 from __future__ import annotations
 
 import asyncio
+import json
+import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -33,6 +35,7 @@ from image_service.storage.dynamo.codec import (
     ATTENTION_SHARDS,
     BACKEND,
     DIGEST_IMAGES,
+    KEPT_JOB,
     NEEDS_ATTENTION,
     STATUS_INDEX,
     TAG_INDEX,
@@ -46,6 +49,8 @@ from image_service.storage.dynamo.codec import (
     indexed_digest,
     indexed_tags,
     item_key,
+    kept_job_item,
+    kept_jobs_key,
     legacy_from_item,
     number_value,
     status_key,
@@ -60,6 +65,16 @@ from image_service.storage.dynamo.codec import (
 )
 from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.errors import backend_errors, error_code
+
+
+@dataclass(frozen=True, slots=True)
+class KeptJob:
+    """A job the queue refused, kept in the table until the sweeper queues it again."""
+
+    user_id: str
+    item_id: str
+    job: dict[str, Any]
+
 
 # Writers that lose a race re-read and re-apply their change; this many times, then 409.
 _WRITE_ATTEMPTS = 8
@@ -313,13 +328,42 @@ class ImageRepository:
         trash: since when) is older than ``before``, from the sparse attention index: what
         the sweeper has to finish, or purge."""
         assert status in NEEDS_ATTENTION
-        for shard in range(ATTENTION_SHARDS):
+        keys = [f"{status.value}#{shard}" for shard in range(ATTENTION_SHARDS)]
+        async for item in self._needing_attention(keys, before):
+            yield from_item(item)
+
+    async def keep_job(self, user_id: str, job: dict[str, Any], *, now: datetime) -> None:
+        """Keeps ``job``, which the queue refused, beside its owner's images, for the sweeper
+        to queue again (``kept_jobs``)."""
+        body = json.dumps(job, separators=(",", ":"))
+        item = kept_job_item(user_id, uuid.uuid4().hex, body, kept_at=now)
+        with backend_errors(BACKEND):
+            await self._dynamodb.call("PutItem", {"TableName": self.table, "Item": item})
+
+    async def kept_jobs(self, before: datetime) -> AsyncIterator[KeptJob]:
+        """The jobs kept before ``before`` (``keep_job``), oldest first per shard."""
+        keys = [kept_jobs_key(shard) for shard in range(ATTENTION_SHARDS)]
+        async for item in self._needing_attention(keys, before):
+            yield KeptJob(
+                item["user_id"]["S"], item["image_id"]["S"], json.loads(item[KEPT_JOB]["S"])
+            )
+
+    async def drop_kept_job(self, kept: KeptJob) -> None:
+        """Forgets a kept job once the queue has taken it."""
+        with backend_errors(BACKEND):
+            await self._dynamodb.call(
+                "DeleteItem", {"TableName": self.table, "Key": item_key(kept.user_id, kept.item_id)}
+            )
+
+    async def _needing_attention(self, keys: list[str], before: datetime) -> AsyncIterator[Item]:
+        """The attention index's items under each of ``keys``, sorted before ``before``."""
+        for key in keys:
             query: dict[str, Any] = {
                 "TableName": self.table,
                 "IndexName": ATTENTION_INDEX,
                 "KeyConditionExpression": "attention_key = :key AND attention_sort < :before",
                 "ExpressionAttributeValues": {
-                    ":key": string_value(f"{status.value}#{shard}"),
+                    ":key": string_value(key),
                     ":before": string_value(format_timestamp(before)),
                 },
             }
@@ -327,7 +371,7 @@ class ImageRepository:
                 with backend_errors(BACKEND):
                     page = await self._dynamodb.call("Query", query)
                 for item in page.get("Items", []):
-                    yield from_item(item)
+                    yield item
                 if "LastEvaluatedKey" not in page:
                     break
                 query["ExclusiveStartKey"] = page["LastEvaluatedKey"]
