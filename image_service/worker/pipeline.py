@@ -134,12 +134,7 @@ class ImageProcessor:
                 await self._quarantine(record, finding)
                 return
             rendering = await self._render(original.file)
-        ready = replace(
-            self._processed(
-                record, original, rendering, await self._store_variants(record, rendering)
-            ),
-            status=ImageStatus.READY,
-        )
+        ready = replace(await self._rendered(record, original, rendering), status=ImageStatus.READY)
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
         # the conditional write lets exactly one of them publish the record.
         if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
@@ -166,9 +161,7 @@ class ImageProcessor:
             return  # up to date (a redelivered job, or a second run of the command)
         async with self._original(record) as original:
             rendering = await self._render(original.file)
-        updated = self._processed(
-            record, original, rendering, await self._store_variants(record, rendering)
-        )
+        updated = await self._rendered(record, original, rendering)
         if await self._repository.replace_if_status(updated, ImageStatus.READY):
             # Variants no longer configured: their objects go once no record names them.
             kept = {variant.key for variant in updated.variants}
@@ -230,18 +223,15 @@ class ImageProcessor:
             )
         return variants
 
-    def _processed(
-        self,
-        record: ImageRecord,
-        original: Spooled,
-        rendering: Rendering,
-        variants: list[Variant],
+    async def _rendered(
+        self, record: ImageRecord, original: Spooled, rendering: Rendering
     ) -> ImageRecord:
+        """``record`` as ``rendering`` of ``original`` makes it, its variants stored."""
         return replace(
             record,
             size=original.size,
             sha256=original.sha256,
-            variants=variants,
+            variants=await self._store_variants(record, rendering),
             placeholder=rendering.dominant_color,
             photo=rendering.photo,
             thumbhash=rendering.thumbhash,
