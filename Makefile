@@ -121,6 +121,7 @@ bench: $(STAMP) $(LOCALSTACK_STAMP)
 	$(BIN)/python -m bench.render
 	$(BIN)/python -m bench.multipart
 	$(BIN)/python -m bench.waits
+	$(BIN)/python -m bench.reprocess
 
 ## profile: where one endpoint's CPU goes, per request (py-spy on serve under load)
 ENDPOINT ?= POST /images/upload
