@@ -13,6 +13,7 @@ from PIL import Image
 
 from tests import images
 from tests.conftest import PROCESSING_SECONDS, Api, MakeApi, emulator_client
+from tests.faults import FaultProxy, operation
 from tests.processes import Program, run_command
 
 
@@ -191,6 +192,32 @@ async def test_changed_processing_settings_reach_the_images_already_ready(
     # Up to date now: nothing is left to do, unless asked for everything.
     assert "would queue 0 images" in (await run_command("reprocess", env=after))[1]
     assert "would queue 5 images" in (await run_command("reprocess", "--all", env=after))[1]
+
+
+async def test_a_reprocess_cut_short_by_an_outage_is_finished_by_the_next_run(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    api = await make_api()
+    ready = [await _ready(api, images.camera_jpeg()) for _ in range(3)]
+    dynamodb = emulator_client("dynamodb", moto_endpoint)
+    for image in ready:  # as an earlier version stored them
+        key = {"user_id": {"S": "alice"}, "image_id": {"S": image["image_id"]}}
+        dynamodb.update_item(
+            TableName=api.settings.table, Key=key, UpdateExpression="REMOVE photo, processed_with"
+        )
+    async with FaultProxy(moto_endpoint) as proxy:
+        proxy.fail(operation("SendMessage"), status=500, times=None)  # SQS refuses every job
+        env = api.child_environment() | {"AWS_ENDPOINT_URL_SQS": proxy.url}
+        code, out, err = await run_command("reprocess", "--apply", env=env)
+    assert code == 2
+    assert err.splitlines()[-1].startswith("reprocess stopped: sqs is unavailable"), err
+    assert "run it again to resume" in err
+
+    code, out, _ = await run_command("reprocess", "--apply", env=api.child_environment())
+    assert code == 0, out
+    assert "queued 3 images" in out
+    for image in ready:
+        await _until(api, image["image_id"], lambda i: i["photo"])
 
 
 async def test_reprocess_refuses_an_owner_or_backlog_it_cannot_use(api: Api) -> None:
