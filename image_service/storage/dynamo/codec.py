@@ -86,6 +86,7 @@ DIGEST_IMAGES = "image_ids"
 # Kept jobs (``kept_job_item``): sort key ``job#<id>``, the job's JSON in ``KEPT_JOB``.
 KEPT_JOB_MARK = "job#"
 KEPT_JOB = "job"
+KEPT_JOBS = "kept"  # their kind in the attention index
 # An image owns its bytes (for de-duplication) once verified and until it leaves for good.
 _OWNS_ITS_BYTES = frozenset({ImageStatus.PROCESSING, ImageStatus.READY})
 
@@ -134,11 +135,21 @@ def indexed_digest(record: ImageRecord) -> str | None:
 
 
 def attention_key(record: ImageRecord) -> str:
-    return f"{record.status.value}#{_attention_shard(record.user_id, record.image_id)}"
+    return _attention_key(record.status.value, record.user_id, record.image_id)
 
 
-def _attention_shard(user_id: str, item_id: str) -> int:
-    return zlib.crc32(f"{user_id}/{item_id}".encode()) % ATTENTION_SHARDS
+def attention_keys(kind: str) -> list[str]:
+    """Every shard's partition of one kind in the attention index: a status's value, or
+    ``KEPT_JOBS``."""
+    return [_sharded(kind, shard) for shard in range(ATTENTION_SHARDS)]
+
+
+def _attention_key(kind: str, user_id: str, item_id: str) -> str:
+    return _sharded(kind, zlib.crc32(f"{user_id}/{item_id}".encode()) % ATTENTION_SHARDS)
+
+
+def _sharded(kind: str, shard: int) -> str:
+    return f"{kind}#{shard}"
 
 
 def kept_job_item(user_id: str, job_id: str, job: str, *, kept_at: datetime) -> Item:
@@ -148,13 +159,9 @@ def kept_job_item(user_id: str, job_id: str, job: str, *, kept_at: datetime) -> 
     return {
         **item_key(user_id, item_id),
         KEPT_JOB: string_value(job),
-        "attention_key": string_value(kept_jobs_key(_attention_shard(user_id, item_id))),
+        "attention_key": string_value(_attention_key(KEPT_JOBS, user_id, item_id)),
         "attention_sort": string_value(format_timestamp(kept_at)),
     }
-
-
-def kept_jobs_key(shard: int) -> str:
-    return f"kept#{shard}"
 
 
 def string_value(value: str) -> AttributeValueTypeDef:

@@ -32,10 +32,10 @@ from image_service.models import (
 from image_service.storage.dynamo.batching import BATCH_WRITE_SIZE, GroupCommit
 from image_service.storage.dynamo.codec import (
     ATTENTION_INDEX,
-    ATTENTION_SHARDS,
     BACKEND,
     DIGEST_IMAGES,
     KEPT_JOB,
+    KEPT_JOBS,
     NEEDS_ATTENTION,
     STATUS_INDEX,
     TAG_INDEX,
@@ -44,13 +44,13 @@ from image_service.storage.dynamo.codec import (
     UPLOAD_TIME_INDEX,
     USAGE_ID,
     Item,
+    attention_keys,
     digest_id,
     from_item,
     indexed_digest,
     indexed_tags,
     item_key,
     kept_job_item,
-    kept_jobs_key,
     legacy_from_item,
     number_value,
     status_key,
@@ -328,8 +328,7 @@ class ImageRepository:
         trash: since when) is older than ``before``, from the sparse attention index: what
         the sweeper has to finish, or purge."""
         assert status in NEEDS_ATTENTION
-        keys = [f"{status.value}#{shard}" for shard in range(ATTENTION_SHARDS)]
-        async for item in self._needing_attention(keys, before):
+        async for item in self._needing_attention(attention_keys(status.value), before):
             yield from_item(item)
 
     async def keep_job(self, user_id: str, job: dict[str, Any], *, now: datetime) -> None:
@@ -342,8 +341,7 @@ class ImageRepository:
 
     async def kept_jobs(self, before: datetime) -> AsyncIterator[KeptJob]:
         """The jobs kept before ``before`` (``keep_job``), oldest first per shard."""
-        keys = [kept_jobs_key(shard) for shard in range(ATTENTION_SHARDS)]
-        async for item in self._needing_attention(keys, before):
+        async for item in self._needing_attention(attention_keys(KEPT_JOBS), before):
             yield KeptJob(
                 item["user_id"]["S"], item["image_id"]["S"], json.loads(item[KEPT_JOB]["S"])
             )
