@@ -174,6 +174,22 @@ class TooManyWaits(ServiceError):
         )
 
 
+class TooManyHeld(ServiceError):
+    """One user holds as many of a bounded resource (waits and streams, renders, completions)
+    as one user may in this process: the others' share is theirs. Retried in a moment."""
+
+    http_status = 429
+    retry_after = 1
+
+    def __init__(self, code: str, resource: str, limit: int) -> None:
+        super().__init__(
+            f"You have {limit} {resource} under way here, as many as one user may; retry "
+            "when one has finished.",
+            code=code,
+            details={"resource": resource, "per_user_limit": limit},
+        )
+
+
 class NotReady(ServiceError):
     """``/ready``: a backend the service needs is not answering."""
 

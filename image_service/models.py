@@ -68,6 +68,9 @@ class Principal:
 
     user_id: str
     is_admin: bool = False
+    # When the credential that authenticated the caller expires (Unix seconds); None: never.
+    # What a request holds open (an event stream) ends then.
+    expires_at: float | None = None
 
 
 @dataclass(slots=True)

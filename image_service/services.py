@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,7 +18,6 @@ from image_service.domain.events import ImageEvents
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.domain.renditions import (
-    Render,
     RenditionPolicy,
     Renditions,
     RenditionSigner,
@@ -27,7 +28,7 @@ from image_service.imaging.inspect import InspectionLimits
 from image_service.imaging.render import RenderedVariant, VariantSpec, render_rendition
 from image_service.metrics import ServiceMetrics
 from image_service.models import ImageRecord, ListFilter
-from image_service.settings import Settings, cursor_key, render_key
+from image_service.settings import Settings, callback_masters, cursor_keys, render_keys
 from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.presign import Presigner
@@ -69,15 +70,31 @@ def rendition_policy(settings: Settings) -> RenditionPolicy:
         presets=presets,
         url_window=settings.render_url_window_seconds,
         max_renders=settings.max_concurrent_renders,
-        secret=render_key(settings),
+        keys=render_keys(settings),
         memory_bytes=settings.rendition_memory_bytes,
+        max_renders_per_user=settings.max_renders_per_user,
+        max_age=settings.rendition_max_age_seconds,
     )
 
 
-def _renderer() -> Render:
-    """Renders off the event loop (Pillow releases the GIL); Renditions bounds how many."""
+class ThreadRenderer:
+    """Renders in a thread pool of their own, as many threads as renders may run at once: a
+    burst of large renders never takes the threads completions decode in. A render whose
+    request gave up keeps its thread until Pillow is done, and only then reports it free
+    (``Render``'s contract), so the bound counts what really runs."""
 
-    async def render(data: bytes, spec: RenditionSpec, fmt: str) -> RenderedVariant:
+    def __init__(self, threads: int) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="render")
+
+    async def __call__(
+        self, data: bytes, spec: RenditionSpec, fmt: str, done: Callable[[], None]
+    ) -> RenderedVariant:
+        loop = asyncio.get_running_loop()
+
+        def finished(_: object) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody counts now
+                loop.call_soon_threadsafe(done)
+
         job = functools.partial(
             render_rendition,
             data,
@@ -87,9 +104,16 @@ def _renderer() -> Render:
             fmt=fmt,
             quality=spec.quality,
         )
-        return await asyncio.get_running_loop().run_in_executor(None, job)
+        try:
+            future = self._pool.submit(job)
+        except BaseException:
+            done()
+            raise
+        future.add_done_callback(finished)
+        return await asyncio.wrap_future(future)
 
-    return render
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def processing_policy(settings: Settings) -> ProcessingPolicy:
@@ -144,6 +168,7 @@ async def open_services(
             outbox=repository,
             webhook_url=settings.webhook_url,
             signing=settings.webhook_secret is not None,
+            callback_masters=callback_masters(settings),
             allow_private=settings.webhook_allow_private,
             clock=clock,
             observe=observe,
@@ -162,6 +187,7 @@ async def open_services(
             read_many=repository.get_many,
             list_in_flight=in_flight,
             max_waits=settings.max_held_waits,
+            max_waits_per_user=settings.max_held_waits_per_user,
         )
         events.listen(lambda event_type, record: watcher.changed(record, event_type))
         images = ImageService(
@@ -169,7 +195,7 @@ async def open_services(
             repository=repository,
             idempotency=IdempotencyStore(clients.dynamodb_wire, settings.table),
             jobs=jobs,
-            cursors=CursorCodec(cursor_key(settings)),
+            cursors=CursorCodec(*cursor_keys(settings)),
             policy=UploadPolicy(
                 allowed_content_types=settings.allowed_content_types,
                 max_upload_bytes=settings.max_upload_bytes,
@@ -188,6 +214,9 @@ async def open_services(
                 usage_cache_seconds=settings.usage_cache_seconds,
                 callbacks_to_private=settings.webhook_allow_private,
                 trash_days=settings.trash_days,
+                max_completions_per_user=settings.max_completions_per_user,
+                max_open_multipart_per_user=settings.max_open_multipart_per_user,
+                keep_gps=settings.keep_gps,
             ),
             upload_limiter=TokenBucketLimiter(
                 per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
@@ -211,7 +240,12 @@ async def open_services(
                     dead_letter_queue_name(settings.queue_name),
                     long_poll_client=clients.sqs_long_poll,
                 ),
-                secret=settings.webhook_secret,
+                operator_secrets=tuple(
+                    s for s in (settings.webhook_secret, settings.webhook_previous_secret) if s
+                ),
+                callback_masters=callback_masters(settings),
+                operator_url=settings.webhook_url,
+                callbacks_shared_signature=settings.callback_shared_signature,
                 max_age_seconds=settings.webhook_max_age_seconds,
                 http=await stack.enter_async_context(aiohttp.ClientSession()),
                 public_http=await stack.enter_async_context(
@@ -232,15 +266,18 @@ async def open_services(
             clock=clock,
         )
         policy = rendition_policy(settings)
+        renderer = ThreadRenderer(policy.max_renders)
+        stack.callback(renderer.close)
         renditions = Renditions(
             policy=policy,
-            signer=RenditionSigner(policy.secret, policy.url_window, clock),
+            signer=RenditionSigner(policy.keys, policy.url_window, clock),
             get_record=repository.get,
             read_object=store.get_if_exists,
             write_object=lambda key, data, content_type: store.put_bytes(
                 key, data, content_type=content_type
             ),
-            render=_renderer(),
+            delete_objects=store.delete,
+            render=renderer,
             limiter=TokenBucketLimiter(
                 per_minute=settings.render_rate_per_minute,
                 burst=settings.render_burst,

@@ -208,6 +208,13 @@ class Settings:
         "HS256 key for bearer tokens (at least 32 characters). Required unless a JWKS URL is set.",
         secret=True,
     )
+    jwt_previous_secret: str | None = _setting(
+        None,
+        _secret,
+        "The HS256 key being rotated out: tokens it signed are still accepted (and the keys "
+        "derived from it still verify cursors and rendition URLs) until it is unset.",
+        secret=True,
+    )
     bucket: str = _setting("cloud-image-bucket", str, "S3 bucket holding the images.")
     table: str = _setting("ImageMetadata", str, "DynamoDB table holding the metadata.")
     host: str = _setting("127.0.0.1", str, "Address the API listens on.")
@@ -333,6 +340,18 @@ class Settings:
         "Key that signs rendition URLs; derived from the JWT (or cursor) secret when unset.",
         secret=True,
     )
+    render_previous_secret: str | None = _setting(
+        None,
+        _secret,
+        "The rendition key being rotated out: URLs it signed are served until it is unset.",
+        secret=True,
+    )
+    rendition_max_age_seconds: int = _setting(
+        60,
+        _positive_int,
+        "How long a browser or CDN may keep a rendition (Cache-Control max-age), at most: what "
+        "a cache may still serve after the image is trashed, quarantined or deleted.",
+    )
     render_url_window_seconds: int = _setting(
         3600,
         _positive_int,
@@ -341,6 +360,11 @@ class Settings:
     )
     max_concurrent_renders: int = _setting(
         4, _positive_int, "Renditions one API process makes at once; beyond it, 503 Retry-After."
+    )
+    max_renders_per_user: int = _setting(
+        2,
+        _positive_int,
+        "Renditions one user's requests keep rendering at once per process; beyond, 429.",
     )
     render_rate_per_minute: int = _setting(
         60, _positive_int, "New renditions (not yet stored) one user may cause per minute."
@@ -366,6 +390,23 @@ class Settings:
         _positive_int,
         "Requests one API process holds at once: `?wait=ready` reads and `/events` streams.",
     )
+    max_held_waits_per_user: int = _setting(
+        20,
+        _positive_int,
+        "Of those, what one user may hold at once per process; beyond it, 429 Retry-After.",
+    )
+    max_open_multipart_per_user: int = _setting(
+        10,
+        _positive_int,
+        "Multipart uploads one user may have open (not yet completed) at once; their declared "
+        "bytes count against the byte quota meanwhile.",
+    )
+    max_completions_per_user: int = _setting(
+        4,
+        _positive_int,
+        "Completions (each reads its upload into a temporary file) one user may have running "
+        "at once per process; beyond it, 429 Retry-After.",
+    )
     webhook_url: str | None = _setting(
         None,
         _url,
@@ -375,9 +416,38 @@ class Settings:
     webhook_secret: str | None = _setting(
         None,
         _webhook_secret,
-        "Key that signs webhooks: `whsec_` + base64 (Standard Webhooks), or any string of 24+ "
-        "characters. Required for webhook_url and for per-upload callback_url.",
+        "Key that signs the events sent to IMAGE_SERVICE_WEBHOOK_URL: `whsec_` + base64 "
+        "(Standard Webhooks), or any string of 24+ characters. Required for webhook_url and for "
+        "per-upload callback_url (whose keys are derived per owner from the callback secret).",
         secret=True,
+    )
+    webhook_previous_secret: str | None = _setting(
+        None,
+        _webhook_secret,
+        "The webhook key being rotated out: events carry a signature with each key until it "
+        "is unset.",
+        secret=True,
+    )
+    callback_secret: str | None = _setting(
+        None,
+        _webhook_secret,
+        "Master key of the per-owner callback_url signing keys (GET /webhooks/secret shows an "
+        "owner theirs); derived from the webhook secret when unset.",
+        secret=True,
+    )
+    callback_previous_secret: str | None = _setting(
+        None,
+        _webhook_secret,
+        "The callback master key being rotated out: callbacks carry signatures with both "
+        "owners' keys until it is unset.",
+        secret=True,
+    )
+    callback_shared_signature: bool = _setting(
+        False,
+        _bool,
+        "Migration only: callbacks also carry a signature with the webhook secret, for "
+        "receivers not yet verifying with their own key. Any tenant given that secret can "
+        "forge events to the operator and to other tenants while it is on.",
     )
     webhook_allow_private: bool = _setting(
         False,
@@ -408,7 +478,15 @@ class Settings:
         30, _positive_int, "Least time between two JWKS fetches (an unknown `kid` triggers one)."
     )
     jwks_max_age_seconds: int = _setting(600, _positive_int, "JWKS keys are refetched after this.")
-    jwt_audience: str | None = _setting(None, str, "Required `aud` claim, when set.")
+    jwt_audience: str | None = _setting(
+        None, str, "Required `aud` claim; required itself with a JWKS URL (see the next)."
+    )
+    jwt_any_audience: bool = _setting(
+        False,
+        _bool,
+        "With a JWKS URL and no audience: accept tokens the identity provider minted for any "
+        "API. Refused at start unless set: such a token with `admin` would be an admin here.",
+    )
     jwt_issuer: str | None = _setting(None, str, "Required `iss` claim, when set.")
     cursor_secret: str | None = _setting(
         None,
@@ -459,6 +537,17 @@ class Settings:
                 raise SettingsError(f"{name}: {exc}") from None
         if values.get("webhook_url") and not values.get("webhook_secret"):
             raise SettingsError(f"{PREFIX}WEBHOOK_SECRET: is required with {PREFIX}WEBHOOK_URL")
+        if (
+            verifies_tokens
+            and values.get("jwt_jwks_url")
+            and not values.get("jwt_audience")
+            and not values.get("jwt_any_audience")
+        ):
+            raise SettingsError(
+                f"{PREFIX}JWT_AUDIENCE: is required with {PREFIX}JWT_JWKS_URL (an identity "
+                f"provider mints tokens for other APIs too); {PREFIX}JWT_ANY_AUDIENCE=true "
+                "accepts every audience"
+            )
         if verifies_tokens and not values.get("jwt_secret"):
             if not values.get("jwt_jwks_url"):
                 raise SettingsError(f"{PREFIX}JWT_SECRET: is required (or {PREFIX}JWT_JWKS_URL)")
@@ -480,17 +569,38 @@ class Settings:
         return "\n".join(lines) + "\n"
 
 
-def render_key(settings: Settings) -> bytes:
+def render_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The keys of rendition URLs: the one that signs, then the one being rotated out."""
     if settings.render_secret:
-        return settings.render_secret.encode()
+        keys = [settings.render_secret, settings.render_previous_secret]
+        return tuple(key.encode() for key in keys if key)
     # Derived apart from the token and cursor keys: no URL signature can double as either.
     # (Under JWKS there is no JWT secret, and the cursor secret is required instead.)
-    base = settings.jwt_secret or settings.cursor_secret or ""
-    return hmac.new(base.encode(), b"image-service/render", hashlib.sha256).digest()
+    bases = [settings.jwt_secret or settings.cursor_secret, settings.jwt_previous_secret]
+    return tuple(_derived(base, b"image-service/render") for base in bases if base)
 
 
-def cursor_key(settings: Settings) -> bytes:
+def cursor_keys(settings: Settings) -> tuple[bytes, ...]:
+    """The keys of list cursors: the one that signs, then the one being rotated out."""
     if settings.cursor_secret:
-        return settings.cursor_secret.encode()
+        return (settings.cursor_secret.encode(),)
     # A key of its own, derived so that a cursor can never double as a token signature.
-    return hmac.new(settings.jwt_secret.encode(), b"image-service/cursor", hashlib.sha256).digest()
+    bases = [settings.jwt_secret, settings.jwt_previous_secret]
+    return tuple(_derived(base, b"image-service/cursor") for base in bases if base)
+
+
+def callback_masters(settings: Settings) -> tuple[str, ...]:
+    """The master keys the per-owner callback keys derive from: the current one first."""
+    if settings.callback_secret:
+        return tuple(s for s in (settings.callback_secret, settings.callback_previous_secret) if s)
+    # Derived apart from the operator's key, so that no owner's key can sign for the operator.
+    bases = [settings.webhook_secret, settings.webhook_previous_secret]
+    return tuple(
+        "whsec_" + base64.b64encode(_derived(base, b"image-service/callbacks")).decode()
+        for base in bases
+        if base
+    )
+
+
+def _derived(base: str, label: bytes) -> bytes:
+    return hmac.new(base.encode(), label, hashlib.sha256).digest()

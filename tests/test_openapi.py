@@ -23,6 +23,7 @@ ROUTES = {
     ("get", "/images/{image_id}/parts"): (None, "200", "PartsResponse"),
     ("get", "/images/{image_id}/render"): (None, "200", "RenderResponse"),
     ("get", "/r/{owner}/{image_id}/{spec}/{expires}/{signature}"): (None, "200", None),
+    ("get", "/webhooks/secret"): (None, "200", "CallbackSecret"),
     ("get", "/health"): (None, "200", "Health"),
     ("get", "/ready"): (None, "200", "Health"),
     ("get", "/metrics"): (None, "200", None),
@@ -55,7 +56,7 @@ async def test_spec_is_valid_openapi_3_and_lists_every_route(api: Api) -> None:
         error = operation["responses"]["default"]["content"]["application/json"]["schema"]
         assert error["$ref"] == "#/components/schemas/Error"
         secured = operation.get("security") == [{"bearerAuth": []}]
-        assert secured == path.startswith(("/images", "/events", "/trash")), path
+        assert secured == path.startswith(("/images", "/events", "/trash", "/webhooks")), path
 
 
 async def test_spec_documents_parameters_and_schemas(api: Api) -> None:

@@ -5,15 +5,18 @@ verifier; retries, dead letters, redirects, and where a per-upload callback_url 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+import standardwebhooks
 from aiohttp import web
 
-from image_service.client.webhooks import verify
+from image_service.client.webhooks import WebhookVerificationError, standard_secret, verify
+from image_service.domain.callbacks import callback_signing_key
 from image_service.embedded import free_port
 from image_service.storage.provision import dead_letter_queue_name
 from tests import images
@@ -295,4 +298,124 @@ async def test_with_private_callbacks_allowed_an_upload_gets_its_own_events(
     everything = await receiver.until(2)
     assert {e["data"]["image_id"] for e in everything} == {mine["image_id"], other["image_id"]}
     callback = next(r for r in receiver.requests if r[0] == "/callback")
-    assert _verified(callback) == own
+    assert verify(await _callback_key(api, "alice"), callback[1], callback[2]) == own
+
+
+async def _callback_key(api: Api, user: str) -> str:
+    status, body, headers = await api.call("GET", "/webhooks/secret", user=user)
+    assert status == 200, body
+    assert headers["Cache-Control"] == "no-store"
+    key: str = body["secret"]
+    return key
+
+
+async def test_each_destination_is_signed_with_a_key_of_its_own(
+    make_api: MakeApi, receiver: Receiver
+) -> None:
+    """A tenant holding the key that verifies its callbacks can sign nothing the operator's
+    endpoint or another tenant would accept: the keys differ, and none is derivable."""
+    api = await _hooked(make_api, receiver, webhook_allow_private=True)
+    await api.upload(images.jpeg(), callback_url=receiver.url + "/callback")
+    await api.upload(
+        images.png(), "bob", content_type="image/png", callback_url=receiver.url + "/callback"
+    )
+    await receiver.until(2, path="/callback")
+    await receiver.until(2)
+    alice_key, bob_key = await _callback_key(api, "alice"), await _callback_key(api, "bob")
+    assert len({alice_key, bob_key, SECRET}) == 3
+    assert alice_key == await _callback_key(api, "alice")  # stable: the same on every call
+    by_owner = {
+        json.loads(body)["data"]["user_id"]: (headers, body)
+        for path, headers, body in receiver.requests
+        if path == "/callback"
+    }
+    operator = [(h, b) for path, h, b in receiver.requests if path == "/hooks"]
+    for owner, key in (("alice", alice_key), ("bob", bob_key)):
+        headers, body = by_owner[owner]
+        assert verify(key, headers, body)["data"]["user_id"] == owner
+        for other in {alice_key, bob_key, SECRET} - {key}:
+            with pytest.raises(WebhookVerificationError):
+                verify(other, headers, body)
+        # The reference library, with the key as the endpoint shows it.
+        assert standardwebhooks.Webhook(key).verify(body, headers)["data"]["user_id"] == owner
+    for headers, body in operator:
+        assert _verified(("/hooks", headers, body))
+        for tenant_key in (alice_key, bob_key):
+            with pytest.raises(WebhookVerificationError):
+                verify(tenant_key, headers, body)
+    # An admin may read a user's key (to help them); a user may not read another's.
+    assert (await api.call("GET", "/webhooks/secret", user="bob", params={"user_id": "alice"}))[
+        0
+    ] == 403
+    status, body, _ = await api.call(
+        "GET", "/webhooks/secret", user="root", admin=True, params={"user_id": "alice"}
+    )
+    assert (status, body["secret"]) == (200, alice_key)
+
+
+async def test_the_callback_key_needs_webhooks_configured(api: Api) -> None:
+    status, body, _ = await api.call("GET", "/webhooks/secret")
+    assert (status, body["error"]["code"]) == (409, "webhooks_not_configured")
+
+
+@pytest.mark.parametrize("secret", [SECRET, "a-plain-operator-secret-of-24-chars-or-more"])
+async def test_the_standard_webhooks_library_verifies_the_operators_events(
+    make_api: MakeApi, receiver: Receiver, secret: str
+) -> None:
+    """What the docs claim: any Standard Webhooks library verifies the service's signatures.
+    A whsec_ secret goes to it as it is; a plain one as standard_secret() writes it, because
+    the library base64-decodes every string it is given (the plain string itself fails)."""
+    api = await make_api(webhook_url=receiver.url + "/hooks", webhook_secret=secret)
+    await api.upload(images.jpeg())
+    await receiver.until(1)
+    _, headers, body = receiver.requests[0]
+    event = standardwebhooks.Webhook(standard_secret(secret)).verify(body, headers)
+    assert event["type"] == "image.ready"
+    assert verify(secret, headers, body) == event  # and the client's own verifier
+    if not secret.startswith("whsec_"):
+        with pytest.raises(standardwebhooks.WebhookVerificationError):
+            standardwebhooks.Webhook(secret).verify(body, headers)
+
+
+async def test_webhook_keys_rotate_under_traffic(make_api: MakeApi, receiver: Receiver) -> None:
+    """A rotation of the operator's key and of the callback master key while events flow:
+    every delivery carries a signature with each key, so receivers on either verify it, and
+    once the old key is unset, only the new one does."""
+    new_secret = "whsec_" + base64.b64encode(b"the-new-operator-key-32-bytes-ok").decode()
+    old_master = "whsec_" + base64.b64encode(b"the-old-callback-master-32-bytes").decode()
+    new_master = "whsec_" + base64.b64encode(b"the-new-callback-master-32-bytes").decode()
+    rotating = await make_api(
+        webhook_url=receiver.url + "/hooks",
+        webhook_allow_private=True,
+        webhook_previous_secret=SECRET,
+        webhook_secret=new_secret,
+        callback_secret=new_master,
+        callback_previous_secret=old_master,
+    )
+    callback = receiver.url + "/callback"
+    await asyncio.gather(*(rotating.upload(images.jpeg(), callback_url=callback) for _ in range(4)))
+    await receiver.until(4)
+    await receiver.until(4, path="/callback")
+    alice_new = await _callback_key(rotating, "alice")
+    alice_old = callback_signing_key(old_master, "alice")
+    for path, headers, body in receiver.requests:
+        keys = (SECRET, new_secret) if path == "/hooks" else (alice_old, alice_new)
+        assert len(headers["webhook-signature"].split()) == 2
+        for key in keys:
+            assert verify(key, headers, body)
+            assert standardwebhooks.Webhook(standard_secret(key)).verify(body, headers)
+    receiver.requests.clear()
+    rotated = await make_api(
+        webhook_url=receiver.url + "/hooks",
+        webhook_secret=new_secret,
+        callback_secret=new_master,
+        webhook_allow_private=True,
+    )
+    await rotated.upload(images.jpeg(), callback_url=callback)
+    await receiver.until(1)
+    await receiver.until(1, path="/callback")
+    for path, headers, body in receiver.requests:
+        new, old = (new_secret, SECRET) if path == "/hooks" else (alice_new, alice_old)
+        assert verify(new, headers, body)
+        with pytest.raises(WebhookVerificationError):
+            verify(old, headers, body)

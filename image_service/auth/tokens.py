@@ -41,11 +41,14 @@ class TokenVerifier:
         self,
         secret: str | None,
         *,
+        previous_secret: str | None = None,
         jwks: JwksCache | None = None,
         audience: str | None = None,
         issuer: str | None = None,
     ) -> None:
         self._secret = secret
+        # The key being rotated out: tokens it signed stay valid until the operator unsets it.
+        self._previous_secret = previous_secret if secret else None
         self._jwks = jwks
         self._audience = audience
         self._issuer = issuer
@@ -89,27 +92,35 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise Unauthenticated("The token is invalid.", code="invalid_token") from None
         algorithm = header.get("alg")
-        key: str | jwt.PyJWK
+        keys: list[str | jwt.PyJWK]
         if algorithm == HS256 and self._secret:
-            key = self._secret
+            keys = [self._secret]
+            if self._previous_secret:
+                keys.append(self._previous_secret)
         elif algorithm == RS256 and self._jwks is not None:
             kid = header.get("kid")
-            key = await self._jwks.key_for(kid if isinstance(kid, str) else None)
+            keys = [await self._jwks.key_for(kid if isinstance(kid, str) else None)]
         else:
             raise Unauthenticated("The token's algorithm is not accepted.", code="invalid_token")
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=[algorithm],
-                audience=self._audience,
-                issuer=self._issuer,
-                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
-            )
-        except jwt.ExpiredSignatureError:
-            raise Unauthenticated("The token has expired.", code="token_expired") from None
-        except jwt.PyJWTError:
-            raise Unauthenticated("The token is invalid.", code="invalid_token") from None
+        for key in keys:
+            try:
+                claims = jwt.decode(
+                    token,
+                    key,
+                    algorithms=[algorithm],
+                    audience=self._audience,
+                    issuer=self._issuer,
+                    options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
+                )
+                break
+            except jwt.InvalidSignatureError:
+                continue  # perhaps signed with the key being rotated out
+            except jwt.ExpiredSignatureError:
+                raise Unauthenticated("The token has expired.", code="token_expired") from None
+            except jwt.PyJWTError:
+                raise Unauthenticated("The token is invalid.", code="invalid_token") from None
+        else:
+            raise Unauthenticated("The token is invalid.", code="invalid_token")
         return _principal(claims), claims
 
 
@@ -134,7 +145,9 @@ def _principal(claims: Mapping[str, Any]) -> Principal:
         raise Unauthenticated("The token's subject is invalid.", code="invalid_token")
     scope = claims.get("scope", "")
     scopes = scope.split() if isinstance(scope, str) else scope if isinstance(scope, list) else []
-    return Principal(user_id=subject, is_admin=ADMIN_SCOPE in scopes)
+    return Principal(
+        user_id=subject, is_admin=ADMIN_SCOPE in scopes, expires_at=float(claims["exp"])
+    )
 
 
 # `image-service dev` mints tokens for this user, valid this long.

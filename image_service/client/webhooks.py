@@ -15,6 +15,11 @@ The signed content is ``<webhook-id>.<webhook-timestamp>.<body>``; ``webhook-sig
 ``v1,<base64 HMAC-SHA256>`` (several, space-separated, while a secret is being rotated). A
 secret is ``whsec_`` followed by base64 bytes, as the standard writes it; any other string is
 used as its UTF-8 bytes.
+
+Any Standard Webhooks library verifies these signatures. Those libraries base64-decode every
+string secret, prefixed or not, so give them a plain secret as :func:`standard_secret` writes
+it (``whsec_`` + base64 of its UTF-8 bytes); a ``whsec_`` secret, such as the per-owner key of
+``GET /webhooks/secret``, goes to them as it is.
 """
 
 from __future__ import annotations
@@ -40,6 +45,13 @@ def secret_key(secret: str) -> bytes:
     if secret.startswith(SECRET_PREFIX):
         return base64.b64decode(secret.removeprefix(SECRET_PREFIX))
     return secret.encode()
+
+
+def standard_secret(secret: str) -> str:
+    """``secret`` as Standard Webhooks libraries read secrets: ``whsec_`` + base64 of its key."""
+    if secret.startswith(SECRET_PREFIX):
+        return secret
+    return SECRET_PREFIX + base64.b64encode(secret.encode()).decode()
 
 
 def sign(secret: str, message_id: str, timestamp: int, body: bytes) -> str:

@@ -14,11 +14,35 @@ never followed.
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
+import hmac
 import ipaddress
 import socket
 from urllib.parse import urlsplit
 
 MAX_CALLBACK_URL_LENGTH = 2048
+_WHSEC = "whsec_"
+# NAT64's well-known prefix (RFC 6052): a translator takes 64:ff9b::a.b.c.d to a.b.c.d.
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+# Never a callback's destination: NAT64's local-use prefix (RFC 8215; where the IPv4 address
+# sits is the network's choice) and the deprecated IPv4-compatible form (::a.b.c.d).
+_REFUSED_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("::/96"))
+
+
+def callback_signing_key(master: str, owner: str) -> str:
+    """The key that signs ``owner``'s callbacks, derived from a master key (a webhook secret's
+    form: ``whsec_`` + base64, or a plain string): ``whsec_`` + base64 of 32 bytes, usable as it
+    is by any Standard Webhooks library. One owner's key tells nothing of another's, nor of the
+    master, nor of the operator's own key."""
+    if master.startswith(_WHSEC):
+        master_bytes = base64.b64decode(master.removeprefix(_WHSEC))
+    else:
+        master_bytes = master.encode()
+    derived = hmac.new(
+        master_bytes, b"image-service/callback-key\n" + owner.encode(), hashlib.sha256
+    ).digest()
+    return _WHSEC + base64.b64encode(derived).decode()
 
 
 def public_address(address: str) -> bool:
@@ -32,6 +56,10 @@ def public_address(address: str) -> bool:
         if mapped is not None:
             return public_address(str(mapped))
         if ip.teredo is not None:
+            return False
+        if ip in _NAT64:  # judged as the IPv4 address it reaches
+            return public_address(str(ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)))
+        if any(ip in network for network in _REFUSED_V6):
             return False
     return ip.is_global and not ip.is_multicast
 

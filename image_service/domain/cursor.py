@@ -30,15 +30,22 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    """The bytes of unpadded base64url, spelt exactly as :func:`_b64` spells them: one
+    spelling per cursor (no padding, no stray or non-canonical trailing bits)."""
+    data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    if _b64(data) != text:
+        raise ValueError("not the canonical spelling")
+    return data
 
 
 class CursorCodec:
-    def __init__(self, key: bytes) -> None:
-        self._key = key
+    def __init__(self, *keys: bytes) -> None:
+        """``keys``: the one that signs, then any being rotated out (still verified)."""
+        assert keys
+        self._keys = keys
 
-    def _mac(self, payload: bytes) -> bytes:
-        return hmac.new(self._key, payload, hashlib.sha256).digest()[:_MAC_BYTES]
+    def _mac(self, payload: bytes, key: bytes | None = None) -> bytes:
+        return hmac.new(key or self._keys[0], payload, hashlib.sha256).digest()[:_MAC_BYTES]
 
     def encode(self, owner: str, position: CursorPosition) -> str:
         payload = json.dumps(
@@ -53,7 +60,7 @@ class CursorCodec:
             payload, signature = _unb64(body), _unb64(mac)
         except (binascii.Error, ValueError):
             raise invalid from None
-        if not hmac.compare_digest(signature, self._mac(payload)):
+        if not any(hmac.compare_digest(signature, self._mac(payload, key)) for key in self._keys):
             raise invalid
         data = json.loads(payload)
         if data.get("o") != owner:

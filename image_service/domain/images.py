@@ -23,6 +23,7 @@ from image_service.domain import events
 from image_service.domain.callbacks import callback_refusal
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents
+from image_service.domain.holds import Holds
 from image_service.domain.layout import (
     image_prefix,
     incoming_key,
@@ -38,6 +39,7 @@ from image_service.errors import (
     ImageNotFound,
     InvalidRequest,
     QuotaExceeded,
+    TooManyHeld,
     UploadRejected,
 )
 from image_service.formats import FILE_EXTENSIONS
@@ -102,6 +104,12 @@ class UploadPolicy:
     callbacks_to_private: bool = False
     # A DELETE moves an image to the trash for this many days; 0: deletes at once.
     trash_days: int = 0
+    # Completions one user may have running at once (each spools its upload to disk).
+    max_completions_per_user: int = 4
+    # Multipart uploads one user may have open (pending) at once.
+    max_open_multipart_per_user: int = 10
+    # Whether processing keeps GPS in originals (else only a JPEG's is removed).
+    keep_gps: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,6 +205,14 @@ def refusal(record: ImageRecord) -> UploadRejected | QuotaExceeded:
     )
 
 
+def _in_the_trash() -> Conflict:
+    return Conflict(
+        "This image is in the trash: restore it; an upload cannot replace it.",
+        code="image_trashed",
+        details={"status": ImageStatus.TRASHED.value},
+    )
+
+
 def normalize_tags(tags: Sequence[str]) -> list[str]:
     """Lowercase, first occurrence kept: ``["Cat", "cat", "Dog"]`` is ``["cat", "dog"]``."""
     return list(dict.fromkeys(tag.lower() for tag in tags))
@@ -245,6 +261,11 @@ class ImageService:
         self._upload_limiter = upload_limiter
         # Full decodes are CPU- and memory-heavy: a bounded number run at once, off the loop.
         self._inspections = asyncio.Semaphore(policy.inspection_concurrency)
+        self._completions = Holds(
+            resource="completions",
+            code="too_many_completions",
+            per_user=policy.max_completions_per_user,
+        )
         # owner -> usage, for a few seconds: keeps the upload-URL path free of a read per request.
         self._usage_cache: TTLCache[str, Usage] = TTLCache(
             maxsize=_MAX_CACHED_USAGES, ttl=policy.usage_cache_seconds, timer=time.monotonic
@@ -260,6 +281,16 @@ class ImageService:
         if principal.is_admin:
             return user_id
         raise Forbidden("Only an admin may act for another user.", details={"user_id": user_id})
+
+    def callback_secret(self, principal: Principal, user_id: str | None) -> str:
+        """The key that signs the owner's callbacks, for them (or an admin) to verify with."""
+        secret = self.events.callback_secret(self.owner_for(principal, user_id))
+        if secret is None:
+            raise Conflict(
+                "This service sends no webhooks (IMAGE_SERVICE_WEBHOOK_SECRET is unset).",
+                code="webhooks_not_configured",
+            )
+        return secret
 
     async def _owned(self, owner: str, image_id: str) -> ImageRecord:
         record = await self._repository.get(owner, image_id)
@@ -382,6 +413,8 @@ class ImageService:
                 },
             )
         await self._check_quota(owner, request.size or 0)
+        if multipart:
+            await self._check_open_multipart(owner, request.size or 0)
         if request.callback_url is not None:
             await self._check_callback(request.callback_url)
 
@@ -489,6 +522,30 @@ class ImageService:
                 },
             )
 
+    async def _check_open_multipart(self, owner: str, size: int) -> None:
+        """A multipart upload holds its parts in S3 (up to max_multipart_bytes) from its first
+        part on: each user has a few open at once, and their declared bytes count against the
+        byte quota before they are complete."""
+        policy = self._policy
+        open_uploads = await self._repository.open_multipart(owner)
+        if len(open_uploads) >= policy.max_open_multipart_per_user:
+            raise TooManyHeld(
+                "too_many_multipart_uploads",
+                "open multipart uploads",
+                policy.max_open_multipart_per_user,
+            )
+        pending = sum(record.declared_size or 0 for record in open_uploads)
+        usage = await self._repository.usage(owner)
+        if usage.bytes + pending + size > policy.max_bytes_per_user:
+            raise QuotaExceeded(
+                "The owner's byte quota, with the multipart uploads under way, has no room.",
+                details={
+                    "bytes": usage.bytes,
+                    "pending_multipart_bytes": pending,
+                    "max_bytes": policy.max_bytes_per_user,
+                },
+            )
+
     async def _presign_upload(
         self, record: ImageRecord, method: str, now: datetime
     ) -> PresignedUpload:
@@ -590,12 +647,23 @@ class ImageService:
     async def complete(
         self, principal: Principal, image_id: str, user_id: str | None
     ) -> ImageRecord:
-        return await self.complete_for(self.owner_for(principal, user_id), image_id)
+        # Each completion reads its upload into a temporary file: bounded per caller here,
+        # and per process by the inspection slots (S3's events, through the worker, are paced
+        # by the worker's own concurrency).
+        with self._completions.held(principal.user_id):
+            return await self.complete_for(self.owner_for(principal, user_id), image_id)
 
     async def complete_for(self, owner: str, image_id: str) -> ImageRecord:
         """Verifies the upload and hands it to processing. Called by the API on the client's
-        behalf, and by the worker for S3's own notification of the upload."""
+        behalf, and by the worker for S3's own notification of the upload.
+
+        Only a pending upload is completed. Its upload URL may still be live afterwards, but
+        whatever is PUT with it then is never read: it is removed here, and completing again
+        answers the image as it is (or refuses a trashed or deleted one), never a second
+        verification, copy or count."""
         record = await self._owned(owner, image_id)
+        if record.status is not ImageStatus.PENDING:
+            await self._discard_upload(incoming_key(record))
         if record.status is ImageStatus.PROCESSING:
             # Again: the job may have been lost (the queue was down); one more is harmless.
             await self._jobs.send(process_job(record))
@@ -604,6 +672,10 @@ class ImageService:
             return record
         if record.status is ImageStatus.REJECTED:
             raise refusal(record)
+        if record.status is ImageStatus.TRASHED:
+            raise _in_the_trash()
+        if record.status is not ImageStatus.PENDING:  # deleting: as good as gone
+            raise ImageNotFound(image_id)
         try:
             verified, published = await self._complete_pending(owner, record)
         except (Conflict, UploadRejected, BackendUnavailable) as exc:
@@ -622,6 +694,8 @@ class ImageService:
             raise
         if verified.status is ImageStatus.REJECTED:  # a concurrent completion refused it
             raise refusal(verified)
+        if verified.status is ImageStatus.TRASHED:  # completed by another, then trashed
+            raise _in_the_trash()
         if published:
             # Outside the race handling above: a queue that refuses the job must reach the
             # client as a 503 (completing again re-sends it; the sweeper finds the image if
@@ -668,9 +742,16 @@ class ImageService:
         finally:
             self._usage_cache.pop(owner, None)
         if not published:
-            current = await self._owned(owner, image_id)
-            if current.status is not ImageStatus.PENDING:
-                return current, False
+            now_stored = await self._repository.get(owner, image_id)
+            if now_stored is not None and now_stored.status in _COMPLETED:
+                return now_stored, False  # a concurrent completion won, with the same bytes
+            if now_stored is None or now_stored.status is ImageStatus.DELETING:
+                # Deleted (or being deleted) while this was verifying: the copy made above may
+                # postdate the delete's listing, so it goes, and so does the upload.
+                await self._store.delete([record.s3_key, upload_key])
+                raise ImageNotFound(image_id)
+            if now_stored.status is not ImageStatus.PENDING:  # completed by another, then on
+                return now_stored, False
             raise Conflict("The image changed during completion.", code="image_changed")
         await self._discard_upload(upload_key)
         return verified, True
@@ -754,11 +835,13 @@ class ImageService:
         """Reads the object once (the version that was sized), hashes it, and inspects it,
         in bounded memory (``spool.py``): a gigabyte upload costs its decode, which the pixel
         limits bound, not its size."""
-        async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
-            upload = await spool(chunks)
-        with upload:
-            try:
-                async with self._inspections:
+        # The slot covers the spool too: a process holds as many upload copies on disk as it
+        # runs decodes, however many completions arrive at once.
+        async with self._inspections:
+            async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
+                upload = await spool(chunks)
+            with upload:
+                try:
                     inspection = await asyncio.get_running_loop().run_in_executor(
                         None,
                         inspect_image,
@@ -766,10 +849,14 @@ class ImageService:
                         record.content_type,
                         self._policy.inspection,
                     )
-            except ImageRejected as rejection:
-                await self._reject(
-                    record, upload_key, rejection.code, rejection.message, rejection.details
-                )
+                except ImageRejected as rejection:
+                    rejected: ImageRejected | None = rejection
+                else:
+                    rejected = None
+        if rejected is not None:
+            await self._reject(
+                record, upload_key, rejected.code, rejected.message, rejected.details
+            )
         checksum = base64.b64encode(upload.sha256_digest).decode("ascii")
         declared = record.declared_checksum_sha256
         if declared is not None and checksum != declared:
@@ -856,7 +943,9 @@ class ImageService:
         record = await self._owned(owner, image_id)
         if wait_seconds is None or self._watcher is None or record.status not in IN_FLIGHT:
             return record
-        settled = await self._watcher.wait((owner, image_id), wait_seconds)
+        settled = await self._watcher.wait(
+            (owner, image_id), wait_seconds, holder=principal.user_id
+        )
         return settled if settled is not None else await self._owned(owner, image_id)
 
     async def update(
@@ -924,6 +1013,16 @@ class ImageService:
                 code="image_not_ready",
                 details={"status": record.status.value},
             )
+        if variant is None and record.user_id != principal.user_id and self._may_locate(record):
+            # An admin acting for the owner never sees where a photo was taken: not in the
+            # metadata, and not in an original whose GPS the service keeps (any original but
+            # a JPEG processed without IMAGE_SERVICE_KEEP_GPS). Variants carry no metadata.
+            raise Forbidden(
+                "This original may carry its owner's location: only its owner downloads it. "
+                "Variants carry no metadata.",
+                code="original_owner_only",
+                details={"variants": sorted({v.name for v in record.variants})},
+            )
         key, content_type, suffix = record.s3_key, record.content_type, None
         if variant is not None:
             chosen = next(
@@ -941,6 +1040,10 @@ class ImageService:
             content_disposition=content_disposition(record, content_type, suffix=suffix),
         )
         return PresignedDownload(url=url, expires_at=self._clock() + timedelta(seconds=expires_in))
+
+    def _may_locate(self, record: ImageRecord) -> bool:
+        """Whether the stored original may still hold a GPS position."""
+        return self._policy.keep_gps or record.content_type != "image/jpeg"
 
     async def delete(
         self, principal: Principal, image_id: str, user_id: str | None, *, permanent: bool = False

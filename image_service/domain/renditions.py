@@ -28,6 +28,7 @@ from datetime import datetime
 
 from cachetools import LRUCache, TTLCache
 
+from image_service.domain.holds import Holds
 from image_service.domain.layout import image_prefix
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.errors import (
@@ -38,6 +39,7 @@ from image_service.errors import (
     RateLimited,
     RendersBusy,
     RenditionUrlRefused,
+    ServiceError,
 )
 from image_service.imaging.render import FITS, RENDITION_FORMATS, RenderedVariant
 from image_service.models import ImageRecord, ImageStatus
@@ -59,8 +61,10 @@ class RenditionPolicy:
     presets: dict[str, RenditionSpec]
     url_window: int  # seconds: a URL stays the same this long, and lives up to twice it
     max_renders: int  # at once, per process
-    secret: bytes
+    keys: tuple[bytes, ...]  # the one that signs, then any being rotated out
     memory_bytes: int  # renditions kept in this process's memory, at most, in bytes
+    max_renders_per_user: int = 2  # at once, per process
+    max_age: int = 60  # seconds a browser or CDN may keep a delivered rendition, at most
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +123,17 @@ def validated_spec(
                 code="rendition_not_allowed",
                 details={"presets": sorted(policy.presets)},
             )
+        if quality is not None and quality not in policy.qualities:
+            raise InvalidRequest(
+                "This rendition is not allowed.",
+                code="rendition_not_allowed",
+                details={
+                    "fields": {
+                        "q": f"Not an allowed quality: {', '.join(map(str, policy.qualities))}."
+                    },
+                    "allowed": {"q": policy.qualities},
+                },
+            )
         chosen = policy.presets[preset]
         return RenditionSpec(chosen.width, chosen.height, chosen.fit, fmt, quality)
     refused = {}
@@ -160,24 +175,47 @@ class Delivery:
     negotiated: bool  # the format followed Accept: the answer varies by it
 
 
+# The longest expiry a URL can carry: ten digits last until 2286, twelve are room to spare.
+_MAX_EXPIRY_DIGITS = 12
+_SIGNATURE_LENGTH = 43  # 32 bytes, unpadded base64url
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _canonical_owner(segment: str) -> str | None:
+    """The owner a URL's owner segment names, if it is spelt exactly as :meth:`sign` spells
+    it (unpadded base64url of the UTF-8 owner, no stray or non-zero trailing bits)."""
+    if not segment.isascii():
+        return None
+    try:
+        data = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        owner = data.decode("utf-8")
+    except (ValueError, UnicodeError):
+        return None
+    return owner if owner and _b64url(data) == segment else None
+
+
 class RenditionSigner:
-    def __init__(self, secret: bytes, window: int, clock: Callable[[], datetime]) -> None:
-        self._secret = secret
+    def __init__(self, keys: tuple[bytes, ...], window: int, clock: Callable[[], datetime]) -> None:
+        assert keys
+        self._keys = keys  # the first signs; every one verifies (a key being rotated out)
         self._window = window
         self._clock = clock
 
-    def _signature(self, owner: str, image_id: str, spec: str, expires: int) -> str:
+    @staticmethod
+    def _signature(key: bytes, owner: str, image_id: str, spec: str, expires: int) -> str:
         message = f"{owner}\n{image_id}\n{spec}\n{expires}".encode()
-        digest = hmac.new(self._secret, message, hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        return _b64url(hmac.new(key, message, hashlib.sha256).digest())
 
     def sign(self, owner: str, image_id: str, spec: RenditionSpec) -> SignedRendition:
         """``/r/<owner, base64url>/<image id>/<rendition>/<expires>/<signature>``."""
         now = int(self._clock().timestamp())
         # The end of the next window: the same URL all through this one.
         expires = (now // self._window + 2) * self._window
-        signature = self._signature(owner, image_id, spec.path, expires)
-        owner_segment = base64.urlsafe_b64encode(owner.encode()).rstrip(b"=").decode()
+        signature = self._signature(self._keys[0], owner, image_id, spec.path, expires)
+        owner_segment = _b64url(owner.encode())
         return SignedRendition(
             path=f"/r/{owner_segment}/{image_id}/{spec.path}/{expires}/{signature}",
             expires_at=datetime.fromtimestamp(expires, self._clock().tzinfo),
@@ -186,28 +224,39 @@ class RenditionSigner:
     def verify(
         self, owner_segment: str, image_id: str, spec_path: str, expires: str, signature: str
     ) -> tuple[str, RenditionSpec, int]:
-        """(owner, rendition, expiry) of a URL's segments, if it was signed here and is live."""
-        try:
-            padded = owner_segment + "=" * (-len(owner_segment) % 4)
-            owner = base64.urlsafe_b64decode(padded.encode("ascii")).decode("utf-8")
-        except (ValueError, UnicodeError):
-            raise RenditionUrlRefused("invalid_signature") from None
+        """(owner, rendition, expiry) of a URL's segments, if it was signed here, is spelt as
+        it was signed, and is live."""
+        refused = RenditionUrlRefused("invalid_signature")
+        owner = _canonical_owner(owner_segment)
         spec = RenditionSpec.parse(spec_path)
         if (
-            spec is None
+            owner is None
+            or spec is None
             or not (expires.isascii() and expires.isdigit())
-            or not hmac.compare_digest(
-                self._signature(owner, image_id, spec_path, int(expires)).encode(),
-                signature.encode("utf-8", "surrogateescape"),
-            )
+            or len(expires) > _MAX_EXPIRY_DIGITS
+            or expires != str(int(expires))  # no leading zero
+            or len(signature) != _SIGNATURE_LENGTH
+            or not signature.isascii()
         ):
-            raise RenditionUrlRefused("invalid_signature")
-        if int(expires) <= self._clock().timestamp():
+            raise refused
+        expiry = int(expires)
+        given = signature.encode("ascii")
+        if not any(
+            hmac.compare_digest(
+                self._signature(key, owner, image_id, spec_path, expiry).encode(), given
+            )
+            for key in self._keys
+        ):
+            raise refused
+        if expiry <= self._clock().timestamp():
             raise RenditionUrlRefused("url_expired")
-        return owner, spec, int(expires)
+        return owner, spec, expiry
 
 
-Render = Callable[[bytes, RenditionSpec, str], Awaitable[RenderedVariant]]
+Render = Callable[[bytes, RenditionSpec, str, Callable[[], None]], Awaitable[RenderedVariant]]
+"""Renders (bytes, rendition, format) off the event loop; calls its last argument, on the
+loop, once the render has really finished (its thread is free again), even if the awaiting
+request gave up long before: the bound on renders counts renders, not requests."""
 
 
 def _require_ready(record: ImageRecord) -> None:
@@ -230,6 +279,7 @@ class Renditions:
         get_record: Callable[[str, str], Awaitable[ImageRecord | None]],
         read_object: Callable[[str], Awaitable[tuple[bytes, str] | None]],
         write_object: Callable[[str, bytes, str], Awaitable[str]],
+        delete_objects: Callable[[list[str]], Awaitable[None]],
         render: Render,
         limiter: TokenBucketLimiter,
         observe: Callable[[str, float | None], None],
@@ -239,6 +289,7 @@ class Renditions:
         self._get_record = get_record
         self._read = read_object
         self._write = write_object
+        self._delete = delete_objects
         self._render = render
         self._limiter = limiter
         self._observe = observe
@@ -252,7 +303,18 @@ class Renditions:
             getsizeof=lambda entry: len(entry[0]) or 1,
         )
         self._in_flight: dict[str, asyncio.Future[tuple[bytes, str]]] = {}
-        self._rendering = 0
+        self._renders = Holds(
+            resource="renders",
+            code="too_many_renders",
+            per_user=policy.max_renders_per_user,
+            per_process=policy.max_renders,
+            process_full=_renders_busy,
+        )
+
+    @property
+    def rendering(self) -> int:
+        """Renders running now (their threads busy), whoever is still waiting for them."""
+        return self._renders.total
 
     @staticmethod
     def key(owner: str, image_id: str, spec: RenditionSpec, fmt: str) -> str:
@@ -279,6 +341,8 @@ class Renditions:
     async def deliver(
         self, owner: str, image_id: str, spec: RenditionSpec, *, accept: str, if_none_match: str
     ) -> Delivery:
+        # First, whatever is cached: an image that is not ready has no rendition to serve.
+        record = await self._ready(owner, image_id)
         fmt = spec.negotiated(accept)
         key = self.key(owner, image_id, spec, fmt)
         content_type = _CONTENT_TYPES[fmt]
@@ -291,7 +355,7 @@ class Renditions:
         if stored is None:
             stored = await self._read(key)
             if stored is None:
-                stored = await self._single_flight(key, owner, image_id, spec, fmt)
+                stored = await self._single_flight(key, record, spec, fmt)
             else:
                 self._observe("cached", None)
             if len(stored[0]) <= self._policy.memory_bytes // 8:
@@ -304,8 +368,17 @@ class Renditions:
             return Delivery(None, content_type, etag, negotiated)
         return Delivery(data, content_type, etag, negotiated)
 
+    async def _ready(self, owner: str, image_id: str) -> ImageRecord:
+        """The image, if it is ready now; else 404 (never which state hides it: the URL is
+        not a credential of the owner's) and nothing of it stays cached here."""
+        record = await self._get_record(owner, image_id)
+        if record is None or record.status is not ImageStatus.READY:
+            self.forget(owner, image_id)
+            raise ImageNotFound(image_id)
+        return record
+
     async def _single_flight(
-        self, key: str, owner: str, image_id: str, spec: RenditionSpec, fmt: str
+        self, key: str, record: ImageRecord, spec: RenditionSpec, fmt: str
     ) -> tuple[bytes, str]:
         running = self._in_flight.get(key)
         if running is not None:
@@ -313,7 +386,7 @@ class Renditions:
         future: asyncio.Future[tuple[bytes, str]] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
-            result = await self._render_once(key, owner, image_id, spec, fmt)
+            result = await self._render_once(key, record, spec, fmt)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiters re-raise it, nobody else need
@@ -325,29 +398,47 @@ class Renditions:
             del self._in_flight[key]
 
     async def _render_once(
-        self, key: str, owner: str, image_id: str, spec: RenditionSpec, fmt: str
+        self, key: str, record: ImageRecord, spec: RenditionSpec, fmt: str
     ) -> tuple[bytes, str]:
-        if self._rendering >= self._policy.max_renders:
-            self._observe("refused", None)
-            raise RendersBusy()
+        owner = record.user_id
         try:
-            self._limiter.take(owner)
-        except RateLimited:
+            self._renders.take(owner)
+        except ServiceError:
             self._observe("refused", None)
             raise
-        self._rendering += 1
+        handed_over = False  # once the renderer has it, the render's end gives the slot back
         try:
-            record = await self._get_record(owner, image_id)
-            if record is None or record.status is ImageStatus.DELETING:
-                raise ImageNotFound(image_id)
-            _require_ready(record)
+            try:
+                self._limiter.take(owner)
+            except RateLimited:
+                self._observe("refused", None)
+                raise
             original = await self._read(record.s3_key)
             if original is None:
                 raise BackendUnavailable("s3", "original missing")
             started = time.perf_counter()
-            rendered = await self._render(original[0], spec, fmt)
+            handed_over = True
+            rendered = await self._render(
+                original[0], spec, fmt, lambda: self._renders.give_back(owner)
+            )
             self._observe("rendered", time.perf_counter() - started)
             etag = await self._write(key, rendered.data, rendered.content_type)
-            return rendered.data, etag
         finally:
-            self._rendering -= 1
+            if not handed_over:
+                self._renders.give_back(owner)
+        await self._unless_gone(record, key)
+        return rendered.data, etag
+
+    async def _unless_gone(self, record: ImageRecord, key: str) -> None:
+        """A render that outlived its image: a delete that listed the image's keys before this
+        one was stored left it behind, so it is removed here, and nothing is served."""
+        current = await self._get_record(record.user_id, record.image_id)
+        if current is not None and current.status is ImageStatus.READY:
+            return
+        await self._delete([key])
+        self.forget(record.user_id, record.image_id)
+        raise ImageNotFound(record.image_id)
+
+
+def _renders_busy(_limit: int) -> ServiceError:
+    return RendersBusy()

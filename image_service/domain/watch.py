@@ -10,7 +10,9 @@ the next poll.
 
 A held wait is a dict entry and a future here; with its connection and request in aiohttp it
 costs about 27 KiB (``bench/waits.py``: a thousand held, 27 MiB, 4 % of a core). Their number
-is bounded per process (``IMAGE_SERVICE_MAX_HELD_WAITS``).
+is bounded per process (``IMAGE_SERVICE_MAX_HELD_WAITS``, 503) and per caller within it
+(``IMAGE_SERVICE_MAX_HELD_WAITS_PER_USER``, 429): one user opening a thousand streams takes
+their own share, not everybody's.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
-from image_service.errors import TooManyWaits
+from image_service.domain.holds import Holds
+from image_service.errors import ServiceError, TooManyWaits
 from image_service.models import ImageRecord, ImageStatus
 
 log = logging.getLogger(__name__)
@@ -41,28 +44,37 @@ class StatusWatcher:
         read_many: ReadMany,
         list_in_flight: ListInFlight,
         max_waits: int,
+        max_waits_per_user: int,
         poll_seconds: float = 1.0,
         rescan_seconds: float = 5.0,
     ) -> None:
         self._read_many = read_many
         self._list_in_flight = list_in_flight
-        self._max_waits = max_waits
         self._poll_seconds = poll_seconds
         self._rescan_seconds = rescan_seconds
         self._waiters: dict[ImageKey, list[asyncio.Future[ImageRecord]]] = defaultdict(list)
-        self._held = 0
+        self._holds = Holds(
+            resource="held waits and event streams",
+            code="too_many_held_waits",
+            per_user=max_waits_per_user,
+            per_process=max_waits,
+            process_full=_too_many_waits,
+        )
         # Event streams: owner -> its subscribers' queues, and the in-flight images they follow.
         self._streams: dict[str, set[asyncio.Queue[Change | None]]] = defaultdict(set)
         self._followed: dict[ImageKey, ImageStatus] = {}
 
-    def _hold(self) -> None:
-        if self._held >= self._max_waits:
-            raise TooManyWaits(self._max_waits)
-        self._held += 1
+    @property
+    def held(self) -> int:
+        return self._holds.total
 
-    async def wait(self, key: ImageKey, seconds: float) -> ImageRecord | None:
-        """The image once it has left pending/processing, or None if ``seconds`` passed."""
-        self._hold()
+    async def wait(
+        self, key: ImageKey, seconds: float, *, holder: str | None = None
+    ) -> ImageRecord | None:
+        """The image once it has left pending/processing, or None if ``seconds`` passed.
+        Counted against ``holder`` (the caller; the owner by default)."""
+        holder = key[0] if holder is None else holder
+        self._holds.take(holder)
         future: asyncio.Future[ImageRecord] = asyncio.get_running_loop().create_future()
         self._waiters[key].append(future)
         try:
@@ -71,7 +83,7 @@ class StatusWatcher:
         except TimeoutError:
             return None
         finally:
-            self._held -= 1
+            self._holds.give_back(holder)
             waiting = self._waiters.get(key)
             if waiting is not None:
                 with contextlib.suppress(ValueError):
@@ -80,17 +92,20 @@ class StatusWatcher:
                     del self._waiters[key]
 
     @contextlib.asynccontextmanager
-    async def stream(self, owner: str) -> AsyncIterator[asyncio.Queue[Change | None]]:
+    async def stream(
+        self, owner: str, *, holder: str | None = None
+    ) -> AsyncIterator[asyncio.Queue[Change | None]]:
         """The owner's image changes as they happen, while the block runs; None once the
-        process is stopping (:meth:`close_streams`)."""
-        self._hold()
+        process is stopping (:meth:`close_streams`). Counted against ``holder``."""
+        holder = owner if holder is None else holder
+        self._holds.take(holder)
         queue: asyncio.Queue[Change | None] = asyncio.Queue(maxsize=1000)
         self._streams[owner].add(queue)
         try:
             await self._rescan(owner)
             yield queue
         finally:
-            self._held -= 1
+            self._holds.give_back(holder)
             self._streams[owner].discard(queue)
             if not self._streams[owner]:
                 del self._streams[owner]
@@ -153,3 +168,7 @@ class StatusWatcher:
                     self._followed.pop(key, None)  # gone (deleted elsewhere)
             except Exception as exc:  # an outage: waits time out, streams catch up after it
                 log.warning("status watch failed: %s: %s", type(exc).__name__, exc)
+
+
+def _too_many_waits(limit: int) -> ServiceError:
+    return TooManyWaits(limit)

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import functools
+import hashlib
+import re
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
@@ -19,7 +23,7 @@ from image_service.auth.tokens import TokenVerifier
 from image_service.domain.images import utc_now
 from image_service.metrics import ServiceMetrics
 from image_service.services import open_services
-from image_service.settings import Settings
+from image_service.settings import PREFIX, Settings, SettingsError
 from image_service.web.keys import (
     IMAGE_REPOSITORY,
     IMAGE_SERVICE,
@@ -57,6 +61,12 @@ async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
     async with AsyncExitStack() as stack:
         jwks = None
         if settings.jwt_jwks_url:
+            if not settings.jwt_audience and not settings.jwt_any_audience:
+                # The same check as Settings.from_env, for settings built in code.
+                raise SettingsError(
+                    f"{PREFIX}JWT_AUDIENCE: is required with {PREFIX}JWT_JWKS_URL "
+                    f"({PREFIX}JWT_ANY_AUDIENCE=true accepts every audience)"
+                )
             http = await stack.enter_async_context(aiohttp.ClientSession())
             jwks = JwksCache(
                 settings.jwt_jwks_url,
@@ -66,6 +76,7 @@ async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
             )
         app[TOKEN_VERIFIER] = TokenVerifier(
             settings.jwt_secret or None,
+            previous_secret=settings.jwt_previous_secret,
             jwks=jwks,
             audience=settings.jwt_audience,
             issuer=settings.jwt_issuer,
@@ -140,5 +151,31 @@ def create_app(
     return app
 
 
+# Nothing the API answers is a page to run or frame, bar the two pages that say otherwise.
+_API_POLICY = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+_INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.DOTALL)
+
+
+@functools.lru_cache(maxsize=4)
+def _docs_policy(page: bytes) -> str:
+    """The docs page's policy: its own scripts and styles (the bundled Swagger UI, and its one
+    inline start-up script by hash), the spec from here, and never inside a frame."""
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(script).digest()).decode() + "'"
+        for script in _INLINE_SCRIPT.findall(page)
+    )
+    return (
+        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'none'"
+    )
+
+
 async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    if request.path.rstrip("/") == "/docs" and isinstance(response, web.Response):
+        body = response.body if isinstance(response.body, bytes) else b""
+        response.headers["Content-Security-Policy"] = _docs_policy(body)
+        response.headers["X-Frame-Options"] = "DENY"
+    elif not request.path.startswith("/docs/static"):
+        response.headers.setdefault("Content-Security-Policy", _API_POLICY)

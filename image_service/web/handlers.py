@@ -38,6 +38,7 @@ from image_service.web.openapi import (
     response_schema,
 )
 from image_service.web.schemas import (
+    CallbackSecretSchema,
     DeleteQuerySchema,
     DigestCheckResponseSchema,
     DigestCheckSchema,
@@ -68,6 +69,7 @@ _download = DownloadResponseSchema()
 _render = RenderResponseSchema()
 _parts = PartsResponseSchema()
 _digests = DigestCheckResponseSchema()
+_callback_secret = CallbackSecretSchema()
 _secured = {"tags": ["images"], "security": [{BEARER: []}]}
 
 
@@ -221,26 +223,39 @@ async def get_image(request: web.Request) -> web.Response:
     description="Each event is named image.ready, image.rejected, image.quarantined, "
     "image.processing or image.deleted, and its data is the image as GET /images/{id} shows "
     "it. Images uploaded through any replica are followed while they are in flight; an event "
-    "may repeat. Counted against IMAGE_SERVICE_MAX_HELD_WAITS. Browsers: EventSource cannot "
-    "send a header, so pass the token as ?access_token=.",
+    "may repeat. Counted against IMAGE_SERVICE_MAX_HELD_WAITS (503) and "
+    "IMAGE_SERVICE_MAX_HELD_WAITS_PER_USER (429). The stream ends when the token that opened "
+    'it expires, with a last event named end ({"reason": "token_expired"}): reconnect '
+    "with a fresh token. Browsers: EventSource cannot send a header, so pass the token as "
+    "?access_token=.",
     **_secured,
 )
 @token_in_query
 @querystring_schema(EventsQuerySchema)
 @response_schema(None, 200, description="text/event-stream")
 async def image_events(request: web.Request) -> web.StreamResponse:
-    owner = request.app[IMAGE_SERVICE].owner_for(request[PRINCIPAL], _owner(request))
-    request[DEADLINE].reschedule(None)  # a stream lasts as long as its reader
+    principal = request[PRINCIPAL]
+    owner = request.app[IMAGE_SERVICE].owner_for(principal, _owner(request))
+    request[DEADLINE].reschedule(None)  # a stream lasts as long as its reader, and its token
     async with (
-        request.app[WATCHER].stream(owner) as changes,
+        request.app[WATCHER].stream(owner, holder=principal.user_id) as changes,
         sse_response(request, headers=NO_STORE) as stream,
     ):
-        # Ends when the reader goes (the stream's pings fail), or the process stops (None).
+        # Ends when the reader goes (the stream's pings fail), the process stops (None), or
+        # the token that opened it expires: a stream is never worth more than its credential.
         closed = asyncio.ensure_future(stream.wait())
+        lifetime = None if principal.expires_at is None else principal.expires_at - time.time()
+        expired = asyncio.ensure_future(asyncio.sleep(max(0.0, lifetime or 0.0)))
+        if lifetime is None:
+            expired.cancel()
         try:
             while True:
                 change = asyncio.ensure_future(changes.get())
-                await asyncio.wait({change, closed}, return_when=asyncio.FIRST_COMPLETED)
+                await asyncio.wait({change, closed, expired}, return_when=asyncio.FIRST_COMPLETED)
+                if expired.done() and not expired.cancelled():
+                    change.cancel()
+                    await stream.send(json_text({"reason": "token_expired"}), event="end")
+                    break
                 next_change = change.result() if change.done() else None
                 if next_change is None:
                     change.cancel()
@@ -251,6 +266,7 @@ async def image_events(request: web.Request) -> web.StreamResponse:
                 )
         finally:
             closed.cancel()
+            expired.cancel()
     return stream
 
 
@@ -372,9 +388,10 @@ async def deliver_rendition(request: web.Request) -> web.StreamResponse:
         accept=request.headers.get("Accept", ""),
         if_none_match=request.headers.get("If-None-Match", ""),
     )
-    # Cached as long as the URL lives, and no longer, so that no cache outlives its signature.
-    lifetime = max(0, expires - int(time.time()))
-    headers = {"Cache-Control": f"public, max-age={lifetime}, immutable", "ETag": delivery.etag}
+    # Cached no longer than the URL lives, nor than a trash or a delete may take to reach the
+    # caches: a cache asks again (a 304 when nothing changed) after max_age.
+    lifetime = max(0, min(expires - int(time.time()), renditions.policy.max_age))
+    headers = {"Cache-Control": f"public, max-age={lifetime}", "ETag": delivery.etag}
     if delivery.negotiated:
         headers["Vary"] = "Accept"
     if delivery.data is None:
@@ -421,6 +438,21 @@ async def restore_image(request: web.Request) -> web.Response:
 async def empty_trash(request: web.Request) -> web.Response:
     purged = await request.app[IMAGE_SERVICE].empty_trash(request[PRINCIPAL], _owner(request))
     return _json({"purged": purged})
+
+
+@docs(
+    summary="The key that signs your callback_url deliveries",
+    description="Each owner's callbacks are signed with a key of their own (derived by the "
+    "service; the same on every replica, until the operator rotates the callback master key). "
+    "Verify deliveries to your callback_url with it.",
+    tags=["webhooks"],
+    security=[{BEARER: []}],
+)
+@querystring_schema(OwnerQuerySchema)
+@response_schema(CallbackSecretSchema, 200)
+async def callback_secret(request: web.Request) -> web.Response:
+    secret = request.app[IMAGE_SERVICE].callback_secret(request[PRINCIPAL], _owner(request))
+    return _dump(_callback_secret, {"secret": secret}, headers=NO_STORE)
 
 
 @public

@@ -28,6 +28,7 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get(
         "/r/{owner}/{image_id}/{spec}/{expires}/{signature}", handlers.deliver_rendition
     )
+    app.router.add_get("/webhooks/secret", handlers.callback_secret, allow_head=False)
     app.router.add_get("/health", handlers.health)
     app.router.add_get("/ready", handlers.ready, allow_head=False)
     app.router.add_get("/metrics", handlers.metrics, allow_head=False)

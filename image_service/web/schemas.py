@@ -228,6 +228,18 @@ class PurgedSchema(Schema):
     purged = fields.Integer(required=True, metadata={"description": "Images deleted for good."})
 
 
+class CallbackSecretSchema(Schema):
+    secret = fields.String(
+        required=True,
+        metadata={
+            "description": "The key that signs this owner's callback_url deliveries, as "
+            "Standard Webhooks writes keys (whsec_ + base64): give it to any Standard Webhooks "
+            "library, or to image_service.client.webhooks.verify. Yours alone: it verifies "
+            "nothing sent to the operator or to other users."
+        },
+    )
+
+
 MAX_WAIT_SECONDS = 20
 
 

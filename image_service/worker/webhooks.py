@@ -29,7 +29,12 @@ from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 
 from image_service.client.webhooks import sign
-from image_service.domain.callbacks import callback_refusal, public_address
+from image_service.domain.callbacks import (
+    callback_refusal,
+    callback_signing_key,
+    public_address,
+)
+from image_service.domain.events import OPERATOR_KEY
 from image_service.storage.queue import JobQueue
 
 log = logging.getLogger(__name__)
@@ -72,8 +77,11 @@ class WebhookSender:
         *,
         jobs: JobQueue,
         dead_letters: JobQueue,
-        secret: str,
+        operator_secrets: tuple[str, ...],
+        callback_masters: tuple[str, ...],
+        operator_url: str | None,
         max_age_seconds: int,
+        callbacks_shared_signature: bool = False,
         http: aiohttp.ClientSession,
         public_http: aiohttp.ClientSession,
         observe: Observe = lambda _type, _outcome: None,
@@ -81,7 +89,12 @@ class WebhookSender:
     ) -> None:
         self._jobs = jobs
         self._dead_letters = dead_letters
-        self._secret = secret
+        # The key that signs, then any being rotated out: a delivery carries a signature with
+        # each (Standard Webhooks' rotation), so receivers switch keys at their own pace.
+        self._operator_secrets = operator_secrets
+        self._callback_masters = callback_masters
+        self._operator_url = operator_url
+        self._shared_signature = callbacks_shared_signature
         self._max_age = max_age_seconds
         self._http = http  # for destinations that may be anywhere (the operator's)
         self._public_http = public_http  # through PublicOnlyResolver (callers' callback_url)
@@ -127,6 +140,19 @@ class WebhookSender:
     async def _requeue(self, job: dict[str, Any], wait: float) -> None:
         await self._jobs.send(job, delay_seconds=min(MAX_SQS_DELAY_SECONDS, math.ceil(wait)))
 
+    def _secrets_for(self, job: dict[str, Any]) -> list[str]:
+        """The keys of the job's destination: the operator's, or its owner's callback keys.
+        (A job queued before keys were per destination names none: the operator's URL is
+        the operator's, anything else a callback of the image's owner.)"""
+        kind = job.get("key") or (OPERATOR_KEY if job["url"] == self._operator_url else "owner")
+        if kind == OPERATOR_KEY:
+            return list(self._operator_secrets)
+        owner = str(job.get("owner") or job["body"]["data"]["user_id"])
+        keys = [callback_signing_key(master, owner) for master in self._callback_masters]
+        if self._shared_signature:  # a migration's receivers, still on the shared secret
+            keys += self._operator_secrets
+        return keys
+
     async def _attempt(self, job: dict[str, Any], timestamp: int) -> str | None:
         """None when delivered; else what went wrong."""
         url = str(job["url"])
@@ -136,12 +162,15 @@ class WebhookSender:
             if refusal is not None:
                 return f"refused: {refusal}"
         body = json.dumps(job["body"], separators=(",", ":")).encode()
+        signatures = " ".join(
+            sign(secret, str(job["id"]), timestamp, body) for secret in self._secrets_for(job)
+        )
         headers = {
             "Content-Type": "application/json",
             "User-Agent": USER_AGENT,
             "webhook-id": str(job["id"]),
             "webhook-timestamp": str(timestamp),
-            "webhook-signature": sign(self._secret, str(job["id"]), timestamp, body),
+            "webhook-signature": signatures,
         }
         session = self._http if private_ok else self._public_http
         try:

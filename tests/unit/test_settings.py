@@ -74,12 +74,34 @@ def test_the_jwt_secret_is_required() -> None:
 
 
 def test_a_jwks_url_alone_needs_a_cursor_secret() -> None:
-    jwks = {"IMAGE_SERVICE_JWT_JWKS_URL": "https://idp.example.test/.well-known/jwks.json"}
+    jwks = {
+        "IMAGE_SERVICE_JWT_JWKS_URL": "https://idp.example.test/.well-known/jwks.json",
+        "IMAGE_SERVICE_JWT_AUDIENCE": "https://images.example.test",
+    }
     with pytest.raises(SettingsError, match=r"^IMAGE_SERVICE_CURSOR_SECRET: "):
         Settings.from_env(jwks)
     settings = Settings.from_env({**jwks, "IMAGE_SERVICE_CURSOR_SECRET": "c" * 32})
     assert settings.jwt_secret == ""
     assert settings.jwt_jwks_url == jwks["IMAGE_SERVICE_JWT_JWKS_URL"]
+
+
+def test_a_jwks_url_needs_an_audience_unless_any_is_accepted_by_name() -> None:
+    """An identity provider mints tokens for many APIs: without an audience, a token it made
+    for another API (with `admin` in its scope) would be an admin here."""
+    jwks = {
+        "IMAGE_SERVICE_JWT_JWKS_URL": "https://idp.example.test/.well-known/jwks.json",
+        "IMAGE_SERVICE_CURSOR_SECRET": "c" * 32,
+    }
+    with pytest.raises(SettingsError, match=r"^IMAGE_SERVICE_JWT_AUDIENCE: is required"):
+        Settings.from_env(jwks)
+    for refused in ("false", "0"):
+        with pytest.raises(SettingsError, match=r"^IMAGE_SERVICE_JWT_AUDIENCE: "):
+            Settings.from_env({**jwks, "IMAGE_SERVICE_JWT_ANY_AUDIENCE": refused})
+    opted_out = Settings.from_env({**jwks, "IMAGE_SERVICE_JWT_ANY_AUDIENCE": "true"})
+    assert opted_out.jwt_any_audience
+    assert opted_out.jwt_audience is None
+    # A shared secret alone (tokens this deployment mints itself) needs none.
+    assert Settings.from_env({"IMAGE_SERVICE_JWT_SECRET": JWT_SECRET}).jwt_audience is None
 
 
 def test_cli_reports_configuration_errors_without_a_traceback(

@@ -779,6 +779,18 @@ class ImageRepository:
         last = records[-1]
         return records, CursorPosition(sort_key=sort_key(last), image_id=last.image_id)
 
+    async def open_multipart(self, user_id: str) -> list[ImageRecord]:
+        """The owner's pending multipart uploads (their parts take storage before anything is
+        counted): the status index's pending partition, the others filtered out as read."""
+        query = self._descending(
+            STATUS_INDEX,
+            "status_key = :partition",
+            {":partition": string_value(status_key(user_id, ImageStatus.PENDING))},
+            ["attribute_exists(upload_id)"],
+            {},
+        )
+        return [from_item(item) async for item in self._scan(query, query=True)]
+
     # -- idempotency keys: items in the caller's partition, outside every image listing -------
 
     async def all_images(self) -> AsyncIterator[ImageRecord]:
