@@ -13,6 +13,7 @@ from marshmallow import Schema
 from image_service.domain.health import check_backends
 from image_service.domain.images import UploadRequest
 from image_service.domain.renditions import validated_spec
+from image_service.errors import RenditionUrlRefused
 from image_service.metrics import CONTENT_TYPE
 from image_service.models import ListFilter
 from image_service.views import image_view, page_view
@@ -378,9 +379,12 @@ async def render_url(request: web.Request) -> web.Response:
 async def deliver_rendition(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     renditions = request.app[RENDITIONS]
-    owner, spec, expires = renditions.signer.verify(
-        match["owner"], match["image_id"], match["spec"], match["expires"], match["signature"]
-    )
+    segments = (match["owner"], match["image_id"], match["spec"], match["expires"])
+    if request.raw_path != "/r/" + "/".join((*segments, match["signature"])):
+        # Percent-encoded characters or a query string: another spelling of the URL, which a
+        # CDN would cache apart. Only the spelling the service signed is served.
+        raise RenditionUrlRefused("invalid_signature")
+    owner, spec, expires = renditions.signer.verify(*segments, match["signature"])
     delivery = await renditions.deliver(
         owner,
         match["image_id"],
