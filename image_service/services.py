@@ -83,8 +83,11 @@ class ThreadRenderer:
     request gave up keeps its thread until Pillow is done, and only then reports it free
     (``Render``'s contract), so the bound counts what really runs."""
 
-    def __init__(self, threads: int) -> None:
+    def __init__(
+        self, threads: int, render: Callable[..., RenderedVariant] = render_rendition
+    ) -> None:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="render")
+        self._render = render
 
     async def __call__(
         self, data: bytes, spec: RenditionSpec, fmt: str, done: Callable[[], None]
@@ -96,7 +99,7 @@ class ThreadRenderer:
                 loop.call_soon_threadsafe(done)
 
         job = functools.partial(
-            render_rendition,
+            self._render,
             data,
             width=spec.width,
             height=spec.height,

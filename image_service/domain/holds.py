@@ -8,8 +8,10 @@ may not be); beyond the user's, a 429 with ``Retry-After`` (this caller is holdi
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
 from image_service.errors import ServiceError, TooManyHeld
@@ -64,3 +66,26 @@ class Holds:
             yield
         finally:
             self.give_back(user)
+
+
+class SharedSlots:
+    """A process's few slots for heavy work (a completion's spool and decode), shared so that
+    one user never holds them all: each user takes at most ``per_user`` at once (fewer than
+    there are), and waits for their own turn without holding one meanwhile."""
+
+    def __init__(self, slots: int) -> None:
+        self._slots = asyncio.Semaphore(slots)
+        self._per_user = max(1, slots - 1)
+        self._own: dict[str, tuple[asyncio.Semaphore, list[int]]] = {}
+
+    @contextlib.asynccontextmanager
+    async def held(self, user: str) -> AsyncIterator[None]:
+        own, users = self._own.setdefault(user, (asyncio.Semaphore(self._per_user), [0]))
+        users[0] += 1
+        try:
+            async with own, self._slots:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._own[user]

@@ -23,7 +23,7 @@ from image_service.domain import events
 from image_service.domain.callbacks import callback_refusal
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents
-from image_service.domain.holds import Holds
+from image_service.domain.holds import Holds, SharedSlots
 from image_service.domain.layout import (
     image_prefix,
     incoming_key,
@@ -259,8 +259,9 @@ class ImageService:
         self._policy = policy
         self._clock = clock
         self._upload_limiter = upload_limiter
-        # Full decodes are CPU- and memory-heavy: a bounded number run at once, off the loop.
-        self._inspections = asyncio.Semaphore(policy.inspection_concurrency)
+        # Full decodes are CPU- and memory-heavy: a bounded number run at once, off the loop,
+        # and no user holds them all.
+        self._inspections = SharedSlots(policy.inspection_concurrency)
         self._completions = Holds(
             resource="completions",
             code="too_many_completions",
@@ -837,7 +838,7 @@ class ImageService:
         limits bound, not its size."""
         # The slot covers the spool too: a process holds as many upload copies on disk as it
         # runs decodes, however many completions arrive at once.
-        async with self._inspections:
+        async with self._inspections.held(record.user_id):
             async with aclosing(self._store.read(upload_key, etag=stored.etag)) as chunks:
                 upload = await spool(chunks)
             with upload:
