@@ -279,3 +279,31 @@ async def test_the_docs_page_cannot_be_framed_and_runs_only_its_own_scripts(api:
     status, _, headers = await api.call("GET", "/images")
     assert status == 200
     assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
+
+
+# -- credentials rotate under traffic ------------------------------------------------------------
+
+
+async def test_the_rendition_key_rotates_under_traffic(make_api: MakeApi) -> None:
+    """Replicas on the old key, then on the new key with the old as previous, then on the new
+    alone: URLs signed either way are served while both are in use, then only the new."""
+    old_key, new_key = "r" * 32, "s" * 32
+    old = await make_api(render_secret=old_key)
+    image = await _ready(old)
+    old_url = await _rendition_url(old, image["image_id"])
+    rotating = await _replica(make_api, old, render_secret=new_key, render_previous_secret=old_key)
+    new_url = await _rendition_url(rotating, image["image_id"])
+    assert new_url.rsplit("/", 1)[1] != old_url.rsplit("/", 1)[1]
+    fetched = await asyncio.gather(
+        *(
+            _fetch(api, _on(api, url))
+            for _ in range(5)
+            for api in (old, rotating)
+            for url in (old_url, new_url)
+        )
+    )
+    # Each round: the old replica serves the old URL only; the rotating one, both.
+    assert [status for status, _ in fetched] == [200, 403, 200, 200] * 5
+    rotated = await _replica(make_api, old, render_secret=new_key)
+    assert (await _fetch(rotated, _on(rotated, new_url)))[0] == 200
+    assert (await _fetch(rotated, _on(rotated, old_url)))[0] == 403

@@ -259,6 +259,9 @@ async def test_redirects_are_not_followed(make_api: MakeApi, receiver: Receiver)
         "http://100.64.0.1/hook",  # carrier-grade NAT
         "http://0.0.0.0/hook",
         "http://[::]/hook",
+        "http://[64:ff9b::7f00:1]/hook",  # NAT64 to loopback
+        "http://[64:ff9b::a9fe:a9fe]/hook",  # NAT64 to the metadata endpoint
+        "http://[::127.0.0.1]/hook",  # IPv4-compatible
         "http://224.0.0.1/hook",  # multicast
         "http://user:pass@example.com/hook",
         "ftp://example.com/hook",

@@ -10,7 +10,7 @@ import hmac
 import pytest
 
 from image_service.client.webhooks import WebhookVerificationError, sign, verify
-from image_service.domain.callbacks import public_address
+from image_service.domain.callbacks import callback_signing_key, public_address
 from image_service.worker.webhooks import retry_delay
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
@@ -83,6 +83,13 @@ def test_verify_refuses_anything_else(headers: dict[str, str], body: bytes, now:
         ("::ffff:93.184.215.14", True),
         ("2002:7f00:1::", False),  # 6to4 around 127.0.0.1
         ("2001:0:4136:e378:8000:63bf:3fff:fdd2", False),  # Teredo
+        ("64:ff9b::7f00:1", False),  # NAT64 to 127.0.0.1
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 to the metadata endpoint
+        ("64:ff9b::10.0.0.1", False),
+        ("64:ff9b::5db8:d70e", True),  # NAT64 to a public address
+        ("64:ff9b:1::7f00:1", False),  # NAT64's local-use prefix: never
+        ("::127.0.0.1", False),  # IPv4-compatible (deprecated): never
+        ("::93.184.215.14", False),
         ("not an address", False),
     ],
 )
@@ -92,3 +99,15 @@ def test_public_addresses(address: str, public: bool) -> None:
 
 def test_retries_back_off_to_hourly():
     assert [retry_delay(n) for n in range(1, 9)] == [5, 30, 120, 600, 1800, 3600, 3600, 3600]
+
+
+def test_callback_keys_are_per_owner_and_standard() -> None:
+    """Derived per owner from a master key: distinct, stable, and in the form any Standard
+    Webhooks library takes (whsec_ + base64 of 32 bytes)."""
+    master = "whsec_" + base64.b64encode(b"m" * 32).decode()
+    alice, bob = callback_signing_key(master, "alice"), callback_signing_key(master, "bob")
+    assert alice != bob
+    assert alice == callback_signing_key(master, "alice")
+    assert alice != callback_signing_key("a-plain-master-secret-of-24-chars", "alice")
+    assert master not in {alice, bob}
+    assert len(base64.b64decode(alice.removeprefix("whsec_"), validate=True)) == 32
