@@ -307,3 +307,30 @@ async def test_the_rendition_key_rotates_under_traffic(make_api: MakeApi) -> Non
     rotated = await _replica(make_api, old, render_secret=new_key)
     assert (await _fetch(rotated, _on(rotated, new_url)))[0] == 200
     assert (await _fetch(rotated, _on(rotated, old_url)))[0] == 403
+
+
+async def test_s3s_event_for_a_late_upload_neither_replaces_nor_revives_a_trashed_image(
+    make_api: MakeApi,
+) -> None:
+    """The same replay, completed by S3's own notification through the worker."""
+    api = await make_api(s3_event_notifications=True)
+    upload = await api.upload_url()  # the curl flow: the URL takes a second PUT
+    assert await api.send_to_s3(upload, images.jpeg(64, 48)) == 200
+    image_id = upload["image_id"]
+    assert (await api.processed(image_id))["status"] == "ready"
+    key = f"images/alice/{image_id}/original"
+    kept = api.s3.head_object(Bucket=api.settings.bucket, Key=key)["ETag"]
+    usage = await api.client.app[IMAGE_REPOSITORY].usage("alice")
+    assert (await api.call("DELETE", f"/images/{image_id}"))[0] == 204
+
+    assert await api.send_to_s3(upload, images.png()) == 200
+    incoming = f"incoming/alice/{image_id}"
+    async with asyncio.timeout(30):  # the event's job: the late upload is removed unread
+        while True:
+            if incoming not in api.object_keys():
+                break
+            await asyncio.sleep(0.1)
+    assert api.s3.head_object(Bucket=api.settings.bucket, Key=key)["ETag"] == kept
+    assert await api.client.app[IMAGE_REPOSITORY].usage("alice") == usage
+    _, image, _ = await api.call("GET", f"/images/{image_id}")
+    assert image["status"] == "trashed"

@@ -325,6 +325,7 @@ async def test_each_destination_is_signed_with_a_key_of_its_own(
     await receiver.until(2, path="/callback")
     await receiver.until(2)
     alice_key, bob_key = await _callback_key(api, "alice"), await _callback_key(api, "bob")
+    assert await api.images("alice").callback_secret() == alice_key  # the client's way
     assert len({alice_key, bob_key, SECRET}) == 3
     assert alice_key == await _callback_key(api, "alice")  # stable: the same on every call
     by_owner = {

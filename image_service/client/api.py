@@ -732,6 +732,14 @@ class ImageServiceClient:
         purged: int = body["purged"]
         return purged
 
+    async def callback_secret(self) -> str:
+        """The key that signs this caller's ``callback_url`` deliveries (``whsec_…``): verify
+        them with :func:`image_service.client.webhooks.verify` or any Standard Webhooks
+        library."""
+        body = await self._json("GET", "/webhooks/secret")
+        secret: str = body["secret"]
+        return secret
+
     async def ready(self) -> dict[str, Any]:
         """``GET /ready``: every backend's check; raises :class:`ApiError` (503) naming those
         that fail."""
