@@ -402,7 +402,7 @@ class Settings:
         "bytes count against the byte quota meanwhile.",
     )
     max_completions_per_user: int = _setting(
-        4,
+        16,
         _positive_int,
         "Completions (each reads its upload into a temporary file) one user may have running "
         "at once per process; beyond it, 429 Retry-After.",

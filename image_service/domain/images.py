@@ -105,7 +105,7 @@ class UploadPolicy:
     # A DELETE moves an image to the trash for this many days; 0: deletes at once.
     trash_days: int = 0
     # Completions one user may have running at once (each spools its upload to disk).
-    max_completions_per_user: int = 4
+    max_completions_per_user: int = 16
     # Multipart uploads one user may have open (pending) at once.
     max_open_multipart_per_user: int = 10
     # Whether processing keeps GPS in originals (else only a JPEG's is removed).
