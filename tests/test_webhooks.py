@@ -423,3 +423,19 @@ async def test_webhook_keys_rotate_under_traffic(make_api: MakeApi, receiver: Re
         assert verify(new, headers, body)
         with pytest.raises(WebhookVerificationError):
             verify(old, headers, body)
+
+
+async def test_a_migration_may_also_sign_callbacks_with_the_shared_secret(
+    make_api: MakeApi, receiver: Receiver
+) -> None:
+    """IMAGE_SERVICE_CALLBACK_SHARED_SIGNATURE (its subject): for receivers that verified
+    callbacks with the operator's secret before keys were per owner, until they switch."""
+    api = await _hooked(
+        make_api, receiver, webhook_allow_private=True, callback_shared_signature=True
+    )
+    await api.upload(images.jpeg(), callback_url=receiver.url + "/callback")
+    await receiver.until(1, path="/callback")
+    _, headers, body = next(r for r in receiver.requests if r[0] == "/callback")
+    assert len(headers["webhook-signature"].split()) == 2
+    assert verify(SECRET, headers, body)  # the receiver not yet moved
+    assert verify(await _callback_key(api, "alice"), headers, body)  # and the one that has
