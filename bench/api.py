@@ -265,7 +265,7 @@ async def seed(settings: Settings, baseline_table: str | None) -> dict[str, str]
     ]
     image_ids = {record.user_id: record.image_id for record in records}
     async with aws_clients(settings) as clients:
-        await ImageRepository(clients.dynamodb_wire, settings.table).put_many(records)
+        await ImageRepository(clients.table, settings.table).put_many(records)
         if baseline_table is None:
             return image_ids
         await clients.dynamodb.create_table(

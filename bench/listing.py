@@ -129,7 +129,7 @@ def patterns(records: list[ImageRecord]) -> list[tuple[Pattern, int]]:
 async def load(settings: Settings, records: list[ImageRecord]) -> float:
     started = time.perf_counter()
     async with aws_clients(settings) as clients:
-        repository = ImageRepository(clients.dynamodb_wire, settings.table)
+        repository = ImageRepository(clients.table, settings.table)
         chunk = 500
         await asyncio.gather(
             *(

@@ -179,7 +179,7 @@ async def cached_path(requests: int, concurrency: int, *, in_memory: bool) -> st
                 width=2000,
                 height=1333,
             )
-            await ImageRepository(clients.dynamodb_wire, settings.table).put_many([record])
+            await ImageRepository(clients.table, settings.table).put_many([record])
         base = f"http://127.0.0.1:{port}"
         server = await stack.enter_async_context(
             process([str(BIN / "image-service"), "serve"], env, f"{base}/health")

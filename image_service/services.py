@@ -29,9 +29,9 @@ from image_service.imaging.render import RenderedVariant, VariantSpec, render_re
 from image_service.metrics import ServiceMetrics
 from image_service.models import ImageRecord, ListFilter
 from image_service.settings import Settings, callback_masters, cursor_keys, render_keys
-from image_service.storage.clients import aws_clients
+from image_service.storage.clients import AwsClients, aws_clients, proxy_for
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
-from image_service.storage.presign import Presigner
+from image_service.storage.presign import BotocorePresigner, Presigner
 from image_service.storage.provision import dead_letter_queue_name
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
@@ -134,6 +134,32 @@ def variant_specs(settings: Settings) -> tuple[VariantSpec, ...]:
     )
 
 
+async def object_store(
+    clients: AwsClients, settings: Settings, *, clock: Callable[[], datetime] = utc_now
+) -> ObjectStore:
+    """The bucket, with URLs signed by botocore, or (direct transport) by this service."""
+    if not clients.direct:
+        presigner = await BotocorePresigner.learn(clients.s3_presign, settings.bucket)
+        return ObjectStore(clients.s3, presigner, settings.bucket)
+    direct = await Presigner.learn(
+        clients.s3_presign, settings.bucket, clients.credentials, clock=clock
+    )
+    # URLs for the service's own reads, at its own address (clients may use another).
+    reader = direct
+    if clients.s3_presign is not clients.s3:
+        reader = await Presigner.learn(
+            clients.s3, settings.bucket, clients.credentials, clock=clock
+        )
+    return ObjectStore(
+        clients.s3,
+        direct,
+        settings.bucket,
+        reader=reader,
+        http=clients.http,
+        proxy=proxy_for(reader.origin),
+    )
+
+
 @asynccontextmanager
 async def open_services(
     settings: Settings,
@@ -149,21 +175,10 @@ async def open_services(
     observe = observe_webhook or (lambda _event, _outcome: None)
     async with aws_clients(settings) as clients, AsyncExitStack() as stack:
         if metrics is not None:
-            clients.dynamodb_wire.observe(metrics.observe_dynamodb_call)
-        presigner = await Presigner.learn(
-            clients.s3_presign, settings.bucket, clients.credentials, clock=clock
-        )
-        # URLs for the service's own reads, at its own address (clients may use another).
-        reader = presigner
-        if clients.s3_presign is not clients.s3:
-            reader = await Presigner.learn(
-                clients.s3, settings.bucket, clients.credentials, clock=clock
-            )
-        store = ObjectStore(
-            clients.s3, presigner, settings.bucket, reader=reader, http=clients.http
-        )
+            clients.table.observe(metrics.observe_dynamodb_call)
+        store = await object_store(clients, settings, clock=clock)
         repository = ImageRepository(
-            clients.dynamodb_wire, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
+            clients.table, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
         )
         jobs = JobQueue(clients.sqs, settings.queue_name, long_poll_client=clients.sqs_long_poll)
         events = ImageEvents(
@@ -196,7 +211,7 @@ async def open_services(
         images = ImageService(
             store=store,
             repository=repository,
-            idempotency=IdempotencyStore(clients.dynamodb_wire, settings.table),
+            idempotency=IdempotencyStore(clients.table, settings.table),
             jobs=jobs,
             cursors=CursorCodec(*cursor_keys(settings)),
             policy=UploadPolicy(

@@ -114,6 +114,18 @@ def _addressing_style(value: str) -> str:
     return value
 
 
+def _transport(value: str) -> str:
+    if value not in {"aiobotocore", "direct"}:
+        raise ValueError("must be aiobotocore or direct")
+    return value
+
+
+def _checksum_mode(value: str) -> str:
+    if value not in {"when_supported", "when_required"}:
+        raise ValueError("must be when_supported or when_required")
+    return value
+
+
 def _log_level(value: str) -> str:
     level = value.upper()
     if level not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
@@ -469,7 +481,23 @@ class Settings:
         None, _url, "Base URL clients use to reach S3 when it differs from the service's (compose)."
     )
     s3_addressing_style: str = _setting(
-        "auto", _addressing_style, "S3 addressing style: auto, path or virtual."
+        "auto",
+        _addressing_style,
+        "S3 addressing style: auto, path or virtual (path for most stores beyond AWS).",
+    )
+    s3_checksum_mode: str = _setting(
+        "when_supported",
+        _checksum_mode,
+        "When botocore adds checksums to S3 requests and checks them on answers: "
+        "when_supported (botocore's default, for AWS) or when_required (for S3-compatible "
+        "stores that refuse or mishandle the newer checksums: docs/deployment.md).",
+    )
+    aws_transport: str = _setting(
+        "aiobotocore",
+        _transport,
+        "How DynamoDB calls, presigned URLs and rendition reads reach AWS: aiobotocore (the "
+        "default: botocore's retries, idempotency tokens, hooks and tracing) or direct (this "
+        "service's own SigV4 and HTTP: less CPU per call, held to the same tests).",
     )
     jwt_jwks_url: str | None = _setting(
         None, _url, "JWKS URL of an identity provider; enables RS256 tokens signed by its keys."

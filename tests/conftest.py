@@ -260,6 +260,7 @@ class Api:
             "BUCKET": self.settings.bucket,
             "TABLE": self.settings.table,
             "QUEUE_NAME": self.settings.queue_name,
+            "AWS_TRANSPORT": self.settings.aws_transport,
             **settings,
         }
         env.update({f"IMAGE_SERVICE_{name}": value for name, value in own.items()})
@@ -276,12 +277,30 @@ class Api:
 
 MakeApi = Callable[..., Awaitable[Api]]
 
+# The two ways the service reaches DynamoDB and signs URLs (IMAGE_SERVICE_AWS_TRANSPORT). A
+# module that sets BOTH_TRANSPORTS = True runs each of its tests that makes an API under both.
+TRANSPORTS = ("aiobotocore", "direct")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if getattr(metafunc.module, "BOTH_TRANSPORTS", False) and (
+        "aws_transport" in metafunc.fixturenames
+    ):
+        metafunc.parametrize("aws_transport", TRANSPORTS)
+
+
+@pytest.fixture
+def aws_transport() -> str:
+    """The transport of the APIs a test makes: the default, unless the module says both."""
+    return "aiobotocore"
+
 
 @pytest.fixture
 async def make_api(
     aiohttp_client: Callable[..., Awaitable[TestClient[Any, Any]]],
     moto_endpoint: str,
     monkeypatch: pytest.MonkeyPatch,
+    aws_transport: str,
 ) -> AsyncIterator[MakeApi]:
     sessions: list[aiohttp.ClientSession] = []
 
@@ -299,6 +318,7 @@ async def make_api(
             "embedded_worker": True,
             # Completion is driven by the tests; the S3 event path has tests of its own.
             "s3_event_notifications": False,
+            "aws_transport": aws_transport,
         }
         values.update(overrides)
         settings = Settings(**values)

@@ -11,6 +11,10 @@ from image_service.storage.clients import provision
 from tests import images
 from tests.conftest import JWT_SECRET, Api, emulator_client
 
+# The table's behaviour, under both transports (IMAGE_SERVICE_AWS_TRANSPORT): every test here
+# that makes an API runs once on each.
+BOTH_TRANSPORTS = True
+
 
 def _partition(api: Api, moto_endpoint: str, user: str = "alice") -> dict[str, dict[str, Any]]:
     """Every item in the user's partition, by sort key."""

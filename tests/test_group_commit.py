@@ -17,6 +17,10 @@ from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import ImageRepository
 from tests.conftest import MakeApi
 
+# The table's behaviour, under both transports (IMAGE_SERVICE_AWS_TRANSPORT): every test here
+# that makes an API runs once on each.
+BOTH_TRANSPORTS = True
+
 # DynamoDB keeps a partition key to 2,048 bytes and refuses the whole batch holding a longer one.
 TOO_LONG_KEY = "x" * 3000
 
@@ -48,7 +52,7 @@ async def test_a_creation_dynamodb_refuses_fails_alone(make_api: MakeApi, hostil
         arriving.insert(n * (step + 1) + step // 2, record)
 
     async with aws_clients(api.settings) as clients:
-        repository = ImageRepository(clients.dynamodb_wire, api.settings.table)
+        repository = ImageRepository(clients.table, api.settings.table)
         outcomes = await asyncio.gather(
             *(repository.create(record) for record in arriving), return_exceptions=True
         )

@@ -10,12 +10,17 @@ import pytest
 
 from tests.conftest import Api
 
+# The table's behaviour, under both transports (IMAGE_SERVICE_AWS_TRANSPORT): every test here
+# that makes an API runs once on each.
+BOTH_TRANSPORTS = True
+
 BODY = {"content_type": "image/png", "tags": ["retry"]}
 
 
 async def _post(
     api: Api, key: str, body: dict[str, Any] = BODY, user: str = "alice"
 ) -> tuple[int, Any]:
+
     status, payload, _ = await api.call(
         "POST", "/images/upload", user=user, json=body, headers={"Idempotency-Key": key}
     )

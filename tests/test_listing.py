@@ -12,6 +12,10 @@ import pytest
 from tests import images
 from tests.conftest import Api, MakeApi
 
+# The table's behaviour, under both transports (IMAGE_SERVICE_AWS_TRANSPORT): every test here
+# that makes an API runs once on each.
+BOTH_TRANSPORTS = True
+
 TAGS = ["cat", "dog", "beach", "city", "night"]
 START = datetime(2026, 9, 1, tzinfo=UTC)
 

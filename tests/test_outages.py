@@ -17,6 +17,10 @@ from tests import images
 from tests.conftest import Api, MakeApi
 from tests.processes import MotoProcess
 
+# The table's behaviour, under both transports (IMAGE_SERVICE_AWS_TRANSPORT): every test here
+# that makes an API runs once on each.
+BOTH_TRANSPORTS = True
+
 DEADLINE_SECONDS = 3
 # The deadline, plus the time a loaded, shared test machine may take to notice it: still far
 # short of what waiting on botocore alone would take (3 attempts of a 5 s read, plus backoff).

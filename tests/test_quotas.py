@@ -8,6 +8,10 @@ import asyncio
 from tests import images
 from tests.conftest import MakeApi
 
+# The table's behaviour, under both transports (IMAGE_SERVICE_AWS_TRANSPORT): every test here
+# that makes an API runs once on each.
+BOTH_TRANSPORTS = True
+
 
 async def test_the_image_count_quota(make_api: MakeApi) -> None:
     api = await make_api(max_images_per_user=2, usage_cache_seconds=0)

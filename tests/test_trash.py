@@ -11,6 +11,10 @@ from tests import images
 from tests.conftest import Api, MakeApi
 from tests.processes import run_command
 
+# The table's behaviour, under both transports (IMAGE_SERVICE_AWS_TRANSPORT): every test here
+# that makes an API runs once on each.
+BOTH_TRANSPORTS = True
+
 PERMANENT = {"permanent": "true"}
 
 

@@ -16,7 +16,9 @@ import aiohttp
 import botocore.httpsession
 from aiobotocore.config import AioConfig
 
+from image_service import __version__
 from image_service.settings import Settings, SettingsError
+from image_service.storage.dynamo.calls import BotocoreTableCalls, TableCalls
 from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.provision import (
     bucket_differences,
@@ -60,21 +62,41 @@ class AwsClients:
     s3: S3Client
     # Signs URLs for clients; differs from `s3` only when they reach S3 at another address.
     s3_presign: S3Client
-    # Provisioning and tools; the service's own table calls go through `dynamodb_wire`.
+    # Provisioning and tools; the service's own table calls go through `table`.
     dynamodb: DynamoDBClient
-    dynamodb_wire: DynamoDBWire
+    # The table's calls, by the configured transport (aiobotocore's client by default).
+    table: TableCalls
     sqs: SQSClient
     # Receives only: a read timeout longer than the long poll (see the read timeout above).
     sqs_long_poll: SQSClient
     region: str
     # The credentials the clients sign with, for URLs the service signs itself.
     credentials: CredentialSource
-    # Plain HTTP to AWS, for the calls made without botocore (DynamoDB's, S3 reads by URL).
+    # Plain HTTP to AWS, for the direct transport's calls (DynamoDB's, S3 reads by URL).
     http: aiohttp.ClientSession
+    transport: str
+
+    @property
+    def direct(self) -> bool:
+        return self.transport == "direct"
+
+
+# Sent in every user agent (botocore's `app/<id>`): how AWS-side logs tell this service's calls.
+APP_ID = "image-service"
+
+
+def direct_user_agent() -> str:
+    """The direct transport's user agent, in the shape botocore writes its own."""
+    return f"image-service/{__version__} md/transport#direct app/{APP_ID}"
 
 
 def aws_config(settings: Settings, *, read_timeout: float = READ_TIMEOUT_SECONDS) -> AioConfig:
     return AioConfig(
+        user_agent_appid=APP_ID,
+        # "when_required" for S3-compatible stores that refuse botocore's newer default
+        # checksums (boto/botocore#3216); AWS takes either.
+        request_checksum_calculation=settings.s3_checksum_mode,
+        response_checksum_validation=settings.s3_checksum_mode,
         # botocore still presigns with SigV2 in us-east-1 unless told otherwise.
         signature_version="s3v4",
         s3={"addressing_style": settings.s3_addressing_style},
@@ -88,7 +110,7 @@ def aws_config(settings: Settings, *, read_timeout: float = READ_TIMEOUT_SECONDS
     )
 
 
-def _proxy_for(url: str) -> str | None:
+def proxy_for(url: str) -> str | None:
     """The proxy HTTPS_PROXY/HTTP_PROXY name for ``url`` unless NO_PROXY exempts it, as
     botocore honours them; decided once (aiohttp's trust_env reads them, and ~/.netrc, in a
     thread for every request)."""
@@ -147,19 +169,25 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             s3=s3,
             s3_presign=presign,
             dynamodb=dynamodb,
-            dynamodb_wire=DynamoDBWire(
-                endpoint_url=dynamodb.meta.endpoint_url,
-                region=region,
-                credentials=credentials,
-                session=http,
-                proxy=_proxy_for(dynamodb.meta.endpoint_url),
-                max_attempts=MAX_ATTEMPTS,
+            table=(
+                DynamoDBWire(
+                    endpoint_url=dynamodb.meta.endpoint_url,
+                    region=region,
+                    credentials=credentials,
+                    session=http,
+                    proxy=proxy_for(dynamodb.meta.endpoint_url),
+                    max_attempts=MAX_ATTEMPTS,
+                    user_agent=direct_user_agent(),
+                )
+                if settings.aws_transport == "direct"
+                else BotocoreTableCalls(dynamodb)
             ),
             sqs=sqs,
             sqs_long_poll=sqs_long_poll,
             region=region,
             credentials=credentials,
             http=http,
+            transport=settings.aws_transport,
         )
 
 

@@ -1,4 +1,8 @@
-"""S3 presigned URLs and POST policies (SigV4), computed here instead of by botocore.
+"""S3 presigned URLs and POST policies (SigV4): by botocore (the default), or computed here.
+
+``BotocorePresigner`` asks the app's aiobotocore client for every URL and policy: botocore's
+endpoint rules, credentials, hooks and signer, as any boto3 user gets them. ``Presigner`` below
+is the opt-in direct path (``IMAGE_SERVICE_AWS_TRANSPORT=direct``):
 
 botocore builds a whole request, resolves the endpoint through its rule engine and runs its
 event hooks for every URL: about half a millisecond of CPU, most of an upload-URL request. The
@@ -18,7 +22,7 @@ import hashlib
 import json
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import quote, urlsplit
 
 from image_service.storage.sigv4 import ALGORITHM, CredentialSource, SigningKeys
@@ -32,8 +36,111 @@ def _encode(value: str) -> str:
     return quote(value, safe="-_.~")
 
 
+class UrlSigner(Protocol):
+    """What the object store needs to hand out URLs: either presigner below."""
+
+    @property
+    def origin(self) -> str: ...
+
+    async def url(
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_in: int,
+        headers: dict[str, str] | None = None,
+        params: Sequence[tuple[str, str]] = (),
+    ) -> str: ...
+
+    async def post(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        expires_in: int,
+        fields: dict[str, str],
+        conditions: list[Any],
+    ) -> tuple[str, dict[str, str]]: ...
+
+
+# The S3 operation a presigned request is, and the parameter each signed header or query
+# parameter becomes in botocore's model of it.
+_OPERATIONS = {"GET": "get_object", "PUT": "put_object", "HEAD": "head_object"}
+_HEADER_PARAMS = {
+    "content-type": "ContentType",
+    "content-length": "ContentLength",
+    "x-amz-checksum-sha256": "ChecksumSHA256",
+    "if-none-match": "IfNoneMatch",
+}
+_QUERY_PARAMS = {
+    "response-content-type": "ResponseContentType",
+    "response-content-disposition": "ResponseContentDisposition",
+    "partNumber": "PartNumber",
+    "uploadId": "UploadId",
+}
+
+
+class BotocorePresigner:
+    """Every URL and POST policy signed by the app's aiobotocore S3 client."""
+
+    def __init__(self, client: Any, bucket: str, origin: str) -> None:
+        self._client = client
+        self._bucket = bucket
+        self._origin = origin
+
+    @classmethod
+    async def learn(cls, client: Any, bucket: str) -> BotocorePresigner:
+        url = await client.generate_presigned_url(
+            "get_object", Params={"Bucket": bucket, "Key": _PROBE_KEY}, ExpiresIn=60
+        )
+        parts = urlsplit(url)
+        return cls(client, bucket, f"{parts.scheme}://{parts.netloc}")
+
+    @property
+    def origin(self) -> str:
+        return self._origin
+
+    async def url(
+        self,
+        method: str,
+        key: str,
+        *,
+        expires_in: int,
+        headers: dict[str, str] | None = None,
+        params: Sequence[tuple[str, str]] = (),
+    ) -> str:
+        query = dict(params)
+        operation = "upload_part" if "partNumber" in query else _OPERATIONS[method]
+        request: dict[str, Any] = {"Bucket": self._bucket, "Key": key}
+        for name, value in (headers or {}).items():
+            request[_HEADER_PARAMS[name.lower()]] = value
+        for name, value in query.items():
+            request[_QUERY_PARAMS[name]] = value
+        for number in ("ContentLength", "PartNumber"):
+            if number in request:
+                request[number] = int(request[number])
+        url: str = await self._client.generate_presigned_url(
+            operation, Params=request, ExpiresIn=expires_in, HttpMethod=method
+        )
+        return url
+
+    async def post(
+        self,
+        bucket: str,
+        key: str,
+        *,
+        expires_in: int,
+        fields: dict[str, str],
+        conditions: list[Any],
+    ) -> tuple[str, dict[str, str]]:
+        post = await self._client.generate_presigned_post(
+            bucket, key, Fields=fields, Conditions=conditions, ExpiresIn=expires_in
+        )
+        return post["url"], post["fields"]
+
+
 class Presigner:
-    """Signs URLs and POST policies for one bucket."""
+    """Signs URLs and POST policies for one bucket, directly (the opt-in fast path)."""
 
     def __init__(
         self,

@@ -13,7 +13,7 @@ from botocore.exceptions import ClientError
 from image_service.errors import BackendUnavailable
 from image_service.models import UploadedPart
 from image_service.storage.errors import backend_errors, error_code, http_status
-from image_service.storage.presign import Presigner
+from image_service.storage.presign import UrlSigner
 
 if TYPE_CHECKING:
     from types_aiobotocore_s3 import S3Client
@@ -56,24 +56,27 @@ def _no_such_upload(exc: ClientError) -> bool:
 
 class ObjectStore:
     """One bucket, reached through one data client; URLs for clients are signed by a
-    Presigner (no network, no botocore on the request path)."""
+    presigner (botocore's, or the direct one: ``presign.py``)."""
 
     def __init__(
         self,
         client: S3Client,
-        presigner: Presigner,
+        presigner: UrlSigner,
         bucket: str,
         *,
-        reader: Presigner,
-        http: aiohttp.ClientSession,
+        reader: UrlSigner | None = None,
+        http: aiohttp.ClientSession | None = None,
+        proxy: str | None = None,
     ) -> None:
         self._client = client
         self._presigner = presigner
         self.bucket = bucket
-        # Reads on the request path (renditions) go by a URL signed here for the service's own
-        # address and plain HTTP: a sixth of a botocore GetObject's CPU.
+        # The direct transport only: reads on the request path (renditions) go by a URL signed
+        # here for the service's own address and plain HTTP (through the proxy botocore would
+        # use), a sixth of a botocore GetObject's CPU. Otherwise they are GetObject calls.
         self._reader = reader
         self._http = http
+        self._proxy = proxy
 
     @property
     def url_origin(self) -> str:
@@ -285,11 +288,21 @@ class ObjectStore:
 
     async def get_if_exists(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag, or None when there is no such object (one call)."""
+        if self._reader is None or self._http is None:
+            with backend_errors(BACKEND):
+                try:
+                    found = await self._client.get_object(Bucket=self.bucket, Key=key)
+                except ClientError as exc:
+                    if _missing(exc):
+                        return None
+                    raise
+                async with found["Body"] as body:
+                    return await body.read(), found["ETag"]
         url = await self._reader.url("GET", key, expires_in=_READ_URL_SECONDS)
         with backend_errors(BACKEND):
             for attempt in range(_READ_ATTEMPTS):
                 try:
-                    async with self._http.get(url) as response:
+                    async with self._http.get(url, proxy=self._proxy) as response:
                         if response.status == 404:
                             return None
                         if response.status == 200:

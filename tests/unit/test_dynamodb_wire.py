@@ -62,6 +62,7 @@ def wire(
         credentials=credentials,
         session=session,
         max_attempts=3,
+        user_agent="image-service/test app/image-service",
         clock=lambda: NOW,
         jitter=lambda: 0.0,  # no backoff sleeps in tests; the attempts are what is counted
     )
@@ -221,16 +222,18 @@ async def test_what_botocore_retries_is_retried(failure: Any) -> None:
 
 
 async def test_after_the_last_attempt_the_failure_is_raised() -> None:
+    """max_attempts=3 read as botocore reads its retries config: three retries, four calls
+    (tests/test_transports.py counts botocore's own on the wire)."""
     throttled = refusal("ThrottlingException")
-    stand, outcome, observed = await call([throttled, throttled, throttled])
+    stand, outcome, observed = await call([throttled] * 4)
     assert isinstance(outcome, ClientError)
     assert outcome.response["Error"]["Code"] == "ThrottlingException"
-    assert len(stand.attempts) == 3
+    assert len(stand.attempts) == 4
     assert observed[0][1]["Error"]["Code"] == "ThrottlingException"
 
-    stand, outcome, _ = await call([dropped, dropped, dropped])
+    stand, outcome, _ = await call([dropped] * 4)
     assert isinstance(outcome, aiohttp.ClientError)
-    assert len(stand.attempts) == 3
+    assert len(stand.attempts) == 4
 
 
 async def test_an_answer_that_is_not_json_is_a_client_error_naming_the_status() -> None:

@@ -15,8 +15,8 @@ from collections import deque
 from typing import Any
 
 from image_service.errors import BackendUnavailable, Unstorable
+from image_service.storage.dynamo.calls import TableCalls
 from image_service.storage.dynamo.codec import BACKEND
-from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.errors import backend_errors
 
 BATCH_WRITE_SIZE = 25  # BatchWriteItem's limit
@@ -42,7 +42,7 @@ def _tell(creations: list[_Creation], failure: BaseException | None) -> None:
 class GroupCommit:
     """The creations of one table, written together."""
 
-    def __init__(self, dynamodb: DynamoDBWire, table: str) -> None:
+    def __init__(self, dynamodb: TableCalls, table: str) -> None:
         self._dynamodb = dynamodb
         self._table = table
         # Creations waiting for a batch, and batches being written.

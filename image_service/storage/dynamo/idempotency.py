@@ -13,6 +13,7 @@ from image_service.models import (
     format_timestamp,
     parse_timestamp,
 )
+from image_service.storage.dynamo.calls import TableCalls
 from image_service.storage.dynamo.codec import (
     BACKEND,
     EXPIRY_ATTRIBUTE,
@@ -21,14 +22,13 @@ from image_service.storage.dynamo.codec import (
     number_value,
     string_value,
 )
-from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.errors import backend_errors, error_code
 
 _IDEMPOTENCY_PREFIX = "idempotency#"
 
 
 class IdempotencyStore:
-    def __init__(self, dynamodb: DynamoDBWire, table: str) -> None:
+    def __init__(self, dynamodb: TableCalls, table: str) -> None:
         self._dynamodb = dynamodb
         self._table = table
 

@@ -30,6 +30,7 @@ from image_service.models import (
     format_timestamp,
 )
 from image_service.storage.dynamo.batching import BATCH_WRITE_SIZE, GroupCommit
+from image_service.storage.dynamo.calls import TableCalls
 from image_service.storage.dynamo.codec import (
     ATTENTION_INDEX,
     BACKEND,
@@ -63,7 +64,6 @@ from image_service.storage.dynamo.codec import (
     trash_sort_key,
     upload_sort_key,
 )
-from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.errors import backend_errors, error_code
 
 
@@ -112,7 +112,7 @@ Change = Callable[[ImageRecord], "ImageRecord | _Delete | None"]
 
 class ImageRepository:
     def __init__(
-        self, dynamodb: DynamoDBWire, table: str, *, dead_record_ttl: int | None = None
+        self, dynamodb: TableCalls, table: str, *, dead_record_ttl: int | None = None
     ) -> None:
         self._dynamodb = dynamodb
         self.table = table

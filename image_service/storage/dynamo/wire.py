@@ -25,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import uuid
 import zlib
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
@@ -35,6 +36,7 @@ import aiohttp
 import orjson
 from botocore.exceptions import ClientError
 
+from image_service.storage.dynamo.calls import CallObserver
 from image_service.storage.sigv4 import ALGORITHM, CredentialSource, SigningKeys
 
 _TARGET_PREFIX = "DynamoDB_20120810."
@@ -66,9 +68,6 @@ _QUOTA_CAPACITY = 500
 _RETRY_COST = 5
 _TIMEOUT_RETRY_COST = 10
 
-# (operation, parsed answer or error response), after each call's last attempt.
-CallObserver = Callable[[str, Mapping[str, Any]], None]
-
 
 class _Retryable(Exception):
     """An attempt that may be tried again; ``error`` is what the caller gets if it is not."""
@@ -89,16 +88,21 @@ class DynamoDBWire:
         credentials: CredentialSource,
         session: aiohttp.ClientSession,
         max_attempts: int,
+        user_agent: str,
         proxy: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         jitter: Callable[[], float] = random.random,
     ) -> None:
         self._url = endpoint_url.rstrip("/") + "/"
+        # An endpoint may sit under a path (a gateway's): it is part of what is signed.
+        self._path = urlsplit(self._url).path
         self._host = _signed_host(endpoint_url)
         self._credentials = credentials
         self._session = session
         self._proxy = proxy
-        self._max_attempts = max_attempts
+        # As botocore reads its retries config: max_attempts retries after the first try.
+        self._total_attempts = max_attempts + 1
+        self._user_agent = user_agent
         self._clock = clock
         self._jitter = jitter
         self._keys = SigningKeys(region, "dynamodb")
@@ -112,16 +116,23 @@ class DynamoDBWire:
     async def call(self, operation: str, request: Mapping[str, Any]) -> dict[str, Any]:
         """The answer to one DynamoDB operation (``GetItem``, ``Query``...), its request given in
         the API's own JSON shape; a refusal raises botocore's ``ClientError``."""
+        if operation == "TransactWriteItems" and "ClientRequestToken" not in request:
+            # As botocore does: every attempt of this call is the same transaction, so a retry
+            # after a lost answer to a committed one succeeds as that write, not as a new one
+            # failing its own conditions (DynamoDB keeps the token ten minutes).
+            request = {**request, "ClientRequestToken": str(uuid.uuid4())}
         body = orjson.dumps(request)
         attempt = 1
+        spent = 0  # of the retry quota, by this call's retries
         while True:
             try:
                 answer = await self._attempt(operation, body, attempt)
             except _Retryable as retryable:
-                if attempt >= self._max_attempts or retryable.cost > self._quota:
+                if attempt >= self._total_attempts or retryable.cost > self._quota:
                     self._tell(operation, getattr(retryable.error, "response", {}))
                     raise retryable.error from None
                 self._quota -= retryable.cost
+                spent += retryable.cost
                 delay = self._jitter() * min(2 ** (attempt - 1), _MAX_BACKOFF_SECONDS)
                 attempt += 1
                 await asyncio.sleep(delay)
@@ -129,7 +140,8 @@ class DynamoDBWire:
             except ClientError as refused:
                 self._tell(operation, refused.response)
                 raise
-            self._quota = min(_QUOTA_CAPACITY, self._quota + 1)
+            # botocore's refund: what this call's retries spent, or 1 when it needed none.
+            self._quota = min(_QUOTA_CAPACITY, self._quota + (spent or 1))
             self._tell(operation, answer)
             return answer
 
@@ -182,7 +194,7 @@ class DynamoDBWire:
         canonical_request = "\n".join(
             (
                 "POST",
-                "/",
+                self._path,
                 "",
                 "".join(f"{name}:{headers[name]}\n" for name in names),
                 signed_names,
@@ -199,6 +211,7 @@ class DynamoDBWire:
             f"SignedHeaders={signed_names}, Signature={signature}"
         )
         del headers["host"]  # aiohttp writes it from the URL
+        headers["user-agent"] = self._user_agent  # unsigned, as botocore leaves it
         # Unsigned: the CRC32 DynamoDB sends is of the bytes as sent, so none may be compressed.
         headers["accept-encoding"] = "identity"
         return headers
