@@ -27,7 +27,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def patch_moto_transactions() -> None:
-    """Two repairs to moto's TransactWriteItems, which changes no answer. Idempotent.
+    """Three repairs to moto's TransactWriteItems, as DynamoDB behaves. Idempotent.
 
     - moto backs up every table a transaction touches with a deep copy, to roll back on
       failure: its cost grows with the table (tens of milliseconds at a few thousand items,
@@ -36,6 +36,10 @@ def patch_moto_transactions() -> None:
     - Its other threads write the tables meanwhile, so concurrent transactions failed with
       "dictionary changed size during iteration" (a 500). One lock around them makes moto
       behave as DynamoDB does.
+    - DynamoDB keeps a transaction's ``ClientRequestToken`` (which botocore fills on every
+      call) for ten minutes: a retry of a committed transaction, whose answer was lost,
+      succeeds without being applied again. moto ignores the token, so such a retry failed
+      its own conditions (_IdempotentTransactions).
     """
     import copy
     import threading
@@ -43,6 +47,7 @@ def patch_moto_transactions() -> None:
     from moto.dynamodb import models
     from moto.dynamodb.models import DynamoDBBackend
     from moto.dynamodb.models.table import Table
+    from moto.dynamodb.responses import DynamoHandler
 
     original = DynamoDBBackend.transact_write_items
     if getattr(original, "patched", False):
@@ -61,9 +66,57 @@ def patch_moto_transactions() -> None:
 
     transact_write_items.patched = True  # type: ignore[attr-defined]
     DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+    DynamoHandler.transact_write_items = _IdempotentTransactions(  # type: ignore[method-assign,assignment]  # a descriptor
+        DynamoHandler.transact_write_items
+    )
     # The module's own deep copy of a whole Table becomes the table itself (the items it
     # names are backed up above); every other deep copy in it stays a real one.
     models.copy = _NoTableCopies(copy, Table)  # type: ignore[attr-defined,assignment]  # a stand-in
+
+
+class _IdempotentTransactions:
+    """moto's TransactWriteItems handler, answering a token it has seen in the last ten
+    minutes as DynamoDB does: the first answer again for the same request, a refusal
+    (IdempotentParameterMismatchException) for another."""
+
+    KEPT_SECONDS = 600
+
+    def __init__(self, handler: Any) -> None:
+        import threading
+
+        self._handler = handler
+        self._seen: dict[str, tuple[str, float, Any]] = {}
+        self._lock = threading.Lock()
+
+    def __get__(self, instance: Any, owner: Any = None) -> Any:
+        return lambda: self(instance)
+
+    def __call__(self, handler: Any) -> Any:
+        import json
+        import time
+
+        from moto.dynamodb.exceptions import DynamodbException
+
+        token = handler.body.get("ClientRequestToken")
+        if token is None:
+            return self._handler(handler)
+        request = json.dumps(handler.body["TransactItems"], sort_keys=True)
+        with self._lock:  # one transaction at a time, as the backend applies them anyway
+            now = time.monotonic()
+            for old in [t for t, (_, at, _) in self._seen.items() if now - at > self.KEPT_SECONDS]:
+                del self._seen[old]
+            seen = self._seen.get(token)
+            if seen is not None:
+                if seen[0] != request:
+                    raise DynamodbException(
+                        "com.amazonaws.dynamodb.v20120810#IdempotentParameterMismatchException",
+                        "The request uses the same client token as a previous, but non-identical"
+                        " request.",
+                    )
+                return seen[2]
+            answer = self._handler(handler)
+            self._seen[token] = (request, now, answer)
+            return answer
 
 
 class _NoTableCopies:

@@ -55,6 +55,7 @@ class Services:
     processor: ImageProcessor
     renditions: Renditions
     watcher: StatusWatcher
+    clients: AwsClients
 
 
 def rendition_policy(settings: Settings) -> RenditionPolicy:
@@ -303,4 +304,4 @@ async def open_services(
             ),
             observe=metrics.observe_render if metrics is not None else lambda *_: None,
         )
-        yield Services(store, repository, jobs, images, processor, renditions, watcher)
+        yield Services(store, repository, jobs, images, processor, renditions, watcher, clients)

@@ -283,8 +283,12 @@ TRANSPORTS = ("aiobotocore", "direct")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    chosen = any(
+        marker.args and marker.args[0] == "aws_transport"
+        for marker in metafunc.definition.iter_markers("parametrize")
+    )
     if getattr(metafunc.module, "BOTH_TRANSPORTS", False) and (
-        "aws_transport" in metafunc.fixturenames
+        "aws_transport" in metafunc.fixturenames and not chosen
     ):
         metafunc.parametrize("aws_transport", TRANSPORTS)
 

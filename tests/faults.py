@@ -33,6 +33,7 @@ class Call:
     path: str
     query: str
     target: str  # X-Amz-Target (DynamoDB and SQS JSON operations), or ""
+    user_agent: str = ""
 
     @property
     def operation(self) -> str:
@@ -56,7 +57,7 @@ def s3(method: str, key_part: str = "") -> Match:
 @dataclass
 class Rule:
     match: Match
-    action: str  # "delay", "hold", "fail" or "drop"
+    action: str  # "delay", "hold", "fail", "drop" or "lose" (the answer, after the backend acted)
     seconds: float = 0.0
     status: int = 500
     times: int | None = None  # None: every matching call
@@ -112,6 +113,11 @@ class FaultProxy:
     def drop(self, match: Match, *, times: int | None = 1) -> Rule:
         return self._add(Rule(match, "drop", times=times))
 
+    def lose_answer(self, match: Match, *, times: int | None = 1) -> Rule:
+        """The call reaches the backend, which acts on it; its answer never comes back (the
+        connection is reset instead): a committed write whose client cannot know it."""
+        return self._add(Rule(match, "lose", times=times))
+
     def clear(self) -> None:
         self.rules.clear()
 
@@ -154,9 +160,11 @@ class FaultProxy:
             request.path,
             request.query_string,
             request.headers.get("X-Amz-Target", ""),
+            request.headers.get("User-Agent", ""),
         )
         self.calls.append(call)
         body = await request.read()
+        lose = False
         for rule in self.rules:
             if not rule.applies(call):
                 continue
@@ -171,6 +179,8 @@ class FaultProxy:
                 assert request.transport is not None
                 request.transport.close()
                 raise ConnectionResetError("injected drop")
+            elif rule.action == "lose":
+                lose = True
         headers = {k: v for k, v in request.headers.items() if k.lower() not in _NOT_FORWARDED}
         async with self._http.request(
             request.method,
@@ -180,6 +190,10 @@ class FaultProxy:
             allow_redirects=False,
         ) as upstream:
             payload = await upstream.read()
+            if lose:
+                assert request.transport is not None
+                request.transport.close()
+                raise ConnectionResetError("injected loss of the answer")
             answer = {k: v for k, v in upstream.headers.items() if k.lower() not in _NOT_FORWARDED}
             if request.method == "HEAD":
                 # No body, but the length of the one a GET would have: S3 clients read it, and

@@ -159,6 +159,7 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
 
         http = await stack.enter_async_context(
             aiohttp.ClientSession(
+                headers={"User-Agent": direct_user_agent()},
                 connector=aiohttp.TCPConnector(limit=MAX_POOL_CONNECTIONS, ssl=_host_ssl_context()),
                 timeout=aiohttp.ClientTimeout(
                     sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS

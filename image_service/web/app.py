@@ -25,6 +25,7 @@ from image_service.metrics import ServiceMetrics
 from image_service.services import open_services
 from image_service.settings import PREFIX, Settings, SettingsError
 from image_service.web.keys import (
+    AWS_CLIENTS,
     IMAGE_REPOSITORY,
     IMAGE_SERVICE,
     JOB_QUEUE,
@@ -96,6 +97,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[IMAGE_SERVICE] = services.images
             app[RENDITIONS] = services.renditions
             app[WATCHER] = services.watcher
+            app[AWS_CLIENTS] = services.clients
             watching = asyncio.create_task(services.watcher.run())
             try:
                 if not settings.embedded_worker:

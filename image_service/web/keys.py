@@ -13,6 +13,7 @@ from image_service.domain.watch import StatusWatcher
 from image_service.metrics import ServiceMetrics
 from image_service.models import Principal
 from image_service.settings import Settings
+from image_service.storage.clients import AwsClients
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
@@ -26,6 +27,8 @@ IMAGE_SERVICE = web.AppKey("image_service", ImageService)
 JOB_QUEUE = web.AppKey("job_queue", JobQueue)
 RENDITIONS = web.AppKey("renditions", Renditions)
 WATCHER = web.AppKey("watcher", StatusWatcher)
+# The app's AWS clients: their botocore event hooks are where instrumentation attaches.
+AWS_CLIENTS = web.AppKey("aws_clients", AwsClients)
 
 PRINCIPAL = web.RequestKey("principal", Principal)
 REQUEST_ID = web.RequestKey("request_id", str)
