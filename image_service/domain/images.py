@@ -805,6 +805,14 @@ class ImageService:
                     "Some parts' bytes do not match their declared SHA-256 checksums.",
                     {"parts": wrong[:100]},
                 )
+            # A store that does not list the checksums it verified (SeaweedFS) still wants
+            # them named on completion: the declared ones, which the part URLs signed.
+            parts = [
+                part
+                if part.checksum_sha256 is not None
+                else replace(part, checksum_sha256=record.part_checksums[part.part_number - 1])
+                for part in parts
+            ]
         await self._store.complete_multipart(upload_key, upload_id, parts)
 
     async def _check_size(self, record: ImageRecord, stored: StoredObject, upload_key: str) -> None:

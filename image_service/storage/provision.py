@@ -4,9 +4,10 @@ definitions: ``image-service init --verify``."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import ClientError
@@ -73,18 +74,41 @@ async def ensure_bucket(
     except ClientError as exc:
         if error_code(exc) not in {"BucketAlreadyOwnedByYou", "BucketAlreadyExists"}:
             raise
-    await s3.put_public_access_block(
-        Bucket=bucket,
-        PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]  # plain dict
-    )
-    await s3.put_bucket_lifecycle_configuration(
-        Bucket=bucket,
-        LifecycleConfiguration={"Rules": [ABANDONED_UPLOADS_RULE]},  # type: ignore[list-item]  # plain dict
-    )
-    await s3.put_bucket_cors(
-        Bucket=bucket,
-        CORSConfiguration={"CORSRules": [cors_rule(cors_origins)]},  # type: ignore[list-item]  # plain dict
-    )
+    async with _unless_not_implemented(bucket, "public access blocks"):
+        await s3.put_public_access_block(
+            Bucket=bucket,
+            PublicAccessBlockConfiguration=PUBLIC_ACCESS_BLOCK,  # type: ignore[arg-type]  # plain dict
+        )
+    async with _unless_not_implemented(
+        bucket, "lifecycle rules (abandoned uploads are not aborted)"
+    ):
+        await s3.put_bucket_lifecycle_configuration(
+            Bucket=bucket,
+            LifecycleConfiguration={"Rules": [ABANDONED_UPLOADS_RULE]},  # type: ignore[list-item]  # plain dict
+        )
+    async with _unless_not_implemented(bucket, "CORS rules (browser uploads)"):
+        await s3.put_bucket_cors(
+            Bucket=bucket,
+            CORSConfiguration={"CORSRules": [cors_rule(cors_origins)]},  # type: ignore[list-item]  # plain dict
+        )
+
+
+@contextlib.asynccontextmanager
+async def _unless_not_implemented(bucket: str, feature: str) -> AsyncIterator[None]:
+    """An S3-compatible store that lacks a bucket feature says NotImplemented: the bucket
+    serves without it, and the operator is told what to set up instead
+    (docs/deployment.md, "S3-compatible stores")."""
+    try:
+        yield
+    except ClientError as exc:
+        if error_code(exc) != "NotImplemented":
+            raise
+        log.warning(
+            "bucket %s: this store does not implement %s (docs/deployment.md: S3-compatible "
+            "stores)",
+            bucket,
+            feature,
+        )
 
 
 def _index_definitions() -> list[dict[str, Any]]:

