@@ -17,7 +17,7 @@ from pathlib import Path
 
 from dotenv import load_dotenv
 
-from image_service import __version__
+from image_service import __version__, tracing
 from image_service.auth.tokens import issue_token, valid_subject
 from image_service.client.cli import add_client_commands
 from image_service.errors import BackendUnavailable
@@ -90,7 +90,11 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
     settings = Settings.from_env()
     _configure_logging(settings)
-    asyncio.run(run_worker(settings))
+    tracing.start("image-service-worker")
+    try:
+        asyncio.run(run_worker(settings))
+    finally:
+        tracing.stop()
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:

@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from image_service import tracing
+
 ACCESS_LOGGER = "image_service.access"
 # Attributes every LogRecord has; anything else on a record came in through `extra`.
 _STANDARD_ATTRIBUTES = frozenset(vars(logging.makeLogRecord({}))) | {"message", "asctime"}
@@ -37,6 +39,7 @@ class JsonFormatter(logging.Formatter):
         for name, value in vars(record).items():
             if name not in _STANDARD_ATTRIBUTES:
                 entry[name] = value
+        entry.update(tracing.log_fields())  # the span this line was written in, if traced
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         try:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 import aiohttp
 
+from image_service import tracing
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents
 from image_service.domain.images import ImageService, UploadPolicy, utc_now
@@ -108,13 +109,16 @@ class ThreadRenderer:
             fmt=fmt,
             quality=spec.quality,
         )
-        try:
-            future = self._pool.submit(job)
-        except BaseException:
-            done()
-            raise
-        future.add_done_callback(finished)
-        return await asyncio.wrap_future(future)
+        with tracing.span(
+            "render rendition", width=spec.width or 0, height=spec.height or 0, format=fmt
+        ):
+            try:
+                future = self._pool.submit(job)
+            except BaseException:
+                done()
+                raise
+            future.add_done_callback(finished)
+            return await asyncio.wrap_future(future)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from image_service import tracing
 from image_service.storage.errors import backend_errors
 
 if TYPE_CHECKING:
@@ -20,6 +21,9 @@ class QueueMessage:
     receipt_handle: str
     body: str
     receive_count: int
+    # The message's attributes as SQS gives them ({name: {"StringValue": ...}}): the trace
+    # context of the request that queued the job, when tracing is on.
+    attributes: dict[str, Any] = field(default_factory=dict)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -45,11 +49,13 @@ class JobQueue:
     async def send(self, job: dict[str, Any], *, delay_seconds: int = 0) -> None:
         """Queues ``job``; with ``delay_seconds`` (at most 900, SQS's limit), hidden that long."""
         url = await self.url()
+        traced = tracing.message_attributes()  # the job continues this trace in the worker
         with backend_errors(BACKEND):
             await self._client.send_message(
                 QueueUrl=url,
                 MessageBody=json.dumps(job, separators=(",", ":")),
                 DelaySeconds=delay_seconds,
+                **({"MessageAttributes": traced} if traced else {}),  # type: ignore[arg-type]  # plain dicts
             )
 
     async def receive(
@@ -63,6 +69,7 @@ class JobQueue:
                 WaitTimeSeconds=wait_seconds,
                 VisibilityTimeout=visibility_timeout,
                 MessageSystemAttributeNames=["ApproximateReceiveCount"],
+                MessageAttributeNames=list(tracing.CONTEXT_ATTRIBUTES),
             )
         return [
             QueueMessage(
@@ -70,6 +77,7 @@ class JobQueue:
                 receipt_handle=message["ReceiptHandle"],
                 body=message["Body"],
                 receive_count=int(message.get("Attributes", {}).get("ApproximateReceiveCount", 1)),
+                attributes=dict(message.get("MessageAttributes", {})),
             )
             for message in response.get("Messages", [])
         ]

@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 
+from image_service import tracing
 from image_service.logs import configure_logging
 from image_service.settings import Settings
 
@@ -27,6 +28,15 @@ def event_loop() -> asyncio.AbstractEventLoop:
 
 
 def serve(settings: Settings, *, reuse_port: bool = False, dev_tokens: bool = False) -> None:
+
+    tracing.start("image-service-api")
+    try:
+        _run(settings, reuse_port=reuse_port, dev_tokens=dev_tokens)
+    finally:
+        tracing.stop()
+
+
+def _run(settings: Settings, *, reuse_port: bool, dev_tokens: bool) -> None:
     from image_service.web.app import create_app
 
     web.run_app(

@@ -20,6 +20,7 @@ import asyncio
 from contextlib import AsyncExitStack
 from typing import Any
 
+from image_service import tracing
 from image_service.logs import configure_logging
 from image_service.services import Services, open_services
 from image_service.settings import Settings
@@ -34,6 +35,11 @@ def message_of(record: dict[str, Any]) -> QueueMessage:
         receipt_handle=record["receiptHandle"],
         body=record["body"],
         receive_count=int(record.get("attributes", {}).get("ApproximateReceiveCount", 1)),
+        # Lambda spells SQS's message attributes in camel case.
+        attributes={
+            name: {"StringValue": value.get("stringValue", "")}
+            for name, value in record.get("messageAttributes", {}).items()
+        },
     )
 
 
@@ -72,7 +78,9 @@ class LambdaWorker:
         """None when the job is done; else the message's id, to go back to the queue."""
         async with slots:
             try:
-                await services.processor.handle(message.json())
+                job = message.json()
+                with tracing.job_span(str(job.get("type", "process")), message.attributes):
+                    await services.processor.handle(job)
             except Exception as exc:
                 # Lambda returns it to the queue; this sets when it shows again.
                 await retry_later(services.jobs, message, exc)
@@ -89,5 +97,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
     if _worker is None:
         settings = Settings.from_env()
         configure_logging(settings.log_level, settings.log_format)
+        tracing.start("image-service-worker")
         _worker = LambdaWorker(settings)
     return _worker(event, context)

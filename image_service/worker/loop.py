@@ -12,6 +12,7 @@ import logging
 import time
 from typing import Any
 
+from image_service import tracing
 from image_service.errors import BackendUnavailable
 from image_service.metrics import WorkerMetrics
 from image_service.storage.queue import JobQueue, QueueMessage
@@ -133,7 +134,8 @@ class Worker:
             await self._extend(message)
             heartbeat = asyncio.create_task(self._keep_hidden(message))
             job: Any = message.json()
-            await self._processor.handle(job)
+            with tracing.job_span(str(job.get("type", "process")), message.attributes):
+                await self._processor.handle(job)
         except Exception as exc:
             outcome = "failed"
             await retry_later(self._queue, message, exc)
