@@ -54,6 +54,9 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
         "-ip=127.0.0.1",
         "-ip.bind=127.0.0.1",
         "-webdav=false",
+        # Its Iceberg and Lance servers listen on fixed ports (8181, 9101) unless turned off.
+        "-s3.port.iceberg=0",
+        "-s3.port.lance=0",
         *(f"{flag}={port}" for flag, port in ports.items()),
     ]
     env = {
@@ -71,7 +74,8 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
                 wait_until_answering(
                     f"{endpoint}/",
                     within=STARTUP_SECONDS,
-                    ready=lambda status, _body: status in {200, 403},
+                    # S3's own answer to an unsigned ListBuckets: it serves, and checks.
+                    ready=lambda status, body: status == 403 and b"AccessDenied" in body,
                     exit_status=process.poll,
                 )
             )
