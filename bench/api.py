@@ -42,13 +42,14 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import psutil
+from aiohttp import web
 from PIL import Image as PILImage
 
 from bench.stack import AWS, BIN, process
@@ -353,6 +354,12 @@ async def main() -> None:
         "--workers", type=int, default=1, help="API processes: serve --workers N (default 1)"
     )
     parser.add_argument(
+        "--traced",
+        action="store_true",
+        help="also run the service with OpenTelemetry on (100 %% sampling, OTLP/HTTP to a sink "
+        "here): what tracing costs per request, against the same service untraced",
+    )
+    parser.add_argument(
         "--moto-closes-connections",
         action="store_true",
         help="serve moto with its own server, which closes every connection (bench/moto_server.py)"
@@ -422,6 +429,28 @@ async def main() -> None:
                 f"http://127.0.0.1:{baseline_port}/docs",
             )
         )
+        traced_servers = {}
+        if args.traced:
+            sink = await stack.enter_async_context(otlp_sink())
+            traced_port = free_port()
+            traced = await stack.enter_async_context(
+                process(
+                    [str(BIN / "image-service"), "serve", "--workers", str(args.workers)],
+                    {
+                        **service_env,
+                        "IMAGE_SERVICE_PORT": str(traced_port),
+                        "OTEL_EXPORTER_OTLP_ENDPOINT": sink,
+                        "OTEL_TRACES_SAMPLER": "always_on",
+                    },
+                    f"http://127.0.0.1:{traced_port}/health",
+                )
+            )
+            pin(traced.pid, SERVER_CORE)
+            traced_servers["traced"] = (
+                f"http://127.0.0.1:{traced_port}",
+                traced.pid,
+                service_requests(image_ids),
+            )
         for server in (service, direct, baseline):
             pin(server.pid, SERVER_CORE)
         pin(moto_pid, LOAD_CORE)
@@ -442,13 +471,14 @@ async def main() -> None:
                 baseline.pid,
                 baseline_requests(image_ids),
             ),
+            **traced_servers,
         }
         results: dict[tuple[str, int, str], Phase] = {}
         for endpoint_name in args.endpoints:
             if endpoint_name == COMPLETE:
                 for concurrency in args.concurrency:
                     for name, (base, pid, _) in servers.items():
-                        if name != "baseline":
+                        if name in {"service", "direct"}:
                             results[COMPLETE, concurrency, name] = await completions(
                                 base, pid, args.requests, concurrency
                             )
@@ -466,6 +496,26 @@ async def main() -> None:
                         base, pid, request, total, concurrency
                     )
     report(results, args)
+
+
+@asynccontextmanager
+async def otlp_sink() -> AsyncIterator[str]:
+    """An OTLP/HTTP endpoint that takes every export and keeps nothing (on the load's core)."""
+
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(content_type="application/x-protobuf")
+
+    app = web.Application()
+    app.router.add_post("/v1/traces", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def report(results: dict[tuple[str, int, str], Phase], args: argparse.Namespace) -> None:
@@ -519,6 +569,16 @@ def report(results: dict[tuple[str, int, str], Phase], args: argparse.Namespace)
                     f"{label}: {endpoint_name} at {concurrency}: CPU {cpu_ratio:.0%} of the "
                     f"baseline's (target <= {target:.0%}): "
                     + ("met" if cpu_ratio <= target else "MISSED")
+                )
+    if args.traced:
+        print("\ntraced (100 % sampled) / untraced, the default transport:")
+        for endpoint_name, concurrency in dict.fromkeys((name, c) for name, c, _ in results):
+            if (endpoint_name, concurrency, "traced") in results:
+                on = results[endpoint_name, concurrency, "traced"]
+                off = results[endpoint_name, concurrency, "service"]
+                print(
+                    f"  {endpoint_name:<27} {concurrency:>3} conns: {on.cpu_us:.0f} against "
+                    f"{off.cpu_us:.0f} CPU µs per request ({on.cpu_us / off.cpu_us:.2f}x)"
                 )
     peak = max(
         phase.rss_mb for (_, _, name), phase in results.items() if name in {"service", "direct"}
