@@ -13,11 +13,12 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from image_service.embedded import free_port
 from image_service.processes import wait_until_answering
 
-STARTUP_SECONDS = 60
+STARTUP_SECONDS = 30
 ACCESS_KEY = "seaweed-access"
 SECRET_KEY = "seaweed-secret-key-for-the-tests"  # the local store's own
 
@@ -31,6 +32,31 @@ def weed() -> str:
 
 @contextmanager
 def seaweedfs(workdir: Path) -> Iterator[str]:
+    """SeaweedFS's S3 endpoint, up. Ports are chosen free, but its gRPC ports (each HTTP port
+    plus 10000) are its own choice: a start that collides with another listener is tried again
+    on other ports."""
+    failures = []
+    for attempt in range(3):
+        try:
+            process, endpoint, log = _start(workdir / f"attempt-{attempt}")
+        except RuntimeError as exc:
+            failures.append(str(exc))
+            continue
+        try:
+            yield endpoint
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+            log.close()
+        return
+    raise RuntimeError("SeaweedFS did not start:\n" + "\n---\n".join(failures))
+
+
+def _start(workdir: Path) -> tuple[subprocess.Popen[bytes], str, IO[bytes]]:
     s3_port = free_port()
     endpoint = f"http://127.0.0.1:{s3_port}"
     # Every listener on a port chosen here (gRPC ports are these plus 10000, as weed derives
@@ -42,7 +68,7 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
         "-admin.port": free_port(),
         "-s3.port": s3_port,
     }
-    for name in ("-master.port", "-volume.port", "-filer.port", "-admin.port", "-s3.port"):
+    for name in ("-master.port", "-volume.port", "-filer.port", "-admin.port"):
         while ports[name] + 10000 > 65535:
             ports[name] = free_port()
     data = workdir / "data"
@@ -69,25 +95,19 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
     log = log_path.open("wb")
     process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     try:
-        try:
-            asyncio.run(
-                wait_until_answering(
-                    f"{endpoint}/",
-                    within=STARTUP_SECONDS,
-                    # S3's own answer to an unsigned ListBuckets: it serves, and checks.
-                    ready=lambda status, body: status == 403 and b"AccessDenied" in body,
-                    exit_status=process.poll,
-                )
+        asyncio.run(
+            wait_until_answering(
+                f"{endpoint}/",
+                within=STARTUP_SECONDS,
+                # S3's own answer to an unsigned ListBuckets: it serves, and checks.
+                ready=lambda status, body: status == 403 and b"AccessDenied" in body,
+                exit_status=process.poll,
             )
-        except (RuntimeError, TimeoutError) as exc:
-            tail = log_path.read_text(errors="replace")[-4000:]
-            raise RuntimeError(f"SeaweedFS did not start ({exc!r}):\n{tail}") from None
-        yield endpoint
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        )
+    except (RuntimeError, TimeoutError) as exc:
+        process.kill()
+        process.wait()
         log.close()
+        tail = log_path.read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{exc!r}:\n{tail}") from None
+    return process, endpoint, log
