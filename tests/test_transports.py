@@ -148,3 +148,31 @@ async def test_botocores_hooks_see_every_table_call_and_presign_of_a_lifecycle(
     assert sum(on_the_wire.values()) > 20
     assert Counter(table_calls) == on_the_wire
     assert len(presigns) == handed_out, presigns
+
+
+@pytest.mark.parametrize("aws_transport", TRANSPORTS)
+async def test_rendition_reads_go_through_the_proxy_botocore_would_use(
+    make_api: MakeApi, moto_endpoint: str, aws_transport: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """HTTP_PROXY names a forward proxy (a FaultProxy in front of moto takes absolute-form
+    requests as one). The direct transport's reads by URL go through it, as botocore's do."""
+    api = await make_api()
+    _, _, image = await api.upload(images.jpeg())
+    async with FaultProxy(moto_endpoint) as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url)
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        replica = await make_api(
+            provisioned=False,
+            bucket=api.settings.bucket,
+            table=api.settings.table,
+            queue_name=api.settings.queue_name,
+            embedded_worker=False,
+        )
+        _, rendition, _ = await replica.call(
+            "GET", f"/images/{image['image_id']}/render", params={"w": "256"}
+        )
+        async with replica.http.get(rendition["url"]) as response:
+            assert response.status == 200
+    original = f"/images/alice/{image['image_id']}/original"
+    assert any(call.method == "GET" and call.path.endswith(original) for call in proxy.calls)

@@ -75,6 +75,8 @@ def wire(
         ("https://dynamodb.eu-west-1.amazonaws.com:443", "FwoGZXIvYXdzE+/token="),
         ("http://127.0.0.1:4566", None),
         ("http://[::1]:8000/", "t"),
+        # An endpoint under a path (a gateway's): the path is part of what is signed.
+        ("https://gateway.example.test/dynamodb", None),
     ],
 )
 async def test_requests_are_signed_as_botocore_signs_them(
@@ -244,6 +246,30 @@ async def test_an_answer_that_is_not_json_is_a_client_error_naming_the_status() 
     assert isinstance(outcome, ClientError)
     assert outcome.response["Error"]["Code"] == "403"
     assert "denied" in outcome.response["Error"]["Message"]
+
+
+async def test_every_attempt_of_a_transaction_carries_one_idempotency_token() -> None:
+    """As botocore fills ClientRequestToken: a retry after a lost answer is the same write."""
+    conflict = refusal("InternalServerError", 500)
+    stand, outcome, _ = await call([dropped, conflict, answer({})], "TransactWriteItems")
+    assert outcome["ResponseMetadata"]["RetryAttempts"] == 2
+    tokens = {body.get("ClientRequestToken") for _, body in stand.attempts}
+    assert len(stand.attempts) == 3
+    assert len(tokens) == 1
+    assert None not in tokens
+
+
+async def test_two_transactions_get_two_tokens() -> None:
+    first, _, _ = await call([answer({})], "TransactWriteItems")
+    second, _, _ = await call([answer({})], "TransactWriteItems")
+    assert first.attempts[0][1]["ClientRequestToken"] != second.attempts[0][1]["ClientRequestToken"]
+
+
+async def test_the_user_agent_names_the_service_and_is_not_signed() -> None:
+    async with aiohttp.ClientSession() as session:
+        headers = await wire("http://127.0.0.1:4566", session).signed_headers("GetItem", b"{}")
+    assert "app/image-service" in headers["user-agent"]
+    assert "user-agent" not in headers["authorization"]
 
 
 def test_credentials_never_show_their_secret() -> None:
