@@ -108,22 +108,20 @@ def _webhook_secret(value: str) -> str:
     return value
 
 
-def _addressing_style(value: str) -> str:
-    if value not in {"auto", "path", "virtual"}:
-        raise ValueError("must be one of auto, path, virtual")
-    return value
+def _one_of(*choices: str) -> Callable[[str], str]:
+    """A setting that takes one of ``choices``, spelt exactly."""
+
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
 
 
-def _transport(value: str) -> str:
-    if value not in {"aiobotocore", "direct"}:
-        raise ValueError("must be aiobotocore or direct")
-    return value
-
-
-def _checksum_mode(value: str) -> str:
-    if value not in {"when_supported", "when_required"}:
-        raise ValueError("must be when_supported or when_required")
-    return value
+_addressing_style = _one_of("auto", "path", "virtual")
+_transport = _one_of("aiobotocore", "direct")
+_checksum_mode = _one_of("when_supported", "when_required")
 
 
 def _log_level(value: str) -> str:
@@ -133,10 +131,7 @@ def _log_level(value: str) -> str:
     return level
 
 
-def _log_format(value: str) -> str:
-    if value not in {"json", "text"}:
-        raise ValueError("must be json or text")
-    return value
+_log_format = _one_of("json", "text")
 
 
 def _bool(value: str) -> bool:

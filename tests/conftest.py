@@ -309,9 +309,23 @@ async def make_api(
     sessions: list[aiohttp.ClientSession] = []
 
     async def make(
-        *, provisioned: bool = True, environment: dict[str, str] | None = None, **overrides: Any
+        *,
+        provisioned: bool = True,
+        environment: dict[str, str] | None = None,
+        replica_of: Api | None = None,
+        **overrides: Any,
     ) -> Api:
-        """A fresh bucket and table; `environment` is set after provisioning, before start."""
+        """A fresh bucket and table; `environment` is set after provisioning, before start.
+        `replica_of`: another replica of that API's deployment instead (its bucket, table and
+        queue, nothing provisioned)."""
+        if replica_of is not None:
+            provisioned = False
+            overrides = {
+                "bucket": replica_of.settings.bucket,
+                "table": replica_of.settings.table,
+                "queue_name": replica_of.settings.queue_name,
+                **overrides,
+            }
         suffix = uuid.uuid4().hex[:12]
         values: dict[str, Any] = {
             "jwt_secret": JWT_SECRET,

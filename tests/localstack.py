@@ -14,6 +14,7 @@ from pathlib import Path
 
 from image_service.embedded import free_port
 from image_service.processes import wait_until_answering
+from tests.processes import stop_server
 
 ROOT = Path(__file__).resolve().parent.parent
 PYTHON = Path(os.environ.get("LOCALSTACK_VENV", ROOT / ".venv-localstack")) / "bin" / "python"
@@ -74,10 +75,5 @@ def localstack(workdir: Path) -> Iterator[str]:
             raise RuntimeError(f"LocalStack did not start ({exc!r}):\n{log_text}") from None
         yield endpoint
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_server(process)
         log.close()

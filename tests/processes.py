@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -164,3 +165,14 @@ async def processed_by_a_new_worker(
     finally:
         await worker.stop()
     return image, worker
+
+
+def stop_server(process: subprocess.Popen[bytes], *, grace_seconds: float = 20) -> None:
+    """Stops a server the suite started (LocalStack, SeaweedFS): SIGTERM, then SIGKILL if it
+    has not gone within ``grace_seconds``."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_seconds)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -17,6 +17,7 @@ from typing import IO
 
 from image_service.embedded import free_port
 from image_service.processes import wait_until_answering
+from tests.processes import stop_server
 
 STARTUP_SECONDS = 30
 ACCESS_KEY = "seaweed-access"
@@ -45,12 +46,7 @@ def seaweedfs(workdir: Path) -> Iterator[str]:
         try:
             yield endpoint
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_server(process)
             log.close()
         return
     raise RuntimeError("SeaweedFS did not start:\n" + "\n---\n".join(failures))

@@ -82,13 +82,8 @@ async def test_a_wait_longer_than_the_request_deadline_is_held_all_the_way(
 
 async def test_wait_and_events_see_what_another_replica_did(make_api: MakeApi) -> None:
     processing = await make_api()  # with the worker
-    other = await make_api(  # a second replica of the same deployment, with no worker
-        provisioned=False,
-        bucket=processing.settings.bucket,
-        table=processing.settings.table,
-        queue_name=processing.settings.queue_name,
-        embedded_worker=False,
-    )
+    # A second replica of the same deployment, with no worker.
+    other = await make_api(replica_of=processing, embedded_worker=False)
     stream = _events(other)
     first = asyncio.create_task(anext(stream))  # connects; nothing happens yet
     await asyncio.sleep(0.5)

@@ -37,15 +37,8 @@ async def _fetch(api: Api, url: str) -> tuple[int, bytes]:
 
 
 async def _replica(make_api: MakeApi, api: Api, **overrides: Any) -> Api:
-    """Another replica of ``api``'s deployment: the same bucket, table and queue."""
-    return await make_api(
-        provisioned=False,
-        bucket=api.settings.bucket,
-        table=api.settings.table,
-        queue_name=api.settings.queue_name,
-        embedded_worker=False,
-        **overrides,
-    )
+    """Another replica of ``api``'s deployment, with no worker of its own."""
+    return await make_api(replica_of=api, embedded_worker=False, **overrides)
 
 
 def _on(api: Api, url: str) -> str:

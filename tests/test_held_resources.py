@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
@@ -18,6 +18,7 @@ from image_service.web.keys import WATCHER
 from tests import images
 from tests.conftest import Api, MakeApi, token
 from tests.faults import FaultProxy, s3
+from tests.waiting import until
 
 
 async def _refused(api: Api, method: str, path: str, code: str, **kwargs: Any) -> None:
@@ -49,7 +50,7 @@ async def test_waits_and_streams_are_bounded_per_user(api: Api) -> None:
             for _ in range(per_user - per_user // 2)
         ]
         watcher = api.client.app[WATCHER]
-        await _until(
+        await until(
             lambda: not (watcher.held < per_user), within=10
         )  # every wait has reached the watcher
         await _refused(api, "GET", path, "too_many_held_waits", params=wait)
@@ -94,10 +95,7 @@ async def test_renders_are_bounded_per_user(make_api: MakeApi, moto_endpoint: st
     _, _, bobs = await api.upload(images.jpeg(320, 240), user="bob")
     async with FaultProxy(moto_endpoint) as proxy:
         replica = await make_api(
-            provisioned=False,
-            bucket=api.settings.bucket,
-            table=api.settings.table,
-            queue_name=api.settings.queue_name,
+            replica_of=api,
             embedded_worker=False,
             environment={"AWS_ENDPOINT_URL_S3": proxy.url},
         )
@@ -140,10 +138,7 @@ async def test_completions_are_bounded_per_user_and_share_the_slots(
     assert await api.send_to_s3(bobs, images.jpeg(64, 48)) == 200
     async with FaultProxy(moto_endpoint) as proxy:
         replica = await make_api(
-            provisioned=False,
-            bucket=api.settings.bucket,
-            table=api.settings.table,
-            queue_name=api.settings.queue_name,
+            replica_of=api,
             embedded_worker=False,
             environment={"AWS_ENDPOINT_URL_S3": proxy.url},
         )
@@ -199,12 +194,3 @@ async def test_open_multipart_uploads_count_against_the_byte_quota(make_api: Mak
     assert body["error"]["code"] == "quota_exceeded", (status, body)
     assert body["error"]["details"]["pending_multipart_bytes"] == size
     assert (await api.upload_url("bob", method="MULTIPART", size=size))["method"] == "MULTIPART"
-
-
-async def _until(condition: Callable[[], bool], *, within: float) -> None:
-    """Returns once ``condition`` holds (it changes in threads or other tasks: no event)."""
-    async with asyncio.timeout(within):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)

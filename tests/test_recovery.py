@@ -86,11 +86,8 @@ async def test_the_sweeper_requeues_an_image_whose_job_was_lost(
         # The API's queue refuses every job: completion publishes the record, then fails.
         lost = proxy.fail(operation("SendMessage"), status=500, times=None)
         app = await make_api(
+            replica_of=api,
             embedded_worker=False,
-            provisioned=False,
-            bucket=api.settings.bucket,
-            table=api.settings.table,
-            queue_name=api.settings.queue_name,
             environment={"AWS_ENDPOINT_URL_SQS": proxy.url},
         )
         client = app.images("alice")

@@ -233,24 +233,13 @@ async def test_the_jwt_secret_rotates_under_traffic(make_api: MakeApi) -> None:
     old = await make_api()
     for n in range(3):
         await old.upload_url(tags=[f"t{n}"])
-    rotating = await make_api(
-        jwt_secret=new_secret,
-        jwt_previous_secret=JWT_SECRET,
-        bucket=old.settings.bucket,
-        table=old.settings.table,
-        queue_name=old.settings.queue_name,
-        provisioned=False,
-    )
+    rotating = await make_api(replica_of=old, jwt_secret=new_secret, jwt_previous_secret=JWT_SECRET)
     old_token = jwt.encode({"sub": "alice", "exp": now() + 600}, JWT_SECRET, algorithm="HS256")
     new_token = jwt.encode({"sub": "alice", "exp": now() + 600}, new_secret, algorithm="HS256")
     _, first, _ = await old.call("GET", "/images", params={"status": "pending", "limit": "1"})
-
-    async def listing(api: Api, token: str) -> tuple[int, str | None]:
-        return await _status(api, token)
-
     outcomes = await asyncio.gather(
         *(
-            listing(api, token)
+            _status(api, token)
             for _ in range(10)
             for api in (old, rotating)
             for token in (old_token, new_token)
@@ -268,12 +257,6 @@ async def test_the_jwt_secret_rotates_under_traffic(make_api: MakeApi) -> None:
     assert status == 200, page
     assert len(page["items"]) == 1
 
-    rotated = await make_api(
-        jwt_secret=new_secret,
-        bucket=old.settings.bucket,
-        table=old.settings.table,
-        queue_name=old.settings.queue_name,
-        provisioned=False,
-    )
+    rotated = await make_api(replica_of=old, jwt_secret=new_secret)
     assert await _status(rotated, new_token) == (200, None)
     assert await _status(rotated, old_token) == (401, "invalid_token")

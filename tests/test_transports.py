@@ -162,13 +162,7 @@ async def test_rendition_reads_go_through_the_proxy_botocore_would_use(
         monkeypatch.setenv("HTTP_PROXY", proxy.url)
         monkeypatch.delenv("NO_PROXY", raising=False)
         monkeypatch.delenv("no_proxy", raising=False)
-        replica = await make_api(
-            provisioned=False,
-            bucket=api.settings.bucket,
-            table=api.settings.table,
-            queue_name=api.settings.queue_name,
-            embedded_worker=False,
-        )
+        replica = await make_api(replica_of=api, embedded_worker=False)
         _, rendition, _ = await replica.call(
             "GET", f"/images/{image['image_id']}/render", params={"w": "256"}
         )

@@ -308,7 +308,7 @@ class Renditions:
             code="too_many_renders",
             per_user=policy.max_renders_per_user,
             per_process=policy.max_renders,
-            process_full=_renders_busy,
+            process_full=lambda _limit: RendersBusy(),
         )
 
     @property
@@ -438,7 +438,3 @@ class Renditions:
         await self._delete([key])
         self.forget(record.user_id, record.image_id)
         raise ImageNotFound(record.image_id)
-
-
-def _renders_busy(_limit: int) -> ServiceError:
-    return RendersBusy()

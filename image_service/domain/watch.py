@@ -24,7 +24,7 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
 from image_service.domain.holds import Holds
-from image_service.errors import ServiceError, TooManyWaits
+from image_service.errors import TooManyWaits
 from image_service.models import ImageRecord, ImageStatus
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ class StatusWatcher:
             code="too_many_held_waits",
             per_user=max_waits_per_user,
             per_process=max_waits,
-            process_full=_too_many_waits,
+            process_full=TooManyWaits,
         )
         # Event streams: owner -> its subscribers' queues, and the in-flight images they follow.
         self._streams: dict[str, set[asyncio.Queue[Change | None]]] = defaultdict(set)
@@ -168,7 +168,3 @@ class StatusWatcher:
                     self._followed.pop(key, None)  # gone (deleted elsewhere)
             except Exception as exc:  # an outage: waits time out, streams catch up after it
                 log.warning("status watch failed: %s: %s", type(exc).__name__, exc)
-
-
-def _too_many_waits(limit: int) -> ServiceError:
-    return TooManyWaits(limit)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +21,7 @@ from image_service.imaging.render import RenderedVariant
 from image_service.models import ImageRecord, ImageStatus
 from image_service.services import ThreadRenderer, rendition_policy
 from image_service.settings import Settings
+from tests.waiting import until
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -117,7 +117,7 @@ async def test_a_render_whose_request_gave_up_keeps_its_slot_until_it_ends() -> 
         with pytest.raises(RendersBusy):
             await _deliver(renditions, "bob", 256)
         gate.opened.set()
-        await _until(lambda: renditions.rendering == 0, within=5)
+        await until(lambda: renditions.rendering == 0, within=5)
         delivery = await _deliver(renditions, "bob", 256)
         assert delivery.data == b"rendered"
         assert set(gate.threads) <= {f"render_{n}" for n in range(1)}  # its own pool
@@ -131,25 +131,16 @@ async def test_one_user_takes_only_their_share_of_the_renders() -> None:
     renditions, renderer = _renditions(gate, max_concurrent_renders=4, max_renders_per_user=2)
     try:
         mine = [asyncio.create_task(_deliver(renditions, "alice", w)) for w in (320, 256)]
-        await _until(lambda: renditions.rendering >= 2, within=5)
+        await until(lambda: renditions.rendering >= 2, within=5)
         with pytest.raises(TooManyHeld) as refused:
             await _deliver(renditions, "alice", 128)
         assert (refused.value.code, refused.value.http_status) == ("too_many_renders", 429)
         assert refused.value.retry_after == 1
         theirs = asyncio.create_task(_deliver(renditions, "bob", 128))
-        await _until(lambda: renditions.rendering >= 3, within=5)
+        await until(lambda: renditions.rendering >= 3, within=5)
         gate.opened.set()
         for delivery in await asyncio.gather(*mine, theirs):
             assert delivery.data == b"rendered"
     finally:
         gate.opened.set()
         renderer.close()
-
-
-async def _until(condition: Callable[[], bool], *, within: float) -> None:
-    """Returns once ``condition`` holds (it changes in threads or other tasks: no event)."""
-    async with asyncio.timeout(within):
-        while True:
-            if condition():
-                return
-            await asyncio.sleep(0.01)
