@@ -744,14 +744,14 @@ class ImageService:
             self._usage_cache.pop(owner, None)
         if not published:
             now_stored = await self._repository.get(owner, image_id)
-            if now_stored is not None and now_stored.status in _COMPLETED:
-                return now_stored, False  # a concurrent completion won, with the same bytes
             if now_stored is None or now_stored.status is ImageStatus.DELETING:
                 # Deleted (or being deleted) while this was verifying: the copy made above may
                 # postdate the delete's listing, so it goes, and so does the upload.
                 await self._store.delete([record.s3_key, upload_key])
                 raise ImageNotFound(image_id)
-            if now_stored.status is not ImageStatus.PENDING:  # completed by another, then on
+            if now_stored.status is not ImageStatus.PENDING:
+                # A concurrent completion won with the same bytes (and the image may have
+                # moved on since: processed, trashed): its answer stands.
                 return now_stored, False
             raise Conflict("The image changed during completion.", code="image_changed")
         await self._discard_upload(upload_key)
@@ -862,7 +862,7 @@ class ImageService:
                     rejected: ImageRejected | None = rejection
                 else:
                     rejected = None
-        if rejected is not None:
+        if rejected is not None:  # refused outside the slot: its writes need no decode slot
             await self._reject(
                 record, upload_key, rejected.code, rejected.message, rejected.details
             )
