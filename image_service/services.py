@@ -186,12 +186,14 @@ async def open_services(
             clients.table, settings.table, dead_record_ttl=settings.dead_record_ttl_seconds
         )
         jobs = JobQueue(clients.sqs, settings.queue_name, long_poll_client=clients.sqs_long_poll)
+        # The keys callbacks are signed with: the events hand owners theirs, the sender signs.
+        masters = callback_masters(settings)
         events = ImageEvents(
             jobs,
             outbox=repository,
             webhook_url=settings.webhook_url,
             signing=settings.webhook_secret is not None,
-            callback_masters=callback_masters(settings),
+            callback_masters=masters,
             allow_private=settings.webhook_allow_private,
             clock=clock,
             observe=observe,
@@ -266,7 +268,7 @@ async def open_services(
                 operator_secrets=tuple(
                     s for s in (settings.webhook_secret, settings.webhook_previous_secret) if s
                 ),
-                callback_masters=callback_masters(settings),
+                callback_masters=masters,
                 operator_url=settings.webhook_url,
                 callbacks_shared_signature=settings.callback_shared_signature,
                 max_age_seconds=settings.webhook_max_age_seconds,
