@@ -8,7 +8,7 @@ import urllib.request
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import aioboto3
@@ -18,6 +18,7 @@ from aiobotocore.config import AioConfig
 
 from image_service import __version__
 from image_service.settings import Settings, SettingsError
+from image_service.storage.botocore_memo import remember_repeated_work
 from image_service.storage.dynamo.calls import BotocoreTableCalls, TableCalls
 from image_service.storage.dynamo.wire import DynamoDBWire
 from image_service.storage.provision import (
@@ -136,18 +137,21 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
         raise SettingsError("AWS_REGION: is required (or AWS_DEFAULT_REGION, or a profile region)")
     config = aws_config(settings)
     async with AsyncExitStack() as stack:
-        s3 = await stack.enter_async_context(session.client("s3", config=config))
+
+        async def client(service: str, config: AioConfig = config, **options: Any) -> Any:
+            opened = session.client(service, config=config, **options)
+            return remember_repeated_work(await stack.enter_async_context(opened))
+
+        s3: S3Client = await client("s3")
         presign = s3
         if settings.s3_public_url:
-            presign = await stack.enter_async_context(
-                session.client("s3", config=config, endpoint_url=settings.s3_public_url)
-            )
-        dynamodb = await stack.enter_async_context(session.client("dynamodb", config=config))
-        sqs = await stack.enter_async_context(session.client("sqs", config=config))
+            presign = await client("s3", endpoint_url=settings.s3_public_url)
+        dynamodb: DynamoDBClient = await client("dynamodb")
+        sqs: SQSClient = await client("sqs")
         long_poll = aws_config(
             settings, read_timeout=settings.queue_wait_seconds + READ_TIMEOUT_SECONDS
         )
-        sqs_long_poll = await stack.enter_async_context(session.client("sqs", config=long_poll))
+        sqs_long_poll: SQSClient = await client("sqs", config=long_poll)
         found = await session.get_credentials()
         if found is None:
             raise SettingsError("AWS credentials: none found in the environment or profile")
