@@ -85,9 +85,14 @@ $(CHROMIUM):
 run: $(STAMP)
 	$(BIN)/image-service dev
 
+# The suite's processes (pytest-xdist): twice the cores, since a test spends about half its time
+# waiting on its servers; each process has its own moto, the LocalStack modules share one
+# (tests/conftest.py). TEST_WORKERS=0 runs it in one process. The 25 slowest are printed.
+TEST_WORKERS ?= $(shell echo $$(( $$(nproc) * 2 )))
+
 ## test: install, then run the whole suite (it starts its own moto, LocalStack S3, clamd, Chromium)
 test: $(STAMP) $(LOCALSTACK_STAMP) $(DEPLOY_STAMP) $(CLAMD) $(CHROMIUM) $(UPPY_STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup --durations=25 $(PYTEST_ARGS)
 
 ## deploy-lint: cfn-lint and checkov on deploy/ (CloudFormation, Kubernetes), kubernetes-validate
 deploy-lint: $(STAMP) $(DEPLOY_STAMP)

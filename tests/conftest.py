@@ -77,6 +77,18 @@ def botocore_data_is_read_once() -> Iterator[None]:
 UNIT_TESTS = Path(__file__).parent / "unit"
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`make test` runs the suite in parallel processes (pytest-xdist, `--dist loadgroup`). Each
+    has its own moto, so tests share nothing but a module's fixtures and the session's costly
+    servers: a module stays in one process (its module fixtures start once), and the modules on
+    LocalStack share one process (one LocalStack, which takes seconds and half a GB to start)."""
+    for item in items:
+        if item.get_closest_marker("xdist_group") is None:
+            on_localstack = "localstack_endpoint" in getattr(item, "fixturenames", ())
+            group = "localstack" if on_localstack else item.nodeid.partition("::")[0]
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
 @pytest.fixture(autouse=True)
 def aws_environment(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """Only the emulator is reachable: no AWS_* of the developer's leaks into a test. The fast
