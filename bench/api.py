@@ -54,9 +54,9 @@ from PIL import Image as PILImage
 
 from bench.stack import AWS, BIN, process
 from image_service.auth.tokens import issue_token
-from image_service.embedded import free_port
+from image_service.domain.models import ImageRecord, ImageStatus
 from image_service.imaging.inspect import InspectionLimits, inspect_image
-from image_service.models import ImageRecord, ImageStatus
+from image_service.programs.embedded import free_port
 from image_service.settings import Settings
 from image_service.storage.clients import aws_clients, provision
 from image_service.storage.dynamo import ImageRepository

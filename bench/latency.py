@@ -31,7 +31,7 @@ from PIL import Image as PILImage
 from bench.stack import BIN, moto_per_service, process, stack_environment
 from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from image_service.settings import Settings
 from image_service.storage.clients import provision
 

@@ -37,13 +37,13 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bench.stack import moto
 from image_service.auth.tokens import issue_token
-from image_service.embedded import free_port
-from image_service.models import ImageRecord, ImageStatus, format_timestamp
+from image_service.domain.models import ImageRecord, ImageStatus, format_timestamp
+from image_service.programs.app import create_app
+from image_service.programs.embedded import free_port
 from image_service.settings import Settings
 from image_service.storage.clients import aws_clients, provision
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.dynamo.codec import UPLOAD_TIME_INDEX
-from image_service.web.app import create_app
 
 USER = "bench-user"
 PAGE = 50

@@ -23,7 +23,7 @@ from typing import Any
 from moto.dynamodb.models.dynamo_type import DynamoType
 from moto.server import DomainDispatcherApplication, create_backend_app, main
 
-from image_service.embedded import patch_moto_transactions
+from image_service.programs.embedded import patch_moto_transactions
 
 _UNCHANGED_TYPES = frozenset({"S", "B", "BOOL"})
 _original_cast = DynamoType.cast_value.fget  # type: ignore[attr-defined]

@@ -41,7 +41,7 @@ from bench.stack import AWS, BIN, moto, process
 from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
 from image_service.client.parts import BytesSource, MultipartTicket, digests
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests.localstack import ACCESS_KEY, SECRET_KEY, localstack
 
 PART_BYTES = 8 * 1024 * 1024

@@ -35,7 +35,7 @@ from pathlib import Path
 
 from bench.api import drive, seed, service_environment, service_requests
 from bench.stack import AWS, BIN, moto, process
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from image_service.settings import Settings
 from image_service.storage.clients import provision
 

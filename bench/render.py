@@ -45,9 +45,9 @@ from bench.stack import AWS, BIN, moto, process
 from bench.variants import photo_like_jpeg
 from image_service.auth.tokens import issue_token
 from image_service.domain.layout import original_key
-from image_service.embedded import free_port
+from image_service.domain.models import ImageRecord, ImageStatus
 from image_service.imaging.render import render_rendition
-from image_service.models import ImageRecord, ImageStatus
+from image_service.programs.embedded import free_port
 from image_service.settings import Settings
 from image_service.storage.clients import aws_clients, provision
 from image_service.storage.dynamo import ImageRepository

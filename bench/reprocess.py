@@ -32,8 +32,8 @@ from bench.api import service_environment
 from bench.stack import AWS, BIN, moto, process
 from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port
 from image_service.ops.reprocess import DEFAULT_BACKLOG
+from image_service.programs.embedded import free_port
 from image_service.settings import Settings
 from image_service.storage.clients import provision
 

@@ -11,8 +11,8 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 
-from image_service.embedded import free_port
-from image_service.processes import started
+from image_service.programs.embedded import free_port
+from image_service.programs.processes import started
 
 REPOSITORY = Path(__file__).resolve().parent.parent  # where `-m bench.moto_server` resolves
 BIN = Path(sys.executable).parent

@@ -1,5 +1,5 @@
 """`python -m image_service`: the `image-service` command."""
 
-from image_service.cli import main
+from image_service.programs.cli import main
 
 main()

@@ -17,8 +17,8 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 from urllib.parse import urlsplit
 
-from image_service.formats import SNIFFABLE_CONTENT_TYPES
-from image_service.models import MAX_COPY_BYTES, MAX_PART_BYTES, MIN_PART_BYTES
+from image_service.domain.models import MAX_COPY_BYTES, MAX_PART_BYTES, MIN_PART_BYTES
+from image_service.imaging.formats import SNIFFABLE_CONTENT_TYPES
 
 PREFIX = "IMAGE_SERVICE_"
 MAX_URL_EXPIRY_SECONDS = 3600

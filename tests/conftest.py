@@ -26,10 +26,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from image_service.auth.tokens import issue_token
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port, patch_moto_transactions
+from image_service.programs.app import create_app
+from image_service.programs.embedded import free_port, patch_moto_transactions
 from image_service.settings import Settings
 from image_service.storage.clients import provision
-from image_service.web.app import create_app
 from tests.localstack import localstack
 from tests.processes import Program, wait_for_port
 

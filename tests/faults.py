@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests.processes import Program
 
 # Hop-by-hop and length headers: aiohttp writes its own for the forwarded message.

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from image_service.embedded import free_port
-from image_service.processes import wait_until_answering
+from image_service.programs.embedded import free_port
+from image_service.programs.processes import wait_until_answering
 from tests.processes import stop_server
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from image_service.client import Image, ImageServiceClient
-from image_service.processes import wait_until_answering
+from image_service.programs.processes import wait_until_answering
 
 
 async def run_command(
@@ -114,7 +114,7 @@ async def wait_for_port(port: int, *, within: float = 30) -> None:
 
 
 _MOTO_MAIN = (
-    "import sys; from image_service.embedded import patch_moto_transactions; "
+    "import sys; from image_service.programs.embedded import patch_moto_transactions; "
     "patch_moto_transactions(); from moto.server import main; main(sys.argv[1:])"
 )
 

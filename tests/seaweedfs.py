@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from image_service.embedded import free_port
-from image_service.processes import wait_until_answering
+from image_service.programs.embedded import free_port
+from image_service.programs.processes import wait_until_answering
 from tests.processes import stop_server
 
 STARTUP_SECONDS = 30

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from image_service.client import ApiError, Image, ProcessingTimeout, StorageError
+from image_service.client import ApiError, Image, ProcessingTimeout, StorageError, transfer
 from image_service.client.api import MULTIPART_THRESHOLD_BYTES
 from tests import images
 from tests.conftest import Api, MakeApi
@@ -138,7 +138,9 @@ async def test_ready_reports_every_backend(api: Api) -> None:
     assert report["checks"] == {"s3": "ok", "dynamodb": "ok", "sqs": "ok"}
 
 
-async def test_a_large_image_goes_up_in_parallel_parts_with_progress(api: Api) -> None:
+async def test_a_large_image_goes_up_in_parallel_parts_with_progress(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
     client = api.images("alice")
     data = images.noisy_png(2400, 2400)  # above the client's 16 MiB threshold
     assert len(data) > MULTIPART_THRESHOLD_BYTES
@@ -149,18 +151,18 @@ async def test_a_large_image_goes_up_in_parallel_parts_with_progress(api: Api) -
     def progress(sent: int, total: int) -> None:
         reports.append((sent, total))
 
-    original_put = client._put_part
+    original_put = transfer._put_part
 
-    async def counted_put(part: Any, data: bytes, report: Any) -> None:
+    async def counted_put(session: Any, part: Any, data: bytes, report: Any) -> None:
         nonlocal most_at_once
         in_flight.add(part.part_number)
         most_at_once = max(most_at_once, len(in_flight))
         try:
-            await original_put(part, data, report)
+            await original_put(session, part, data, report)
         finally:
             in_flight.discard(part.part_number)
 
-    client._put_part = counted_put  # type: ignore[method-assign]  # observes, changes nothing
+    monkeypatch.setattr(transfer, "_put_part", counted_put)  # observes, changes nothing
     image = await client.upload(data, progress=progress, wait=True)
     assert (image.status, image.size) == ("ready", len(data))
     assert most_at_once == 3  # all three 8 MiB parts at once (up to 4)

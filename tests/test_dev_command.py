@@ -15,8 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from image_service.embedded import free_port
-from image_service.processes import started, wait_until_answering
+from image_service.programs.embedded import free_port
+from image_service.programs.processes import started, wait_until_answering
 from tests import images
 from tests.processes import wait_for_port
 
@@ -37,7 +37,7 @@ async def dev_server() -> AsyncIterator[tuple[str, str, list[str]]]:
     """`image-service dev` on the port IMAGE_SERVICE_PORT names, as the settings table says."""
     port = free_port()
     env = {**_clean_environment(), "IMAGE_SERVICE_PORT": str(port)}
-    argv = [sys.executable, "-m", "image_service.cli", "dev"]
+    argv = [sys.executable, "-m", "image_service.programs.cli", "dev"]
     output: list[str] = []
     base = f"http://127.0.0.1:{port}"
     async with started(argv, env=env, stdout=PIPE, stderr=STDOUT) as process:
@@ -131,7 +131,7 @@ async def test_every_printed_command_works_pasted_into_a_shell(
 async def test_a_port_on_the_command_line_wins_over_the_environment() -> None:
     from_env, from_flag = free_port(), free_port()
     process = await asyncio.create_subprocess_exec(
-        *(sys.executable, "-m", "image_service.cli", "dev", "--port", str(from_flag)),
+        *(sys.executable, "-m", "image_service.programs.cli", "dev", "--port", str(from_flag)),
         env={**_clean_environment(), "IMAGE_SERVICE_PORT": str(from_env)},
         stdout=asyncio.subprocess.DEVNULL,
         stderr=asyncio.subprocess.DEVNULL,

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from image_service.models import ImageStatus
+from image_service.domain.models import ImageStatus
 from image_service.web.keys import IMAGE_REPOSITORY
 from tests import images
 from tests.conftest import Api, MakeApi

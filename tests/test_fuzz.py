@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
 )
 
-from image_service.embedded import free_port
-from image_service.processes import wait_until_answering
+from image_service.programs.embedded import free_port
+from image_service.programs.processes import wait_until_answering
 from tests.conftest import AWS_SECRET, JWT_SECRET, REGION, token
 
 EXAMPLES_PER_OPERATION = 40
@@ -58,7 +58,7 @@ def _serve_environment(moto_endpoint: str, port: int) -> dict[str, str]:
 def fuzz_server(moto_endpoint: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = free_port()
     env = _serve_environment(moto_endpoint, port)
-    command = [sys.executable, "-m", "image_service.cli"]
+    command = [sys.executable, "-m", "image_service.programs.cli"]
     subprocess.run([*command, "init"], env=env, check=True, capture_output=True)
     log_path = Path(tmp_path_factory.mktemp("fuzz")) / "serve.log"
     with log_path.open("wb") as log:

@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from image_service.errors import Unstorable
-from image_service.models import ImageRecord, ImageStatus
+from image_service.domain.errors import Unstorable
+from image_service.domain.models import ImageRecord, ImageStatus
 from image_service.storage.clients import aws_clients
 from image_service.storage.dynamo import ImageRepository
 from tests.conftest import MakeApi

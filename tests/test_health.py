@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests import images
 from tests.conftest import MakeApi
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from image_service.domain.images import MIN_PART_BYTES
+from image_service.domain.models import MIN_PART_BYTES
 from image_service.web.keys import WATCHER
 from tests import images
 from tests.conftest import Api, MakeApi, token

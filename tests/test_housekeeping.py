@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from image_service.cli import main
+from image_service.programs.cli import main
 from image_service.storage.clients import provision
 from tests import images
 from tests.conftest import JWT_SECRET, Api, MakeApi, emulator_client

@@ -1,4 +1,4 @@
-"""The worker as a Lambda function (image_service/worker/lambda_handler.py): a real batch of SQS
+"""The worker as a Lambda function (image_service/programs/lambda_handler.py): a real batch of SQS
 messages, received from the job queue on moto and shaped as Lambda's SQS event, one of them
 poisoned. Only the poisoned message is reported as failed; the others' images are ready."""
 
@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from image_service.worker import lambda_handler
-from image_service.worker.lambda_handler import LambdaWorker
+from image_service.programs import lambda_handler
+from image_service.programs.lambda_handler import LambdaWorker
 from tests import images
 from tests.conftest import REGION, Api, MakeApi, emulator_client
 

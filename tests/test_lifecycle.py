@@ -9,7 +9,7 @@ from io import BytesIO
 import pytest
 from PIL import Image
 
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests import images
 from tests.conftest import Api, MakeApi
 

@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from image_service.domain.images import MAX_PARTS, MIN_PART_BYTES, part_sizes
+from image_service.domain.models import MIN_PART_BYTES
+from image_service.domain.uploads import MAX_PARTS, part_sizes
 from tests import images
 from tests.conftest import Api, MakeApi
 

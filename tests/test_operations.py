@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests import images
 from tests.conftest import Api, MakeApi, auth, emulator_client, scrape, token
 from tests.faults import FaultProxy, operation, worker_in_mid_job

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from image_service.storage.clients import provision
 from tests import images
 from tests.conftest import Api, MakeApi

@@ -36,7 +36,7 @@ async def test_serve_offers_no_token_minting(api: Api) -> None:
 async def test_dev_mints_tokens_for_the_demo_user(make_api: MakeApi) -> None:
     from aiohttp.test_utils import TestClient, TestServer
 
-    from image_service.web.app import create_app
+    from image_service.programs.app import create_app
 
     api = await make_api()
     app = create_app(api.settings, dev_tokens=True)

@@ -18,7 +18,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests import images
 from tests.clamav import clamd
 from tests.conftest import Api, MakeApi, emulator_client
@@ -304,7 +304,7 @@ async def test_the_worker_command_processes_jobs_and_stops_on_sigterm(
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "image_service.cli",
+        "image_service.programs.cli",
         "worker",
         env=env,
         stdout=asyncio.subprocess.PIPE,

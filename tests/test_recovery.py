@@ -11,8 +11,8 @@ import json
 import pytest
 
 from image_service.client import ApiError, Image
-from image_service.embedded import free_port
-from image_service.services import variant_specs
+from image_service.programs.embedded import free_port
+from image_service.programs.services import variant_specs
 from image_service.storage.clients import MAX_POOL_CONNECTIONS
 from tests import images
 from tests.conftest import Api, MakeApi, emulator_client, scrape

@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from botocore.exceptions import ClientError
 
-from image_service.domain.images import MIN_PART_BYTES
+from image_service.domain.models import MIN_PART_BYTES
 from tests import images
 from tests.conftest import Api, MakeApi
 from tests.localstack import ACCESS_KEY, SECRET_KEY

@@ -12,7 +12,7 @@ import aiohttp
 import psutil
 
 from bench.soak import audit
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests.conftest import MakeApi
 from tests.processes import Program, wait_for_port
 

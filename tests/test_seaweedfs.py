@@ -16,7 +16,7 @@ from collections.abc import Iterator
 import aiohttp
 import pytest
 
-from image_service.domain.images import MIN_PART_BYTES
+from image_service.domain.models import MIN_PART_BYTES
 from tests import images
 from tests.conftest import Api, MakeApi
 from tests.seaweedfs import ACCESS_KEY, SECRET_KEY, seaweedfs

@@ -13,7 +13,7 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import pytest
 from yarl import URL
 
-from image_service.domain.images import MIN_PART_BYTES
+from image_service.domain.models import MIN_PART_BYTES
 from tests import images
 from tests.conftest import Api, MakeApi
 from tests.localstack import ACCESS_KEY, SECRET_KEY

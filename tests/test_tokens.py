@@ -20,9 +20,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from image_service.embedded import free_port
+from image_service.programs.app import create_app
+from image_service.programs.embedded import free_port
 from image_service.settings import Settings, SettingsError
-from image_service.web.app import create_app
 from tests.conftest import JWT_SECRET, Api, MakeApi
 
 # The audience this deployment's tokens carry: required with a JWKS URL.

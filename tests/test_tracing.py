@@ -17,7 +17,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceResponse,
 )
 
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests import images
 from tests.conftest import Api, auth
 from tests.processes import Program, wait_for_port

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from image_service.errors import BackendUnavailable
+from image_service.domain.errors import BackendUnavailable
 from image_service.settings import Settings
 from image_service.storage.clients import MAX_ATTEMPTS, aws_clients
 from image_service.storage.dynamo import ImageRepository

@@ -13,7 +13,7 @@ from aiohttp import web
 from playwright.async_api import Browser, expect
 
 from image_service.client import ImageServiceClient
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from tests import images
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "uppy"

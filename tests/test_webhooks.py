@@ -17,7 +17,7 @@ from aiohttp import web
 
 from image_service.client.webhooks import WebhookVerificationError, standard_secret, verify
 from image_service.domain.callbacks import callback_signing_key
-from image_service.embedded import free_port
+from image_service.programs.embedded import free_port
 from image_service.storage.provision import dead_letter_queue_name
 from tests import images
 from tests.conftest import Api, MakeApi, emulator_client

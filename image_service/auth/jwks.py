@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 import jwt
 
-from image_service.errors import BackendUnavailable, Unauthenticated
+from image_service.domain.errors import BackendUnavailable, Unauthenticated
 
 log = logging.getLogger(__name__)
 

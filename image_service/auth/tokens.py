@@ -11,8 +11,8 @@ import jwt
 from cachetools import LRUCache
 
 from image_service.auth.jwks import JwksCache
-from image_service.errors import Unauthenticated
-from image_service.models import Principal
+from image_service.domain.errors import Unauthenticated
+from image_service.domain.models import Principal
 
 HS256 = "HS256"
 RS256 = "RS256"

@@ -1,10 +1,17 @@
 """The typed async client of the API (``ImageServiceClient``), its command line, and the load
 test. Importable with aiohttp alone: nothing here needs the server's dependencies."""
 
-from image_service.client.api import (
+from image_service.client.api import ImageServiceClient
+from image_service.client.parts import (
+    ByteSource,
+    BytesSource,
+    FileSource,
+    MultipartTicket,
+    PartTicket,
+)
+from image_service.client.types import (
     ApiError,
     Image,
-    ImageServiceClient,
     ImageServiceError,
     Page,
     Photo,
@@ -13,13 +20,6 @@ from image_service.client.api import (
     StorageError,
     UploadTicket,
     Variant,
-)
-from image_service.client.parts import (
-    ByteSource,
-    BytesSource,
-    FileSource,
-    MultipartTicket,
-    PartTicket,
 )
 
 __all__ = [

@@ -3,7 +3,8 @@
 It follows the service's own protocol, so callers never handle presigned URLs by hand: ask for an
 upload URL, send the bytes straight to S3 (a signed PUT or a POST policy, with progress), complete,
 wait until processed, list page by page, download, delete. The CLI's ``upload``/``list``/
-``download``/``delete`` commands, the load-test tool and the tests all speak through it.
+``download``/``delete`` commands, the load-test tool and the tests all speak through it. What the
+calls answer is in ``types.py``; how the bytes travel to S3, in ``transfer.py``.
 
     async with ImageServiceClient("http://127.0.0.1:8080", token) as images:
         image = await images.upload(data, tags=["holiday"], wait=True)
@@ -16,20 +17,18 @@ details, request id, ``Retry-After``); :class:`StorageError` is S3 refusing the 
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypedDict, Unpack
 
 import aiohttp
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.payload import Payload
 
+from image_service.client import transfer
 from image_service.client.parts import (
     ByteSource,
     BytesSource,
@@ -37,235 +36,55 @@ from image_service.client.parts import (
     PartTicket,
     digests,
 )
-from image_service.formats import content_type_from_magic
+from image_service.client.transfer import DEFAULT_PARTS_AT_ONCE
+from image_service.client.types import (
+    ApiError,
+    Image,
+    Page,
+    ProcessingTimeout,
+    Progress,
+    StorageError,
+    UploadTicket,
+)
+from image_service.imaging.formats import content_type_from_magic
 
-# Bytes written to S3 between two progress reports.
-PROGRESS_CHUNK_BYTES = 64 * 1024
 DEFAULT_TIMEOUT_SECONDS = 60.0
 # The longest the service holds one `?wait=ready` request.
 MAX_WAIT_SECONDS = 20
 # Above this, `upload` sends the bytes in parts (below the service's 20 MiB single-PUT limit).
 MULTIPART_THRESHOLD_BYTES = 16 * 1024 * 1024
 DEFAULT_PART_BYTES = 8 * 1024 * 1024
-DEFAULT_PARTS_AT_ONCE = 4
-# A part whose send failed on the network (or whose URL expired) is tried this many times.
-_PART_ATTEMPTS = 3
-PROCESSING_STATUSES = frozenset({"pending", "processing"})
-
-Progress = Callable[[int, int], None]
-"""Called with (bytes sent so far, total bytes) while an upload is written to S3."""
 
 
-class ImageServiceError(Exception):
-    """Base of everything this client raises for an answer it did not want."""
+class ImageDetails(TypedDict, total=False):
+    """What every upload call may say about the image (the service's defaults otherwise)."""
 
-
-class ApiError(ImageServiceError):
-    """The service answered with its JSON error envelope (or, failing that, a bare status)."""
-
-    def __init__(
-        self,
-        status: int,
-        code: str,
-        message: str,
-        details: Mapping[str, Any] | None = None,
-        *,
-        request_id: str | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(f"{status} {code}: {message}")
-        self.status = status
-        self.code = code
-        self.message = message
-        self.details = dict(details or {})
-        self.request_id = request_id
-        self.retry_after = retry_after
-
-
-class StorageError(ImageServiceError):
-    """S3 refused an upload or a download (expired URL, wrong length, second upload...)."""
-
-    def __init__(self, status: int, body: str) -> None:
-        super().__init__(f"S3 answered {status}: {body[:300]}")
-        self.status = status
-        self.body = body
-
-
-class ProcessingTimeout(ImageServiceError):
-    """The image was still pending or processing when the wait ended."""
-
-
-@dataclass(frozen=True, slots=True)
-class UploadTicket:
-    """Where and how to send one image's bytes; valid until ``expires_at``."""
-
-    image_id: str
-    upload_url: str
-    method: str  # "PUT" or "POST"
-    headers: dict[str, str]
-    fields: dict[str, str]
-    expires_at: datetime
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> UploadTicket:
-        return cls(
-            image_id=body["image_id"],
-            upload_url=body["upload_url"],
-            method=body["method"],
-            headers=dict(body.get("headers") or {}),
-            fields=dict(body.get("fields") or {}),
-            expires_at=_timestamp(body["expires_at"]),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Variant:
-    name: str
-    format: str
-    content_type: str
-    width: int
-    height: int
-    size: int
-
-
-@dataclass(frozen=True, slots=True)
-class Position:
-    latitude: float
-    longitude: float
-    altitude: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Photo:
-    """What the photo's EXIF says (each field when known); ``gps`` only for its owner, and
-    only where the service keeps it."""
-
-    taken_at: datetime | None = None
-    camera: str | None = None
-    lens: str | None = None
-    f_number: float | None = None
-    exposure_time: float | None = None
-    iso: int | None = None
-    focal_length: float | None = None
-    orientation: int | None = None
-    gps: Position | None = None
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> Photo:
-        taken, gps = body.get("taken_at"), body.get("gps")
-        return cls(
-            taken_at=None if taken is None else _timestamp(taken),
-            camera=body.get("camera"),
-            lens=body.get("lens"),
-            f_number=body.get("f_number"),
-            exposure_time=body.get("exposure_time"),
-            iso=body.get("iso"),
-            focal_length=body.get("focal_length"),
-            orientation=body.get("orientation"),
-            gps=None if gps is None else Position(**gps),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class Image:
-    image_id: str
-    user_id: str
-    status: str
-    content_type: str
-    tags: tuple[str, ...]
+    tags: Iterable[str]
     description: str
-    upload_time: datetime
-    updated_at: datetime
-    variants: tuple[Variant, ...] = ()
-    size: int | None = None
-    width: int | None = None
-    height: int | None = None
-    sha256: str | None = None
-    filename: str | None = None
-    placeholder: str | None = None
-    thumbhash: str | None = None  # a blurred preview, base64 ThumbHash
-    photo: Photo | None = None
-    # An upload with skip_existing answered this image, already there, instead of sending.
-    existing: bool = False
-
-    @property
-    def processed(self) -> bool:
-        return self.status not in PROCESSING_STATUSES
-
-    @classmethod
-    def from_json(cls, body: Mapping[str, Any]) -> Image:
-        return cls(
-            image_id=body["image_id"],
-            user_id=body["user_id"],
-            status=body["status"],
-            content_type=body["content_type"],
-            tags=tuple(body.get("tags") or ()),
-            description=body.get("description") or "",
-            upload_time=_timestamp(body["upload_time"]),
-            updated_at=_timestamp(body["updated_at"]),
-            variants=tuple(
-                Variant(
-                    name=v["name"],
-                    format=v["format"],
-                    content_type=v["content_type"],
-                    width=v["width"],
-                    height=v["height"],
-                    size=v["size"],
-                )
-                for v in body.get("variants") or ()
-            ),
-            size=body.get("size"),
-            width=body.get("width"),
-            height=body.get("height"),
-            sha256=body.get("sha256"),
-            filename=body.get("filename"),
-            placeholder=body.get("placeholder"),
-            thumbhash=body.get("thumbhash"),
-            photo=None if body.get("photo") is None else Photo.from_json(body["photo"]),
-        )
+    filename: str | None
 
 
-@dataclass(frozen=True, slots=True)
-class Page:
-    items: tuple[Image, ...]
-    next_cursor: str | None
+class Waiting(TypedDict, total=False):
+    """Whether an upload call waits until the image is processed, and for how long at most
+    (``DEFAULT_TIMEOUT_SECONDS``)."""
+
+    wait: bool
+    max_wait: float
 
 
-def _timestamp(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+class UploadOptions(ImageDetails, Waiting, total=False):
+    """The options the whole-upload calls share."""
 
 
-class _ProgressPayload(Payload):
-    """Bytes written in chunks, reporting after each: a progress bar for a direct S3 upload.
-    Its size is known, so the request still carries a Content-Length (S3 needs one). Each
-    chunk's write yields to the event loop, so even a large part never holds it."""
-
-    _value: bytes
-
-    def __init__(self, data: bytes, progress: Progress | None, **kwargs: Any) -> None:
-        super().__init__(data, **kwargs)
-        self._size = len(data)
-        self._progress = progress
-
-    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
-        return self._value.decode(encoding, errors)
-
-    async def write(self, writer: AbstractStreamWriter) -> None:
-        await self.write_with_length(writer, None)
-
-    async def write_with_length(
-        self, writer: AbstractStreamWriter, content_length: int | None
-    ) -> None:
-        view = memoryview(self._value)
-        if content_length is not None:
-            view = view[:content_length]
-        total = len(view)
-        for start in range(0, total, PROGRESS_CHUNK_BYTES):
-            await writer.write(view[start : start + PROGRESS_CHUNK_BYTES])
-            if self._progress is not None:
-                self._progress(min(start + PROGRESS_CHUNK_BYTES, total), total)
-        if total == 0 and self._progress is not None:
-            self._progress(0, 0)
+def _details(options: UploadOptions) -> ImageDetails:
+    details: ImageDetails = {}
+    if "tags" in options:
+        details["tags"] = options["tags"]
+    if "description" in options:
+        details["description"] = options["description"]
+    if "filename" in options:
+        details["filename"] = options["filename"]
+    return details
 
 
 class ImageServiceClient:
@@ -310,23 +129,15 @@ class ImageServiceClient:
         content_type: str,
         *,
         size: int | None = None,
-        tags: Iterable[str] = (),
-        description: str = "",
-        filename: str | None = None,
         checksum_sha256: str | None = None,
         method: str = "PUT",
         idempotency_key: str | None = None,
+        **details: Unpack[ImageDetails],
     ) -> UploadTicket:
         """``POST /images/upload``. Declaring ``size`` (and ``checksum_sha256``, base64) gets
         them signed into a PUT URL, so S3 itself refuses other bytes or a second upload."""
         body = _upload_body(
-            content_type,
-            method,
-            tags=tags,
-            description=description,
-            filename=filename,
-            size=size,
-            checksum_sha256=checksum_sha256,
+            content_type, method, details, size=size, checksum_sha256=checksum_sha256
         )
         return UploadTicket.from_json(await self._post_upload(body, idempotency_key))
 
@@ -337,26 +148,8 @@ class ImageServiceClient:
     async def send(
         self, ticket: UploadTicket, data: bytes, *, progress: Progress | None = None
     ) -> None:
-        """Sends the bytes straight to S3 as the ticket says: a PUT with exactly its headers, or
-        a form POST with its fields and the file last (S3 ignores fields after the file)."""
-        content_type = ticket.headers.get("Content-Type") or ticket.fields.get("Content-Type")
-        payload = _ProgressPayload(
-            data, progress, content_type=content_type or "application/octet-stream"
-        )
-        if ticket.method == "POST":
-            form = aiohttp.MultipartWriter("form-data")
-            for name, value in ticket.fields.items():
-                form.append(value).set_content_disposition("form-data", name=name)
-            part = form.append_payload(payload)
-            part.set_content_disposition("form-data", name="file", filename="upload")
-            request = self._session.post(ticket.upload_url, data=form)
-        else:
-            # aiohttp writes the real Content-Length itself; a signed one must equal it anyway.
-            headers = {k: v for k, v in ticket.headers.items() if k.lower() != "content-length"}
-            request = self._session.put(ticket.upload_url, data=payload, headers=headers)
-        async with request as response:
-            if response.status not in (200, 201, 204):
-                raise StorageError(response.status, await response.text())
+        """Sends the bytes straight to S3 as the ticket says (``transfer.send``)."""
+        await transfer.send(self._session, ticket, data, progress=progress)
 
     async def create_multipart_upload(
         self,
@@ -366,11 +159,9 @@ class ImageServiceClient:
         part_size: int = DEFAULT_PART_BYTES,
         part_checksums: Iterable[str] = (),
         checksum_sha256: str | None = None,
-        tags: Iterable[str] = (),
-        description: str = "",
-        filename: str | None = None,
         if_exists: str = "create",
         idempotency_key: str | None = None,
+        **details: Unpack[ImageDetails],
     ) -> MultipartTicket | Image:
         """``POST /images/upload`` for a multipart upload: a URL per part, each signing its
         length (and its SHA-256 when ``part_checksums`` are given). With ``if_exists="return"``
@@ -378,9 +169,7 @@ class ImageServiceClient:
         body = _upload_body(
             content_type,
             "MULTIPART",
-            tags=tags,
-            description=description,
-            filename=filename,
+            details,
             size=size,
             checksum_sha256=checksum_sha256,
             part_size=part_size,
@@ -406,61 +195,33 @@ class ImageServiceClient:
         parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
         progress: Progress | None = None,
     ) -> None:
-        """PUTs the ticket's parts, ``parts_at_once`` at a time, each read from ``source`` when
-        its turn comes. A part that fails on the network, or whose URL expired meanwhile, is
-        sent again (with a fresh URL from the service)."""
-        slots = asyncio.Semaphore(parts_at_once)
-        sent = {0: ticket.uploaded_bytes}
+        """PUTs the ticket's parts, ``parts_at_once`` at a time (``transfer.send_parts``); a
+        part whose URL expired meanwhile is signed again by the service."""
 
-        def reporter(number: int) -> Progress:
-            def report(done: int, _total: int) -> None:
-                sent[number] = done
-                if progress is not None:
-                    progress(sum(sent.values()), source.size)
+        async def fresh_part(part: PartTicket) -> PartTicket:
+            fresh = await self.parts(ticket.image_id)
+            return next(p for p in fresh.parts if p.part_number == part.part_number)
 
-            return report
-
-        async def send(part: PartTicket) -> None:
-            async with slots:
-                data = await source.read((part.part_number - 1) * ticket.part_size, part.size)
-                for attempt in range(_PART_ATTEMPTS):
-                    try:
-                        await self._put_part(part, data, reporter(part.part_number))
-                        return
-                    except (StorageError, aiohttp.ClientConnectionError) as exc:
-                        expired = isinstance(exc, StorageError) and exc.status == 403
-                        if attempt + 1 == _PART_ATTEMPTS or (
-                            isinstance(exc, StorageError) and not expired and exc.status < 500
-                        ):
-                            raise
-                        if expired:  # signed too long ago: ask for this part's URL again
-                            fresh = await self.parts(ticket.image_id)
-                            part = next(p for p in fresh.parts if p.part_number == part.part_number)
-
-        await asyncio.gather(*(send(part) for part in ticket.parts))
-
-    async def _put_part(self, part: PartTicket, data: bytes, progress: Progress) -> None:
-        headers = {k: v for k, v in part.headers.items() if k.lower() != "content-length"}
-        payload = _ProgressPayload(data, progress, content_type="application/octet-stream")
-        async with self._session.put(part.url, data=payload, headers=headers) as response:
-            if response.status != 200:
-                raise StorageError(response.status, await response.text())
+        await transfer.send_parts(
+            self._session,
+            ticket,
+            source,
+            fresh_part=fresh_part,
+            parts_at_once=parts_at_once,
+            progress=progress,
+        )
 
     async def upload_multipart(
         self,
         source: ByteSource,
         content_type: str,
         *,
-        tags: Iterable[str] = (),
-        description: str = "",
-        filename: str | None = None,
         part_size: int = DEFAULT_PART_BYTES,
         parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
         skip_existing: bool = False,
         progress: Progress | None = None,
         started: Callable[[MultipartTicket], None] | None = None,
-        wait: bool = False,
-        max_wait: float = DEFAULT_TIMEOUT_SECONDS,
+        **options: Unpack[UploadOptions],
     ) -> Image:
         """A whole upload in parts: every part's SHA-256 and the file's are computed first
         (one pass), so S3 checks each part and the service the whole. ``started`` is told the
@@ -472,17 +233,15 @@ class ImageServiceClient:
             part_size=part_size,
             part_checksums=sums.parts,
             checksum_sha256=sums.whole,
-            tags=tags,
-            description=description,
-            filename=filename,
             if_exists="return" if skip_existing else "create",
+            **_details(options),
         )
         if isinstance(answer, Image):
             return replace(answer, existing=True)
         if started is not None:
             started(answer)
         await self.send_parts(answer, source, parts_at_once=parts_at_once, progress=progress)
-        return await self._completed(answer.image_id, wait=wait, max_wait=max_wait)
+        return await self._completed(answer.image_id, options)
 
     async def resume_upload(
         self,
@@ -491,17 +250,17 @@ class ImageServiceClient:
         *,
         parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
         progress: Progress | None = None,
-        wait: bool = False,
-        max_wait: float = DEFAULT_TIMEOUT_SECONDS,
+        **waiting: Unpack[Waiting],
     ) -> Image:
         """Finishes an interrupted multipart upload: sends only the parts S3 does not hold."""
         ticket = await self.parts(image_id)
         await self.send_parts(ticket, source, parts_at_once=parts_at_once, progress=progress)
-        return await self._completed(image_id, wait=wait, max_wait=max_wait)
+        return await self._completed(image_id, waiting)
 
-    async def _completed(self, image_id: str, *, wait: bool, max_wait: float) -> Image:
+    async def _completed(self, image_id: str, waiting: Waiting) -> Image:
         image = await self.complete(image_id)
-        if wait:
+        if waiting.get("wait", False):
+            max_wait = waiting.get("max_wait", DEFAULT_TIMEOUT_SECONDS)
             image = await self.wait_until_processed(image.image_id, max_wait=max_wait)
         return image
 
@@ -520,17 +279,13 @@ class ImageServiceClient:
         data: bytes,
         *,
         content_type: str | None = None,
-        tags: Iterable[str] = (),
-        description: str = "",
-        filename: str | None = None,
         method: str = "PUT",
         progress: Progress | None = None,
-        wait: bool = False,
-        max_wait: float = DEFAULT_TIMEOUT_SECONDS,
         skip_existing: bool = False,
         multipart_threshold: int = MULTIPART_THRESHOLD_BYTES,
         part_size: int = DEFAULT_PART_BYTES,
         parts_at_once: int = DEFAULT_PARTS_AT_ONCE,
+        **options: Unpack[UploadOptions],
     ) -> Image:
         """The whole upload: URL (the exact size and SHA-256 signed in), bytes to S3,
         completion, and with ``wait`` the processed image. ``content_type`` defaults to what
@@ -544,22 +299,16 @@ class ImageServiceClient:
             return await self.upload_multipart(
                 BytesSource(data),
                 declared,
-                tags=tags,
-                description=description,
-                filename=filename,
                 part_size=part_size,
                 parts_at_once=parts_at_once,
                 skip_existing=skip_existing,
                 progress=progress,
-                wait=wait,
-                max_wait=max_wait,
+                **options,
             )
         body = _upload_body(
             declared,
             method,
-            tags=tags,
-            description=description,
-            filename=filename,
+            _details(options),
             size=len(data) if method == "PUT" else None,
             checksum_sha256=_sha256(data) if skip_existing or method == "PUT" else None,
             if_exists="return" if skip_existing else "create",
@@ -569,7 +318,7 @@ class ImageServiceClient:
             return replace(Image.from_json(answer), existing=True)
         ticket = UploadTicket.from_json(answer)
         await self.send(ticket, data, progress=progress)
-        return await self._completed(ticket.image_id, wait=wait, max_wait=max_wait)
+        return await self._completed(ticket.image_id, options)
 
     async def wait_until_processed(
         self, image_id: str, *, max_wait: float = DEFAULT_TIMEOUT_SECONDS
@@ -772,10 +521,8 @@ class ImageServiceClient:
 def _upload_body(
     content_type: str,
     method: str,
+    details: ImageDetails,
     *,
-    tags: Iterable[str],
-    description: str,
-    filename: str | None,
     size: int | None,
     checksum_sha256: str | None,
     **more: Any,
@@ -784,11 +531,15 @@ def _upload_body(
     body: dict[str, Any] = {
         "content_type": content_type,
         "method": method,
-        "tags": list(tags),
-        "description": description,
+        "tags": list(details.get("tags", ())),
+        "description": details.get("description", ""),
         **more,
     }
-    optional = {"size": size, "filename": filename, "checksum_sha256": checksum_sha256}
+    optional = {
+        "size": size,
+        "filename": details.get("filename"),
+        "checksum_sha256": checksum_sha256,
+    }
     body.update({name: value for name, value in optional.items() if value is not None})
     return body
 

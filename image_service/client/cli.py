@@ -17,17 +17,11 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from image_service.client import state as upload_state
-from image_service.client.api import (
-    DEFAULT_PARTS_AT_ONCE,
-    MULTIPART_THRESHOLD_BYTES,
-    ApiError,
-    Image,
-    ImageServiceClient,
-    ImageServiceError,
-    Progress,
-)
+from image_service.client.api import MULTIPART_THRESHOLD_BYTES, ImageServiceClient
 from image_service.client.parts import FileSource
-from image_service.formats import FILE_EXTENSIONS, content_type_from_magic
+from image_service.client.transfer import DEFAULT_PARTS_AT_ONCE
+from image_service.client.types import ApiError, Image, ImageServiceError, Progress
+from image_service.imaging.formats import FILE_EXTENSIONS, content_type_from_magic
 
 URL_VARIABLE = "IMAGE_SERVICE_API_URL"
 TOKEN_VARIABLE = "IMAGE_SERVICE_API_TOKEN"  # noqa: S105  # a variable name, not a secret

@@ -27,7 +27,8 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from image_service.auth.tokens import issue_token
-from image_service.client.api import ApiError, ImageServiceClient, ProcessingTimeout, StorageError
+from image_service.client.api import ImageServiceClient
+from image_service.client.types import ApiError, ProcessingTimeout, StorageError
 
 T = TypeVar("T")
 

@@ -14,7 +14,7 @@ import hmac
 import json
 from dataclasses import dataclass
 
-from image_service.errors import InvalidRequest
+from image_service.domain.errors import InvalidRequest
 
 _MAC_BYTES = 16
 

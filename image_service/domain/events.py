@@ -25,15 +25,13 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from image_service.domain.callbacks import callback_signing_key
-from image_service.errors import BackendUnavailable
-from image_service.models import ImageRecord, format_timestamp
-from image_service.storage.dynamo import ImageRepository
-from image_service.storage.queue import JobQueue
-from image_service.views import image_view
+from image_service.domain.errors import BackendUnavailable
+from image_service.domain.models import ImageRecord, format_timestamp
+from image_service.domain.ports import Clock, Jobs, Outbox
+from image_service.domain.views import image_view
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +51,14 @@ Observe = Callable[[str, str], None]
 class ImageEvents:
     def __init__(
         self,
-        jobs: JobQueue,
+        jobs: Jobs,
         *,
-        outbox: ImageRepository,
+        outbox: Outbox,
         webhook_url: str | None,
         signing: bool,
         allow_private: bool,
         callback_masters: tuple[str, ...] = (),
-        clock: Callable[[], datetime],
+        clock: Clock,
         observe: Observe = lambda _type, _outcome: None,
     ) -> None:
         self._jobs = jobs

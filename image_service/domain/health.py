@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 
-from image_service.errors import NotReady, ServiceError
+from image_service.domain.errors import NotReady, ServiceError
 
 Probe = Callable[[], Awaitable[None]]
 

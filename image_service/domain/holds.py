@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 
-from image_service.errors import ServiceError, TooManyHeld
+from image_service.domain.errors import ServiceError, TooManyHeld
 
 
 class Holds:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-from image_service.models import ImageRecord
+from image_service.domain.models import ImageRecord
 
 
 def key_prefix(user_id: str) -> str:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 from cachetools import LRUCache
 
-from image_service.errors import RateLimited
+from image_service.domain.errors import RateLimited
 
 
 class TokenBucketLimiter:

@@ -28,10 +28,7 @@ from datetime import datetime
 
 from cachetools import LRUCache, TTLCache
 
-from image_service.domain.holds import Holds
-from image_service.domain.layout import image_prefix
-from image_service.domain.ratelimit import TokenBucketLimiter
-from image_service.errors import (
+from image_service.domain.errors import (
     BackendUnavailable,
     Conflict,
     ImageNotFound,
@@ -41,8 +38,11 @@ from image_service.errors import (
     RenditionUrlRefused,
     ServiceError,
 )
+from image_service.domain.holds import Holds
+from image_service.domain.layout import image_prefix
+from image_service.domain.models import ImageRecord, ImageStatus
+from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.imaging.render import FITS, RENDITION_FORMATS, RenderedVariant
-from image_service.models import ImageRecord, ImageStatus
 
 # What `format=auto` becomes, by the client's Accept header: the smallest the browser takes.
 _NEGOTIATED = (("image/avif", "avif"), ("image/webp", "webp"))

@@ -23,9 +23,9 @@ import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 
+from image_service.domain.errors import TooManyWaits
 from image_service.domain.holds import Holds
-from image_service.errors import TooManyWaits
-from image_service.models import ImageRecord, ImageStatus
+from image_service.domain.models import ImageRecord, ImageStatus
 
 log = logging.getLogger(__name__)
 

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from PIL import Image
-
-from image_service.models import GpsPosition, PhotoMetadata
 
 _EXIF_IFD = 0x8769
 _GPS_IFD = 0x8825
@@ -28,6 +27,30 @@ _GPS_LATITUDE_REF, _GPS_LATITUDE, _GPS_LONGITUDE_REF, _GPS_LONGITUDE = 1, 2, 3, 
 _GPS_ALTITUDE_REF, _GPS_ALTITUDE = 5, 6
 
 MAX_TEXT = 100
+
+
+@dataclass(frozen=True, slots=True)
+class GpsPosition:
+    latitude: float
+    longitude: float
+    altitude: float | None = None  # metres; negative below sea level
+
+
+@dataclass(frozen=True, slots=True)
+class PhotoMetadata:
+    """What a photo's EXIF says about it (read below); each field only when known."""
+
+    taken_at: datetime | None = None  # UTC
+    camera: str | None = None  # make and model
+    lens: str | None = None
+    f_number: float | None = None
+    exposure_time: float | None = None  # seconds
+    iso: int | None = None
+    focal_length: float | None = None  # millimetres
+    orientation: int | None = None  # EXIF 1-8 (the variants are already upright)
+    gps: GpsPosition | None = None  # only when IMAGE_SERVICE_KEEP_GPS; shown to the owner only
+
+
 _UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 _OFFSET = re.compile(r"^([+-])(\d{2}):(\d{2})$")
 

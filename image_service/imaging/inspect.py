@@ -22,7 +22,7 @@ from typing import IO, Any
 import pillow_heif
 from PIL import Image, ImageSequence, UnidentifiedImageError
 
-from image_service.formats import ISOBMFF_CONTENT_TYPES, content_type_from_magic
+from image_service.imaging.formats import ISOBMFF_CONTENT_TYPES, content_type_from_magic
 
 # HEIC and HEIF through libheif (pillow-heif's wheel); AVIF is Pillow's own (libavif).
 pillow_heif.register_heif_opener()

@@ -13,10 +13,9 @@ from typing import IO
 from PIL import Image, ImageCms, ImageOps
 
 import image_service.imaging.inspect  # noqa: F401  # registers the HEIC/HEIF opener
-from image_service.imaging.exif import photo_metadata
+from image_service.imaging.exif import PhotoMetadata, photo_metadata
 from image_service.imaging.placeholder import thumbhash
-from image_service.models import PhotoMetadata
-from image_service.spool import Spooled
+from image_service.imaging.spool import Spooled
 
 _FORMATS = {
     "jpeg": ("JPEG", "image/jpeg", ".jpg"),

@@ -23,20 +23,22 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from image_service.domain.images import ImageService, normalize_tags, utc_now
+from image_service.domain.completion import Completion
+from image_service.domain.errors import Conflict, QuotaExceeded, UploadRejected
 from image_service.domain.layout import incoming_key, original_key
-from image_service.errors import Conflict, QuotaExceeded, UploadRejected
-from image_service.logs import image_event
-from image_service.models import (
+from image_service.domain.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,
     MAX_TAGS,
     ImageRecord,
     ImageStatus,
     LegacyImage,
+    normalize_tags,
 )
+from image_service.domain.ports import StoredObject, utc_now
+from image_service.logs import image_event
 from image_service.storage.dynamo import ImageRepository
-from image_service.storage.s3 import ObjectStore, StoredObject
+from image_service.storage.s3 import ObjectStore
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +62,12 @@ class MigrationReport:
 
 
 async def migrate(
-    images: ImageService, store: ObjectStore, repository: ImageRepository, *, apply: bool
+    completion: Completion, store: ObjectStore, repository: ImageRepository, *, apply: bool
 ) -> MigrationReport:
     report = MigrationReport()
     async for legacy in repository.legacy_images():
         name = (legacy.user_id, legacy.image_id)
-        problem = legacy_problem(images, legacy)
+        problem = legacy_problem(completion, legacy)
         stored = None if problem else await store.head(legacy.s3_key)
         if stored is None:
             report.refused.append((*name, problem or "object_missing"))
@@ -74,7 +76,7 @@ async def migrate(
             report.migrated.append(name)
             continue
         try:
-            adopted = await adopt_legacy(images, store, repository, legacy, stored)
+            adopted = await adopt_legacy(completion, store, repository, legacy, stored)
         except (UploadRejected, QuotaExceeded, Conflict) as refusal:
             # Refused as an upload of it would be; its old object stays, for a person to judge.
             report.refused.append((*name, refusal.code))
@@ -85,7 +87,7 @@ async def migrate(
         report.migrated.append(name)
         log.info("image migrated", extra=image_event("image_migrated", *name))
     if apply:
-        await _complete_left_uploads(images, store, repository, report)
+        await _complete_left_uploads(completion, store, repository, report)
     await _index_digests(repository, report, apply=apply)
     return report
 
@@ -103,7 +105,7 @@ async def _index_digests(
 
 
 async def _complete_left_uploads(
-    images: ImageService, store: ObjectStore, repository: ImageRepository, report: MigrationReport
+    completion: Completion, store: ObjectStore, repository: ImageRepository, report: MigrationReport
 ) -> None:
     """A run cut short between taking an image in and completing it leaves a pending record
     whose bytes are in place: complete it now, like any upload whose client went away."""
@@ -115,14 +117,14 @@ async def _complete_left_uploads(
         if await store.head(incoming_key(record)) is None:
             continue
         try:
-            await images.complete_for(*name)
+            await completion.complete_for(*name)
         except (UploadRejected, QuotaExceeded, Conflict) as refusal:
             report.refused.append((*name, refusal.code))
             continue
         report.resumed.append(name)
 
 
-def legacy_problem(images: ImageService, legacy: LegacyImage) -> str | None:
+def legacy_problem(completion: Completion, legacy: LegacyImage) -> str | None:
     """Why an image the original service stored cannot be taken in as it is (a code), or
     None. Such an image is left exactly as it was, for its owner or an operator to fix:
     nothing is truncated or guessed."""
@@ -131,7 +133,7 @@ def legacy_problem(images: ImageService, legacy: LegacyImage) -> str | None:
             return "image_id_not_a_uuid"
     except ValueError:
         return "image_id_not_a_uuid"
-    if not images.accepts(legacy.content_type):
+    if not completion.accepts(legacy.content_type):
         return "unsupported_content_type"
     tags = normalize_tags(legacy.tags)
     if len(tags) > MAX_TAGS:
@@ -144,7 +146,7 @@ def legacy_problem(images: ImageService, legacy: LegacyImage) -> str | None:
 
 
 async def adopt_legacy(
-    images: ImageService,
+    completion: Completion,
     store: ObjectStore,
     repository: ImageRepository,
     legacy: LegacyImage,
@@ -171,4 +173,4 @@ async def adopt_legacy(
     )
     if await repository.adopt_legacy(record) is None:
         return None
-    return await images.complete_for(record.user_id, record.image_id)
+    return await completion.complete_for(record.user_id, record.image_id)

@@ -23,9 +23,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from urllib.parse import unquote
 
-from image_service.domain.images import utc_now
 from image_service.domain.layout import image_prefix, incoming_key, quarantine_key
-from image_service.models import ImageRecord, ImageStatus
+from image_service.domain.models import ImageRecord, ImageStatus
+from image_service.domain.ports import utc_now
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from image_service.domain.images import reprocess_job
+from image_service.domain.jobs import reprocess_job
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
 

@@ -11,7 +11,7 @@ from contextvars import ContextVar
 import aiohttp
 from botocore.exceptions import BotoCoreError, ClientError
 
-from image_service.errors import BackendUnavailable, Unstorable
+from image_service.domain.errors import BackendUnavailable, Unstorable
 
 log = logging.getLogger(__name__)
 

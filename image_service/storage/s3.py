@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, TYPE_CHECKING, Any
 
 import aiohttp
 from botocore.exceptions import ClientError
 
-from image_service.errors import BackendUnavailable
-from image_service.models import UploadedPart
+from image_service.domain.errors import BackendUnavailable
+from image_service.domain.models import UploadedPart
+from image_service.domain.ports import SignedPost, SignedPut, StoredObject
 from image_service.storage.errors import backend_errors, error_code, http_status
 from image_service.storage.presign import UrlSigner
 
@@ -24,25 +24,6 @@ READ_CHUNK_BYTES = 256 * 1024
 # retries but fewer: a rendition request waits on it.
 _READ_URL_SECONDS = 60
 _READ_ATTEMPTS = 2
-
-
-@dataclass(frozen=True, slots=True)
-class StoredObject:
-    size: int
-    etag: str
-    last_modified: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class SignedPut:
-    url: str
-    headers: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
-class SignedPost:
-    url: str
-    fields: dict[str, str]
 
 
 def _missing(exc: ClientError) -> bool:

@@ -1,17 +1,15 @@
-"""The one app factory, used by the program and the tests alike. It does no I/O itself."""
+"""The API's shell: its middlewares, routes, pages, OpenAPI document and security headers. The
+one app factory (programs/app.py) gives it the backends' lifetime; it does no I/O itself."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import contextlib
 import functools
 import hashlib
 import re
 import warnings
 from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack
-from datetime import datetime
 
 import aiohttp
 from aiohttp import web
@@ -20,18 +18,10 @@ from aiohttp_apispec import validation_middleware
 from image_service import __version__
 from image_service.auth.jwks import JwksCache
 from image_service.auth.tokens import TokenVerifier
-from image_service.domain.images import utc_now
 from image_service.metrics import ServiceMetrics
-from image_service.services import open_services
 from image_service.settings import PREFIX, Settings, SettingsError
 from image_service.web.keys import (
-    AWS_CLIENTS,
-    IMAGE_REPOSITORY,
-    IMAGE_SERVICE,
-    JOB_QUEUE,
     METRICS,
-    OBJECT_STORE,
-    RENDITIONS,
     SETTINGS,
     TOKEN_VERIFIER,
     WATCHER,
@@ -47,7 +37,6 @@ from image_service.web.middlewares import (
 from image_service.web.openapi import setup_openapi
 from image_service.web.page import setup_page
 from image_service.web.routes import setup_routes
-from image_service.worker.main import make_worker, running
 
 API_DESCRIPTION = (
     "Presigned direct-to-S3 image uploads with metadata in DynamoDB. Ask for an upload URL, send "
@@ -85,35 +74,6 @@ async def _token_verifier(app: web.Application) -> AsyncIterator[None]:
         yield
 
 
-def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], AsyncIterator[None]]:
-    async def backends(app: web.Application) -> AsyncIterator[None]:
-        """One aioboto3 session and one client per AWS service for the app's whole life; and,
-        when asked (dev, tests), a queue worker in this process."""
-        settings = app[SETTINGS]
-        async with open_services(settings, clock=clock, metrics=app[METRICS]) as services:
-            app[OBJECT_STORE] = services.store
-            app[IMAGE_REPOSITORY] = services.repository
-            app[JOB_QUEUE] = services.jobs
-            app[IMAGE_SERVICE] = services.images
-            app[RENDITIONS] = services.renditions
-            app[WATCHER] = services.watcher
-            app[AWS_CLIENTS] = services.clients
-            watching = asyncio.create_task(services.watcher.run())
-            try:
-                if not settings.embedded_worker:
-                    yield
-                    return
-                worker = make_worker(settings, services)
-                async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
-                    yield
-            finally:
-                watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
-
-    return backends
-
-
 async def _end_streams(app: web.Application) -> None:
     """Event streams never end on their own: on shutdown they are ended first, so that they
     do not hold the process for its whole grace period."""
@@ -121,10 +81,12 @@ async def _end_streams(app: web.Application) -> None:
         app[WATCHER].close_streams()
 
 
-def create_app(
-    settings: Settings, *, clock: Callable[[], datetime] = utc_now, dev_tokens: bool = False
-) -> web.Application:
-    """``dev_tokens``: serve ``POST /dev/token`` for the browser page; `image-service dev` only."""
+Lifetime = Callable[[web.Application], AsyncIterator[None]]
+
+
+def api_shell(settings: Settings, *, backends: Lifetime, dev_tokens: bool) -> web.Application:
+    """The app around ``backends``, the cleanup context that opens what the handlers reach
+    (their app keys, web/keys.py) for the app's whole life."""
     app = web.Application(
         # The API never carries image bytes, so every body is small JSON.
         client_max_size=settings.max_json_body_bytes,
@@ -141,7 +103,7 @@ def create_app(
     app[METRICS] = ServiceMetrics()
     app.on_shutdown.append(_end_streams)
     app.cleanup_ctx.append(_token_verifier)
-    app.cleanup_ctx.append(_backends(clock))
+    app.cleanup_ctx.append(backends)
     app.on_response_prepare.append(_security_headers)
     setup_routes(app)
     setup_page(app, dev_tokens=dev_tokens)

@@ -10,24 +10,28 @@ from aiohttp import web
 from aiohttp_sse import sse_response
 from marshmallow import Schema
 
+from image_service.domain.errors import RenditionUrlRefused
 from image_service.domain.health import check_backends
-from image_service.domain.images import UploadRequest
+from image_service.domain.models import ListFilter
+from image_service.domain.owners import owner_for
 from image_service.domain.renditions import validated_spec
-from image_service.errors import RenditionUrlRefused
+from image_service.domain.uploads import UploadRequest
+from image_service.domain.views import image_view, page_view
 from image_service.metrics import CONTENT_TYPE
-from image_service.models import ListFilter
-from image_service.views import image_view, page_view
 from image_service.web.encoding import json_text
 from image_service.web.keys import (
+    COMPLETION,
     DEADLINE,
     IMAGE_REPOSITORY,
-    IMAGE_SERVICE,
     JOB_QUEUE,
+    LIBRARY,
     METRICS,
     OBJECT_STORE,
     PRINCIPAL,
     RENDITIONS,
     SETTINGS,
+    TRASH,
+    UPLOADS,
     WATCHER,
 )
 from image_service.web.middlewares import public, token_in_query
@@ -120,7 +124,7 @@ def _owner(request: web.Request) -> str | None:
 )
 async def create_upload(request: web.Request) -> web.Response:
     body = request["json"]
-    record, upload = await request.app[IMAGE_SERVICE].create_upload(
+    record, upload = await request.app[UPLOADS].create_upload(
         request[PRINCIPAL],
         UploadRequest(**body),
         idempotency_key=request.headers.get("Idempotency-Key"),
@@ -151,7 +155,7 @@ async def create_upload(request: web.Request) -> web.Response:
 @response_schema(PartsResponseSchema, 200)
 async def upload_parts(request: web.Request) -> web.Response:
     image_id = request.match_info["image_id"]
-    progress = await request.app[IMAGE_SERVICE].parts(request[PRINCIPAL], image_id, _owner(request))
+    progress = await request.app[UPLOADS].parts(request[PRINCIPAL], image_id, _owner(request))
     payload = {
         "image_id": image_id,
         "upload_id": progress.upload_id,
@@ -174,7 +178,7 @@ async def upload_parts(request: web.Request) -> web.Response:
 @response_schema(DigestCheckResponseSchema, 200)
 async def check_digests(request: web.Request) -> web.Response:
     body = request["json"]
-    results = await request.app[IMAGE_SERVICE].check_digests(
+    results = await request.app[UPLOADS].check_digests(
         request[PRINCIPAL], body.get("user_id"), body["checksums_sha256"]
     )
     return _dump(_digests, {"results": results})
@@ -184,7 +188,7 @@ async def check_digests(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(ImageSchema, 200)
 async def complete_upload(request: web.Request) -> web.Response:
-    record = await request.app[IMAGE_SERVICE].complete(
+    record = await request.app[COMPLETION].complete(
         request[PRINCIPAL], request.match_info["image_id"], _owner(request)
     )
     return _json(image_view(record, gps=_owns(request, record.user_id)))
@@ -210,7 +214,7 @@ async def get_image(request: web.Request) -> web.Response:
             + wait_seconds
             + request.app[SETTINGS].request_timeout_seconds
         )
-    record = await request.app[IMAGE_SERVICE].get(
+    record = await request.app[LIBRARY].get(
         request[PRINCIPAL],
         request.match_info["image_id"],
         _owner(request),
@@ -236,7 +240,7 @@ async def get_image(request: web.Request) -> web.Response:
 @response_schema(None, 200, description="text/event-stream")
 async def image_events(request: web.Request) -> web.StreamResponse:
     principal = request[PRINCIPAL]
-    owner = request.app[IMAGE_SERVICE].owner_for(principal, _owner(request))
+    owner = owner_for(principal, _owner(request))
     request[DEADLINE].reschedule(None)  # a stream lasts as long as its reader, and its token
     async with (
         request.app[WATCHER].stream(owner, holder=principal.user_id) as changes,
@@ -277,7 +281,7 @@ async def image_events(request: web.Request) -> web.StreamResponse:
 @response_schema(ImageSchema, 200)
 async def update_image(request: web.Request) -> web.Response:
     body = request["json"]
-    record = await request.app[IMAGE_SERVICE].update(
+    record = await request.app[LIBRARY].update(
         request[PRINCIPAL],
         request.match_info["image_id"],
         _owner(request),
@@ -301,7 +305,7 @@ async def list_images(request: web.Request) -> web.Response:
         taken_to=query.get("taken_to"),
         by_taken=query["sort"] == "taken_at",
     )
-    page = await request.app[IMAGE_SERVICE].list(
+    page = await request.app[LIBRARY].list(
         request[PRINCIPAL],
         query.get("user_id"),
         filters,
@@ -316,7 +320,7 @@ async def list_images(request: web.Request) -> web.Response:
 @response_schema(DownloadResponseSchema, 200)
 async def download_image(request: web.Request) -> web.Response:
     query = request["querystring"]
-    download = await request.app[IMAGE_SERVICE].download(
+    download = await request.app[LIBRARY].download(
         request[PRINCIPAL],
         request.match_info["image_id"],
         _owner(request),
@@ -353,7 +357,7 @@ async def render_url(request: web.Request) -> web.Response:
         quality=query.get("q"),
         preset=query.get("preset"),
     )
-    record = await request.app[IMAGE_SERVICE].get(
+    record = await request.app[LIBRARY].get(
         request[PRINCIPAL], request.match_info["image_id"], _owner(request)
     )
     signed = renditions.sign_for(record, spec)
@@ -415,8 +419,8 @@ async def deliver_rendition(request: web.Request) -> web.StreamResponse:
 @response_schema(None, 204, description="In the trash, or deleted.")
 async def delete_image(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
-    owner = request.app[IMAGE_SERVICE].owner_for(principal, _owner(request))
-    await request.app[IMAGE_SERVICE].delete(
+    owner = owner_for(principal, _owner(request))
+    await request.app[TRASH].delete(
         principal,
         request.match_info["image_id"],
         owner,
@@ -430,7 +434,7 @@ async def delete_image(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(ImageSchema, 200)
 async def restore_image(request: web.Request) -> web.Response:
-    record = await request.app[IMAGE_SERVICE].restore(
+    record = await request.app[TRASH].restore(
         request[PRINCIPAL], request.match_info["image_id"], _owner(request)
     )
     return _json(image_view(record, gps=_owns(request, record.user_id)))
@@ -440,7 +444,7 @@ async def restore_image(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(PurgedSchema, 200)
 async def empty_trash(request: web.Request) -> web.Response:
-    purged = await request.app[IMAGE_SERVICE].empty_trash(request[PRINCIPAL], _owner(request))
+    purged = await request.app[TRASH].empty_trash(request[PRINCIPAL], _owner(request))
     return _json({"purged": purged})
 
 
@@ -455,7 +459,7 @@ async def empty_trash(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(CallbackSecretSchema, 200)
 async def callback_secret(request: web.Request) -> web.Response:
-    secret = request.app[IMAGE_SERVICE].callback_secret(request[PRINCIPAL], _owner(request))
+    secret = request.app[LIBRARY].callback_secret(request[PRINCIPAL], _owner(request))
     return _dump(_callback_secret, {"secret": secret}, headers=NO_STORE)
 
 

@@ -7,11 +7,14 @@ import asyncio
 from aiohttp import web
 
 from image_service.auth.tokens import TokenVerifier
-from image_service.domain.images import ImageService
+from image_service.domain.completion import Completion
+from image_service.domain.library import Library
+from image_service.domain.models import Principal
 from image_service.domain.renditions import Renditions
+from image_service.domain.trash import Trash
+from image_service.domain.uploads import Uploads
 from image_service.domain.watch import StatusWatcher
 from image_service.metrics import ServiceMetrics
-from image_service.models import Principal
 from image_service.settings import Settings
 from image_service.storage.clients import AwsClients
 from image_service.storage.dynamo import ImageRepository
@@ -23,7 +26,11 @@ METRICS = web.AppKey("metrics", ServiceMetrics)
 TOKEN_VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)
-IMAGE_SERVICE = web.AppKey("image_service", ImageService)
+# The image lifecycle's jobs (domain/): each handler calls the one that owns its job.
+UPLOADS = web.AppKey("uploads", Uploads)
+COMPLETION = web.AppKey("completion", Completion)
+LIBRARY = web.AppKey("library", Library)
+TRASH = web.AppKey("trash", Trash)
 JOB_QUEUE = web.AppKey("job_queue", JobQueue)
 RENDITIONS = web.AppKey("renditions", Renditions)
 WATCHER = web.AppKey("watcher", StatusWatcher)

@@ -18,7 +18,7 @@ from marshmallow import Schema, ValidationError, fields
 from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
-from image_service.errors import (
+from image_service.domain.errors import (
     BackendTimeout,
     BackendUnavailable,
     InvalidRequest,

@@ -10,14 +10,14 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from image_service.auth.tokens import MAX_SUBJECT_BYTES
 from image_service.domain.callbacks import MAX_CALLBACK_URL_LENGTH
-from image_service.domain.images import MAX_CHECKED_DIGESTS, MAX_PARTS
-from image_service.models import (
+from image_service.domain.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,
     MAX_TAGS,
     ImageStatus,
     format_timestamp,
 )
+from image_service.domain.uploads import MAX_CHECKED_DIGESTS, MAX_PARTS
 
 # Control characters (C0, DEL, C1) corrupt logs and terminals downstream; a lone surrogate is not
 # a character at all and cannot be stored as UTF-8 (DynamoDB refuses the whole write). Free text

@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from image_service import tracing
-from image_service.errors import BackendUnavailable
+from image_service.domain.errors import BackendUnavailable
 from image_service.metrics import WorkerMetrics
 from image_service.storage.queue import JobQueue, QueueMessage
 from image_service.worker.pipeline import ImageProcessor

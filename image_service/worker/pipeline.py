@@ -15,18 +15,19 @@ from typing import IO, Any
 from urllib.parse import unquote_plus
 
 from image_service.domain import events
-from image_service.domain.images import ImageService, utc_now
+from image_service.domain.completion import Completion
+from image_service.domain.errors import ServiceError
 from image_service.domain.layout import image_prefix, quarantine_key
-from image_service.errors import ServiceError
+from image_service.domain.models import ImageRecord, ImageStatus, Variant
+from image_service.domain.ports import utc_now
 from image_service.imaging.render import (
     Rendering,
     VariantSpec,
     render_variants,
     strip_jpeg_gps_file,
 )
+from image_service.imaging.spool import Spooled, spool
 from image_service.logs import image_event
-from image_service.models import ImageRecord, ImageStatus, Variant
-from image_service.spool import Spooled, spool
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
 from image_service.worker.scanners import Scanner, ScanSubject
@@ -68,7 +69,7 @@ class ImageProcessor:
     def __init__(
         self,
         *,
-        images: ImageService,
+        completion: Completion,
         store: ObjectStore,
         repository: ImageRepository,
         scanners: Sequence[Scanner],
@@ -77,7 +78,7 @@ class ImageProcessor:
         webhooks: WebhookSender | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
-        self._images = images
+        self._completion = completion
         self._webhooks = webhooks
         self._store = store
         self._repository = repository
@@ -117,7 +118,7 @@ class ImageProcessor:
                 continue
             owner, image_id = unquote_plus(parts[1]), parts[2]
             try:
-                await self._images.complete_for(owner, image_id)
+                await self._completion.complete_for(owner, image_id)
             except ServiceError as exc:
                 if exc.http_status >= 500:
                     raise  # an outage: retry later
@@ -138,7 +139,7 @@ class ImageProcessor:
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
         # the conditional write lets exactly one of them publish the record.
         if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
-            await self._images.events.publish(events.READY, ready)
+            await self._completion.events.publish(events.READY, ready)
             log.info(
                 "ready %s/%s (%d variants)",
                 record.user_id,
@@ -284,7 +285,7 @@ class ImageProcessor:
             updated_at=self._clock(),
         )
         if await self._repository.replace_if_status(quarantined, ImageStatus.PROCESSING):
-            await self._images.events.publish(events.QUARANTINED, quarantined)
+            await self._completion.events.publish(events.QUARANTINED, quarantined)
         log.warning(
             "quarantined %s/%s: %s",
             record.user_id,

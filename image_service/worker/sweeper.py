@@ -21,11 +21,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from image_service.domain.images import ImageService, process_job
-from image_service.errors import BackendUnavailable
+from image_service.domain.errors import BackendUnavailable
+from image_service.domain.jobs import process_job
+from image_service.domain.models import ImageRecord, ImageStatus
+from image_service.domain.trash import Trash
 from image_service.logs import image_event
 from image_service.metrics import WorkerMetrics
-from image_service.models import ImageRecord, ImageStatus
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
 
@@ -46,7 +47,7 @@ class Sweeper:
         *,
         repository: ImageRepository,
         jobs: JobQueue,
-        images: ImageService,
+        trash: Trash,
         stuck_after: timedelta,
         clock: Callable[[], datetime],
         trash_for: timedelta | None = None,
@@ -55,7 +56,7 @@ class Sweeper:
         self._metrics = metrics or WorkerMetrics()
         self._repository = repository
         self._jobs = jobs
-        self._images = images
+        self._trash = trash
         self._stuck_after = stuck_after
         self._trash_for = trash_for
         self._clock = clock
@@ -74,7 +75,7 @@ class Sweeper:
                 extra=image_event("image_requeued", record.user_id, record.image_id),
             )
         async for record in self._claim(ImageStatus.DELETING, now):
-            await self._images.finish_delete(record)
+            await self._trash.finish_delete(record)
             report.deleted.append((record.user_id, record.image_id))
             self._metrics.swept.labels("delete_finished").inc()
             log.warning(
@@ -97,7 +98,7 @@ class Sweeper:
             async for record in self._repository.waiting_since(
                 ImageStatus.TRASHED, now - self._trash_for
             ):
-                if await self._images.purge(record):
+                if await self._trash.purge(record):
                     report.purged.append((record.user_id, record.image_id))
                     self._metrics.swept.labels("purged").inc()
                     log.info(

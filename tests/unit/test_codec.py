@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 import pytest
 
 from image_service.domain.cursor import CursorCodec, CursorPosition
+from image_service.domain.errors import InvalidRequest
 from image_service.domain.layout import image_prefix, incoming_key, key_prefix, quarantine_key
-from image_service.errors import InvalidRequest
-from image_service.models import ImageRecord, ImageStatus, Variant
+from image_service.domain.models import ImageRecord, ImageStatus, Variant
 from image_service.storage.dynamo.codec import (
     EXPIRY_ATTRIBUTE,
     from_item,

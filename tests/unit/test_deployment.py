@@ -26,7 +26,11 @@ DEPLOYMENT = ROOT / "docs" / "deployment.md"
 # The service each module's `_client` speaks to; provision.py names its clients by service.
 RUNTIME_MODULES = {
     "s3.py": "s3",
-    "dynamo/repository.py": "dynamodb",
+    "dynamo/table.py": "dynamodb",
+    "dynamo/records.py": "dynamodb",
+    "dynamo/listing.py": "dynamodb",
+    "dynamo/attention.py": "dynamodb",
+    "dynamo/maintenance.py": "dynamodb",
     "dynamo/batching.py": "dynamodb",
     "dynamo/idempotency.py": "dynamodb",
     "queue.py": "sqs",

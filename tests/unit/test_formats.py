@@ -8,8 +8,8 @@ import io
 import pytest
 from PIL import Image
 
-from image_service.formats import content_type_from_magic, ftyp_brands
 from image_service.imaging.exif import photo_metadata
+from image_service.imaging.formats import content_type_from_magic, ftyp_brands
 from image_service.imaging.inspect import ImageRejected, InspectionLimits, inspect_image
 from image_service.imaging.render import VariantSpec, render_rendition, render_variants
 from tests import images

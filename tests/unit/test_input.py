@@ -8,7 +8,7 @@ import json
 import pytest
 from marshmallow import ValidationError
 
-from image_service.formats import content_type_from_magic
+from image_service.imaging.formats import content_type_from_magic
 from image_service.web.encoding import envelope_text
 from image_service.web.schemas import ImagePatchSchema, UploadRequestSchema
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import pytest
 
+from image_service.domain.errors import RendersBusy, TooManyHeld
+from image_service.domain.models import ImageRecord, ImageStatus
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.domain.renditions import Renditions, RenditionSigner, RenditionSpec
-from image_service.errors import RendersBusy, TooManyHeld
 from image_service.imaging.render import RenderedVariant
-from image_service.models import ImageRecord, ImageStatus
-from image_service.services import ThreadRenderer, rendition_policy
+from image_service.programs.services import ThreadRenderer, rendition_policy
 from image_service.settings import Settings
 from tests.waiting import until
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import jwt
 import pytest
 
-from image_service.cli import main
+from image_service.programs.cli import main
 from image_service.settings import Settings, SettingsError
 from tests.conftest import JWT_SECRET
 

@@ -7,15 +7,14 @@ from datetime import UTC
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from image_service.models import (
-    GpsPosition,
+from image_service.domain.models import (
     ImagePage,
     ImageRecord,
     ImageStatus,
-    PhotoMetadata,
     Variant,
 )
-from image_service.views import image_view, page_view
+from image_service.domain.views import image_view, page_view
+from image_service.imaging.exif import GpsPosition, PhotoMetadata
 from image_service.web.schemas import ImagePageSchema, ImageSchema
 
 _text = st.text(max_size=30)

@@ -14,7 +14,7 @@ import asyncio
 from collections import deque
 from typing import Any
 
-from image_service.errors import BackendUnavailable, Unstorable
+from image_service.domain.errors import BackendUnavailable, Unstorable
 from image_service.storage.dynamo.calls import TableCalls
 from image_service.storage.dynamo.codec import BACKEND
 from image_service.storage.errors import backend_errors

@@ -26,16 +26,15 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from image_service.models import (
-    GpsPosition,
+from image_service.domain.models import (
     ImageRecord,
     ImageStatus,
     LegacyImage,
-    PhotoMetadata,
     Variant,
     format_timestamp,
     parse_timestamp,
 )
+from image_service.imaging.exif import GpsPosition, PhotoMetadata
 
 if TYPE_CHECKING:
     from types_aiobotocore_dynamodb.type_defs import AttributeValueTypeDef

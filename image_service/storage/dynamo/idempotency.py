@@ -7,7 +7,7 @@ from datetime import datetime
 
 from botocore.exceptions import ClientError
 
-from image_service.models import (
+from image_service.domain.models import (
     IdempotentUpload,
     PresignedUpload,
     format_timestamp,

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from image_service.imaging.exif import PhotoMetadata
 
 # S3's own bounds: a part (but the last) is 5 MiB-5 GiB; CopyObject, which completion uses to
 # move a verified upload under its served key, takes at most 5 GiB in one call.
@@ -38,28 +41,6 @@ class Variant:
     width: int
     height: int
     size: int
-
-
-@dataclass(frozen=True, slots=True)
-class GpsPosition:
-    latitude: float
-    longitude: float
-    altitude: float | None = None  # metres; negative below sea level
-
-
-@dataclass(frozen=True, slots=True)
-class PhotoMetadata:
-    """What a photo's EXIF says about it (imaging/exif.py); each field only when known."""
-
-    taken_at: datetime | None = None  # UTC
-    camera: str | None = None  # make and model
-    lens: str | None = None
-    f_number: float | None = None
-    exposure_time: float | None = None  # seconds
-    iso: int | None = None
-    focal_length: float | None = None  # millimetres
-    orientation: int | None = None  # EXIF 1-8 (the variants are already upright)
-    gps: GpsPosition | None = None  # only when IMAGE_SERVICE_KEEP_GPS; shown to the owner only
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,3 +220,8 @@ class LegacyImage:
     upload_time: datetime | None
     tags: list[str]
     description: str
+
+
+def normalize_tags(tags: Sequence[str]) -> list[str]:
+    """Lowercase, first occurrence kept: ``["Cat", "cat", "Dog"]`` is ``["cat", "dog"]``."""
+    return list(dict.fromkeys(tag.lower() for tag in tags))

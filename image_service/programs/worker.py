@@ -11,9 +11,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 
-from image_service.domain.images import utc_now
+from image_service.domain.ports import utc_now
 from image_service.metrics import WorkerMetrics
-from image_service.services import Services, open_services
+from image_service.programs.services import Services, open_services
 from image_service.settings import Settings
 from image_service.worker.endpoint import worker_endpoint
 from image_service.worker.loop import Worker
@@ -45,7 +45,7 @@ def make_sweeper(
     return Sweeper(
         repository=services.repository,
         jobs=services.jobs,
-        images=services.images,
+        trash=services.images.trash,
         stuck_after=timedelta(seconds=settings.stuck_after_seconds),
         trash_for=timedelta(days=settings.trash_days) if settings.trash_days else None,
         clock=clock,

@@ -18,12 +18,12 @@ from pathlib import Path
 from image_service import __version__
 from image_service.auth.tokens import DEV_TOKEN_TTL_SECONDS, DEV_USER, issue_token
 from image_service.client.cli import TOKEN_VARIABLE, URL_VARIABLE
-from image_service.embedded import free_port, moto_server, sample_photo
 from image_service.logs import configure_logging
-from image_service.processes import started
+from image_service.programs.embedded import free_port, moto_server, sample_photo
+from image_service.programs.processes import started
+from image_service.programs.serve import serve
 from image_service.settings import PREFIX, Settings
 from image_service.storage.clients import provision
-from image_service.web.serve import serve
 
 
 def run_dev(*, host: str | None, port: int | None) -> None:

@@ -20,12 +20,12 @@ from dotenv import load_dotenv
 from image_service import __version__, tracing
 from image_service.auth.tokens import issue_token, valid_subject
 from image_service.client.cli import add_client_commands
-from image_service.errors import BackendUnavailable
+from image_service.domain.errors import BackendUnavailable
 from image_service.logs import configure_logging
 from image_service.ops.reprocess import DEFAULT_BACKLOG
+from image_service.programs.serve import serve, serve_processes
 from image_service.settings import MAX_URL_EXPIRY_SECONDS, PREFIX, Settings, SettingsError
 from image_service.storage.clients import provision, provisioning_differences
-from image_service.web.serve import serve, serve_processes
 
 
 def _configure_logging(settings: Settings) -> None:
@@ -86,7 +86,7 @@ def cmd_token(args: argparse.Namespace) -> None:
 
 
 def cmd_worker(args: argparse.Namespace) -> None:
-    from image_service.worker.main import run_worker
+    from image_service.programs.worker import run_worker
 
     settings = Settings.from_env()
     _configure_logging(settings)
@@ -98,7 +98,7 @@ def cmd_worker(args: argparse.Namespace) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from image_service.worker.main import sweep_once
+    from image_service.programs.worker import sweep_once
 
     settings = Settings.from_env()
     _configure_logging(settings)
@@ -122,7 +122,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 
 def cmd_reconcile(args: argparse.Namespace) -> None:
     from image_service.ops.reconcile import RecordWithoutObject, reconcile
-    from image_service.services import open_services
+    from image_service.programs.services import open_services
 
     settings = Settings.from_env()
     _configure_logging(settings)
@@ -153,7 +153,7 @@ def cmd_reconcile(args: argparse.Namespace) -> None:
 
 def cmd_migrate(args: argparse.Namespace) -> None:
     from image_service.ops.migrate import migrate
-    from image_service.services import open_services
+    from image_service.programs.services import open_services
 
     settings = Settings.from_env(verifies_tokens=False)
     _configure_logging(settings)
@@ -162,7 +162,10 @@ def cmd_migrate(args: argparse.Namespace) -> None:
         try:
             async with open_services(settings) as services:
                 report = await migrate(
-                    services.images, services.store, services.repository, apply=args.apply
+                    services.images.completion,
+                    services.store,
+                    services.repository,
+                    apply=args.apply,
                 )
         except BackendUnavailable as outage:
             # Nothing is lost: each image is taken in by one write, and the next run resumes.
@@ -188,7 +191,7 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 def cmd_reprocess(args: argparse.Namespace) -> None:
     from image_service.ops.reprocess import reprocess
-    from image_service.services import open_services, processing_policy
+    from image_service.programs.services import open_services, processing_policy
 
     settings = Settings.from_env(verifies_tokens=False)
     _configure_logging(settings)
@@ -223,14 +226,14 @@ def cmd_reprocess(args: argparse.Namespace) -> None:
 
 
 def cmd_dev(args: argparse.Namespace) -> None:
-    from image_service.dev import run_dev
+    from image_service.programs.dev import run_dev
 
     run_dev(host=args.host, port=args.port)
 
 
 def cmd_loadtest(args: argparse.Namespace) -> None:
     from image_service.client import loadtest
-    from image_service.dev import dev_process
+    from image_service.programs.dev import dev_process
 
     async def drive() -> loadtest.Results:
         secret = args.jwt_secret or os.environ.get(PREFIX + "JWT_SECRET")

@@ -11,7 +11,7 @@ The event source mapping needs ``FunctionResponseTypes: [ReportBatchItemFailures
 (deploy/lambda/template.yaml has it). The AWS clients and the event loop are opened on the first
 invocation and kept for the warm container's later ones.
 
-    Handler: image_service.worker.lambda_handler.handler
+    Handler: image_service.programs.lambda_handler.handler
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from typing import Any
 
 from image_service import tracing
 from image_service.logs import configure_logging
-from image_service.services import Services, open_services
+from image_service.programs.services import Services, open_services
 from image_service.settings import Settings
 from image_service.storage.queue import QueueMessage
 from image_service.worker.loop import retry_later

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from image_service.models import ImagePage, ImageRecord, PhotoMetadata, format_timestamp
+from image_service.domain.models import ImagePage, ImageRecord, format_timestamp
+from image_service.imaging.exif import PhotoMetadata
 
 
 def photo_view(photo: PhotoMetadata | None, *, gps: bool = True) -> dict[str, Any] | None:

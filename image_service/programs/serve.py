@@ -37,7 +37,7 @@ def serve(settings: Settings, *, reuse_port: bool = False, dev_tokens: bool = Fa
 
 
 def _run(settings: Settings, *, reuse_port: bool, dev_tokens: bool) -> None:
-    from image_service.web.app import create_app
+    from image_service.programs.app import create_app
 
     web.run_app(
         create_app(settings, dev_tokens=dev_tokens),

@@ -14,9 +14,22 @@ from datetime import datetime
 import aiohttp
 
 from image_service import tracing
+from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents
-from image_service.domain.images import ImageService, UploadPolicy, utc_now
+from image_service.domain.library import Library
+from image_service.domain.models import ImageRecord, ListFilter
+from image_service.domain.policy import UploadPolicy
+from image_service.domain.ports import (
+    Clock,
+    IdempotencyKeys,
+    Jobs,
+    Listing,
+    Objects,
+    Records,
+    utc_now,
+)
+from image_service.domain.quota import Quota
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.domain.renditions import (
     RenditionPolicy,
@@ -24,11 +37,12 @@ from image_service.domain.renditions import (
     RenditionSigner,
     RenditionSpec,
 )
+from image_service.domain.trash import Trash
+from image_service.domain.uploads import Uploads
 from image_service.domain.watch import IN_FLIGHT, StatusWatcher
 from image_service.imaging.inspect import InspectionLimits
 from image_service.imaging.render import RenderedVariant, VariantSpec, render_rendition
 from image_service.metrics import ServiceMetrics
-from image_service.models import ImageRecord, ListFilter
 from image_service.settings import Settings, callback_masters, cursor_keys, render_keys
 from image_service.storage.clients import AwsClients, aws_clients, proxy_for
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
@@ -48,11 +62,21 @@ IN_FLIGHT_FOLLOWED = 100
 
 
 @dataclass(frozen=True, slots=True)
+class Images:
+    """The image lifecycle's four jobs, over the same ports."""
+
+    uploads: Uploads
+    completion: Completion
+    library: Library
+    trash: Trash
+
+
+@dataclass(frozen=True, slots=True)
 class Services:
     store: ObjectStore
     repository: ImageRepository
     jobs: JobQueue
-    images: ImageService
+    images: Images
     processor: ImageProcessor
     renditions: Renditions
     watcher: StatusWatcher
@@ -76,6 +100,92 @@ def rendition_policy(settings: Settings) -> RenditionPolicy:
         memory_bytes=settings.rendition_memory_bytes,
         max_renders_per_user=settings.max_renders_per_user,
         max_age=settings.rendition_max_age_seconds,
+    )
+
+
+def upload_policy(settings: Settings) -> UploadPolicy:
+    return UploadPolicy(
+        allowed_content_types=settings.allowed_content_types,
+        max_upload_bytes=settings.max_upload_bytes,
+        max_multipart_bytes=settings.max_multipart_bytes,
+        multipart_part_bytes=settings.multipart_part_bytes,
+        upload_url_expiry=settings.upload_url_expiry,
+        download_url_expiry=settings.download_url_expiry,
+        inspection=InspectionLimits(
+            max_pixels=settings.max_pixels,
+            max_frames=settings.max_frames,
+            max_animation_pixels=settings.max_animation_pixels,
+        ),
+        inspection_concurrency=settings.inspection_concurrency,
+        max_images_per_user=settings.max_images_per_user,
+        max_bytes_per_user=settings.max_bytes_per_user,
+        usage_cache_seconds=settings.usage_cache_seconds,
+        callbacks_to_private=settings.webhook_allow_private,
+        trash_days=settings.trash_days,
+        max_completions_per_user=settings.max_completions_per_user,
+        max_open_multipart_per_user=settings.max_open_multipart_per_user,
+        keep_gps=settings.keep_gps,
+    )
+
+
+def image_lifecycle(
+    *,
+    store: Objects,
+    repository: Records,
+    listing: Listing,
+    idempotency: IdempotencyKeys,
+    jobs: Jobs,
+    events: ImageEvents,
+    settings: Settings,
+    clock: Clock,
+    watcher: StatusWatcher | None = None,
+) -> Images:
+    """The image lifecycle's four jobs over the ports, with the policy ``settings`` give: the
+    one wiring of the domain, for every process and for the domain's unit tier."""
+    policy = upload_policy(settings)
+    quota = Quota(repository, policy)
+    return Images(
+        uploads=Uploads(
+            store=store,
+            repository=repository,
+            idempotency=idempotency,
+            policy=policy,
+            quota=quota,
+            upload_limiter=TokenBucketLimiter(
+                per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
+            ),
+            events=events,
+            clock=clock,
+        ),
+        completion=Completion(
+            store=store,
+            repository=repository,
+            jobs=jobs,
+            policy=policy,
+            quota=quota,
+            events=events,
+            clock=clock,
+        ),
+        library=Library(
+            store=store,
+            repository=repository,
+            listing=listing,
+            cursors=CursorCodec(*cursor_keys(settings)),
+            policy=policy,
+            events=events,
+            watcher=watcher,
+            clock=clock,
+        ),
+        trash=Trash(
+            store=store,
+            repository=repository,
+            listing=listing,
+            jobs=jobs,
+            policy=policy,
+            quota=quota,
+            events=events,
+            clock=clock,
+        ),
     )
 
 
@@ -215,40 +325,16 @@ async def open_services(
             max_waits_per_user=settings.max_held_waits_per_user,
         )
         events.listen(lambda event_type, record: watcher.changed(record, event_type))
-        images = ImageService(
+        images = image_lifecycle(
             store=store,
             repository=repository,
+            listing=repository,
             idempotency=IdempotencyStore(clients.table, settings.table),
             jobs=jobs,
-            cursors=CursorCodec(*cursor_keys(settings)),
-            policy=UploadPolicy(
-                allowed_content_types=settings.allowed_content_types,
-                max_upload_bytes=settings.max_upload_bytes,
-                max_multipart_bytes=settings.max_multipart_bytes,
-                multipart_part_bytes=settings.multipart_part_bytes,
-                upload_url_expiry=settings.upload_url_expiry,
-                download_url_expiry=settings.download_url_expiry,
-                inspection=InspectionLimits(
-                    max_pixels=settings.max_pixels,
-                    max_frames=settings.max_frames,
-                    max_animation_pixels=settings.max_animation_pixels,
-                ),
-                inspection_concurrency=settings.inspection_concurrency,
-                max_images_per_user=settings.max_images_per_user,
-                max_bytes_per_user=settings.max_bytes_per_user,
-                usage_cache_seconds=settings.usage_cache_seconds,
-                callbacks_to_private=settings.webhook_allow_private,
-                trash_days=settings.trash_days,
-                max_completions_per_user=settings.max_completions_per_user,
-                max_open_multipart_per_user=settings.max_open_multipart_per_user,
-                keep_gps=settings.keep_gps,
-            ),
-            upload_limiter=TokenBucketLimiter(
-                per_minute=settings.upload_rate_per_minute, burst=settings.upload_burst
-            ),
             events=events,
-            watcher=watcher,
+            settings=settings,
             clock=clock,
+            watcher=watcher,
         )
         scanners: list[Scanner] = []
         if settings.clamd_address:
@@ -281,7 +367,7 @@ async def open_services(
                 observe=observe,
             )
         processor = ImageProcessor(
-            images=images,
+            completion=images.completion,
             store=store,
             repository=repository,
             scanners=scanners,
@@ -290,12 +376,12 @@ async def open_services(
             webhooks=webhooks,
             clock=clock,
         )
-        policy = rendition_policy(settings)
-        renderer = ThreadRenderer(policy.max_renders)
+        rendering = rendition_policy(settings)
+        renderer = ThreadRenderer(rendering.max_renders)
         stack.callback(renderer.close)
         renditions = Renditions(
-            policy=policy,
-            signer=RenditionSigner(policy.keys, policy.url_window, clock),
+            policy=rendering,
+            signer=RenditionSigner(rendering.keys, rendering.url_window, clock),
             get_record=repository.get,
             read_object=store.get_if_exists,
             write_object=lambda key, data, content_type: store.put_bytes(

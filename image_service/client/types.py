@@ -1,0 +1,193 @@
+"""What the client's calls answer and raise: the service's images, pages and upload tickets as
+typed values, and its errors."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+PROCESSING_STATUSES = frozenset({"pending", "processing"})
+
+Progress = Callable[[int, int], None]
+"""Called with (bytes sent so far, total bytes) while an upload is written to S3."""
+
+
+class ImageServiceError(Exception):
+    """Base of everything this client raises for an answer it did not want."""
+
+
+class ApiError(ImageServiceError):
+    """The service answered with its JSON error envelope (or, failing that, a bare status)."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(f"{status} {code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.details = dict(details or {})
+        self.request_id = request_id
+        self.retry_after = retry_after
+
+
+class StorageError(ImageServiceError):
+    """S3 refused an upload or a download (expired URL, wrong length, second upload...)."""
+
+    def __init__(self, status: int, body: str) -> None:
+        super().__init__(f"S3 answered {status}: {body[:300]}")
+        self.status = status
+        self.body = body
+
+
+class ProcessingTimeout(ImageServiceError):
+    """The image was still pending or processing when the wait ended."""
+
+
+@dataclass(frozen=True, slots=True)
+class UploadTicket:
+    """Where and how to send one image's bytes; valid until ``expires_at``."""
+
+    image_id: str
+    upload_url: str
+    method: str  # "PUT" or "POST"
+    headers: dict[str, str]
+    fields: dict[str, str]
+    expires_at: datetime
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> UploadTicket:
+        return cls(
+            image_id=body["image_id"],
+            upload_url=body["upload_url"],
+            method=body["method"],
+            headers=dict(body.get("headers") or {}),
+            fields=dict(body.get("fields") or {}),
+            expires_at=_timestamp(body["expires_at"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    format: str
+    content_type: str
+    width: int
+    height: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Position:
+    latitude: float
+    longitude: float
+    altitude: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Photo:
+    """What the photo's EXIF says (each field when known); ``gps`` only for its owner, and
+    only where the service keeps it."""
+
+    taken_at: datetime | None = None
+    camera: str | None = None
+    lens: str | None = None
+    f_number: float | None = None
+    exposure_time: float | None = None
+    iso: int | None = None
+    focal_length: float | None = None
+    orientation: int | None = None
+    gps: Position | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Photo:
+        taken, gps = body.get("taken_at"), body.get("gps")
+        return cls(
+            taken_at=None if taken is None else _timestamp(taken),
+            camera=body.get("camera"),
+            lens=body.get("lens"),
+            f_number=body.get("f_number"),
+            exposure_time=body.get("exposure_time"),
+            iso=body.get("iso"),
+            focal_length=body.get("focal_length"),
+            orientation=body.get("orientation"),
+            gps=None if gps is None else Position(**gps),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    image_id: str
+    user_id: str
+    status: str
+    content_type: str
+    tags: tuple[str, ...]
+    description: str
+    upload_time: datetime
+    updated_at: datetime
+    variants: tuple[Variant, ...] = ()
+    size: int | None = None
+    width: int | None = None
+    height: int | None = None
+    sha256: str | None = None
+    filename: str | None = None
+    placeholder: str | None = None
+    thumbhash: str | None = None  # a blurred preview, base64 ThumbHash
+    photo: Photo | None = None
+    # An upload with skip_existing answered this image, already there, instead of sending.
+    existing: bool = False
+
+    @property
+    def processed(self) -> bool:
+        return self.status not in PROCESSING_STATUSES
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Image:
+        return cls(
+            image_id=body["image_id"],
+            user_id=body["user_id"],
+            status=body["status"],
+            content_type=body["content_type"],
+            tags=tuple(body.get("tags") or ()),
+            description=body.get("description") or "",
+            upload_time=_timestamp(body["upload_time"]),
+            updated_at=_timestamp(body["updated_at"]),
+            variants=tuple(
+                Variant(
+                    name=v["name"],
+                    format=v["format"],
+                    content_type=v["content_type"],
+                    width=v["width"],
+                    height=v["height"],
+                    size=v["size"],
+                )
+                for v in body.get("variants") or ()
+            ),
+            size=body.get("size"),
+            width=body.get("width"),
+            height=body.get("height"),
+            sha256=body.get("sha256"),
+            filename=body.get("filename"),
+            placeholder=body.get("placeholder"),
+            thumbhash=body.get("thumbhash"),
+            photo=None if body.get("photo") is None else Photo.from_json(body["photo"]),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    items: tuple[Image, ...]
+    next_cursor: str | None
+
+
+def _timestamp(text: str) -> datetime:
+    return datetime.fromisoformat(text)

@@ -1,0 +1,21 @@
+"""The queue's messages the domain makes: process an image, or bring a ready one up to date."""
+
+from __future__ import annotations
+
+from image_service.domain.models import ImageRecord
+
+
+def process_job(record: ImageRecord) -> dict[str, str]:
+    return {"type": "process", "user_id": record.user_id, "image_id": record.image_id}
+
+
+def reprocess_job(record: ImageRecord, *, force: bool = False) -> dict[str, str | bool]:
+    """A ready image brought up to the current processing; ``force``: even if it is."""
+    job: dict[str, str | bool] = {
+        "type": "reprocess",
+        "user_id": record.user_id,
+        "image_id": record.image_id,
+    }
+    if force:
+        job["force"] = True
+    return job

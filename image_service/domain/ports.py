@@ -1,0 +1,203 @@
+"""What the domain needs from the world outside it, and nothing more: each port is the set of
+calls the domain makes, typed as a ``Protocol``. The adapters in ``storage/`` fit them without
+naming them (the composition root, ``programs/services.py``, hands them over, and mypy checks the
+fit there); the in-memory fakes in ``tests/fakes.py`` fit them too, and a contract test runs the
+same assertions against both (``tests/test_contracts.py``).
+
+The values that cross a port (what a stored object looks like, a signed upload) live here too,
+so that neither side imports the other for them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator, Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from image_service.domain.cursor import CursorPosition
+from image_service.domain.models import (
+    IdempotentUpload,
+    ImageRecord,
+    ImageStatus,
+    ListFilter,
+    UploadedPart,
+    Usage,
+)
+
+# The time the domain decides by (expiries, trash retention, timestamps): a test pins it.
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The clock the service runs on."""
+    return datetime.now(UTC)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredObject:
+    size: int
+    etag: str
+    last_modified: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPut:
+    url: str
+    headers: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPost:
+    url: str
+    fields: dict[str, str]
+
+
+class Objects(Protocol):
+    """The bucket: URLs that send clients' bytes straight to it, and the reads, copies and
+    deletes that completion and deletion make."""
+
+    async def presign_put(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        size: int | None = None,
+        checksum_sha256: str | None = None,
+        refuse_overwrite: bool = False,
+    ) -> SignedPut: ...
+
+    async def presign_post(
+        self,
+        key: str,
+        *,
+        content_type: str,
+        expires_in: int,
+        min_size: int,
+        max_size: int,
+        checksum_sha256: str | None = None,
+    ) -> SignedPost: ...
+
+    async def presign_get(
+        self, key: str, *, expires_in: int, content_type: str, content_disposition: str
+    ) -> str: ...
+
+    async def create_multipart(self, key: str, *, content_type: str, checksums: bool) -> str: ...
+
+    async def presign_part(
+        self,
+        key: str,
+        *,
+        upload_id: str,
+        part_number: int,
+        size: int,
+        checksum_sha256: str | None,
+        expires_in: int,
+    ) -> SignedPut: ...
+
+    async def uploaded_parts(self, key: str, upload_id: str) -> list[UploadedPart] | None:
+        """The parts held, by number; None once the upload is completed or aborted."""
+        ...
+
+    async def complete_multipart(
+        self, key: str, upload_id: str, parts: Sequence[UploadedPart]
+    ) -> bool:
+        """False when the upload is no longer open (another completion, or an abort)."""
+        ...
+
+    async def abort_multipart(self, key: str, upload_id: str) -> None: ...
+
+    async def head(self, key: str) -> StoredObject | None: ...
+
+    def read(self, key: str, *, etag: str | None = None) -> AsyncGenerator[bytes]:
+        """The bytes in chunks; with ``etag``, failing if the object changed since."""
+        ...
+
+    async def copy(
+        self, source_key: str, target_key: str, *, etag: str, content_type: str
+    ) -> None: ...
+
+    async def keys_under(self, prefix: str) -> list[str]: ...
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        """Absent keys are no error: a retried delete finishes."""
+        ...
+
+
+class Records(Protocol):
+    """The image records and each owner's usage. Every write is conditional on what the caller
+    read (the record's revision or status), so two writers never both win."""
+
+    async def get(self, user_id: str, image_id: str) -> ImageRecord | None: ...
+
+    async def usage(self, user_id: str) -> Usage: ...
+
+    async def create(self, record: ImageRecord) -> ImageRecord: ...
+
+    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool: ...
+
+    async def publish_counted(
+        self, record: ImageRecord, expected: ImageStatus, *, max_images: int, max_bytes: int
+    ) -> bool:
+        """Stores ``record`` and counts it in its owner's usage, both or neither; False when
+        the record is no longer ``expected`` or the usage would pass a limit."""
+        ...
+
+    async def update_details(
+        self,
+        user_id: str,
+        image_id: str,
+        *,
+        updated_at: datetime,
+        tags: list[str] | None,
+        description: str | None,
+    ) -> ImageRecord | None: ...
+
+    async def mark_deleting(
+        self, record: ImageRecord, *, updated_at: datetime, only_from: ImageStatus | None = None
+    ) -> ImageRecord | None: ...
+
+    async def trash(
+        self, record: ImageRecord, *, trashable: frozenset[ImageStatus], now: datetime
+    ) -> ImageRecord | None: ...
+
+    async def restore(self, record: ImageRecord, *, now: datetime) -> ImageRecord | None: ...
+
+    async def delete(self, record: ImageRecord, *, unchanged_only: bool = False) -> bool: ...
+
+    async def images_by_digest(self, owner: str, digests: list[str]) -> dict[str, list[str]]:
+        """For each digest asked about, the owner's images with those bytes."""
+        ...
+
+    async def open_multipart(self, user_id: str) -> list[ImageRecord]: ...
+
+
+class Listing(Protocol):
+    """One owner's images, a page at a time, newest first, under a filter."""
+
+    async def list_page(
+        self, user_id: str, filters: ListFilter, limit: int, after: CursorPosition | None
+    ) -> tuple[list[ImageRecord], CursorPosition | None]: ...
+
+
+class IdempotencyKeys(Protocol):
+    """The answers to keyed upload requests, for replays."""
+
+    async def get(self, caller: str, key: str, now: datetime) -> IdempotentUpload | None: ...
+
+    async def put(self, caller: str, key: str, entry: IdempotentUpload, now: datetime) -> bool:
+        """False if a live answer exists already (a twin request won)."""
+        ...
+
+
+class Jobs(Protocol):
+    """The processing queue."""
+
+    async def send(self, job: dict[str, Any], *, delay_seconds: int = 0) -> None: ...
+
+
+class Outbox(Protocol):
+    """Where a job the queue refused waits until the sweeper queues it."""
+
+    async def keep_job(self, user_id: str, job: dict[str, Any], *, now: datetime) -> None: ...

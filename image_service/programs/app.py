@@ -1,0 +1,70 @@
+"""The one app factory, used by the program and the tests alike. It does no I/O itself: the
+backends open in its cleanup context, for the app's whole life."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+from datetime import datetime
+
+from aiohttp import web
+
+from image_service.domain.ports import utc_now
+from image_service.programs.services import open_services
+from image_service.programs.worker import make_worker, running
+from image_service.settings import Settings
+from image_service.web.app import api_shell
+from image_service.web.keys import (
+    AWS_CLIENTS,
+    COMPLETION,
+    IMAGE_REPOSITORY,
+    JOB_QUEUE,
+    LIBRARY,
+    METRICS,
+    OBJECT_STORE,
+    RENDITIONS,
+    SETTINGS,
+    TRASH,
+    UPLOADS,
+    WATCHER,
+)
+
+
+def create_app(
+    settings: Settings, *, clock: Callable[[], datetime] = utc_now, dev_tokens: bool = False
+) -> web.Application:
+    """``dev_tokens``: serve ``POST /dev/token`` for the browser page; `image-service dev` only."""
+    return api_shell(settings, backends=_backends(clock), dev_tokens=dev_tokens)
+
+
+def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def backends(app: web.Application) -> AsyncIterator[None]:
+        """One aioboto3 session and one client per AWS service for the app's whole life; and,
+        when asked (dev, tests), a queue worker in this process."""
+        settings = app[SETTINGS]
+        async with open_services(settings, clock=clock, metrics=app[METRICS]) as services:
+            app[OBJECT_STORE] = services.store
+            app[IMAGE_REPOSITORY] = services.repository
+            app[JOB_QUEUE] = services.jobs
+            app[UPLOADS] = services.images.uploads
+            app[COMPLETION] = services.images.completion
+            app[LIBRARY] = services.images.library
+            app[TRASH] = services.images.trash
+            app[RENDITIONS] = services.renditions
+            app[WATCHER] = services.watcher
+            app[AWS_CLIENTS] = services.clients
+            watching = asyncio.create_task(services.watcher.run())
+            try:
+                if not settings.embedded_worker:
+                    yield
+                    return
+                worker = make_worker(settings, services)
+                async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
+                    yield
+            finally:
+                watching.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watching
+
+    return backends

@@ -1,0 +1,58 @@
+"""The table the repository's rooms share: its calls, its name, and the reads they all make."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+from image_service.storage.dynamo.batching import GroupCommit
+from image_service.storage.dynamo.calls import TableCalls
+from image_service.storage.dynamo.codec import (
+    BACKEND,
+    Item,
+    item_key,
+)
+from image_service.storage.errors import backend_errors
+
+
+class Table:
+    """One DynamoDB table of image records, reached through ``TableCalls`` (aiobotocore's client
+    by default, or the direct transport)."""
+
+    def __init__(
+        self, dynamodb: TableCalls, table: str, *, dead_record_ttl: int | None = None
+    ) -> None:
+        self._dynamodb = dynamodb
+        self.table = table
+        # Pending and rejected records are deleted by DynamoDB this long after their last change.
+        self._dead_record_ttl = dead_record_ttl
+        self._creations = GroupCommit(dynamodb, table)
+
+    async def _read_item(self, user_id: str, sort_id: str, **options: str) -> Item | None:
+        """One item by its key, read consistently (``options``: a ProjectionExpression...)."""
+        key = item_key(user_id, sort_id)
+        with backend_errors(BACKEND):
+            response = await self._dynamodb.call(
+                "GetItem", {"TableName": self.table, "Key": key, "ConsistentRead": True, **options}
+            )
+        item: Item | None = response.get("Item")
+        return item
+
+    async def _scan(self, scan: dict[str, Any], *, query: bool = False) -> AsyncIterator[Item]:
+        """The items of a scan (or, ``query``, of a query), page by page (each page is read
+        only when the last is used)."""
+        while True:
+            with backend_errors(BACKEND):
+                if query:
+                    page = await self._dynamodb.call("Query", scan)
+                else:
+                    page = await self._dynamodb.call("Scan", scan)
+            for item in page.get("Items", []):
+                yield item
+            if "LastEvaluatedKey" not in page:
+                return
+            scan = {**scan, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    async def ping(self) -> None:
+        with backend_errors(BACKEND):
+            await self._dynamodb.call("DescribeTable", {"TableName": self.table})
