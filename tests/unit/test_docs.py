@@ -33,3 +33,9 @@ def test_every_link_leads_to_a_file_of_the_repository(page: Path) -> None:
         path = target.split("#", 1)[0]
         if path:
             assert (page.parent / path).resolve().is_file(), f"{page.name}: {target}"
+
+
+def test_the_readme_stays_a_front_door() -> None:
+    """What the service is, the two commands, the curl flow and the links: the rest lives in
+    docs/, where each page has one subject."""
+    assert len(README.read_text().splitlines()) <= 150
