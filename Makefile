@@ -96,7 +96,7 @@ test: $(STAMP) $(LOCALSTACK_STAMP) $(DEPLOY_STAMP) $(CLAMD) $(CHROMIUM) $(UPPY_S
 
 ## deploy-lint: cfn-lint and checkov on deploy/ (CloudFormation, Kubernetes), kubernetes-validate
 deploy-lint: $(STAMP) $(DEPLOY_STAMP)
-	$(BIN)/python -m pytest tests/test_deploy_lint.py $(PYTEST_ARGS)
+	$(BIN)/python -m pytest tests/integration/test_deploy_lint.py $(PYTEST_ARGS)
 
 ## test-unit: the fast tier only (tests/unit: codecs, layout, schemas, presigner, settings...), no server
 test-unit: $(STAMP)

@@ -1,11 +1,12 @@
 """In-memory fakes of the domain's ports (image_service/domain/ports.py), for the domain's unit
 tier: the image lifecycle's rules tested in milliseconds, without moto.
 
-Each fake keeps its port's contract as the adapter on AWS keeps it, and tests/test_contracts.py
-holds both to the same assertions: conditional writes that never let two writers both win, a
-usage counted in the same step as the image, listings newest first whose next position exists
-only when another match does, objects that S3 would refuse to overwrite on a stale ETag.
-What a fake cannot do (sign a URL S3 would accept) it makes plain: its URLs name the fake.
+Each fake keeps its port's contract as the adapter on AWS keeps it, and
+tests/integration/test_contracts.py holds both to the same assertions: conditional writes that
+never let two writers both win, a usage counted in the same step as the image, listings newest
+first whose next position exists only when another match does, reads that refuse a version
+since replaced. What a fake cannot do (sign a URL S3 would accept) it makes plain: its URLs
+name the fake.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 calls the domain makes, typed as a ``Protocol``. The adapters in ``storage/`` fit them without
 naming them (the composition root, ``programs/services.py``, hands them over, and mypy checks the
 fit there); the in-memory fakes in ``tests/fakes.py`` fit them too, and a contract test runs the
-same assertions against both (``tests/test_contracts.py``).
+same assertions against both (``tests/integration/test_contracts.py``).
 
 The values that cross a port (what a stored object looks like, a signed upload) live here too,
 so that neither side imports the other for them.

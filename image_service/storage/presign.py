@@ -8,7 +8,7 @@ botocore builds a whole request, resolves the endpoint through its rule engine a
 event hooks for every URL: about half a millisecond of CPU, most of an upload-URL request. The
 signature itself is a few HMACs. This module does only that, with the day's signing key cached,
 and produces exactly what botocore would: the same URL, byte for byte, and the same POST fields
-(`tests/test_presign.py` compares them for every kind of URL the service hands out).
+(`tests/integration/test_presign.py` compares them for every kind of URL the service hands out).
 
 What botocore still decides: the bucket's base URL (endpoint, path or virtual-host style),
 learned once from one botocore presign at startup, and the credentials (refreshed by botocore's

@@ -225,7 +225,7 @@ async def test_what_botocore_retries_is_retried(failure: Any) -> None:
 
 async def test_after_the_last_attempt_the_failure_is_raised() -> None:
     """max_attempts=3 read as botocore reads its retries config: three retries, four calls
-    (tests/test_transports.py counts botocore's own on the wire)."""
+    (tests/integration/test_transports.py counts botocore's own on the wire)."""
     throttled = refusal("ThrottlingException")
     stand, outcome, observed = await call([throttled] * 4)
     assert isinstance(outcome, ClientError)

@@ -7,7 +7,7 @@ import pytest
 
 from image_service.programs.cli import main
 from image_service.settings import Settings, SettingsError
-from tests.conftest import JWT_SECRET
+from tests.integration.conftest import JWT_SECRET
 
 BASE = {"IMAGE_SERVICE_JWT_SECRET": JWT_SECRET}
 
