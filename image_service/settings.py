@@ -208,7 +208,12 @@ def _setting(default: Any, parse: Callable[[str], Any], doc: str, *, secret: boo
 
 
 @dataclass(frozen=True)
-class Settings:
+class IdentitySettings:
+    """Identity.
+
+    Who a caller is: the keys that verify bearer tokens, and the one that signs list cursors.
+    """
+
     jwt_secret: str = _setting(
         "",
         _secret,
@@ -222,10 +227,124 @@ class Settings:
         "derived from it still verify cursors and rendition URLs) until it is unset.",
         secret=True,
     )
+    jwt_jwks_url: str | None = _setting(
+        None, _url, "JWKS URL of an identity provider; enables RS256 tokens signed by its keys."
+    )
+    jwks_min_refresh_seconds: int = _setting(
+        30, _positive_int, "Least time between two JWKS fetches (an unknown `kid` triggers one)."
+    )
+    jwks_max_age_seconds: int = _setting(600, _positive_int, "JWKS keys are refetched after this.")
+    jwt_audience: str | None = _setting(
+        None, str, "Required `aud` claim; required itself with a JWKS URL (see the next)."
+    )
+    jwt_any_audience: bool = _setting(
+        False,
+        _bool,
+        "With a JWKS URL and no audience: accept tokens the identity provider minted for any "
+        "API. Refused at start unless set: such a token with `admin` would be an admin here.",
+    )
+    jwt_issuer: str | None = _setting(None, str, "Required `iss` claim, when set.")
+    cursor_secret: str | None = _setting(
+        None,
+        _secret,
+        "Key that signs list cursors; derived from the JWT secret when unset.",
+        secret=True,
+    )
+
+
+@dataclass(frozen=True)
+class ResourceSettings:
+    """AWS resources.
+
+    Where the images, the records and the jobs live, and how the service reaches them (region,
+    credentials and endpoints come the AWS way: `AWS_*`).
+    """
+
     bucket: str = _setting("cloud-image-bucket", str, "S3 bucket holding the images.")
     table: str = _setting("ImageMetadata", str, "DynamoDB table holding the metadata.")
+    queue_name: str = _setting("image-processing", str, "SQS queue of processing jobs.")
+    s3_public_url: str | None = _setting(
+        None, _url, "Base URL clients use to reach S3 when it differs from the service's (compose)."
+    )
+    s3_addressing_style: str = _setting(
+        "auto",
+        _addressing_style,
+        "S3 addressing style: auto, path or virtual (path for most stores beyond AWS).",
+    )
+    s3_checksum_mode: str = _setting(
+        "when_supported",
+        _checksum_mode,
+        "When botocore adds checksums to S3 requests and checks them on answers: "
+        "when_supported (botocore's default, for AWS) or when_required (for S3-compatible "
+        "stores that refuse or mishandle the newer checksums: docs/deployment.md).",
+    )
+    aws_transport: str = _setting(
+        "aiobotocore",
+        _transport,
+        "How DynamoDB calls, presigned URLs and rendition reads reach AWS: aiobotocore (the "
+        "default: botocore's retries, idempotency tokens, hooks and tracing) or direct (this "
+        "service's own SigV4 and HTTP: less CPU per call, held to the same tests).",
+    )
+    s3_event_notifications: bool = _setting(
+        True,
+        _bool,
+        "init: have S3 queue a job for every upload, so uncompleted ones are processed.",
+    )
+    dead_record_ttl_seconds: int = _setting(
+        86400, _positive_int, "Pending and rejected records expire (DynamoDB TTL) after this."
+    )
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """The API process.
+
+    Where it listens, what it takes in one request, and how long it holds one.
+    """
+
     host: str = _setting("127.0.0.1", str, "Address the API listens on.")
     port: int = _setting(8080, _port, "Port the API listens on.")
+    cors_origins: tuple[str, ...] = _setting(
+        ("*",),
+        _csv,
+        "Comma-separated origins whose browser pages may call the API and upload to the bucket "
+        "(CORS on both; `init` writes the bucket's).",
+    )
+    max_json_body_bytes: int = _setting(
+        64 * 1024, _positive_int, "Largest JSON request body, bytes."
+    )
+    request_timeout_seconds: int = _setting(
+        10,
+        _positive_int,
+        "Deadline of one API request: a backend that has not answered by then gets a 503.",
+    )
+    shutdown_grace_seconds: int = _setting(
+        25,
+        _positive_int,
+        "On SIGTERM: how long requests (API) and jobs (worker) in flight may take to finish.",
+    )
+    embedded_worker: bool = _setting(
+        False, _bool, "Run a queue worker inside the API process (dev does)."
+    )
+    max_held_waits: int = _setting(
+        1000,
+        _positive_int,
+        "Requests one API process holds at once: `?wait=ready` reads and `/events` streams.",
+    )
+    max_held_waits_per_user: int = _setting(
+        20,
+        _positive_int,
+        "Of those, what one user may hold at once per process; beyond it, 429 Retry-After.",
+    )
+
+
+@dataclass(frozen=True)
+class UploadSettings:
+    """Uploads and completion.
+
+    What an upload may be, how long its URLs live, and what one user may have under way.
+    """
+
     allowed_content_types: tuple[str, ...] = _setting(
         (
             "image/jpeg",
@@ -252,6 +371,12 @@ class Settings:
         _part_bytes,
         "Part size of a multipart upload when the client names none (5 MiB-5 GiB).",
     )
+    upload_url_expiry: int = _setting(
+        300, _expiry, f"Lifetime of presigned upload URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
+    )
+    download_url_expiry: int = _setting(
+        300, _expiry, f"Lifetime of presigned download URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
+    )
     max_pixels: int = _setting(
         50_000_000,
         _positive_int,
@@ -268,15 +393,27 @@ class Settings:
         60, _positive_int, "Upload URLs one user may obtain per minute (token bucket, per replica)."
     )
     upload_burst: int = _setting(20, _positive_int, "Upload URLs one user may obtain at once.")
-    dead_record_ttl_seconds: int = _setting(
-        86400, _positive_int, "Pending and rejected records expire (DynamoDB TTL) after this."
+    max_open_multipart_per_user: int = _setting(
+        10,
+        _positive_int,
+        "Multipart uploads one user may have open (not yet completed) at once; their declared "
+        "bytes count against the byte quota meanwhile.",
     )
-    trash_days: int = _setting(
-        30,
-        _non_negative_int,
-        "Days a deleted image stays in the trash (restorable, still counted in the quota) "
-        "before the sweeper purges it; 0: a DELETE deletes at once.",
+    max_completions_per_user: int = _setting(
+        16,
+        _positive_int,
+        "Completions (each reads its upload into a temporary file) one user may have running "
+        "at once per process; beyond it, 429 Retry-After.",
     )
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """Quotas and the trash.
+
+    What one user may keep, and for how long a deleted image may still come back.
+    """
+
     max_images_per_user: int = _setting(100_000, _positive_int, "Quota: images one user may keep.")
     max_bytes_per_user: int = _setting(
         50 * 1024 * MiB, _positive_int, "Quota: bytes of originals one user may keep."
@@ -284,39 +421,32 @@ class Settings:
     usage_cache_seconds: int = _setting(
         10, _non_negative_int, "Age of the usage figure upload URLs are checked against."
     )
-    queue_name: str = _setting("image-processing", str, "SQS queue of processing jobs.")
-    worker_concurrency: int = _setting(4, _positive_int, "Jobs one worker process runs at once.")
-    worker_metrics_port: int = _setting(
-        0, _port, "Port of a worker's own /metrics and /health, on `host` (0: none)."
+    trash_days: int = _setting(
+        30,
+        _non_negative_int,
+        "Days a deleted image stays in the trash (restorable, still counted in the quota) "
+        "before the sweeper purges it; 0: a DELETE deletes at once.",
     )
-    queue_wait_seconds: int = _setting(
-        20, _wait_seconds, "Long-poll wait of one receive, seconds (0-20)."
+
+
+@dataclass(frozen=True)
+class ProcessingSettings:
+    """Processing.
+
+    What the worker does to a verified image: scanning, its metadata, its variants.
+    """
+
+    clamd_address: str | None = _setting(
+        None,
+        _clamd_address,
+        "ClamAV daemon: unix:/path/clamd.ctl or tcp:host:port. Off when unset.",
     )
-    job_visibility_seconds: int = _setting(
-        20,
-        _positive_int,
-        "How long a job stays hidden after its worker's last sign of life (extended every half "
-        "of it while the job runs): what a worker killed mid-job costs the job.",
+    moderation_webhook_url: str | None = _setting(
+        None,
+        _url,
+        "Moderation webhook: sent a download URL, answers allow or deny. Off when unset.",
     )
-    job_max_receives: int = _setting(
-        5, _positive_int, "Tries before a job moves to the dead-letter queue."
-    )
-    s3_event_notifications: bool = _setting(
-        True,
-        _bool,
-        "init: have S3 queue a job for every upload, so uncompleted ones are processed.",
-    )
-    stuck_after_seconds: int = _setting(
-        600,
-        _positive_int,
-        "Sweeper: an image processing or deleting for longer than this is driven on again.",
-    )
-    sweep_interval_seconds: int = _setting(
-        60, _positive_int, "Sweeper: how often each `worker` process looks for stuck images."
-    )
-    embedded_worker: bool = _setting(
-        False, _bool, "Run a queue worker inside the API process (dev does)."
-    )
+    keep_gps: bool = _setting(False, _bool, "Keep GPS data in JPEG originals (removed by default).")
     variants: tuple[str, ...] = _setting(
         ("thumb:256", "medium:1024"), _variants, "Variants as name:max-side, comma-separated."
     )
@@ -325,7 +455,16 @@ class Settings:
         _variant_formats,
         "Formats of every variant: one or more of jpeg, webp and avif.",
     )
-    keep_gps: bool = _setting(False, _bool, "Keep GPS data in JPEG originals (removed by default).")
+
+
+@dataclass(frozen=True)
+class RenditionSettings:
+    """Renditions.
+
+    The sizes, qualities and presets a rendition may ask for, its URLs' keys and life, and the
+    bounds of rendering.
+    """
+
     render_widths: tuple[int, ...] = _setting(
         (64, 128, 256, 320, 480, 512, 640, 800, 1024, 1280, 1600, 1920, 2560),
         _sizes,
@@ -382,38 +521,48 @@ class Settings:
         _non_negative_int,
         "Renditions one API process keeps in memory (the most requested), bytes; 0: none.",
     )
-    clamd_address: str | None = _setting(
-        None,
-        _clamd_address,
-        "ClamAV daemon: unix:/path/clamd.ctl or tcp:host:port. Off when unset.",
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """The worker and the sweeper.
+
+    How jobs are received, leased and retried, and how often stuck images are looked for.
+    """
+
+    worker_concurrency: int = _setting(4, _positive_int, "Jobs one worker process runs at once.")
+    worker_metrics_port: int = _setting(
+        0, _port, "Port of a worker's own /metrics and /health, on `host` (0: none)."
     )
-    moderation_webhook_url: str | None = _setting(
-        None,
-        _url,
-        "Moderation webhook: sent a download URL, answers allow or deny. Off when unset.",
+    queue_wait_seconds: int = _setting(
+        20, _wait_seconds, "Long-poll wait of one receive, seconds (0-20)."
     )
-    max_held_waits: int = _setting(
-        1000,
-        _positive_int,
-        "Requests one API process holds at once: `?wait=ready` reads and `/events` streams.",
-    )
-    max_held_waits_per_user: int = _setting(
+    job_visibility_seconds: int = _setting(
         20,
         _positive_int,
-        "Of those, what one user may hold at once per process; beyond it, 429 Retry-After.",
+        "How long a job stays hidden after its worker's last sign of life (extended every half "
+        "of it while the job runs): what a worker killed mid-job costs the job.",
     )
-    max_open_multipart_per_user: int = _setting(
-        10,
+    job_max_receives: int = _setting(
+        5, _positive_int, "Tries before a job moves to the dead-letter queue."
+    )
+    stuck_after_seconds: int = _setting(
+        600,
         _positive_int,
-        "Multipart uploads one user may have open (not yet completed) at once; their declared "
-        "bytes count against the byte quota meanwhile.",
+        "Sweeper: an image processing or deleting for longer than this is driven on again.",
     )
-    max_completions_per_user: int = _setting(
-        16,
-        _positive_int,
-        "Completions (each reads its upload into a temporary file) one user may have running "
-        "at once per process; beyond it, 429 Retry-After.",
+    sweep_interval_seconds: int = _setting(
+        60, _positive_int, "Sweeper: how often each `worker` process looks for stuck images."
     )
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    """Webhooks.
+
+    Where events go, the keys that sign them, and how long a failing one is retried.
+    """
+
     webhook_url: str | None = _setting(
         None,
         _url,
@@ -466,80 +615,53 @@ class Settings:
         _positive_int,
         "How long a failing webhook is retried (with backoff) before it is dead-lettered.",
     )
-    upload_url_expiry: int = _setting(
-        300, _expiry, f"Lifetime of presigned upload URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
-    )
-    download_url_expiry: int = _setting(
-        300, _expiry, f"Lifetime of presigned download URLs, seconds (≤ {MAX_URL_EXPIRY_SECONDS})."
-    )
-    s3_public_url: str | None = _setting(
-        None, _url, "Base URL clients use to reach S3 when it differs from the service's (compose)."
-    )
-    s3_addressing_style: str = _setting(
-        "auto",
-        _addressing_style,
-        "S3 addressing style: auto, path or virtual (path for most stores beyond AWS).",
-    )
-    s3_checksum_mode: str = _setting(
-        "when_supported",
-        _checksum_mode,
-        "When botocore adds checksums to S3 requests and checks them on answers: "
-        "when_supported (botocore's default, for AWS) or when_required (for S3-compatible "
-        "stores that refuse or mishandle the newer checksums: docs/deployment.md).",
-    )
-    aws_transport: str = _setting(
-        "aiobotocore",
-        _transport,
-        "How DynamoDB calls, presigned URLs and rendition reads reach AWS: aiobotocore (the "
-        "default: botocore's retries, idempotency tokens, hooks and tracing) or direct (this "
-        "service's own SigV4 and HTTP: less CPU per call, held to the same tests).",
-    )
-    jwt_jwks_url: str | None = _setting(
-        None, _url, "JWKS URL of an identity provider; enables RS256 tokens signed by its keys."
-    )
-    jwks_min_refresh_seconds: int = _setting(
-        30, _positive_int, "Least time between two JWKS fetches (an unknown `kid` triggers one)."
-    )
-    jwks_max_age_seconds: int = _setting(600, _positive_int, "JWKS keys are refetched after this.")
-    jwt_audience: str | None = _setting(
-        None, str, "Required `aud` claim; required itself with a JWKS URL (see the next)."
-    )
-    jwt_any_audience: bool = _setting(
-        False,
-        _bool,
-        "With a JWKS URL and no audience: accept tokens the identity provider minted for any "
-        "API. Refused at start unless set: such a token with `admin` would be an admin here.",
-    )
-    jwt_issuer: str | None = _setting(None, str, "Required `iss` claim, when set.")
-    cursor_secret: str | None = _setting(
-        None,
-        _secret,
-        "Key that signs list cursors; derived from the JWT secret when unset.",
-        secret=True,
-    )
-    cors_origins: tuple[str, ...] = _setting(
-        ("*",),
-        _csv,
-        "Comma-separated origins whose browser pages may call the API and upload to the bucket "
-        "(CORS on both; `init` writes the bucket's).",
-    )
-    max_json_body_bytes: int = _setting(
-        64 * 1024, _positive_int, "Largest JSON request body, bytes."
-    )
-    request_timeout_seconds: int = _setting(
-        10,
-        _positive_int,
-        "Deadline of one API request: a backend that has not answered by then gets a 503.",
-    )
-    shutdown_grace_seconds: int = _setting(
-        25,
-        _positive_int,
-        "On SIGTERM: how long requests (API) and jobs (worker) in flight may take to finish.",
-    )
+
+
+@dataclass(frozen=True)
+class LogSettings:
+    """Logs.
+
+    What the service writes, and how.
+    """
+
     log_level: str = _setting("INFO", _log_level, "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _setting(
         "json", _log_format, "json (one object per line, one line per request) or text."
     )
+
+
+# Every group, in the order the documentation shows them.
+GROUPS: tuple[type, ...] = (
+    IdentitySettings,
+    ResourceSettings,
+    ApiSettings,
+    UploadSettings,
+    QuotaSettings,
+    ProcessingSettings,
+    RenditionSettings,
+    WorkerSettings,
+    WebhookSettings,
+    LogSettings,
+)
+
+
+@dataclass(frozen=True)
+class Settings(
+    LogSettings,
+    WebhookSettings,
+    WorkerSettings,
+    RenditionSettings,
+    ProcessingSettings,
+    QuotaSettings,
+    UploadSettings,
+    ApiSettings,
+    ResourceSettings,
+    IdentitySettings,
+):
+    """Every setting, read once at start. The groups are its parts: a policy that reads one
+    concern takes that group's type (programs/services.py), so it can read nothing else. The
+    bases are listed last group first: a dataclass's fields run from its last base to its
+    first, and so they run in the order of ``GROUPS``."""
 
     @classmethod
     def from_env(
@@ -581,29 +703,35 @@ class Settings:
 
     @staticmethod
     def markdown_table() -> str:
-        """The configuration reference in the README, generated from the fields above."""
-        lines = ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
-        for setting in fields(Settings):
-            default = setting.default
-            shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
-            shown = "" if shown in (None, "") else f"`{shown}`"
-            name = PREFIX + setting.name.upper()
-            lines.append(f"| `{name}` | {shown} | {setting.metadata['doc']} |")
-        return "\n".join(lines) + "\n"
+        """The configuration reference (docs/configuration.md), generated from the groups:
+        one table per concern."""
+        sections = []
+        for group in GROUPS:
+            title, _, meaning = (group.__doc__ or "").partition(".\n")
+            lines = [f"### {title}", "", " ".join(meaning.split()), ""]
+            lines += ["| Variable | Default | Meaning |", "| --- | --- | --- |"]
+            for setting in fields(group):
+                default = setting.default
+                shown = ",".join(map(str, default)) if isinstance(default, tuple) else default
+                shown = "" if shown in (None, "") else f"`{shown}`"
+                name = PREFIX + setting.name.upper()
+                lines.append(f"| `{name}` | {shown} | {setting.metadata['doc']} |")
+            sections.append("\n".join(lines) + "\n")
+        return "\n".join(sections)
 
 
-def render_keys(settings: Settings) -> tuple[bytes, ...]:
+def render_keys(renditions: RenditionSettings, identity: IdentitySettings) -> tuple[bytes, ...]:
     """The keys of rendition URLs: the one that signs, then the one being rotated out."""
-    if settings.render_secret:
-        keys = [settings.render_secret, settings.render_previous_secret]
+    if renditions.render_secret:
+        keys = [renditions.render_secret, renditions.render_previous_secret]
         return tuple(key.encode() for key in keys if key)
     # Derived apart from the token and cursor keys: no URL signature can double as either.
     # (Under JWKS there is no JWT secret, and the cursor secret is required instead.)
-    bases = [settings.jwt_secret or settings.cursor_secret, settings.jwt_previous_secret]
+    bases = [identity.jwt_secret or identity.cursor_secret, identity.jwt_previous_secret]
     return tuple(_derived(base, b"image-service/render") for base in bases if base)
 
 
-def cursor_keys(settings: Settings) -> tuple[bytes, ...]:
+def cursor_keys(settings: IdentitySettings) -> tuple[bytes, ...]:
     """The keys of list cursors: the one that signs, then the one being rotated out."""
     if settings.cursor_secret:
         return (settings.cursor_secret.encode(),)
@@ -612,7 +740,7 @@ def cursor_keys(settings: Settings) -> tuple[bytes, ...]:
     return tuple(_derived(base, b"image-service/cursor") for base in bases if base)
 
 
-def callback_masters(settings: Settings) -> tuple[str, ...]:
+def callback_masters(settings: WebhookSettings) -> tuple[str, ...]:
     """The master keys the per-owner callback keys derive from: the current one first."""
     if settings.callback_secret:
         return tuple(s for s in (settings.callback_secret, settings.callback_previous_secret) if s)

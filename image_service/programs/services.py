@@ -43,7 +43,18 @@ from image_service.domain.watch import IN_FLIGHT, StatusWatcher
 from image_service.imaging.inspect import InspectionLimits
 from image_service.imaging.render import RenderedVariant, VariantSpec, render_rendition
 from image_service.metrics import ServiceMetrics
-from image_service.settings import Settings, callback_masters, cursor_keys, render_keys
+from image_service.settings import (
+    IdentitySettings,
+    ProcessingSettings,
+    QuotaSettings,
+    RenditionSettings,
+    Settings,
+    UploadSettings,
+    WebhookSettings,
+    callback_masters,
+    cursor_keys,
+    render_keys,
+)
 from image_service.storage.clients import AwsClients, aws_clients, proxy_for
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.presign import BotocorePresigner, Presigner
@@ -83,7 +94,9 @@ class Services:
     clients: AwsClients
 
 
-def rendition_policy(settings: Settings) -> RenditionPolicy:
+def rendition_policy(settings: RenditionSettings, identity: IdentitySettings) -> RenditionPolicy:
+    """The renditions' policy, from their settings; their URLs' keys derive from the identity's
+    secrets when none of their own is set."""
     presets = {}
     for preset in settings.render_presets:
         name, _, rest = preset.partition("=")
@@ -96,35 +109,44 @@ def rendition_policy(settings: Settings) -> RenditionPolicy:
         presets=presets,
         url_window=settings.render_url_window_seconds,
         max_renders=settings.max_concurrent_renders,
-        keys=render_keys(settings),
+        keys=render_keys(settings, identity),
         memory_bytes=settings.rendition_memory_bytes,
         max_renders_per_user=settings.max_renders_per_user,
         max_age=settings.rendition_max_age_seconds,
     )
 
 
-def upload_policy(settings: Settings) -> UploadPolicy:
+def upload_policy(
+    uploads: UploadSettings,
+    quotas: QuotaSettings,
+    *,
+    processing: ProcessingSettings,
+    webhooks: WebhookSettings,
+) -> UploadPolicy:
+    """The image lifecycle's policy: its uploads' and quotas' settings, and the two facts it
+    takes from other concerns (whether originals may keep GPS; whether callbacks may be
+    private)."""
     return UploadPolicy(
-        allowed_content_types=settings.allowed_content_types,
-        max_upload_bytes=settings.max_upload_bytes,
-        max_multipart_bytes=settings.max_multipart_bytes,
-        multipart_part_bytes=settings.multipart_part_bytes,
-        upload_url_expiry=settings.upload_url_expiry,
-        download_url_expiry=settings.download_url_expiry,
+        allowed_content_types=uploads.allowed_content_types,
+        max_upload_bytes=uploads.max_upload_bytes,
+        max_multipart_bytes=uploads.max_multipart_bytes,
+        multipart_part_bytes=uploads.multipart_part_bytes,
+        upload_url_expiry=uploads.upload_url_expiry,
+        download_url_expiry=uploads.download_url_expiry,
         inspection=InspectionLimits(
-            max_pixels=settings.max_pixels,
-            max_frames=settings.max_frames,
-            max_animation_pixels=settings.max_animation_pixels,
+            max_pixels=uploads.max_pixels,
+            max_frames=uploads.max_frames,
+            max_animation_pixels=uploads.max_animation_pixels,
         ),
-        inspection_concurrency=settings.inspection_concurrency,
-        max_images_per_user=settings.max_images_per_user,
-        max_bytes_per_user=settings.max_bytes_per_user,
-        usage_cache_seconds=settings.usage_cache_seconds,
-        callbacks_to_private=settings.webhook_allow_private,
-        trash_days=settings.trash_days,
-        max_completions_per_user=settings.max_completions_per_user,
-        max_open_multipart_per_user=settings.max_open_multipart_per_user,
-        keep_gps=settings.keep_gps,
+        inspection_concurrency=uploads.inspection_concurrency,
+        max_completions_per_user=uploads.max_completions_per_user,
+        max_open_multipart_per_user=uploads.max_open_multipart_per_user,
+        max_images_per_user=quotas.max_images_per_user,
+        max_bytes_per_user=quotas.max_bytes_per_user,
+        usage_cache_seconds=quotas.usage_cache_seconds,
+        trash_days=quotas.trash_days,
+        keep_gps=processing.keep_gps,
+        callbacks_to_private=webhooks.webhook_allow_private,
     )
 
 
@@ -142,7 +164,7 @@ def image_lifecycle(
 ) -> Images:
     """The image lifecycle's four jobs over the ports, with the policy ``settings`` give: the
     one wiring of the domain, for every process and for the domain's unit tier."""
-    policy = upload_policy(settings)
+    policy = upload_policy(settings, settings, processing=settings, webhooks=settings)
     quota = Quota(repository, policy)
     return Images(
         uploads=Uploads(
@@ -234,7 +256,7 @@ class ThreadRenderer:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def processing_policy(settings: Settings) -> ProcessingPolicy:
+def processing_policy(settings: ProcessingSettings) -> ProcessingPolicy:
     return ProcessingPolicy(
         variants=variant_specs(settings),
         keep_gps=settings.keep_gps,
@@ -242,7 +264,7 @@ def processing_policy(settings: Settings) -> ProcessingPolicy:
     )
 
 
-def variant_specs(settings: Settings) -> tuple[VariantSpec, ...]:
+def variant_specs(settings: ProcessingSettings) -> tuple[VariantSpec, ...]:
     return tuple(
         VariantSpec(name, int(side), settings.variant_formats)
         for name, _, side in (spec.partition(":") for spec in settings.variants)
@@ -376,7 +398,7 @@ async def open_services(
             webhooks=webhooks,
             clock=clock,
         )
-        rendering = rendition_policy(settings)
+        rendering = rendition_policy(settings, settings)
         renderer = ThreadRenderer(rendering.max_renders)
         stack.callback(renderer.close)
         renditions = Renditions(

@@ -62,7 +62,8 @@ def _record(owner: str, image_id: str) -> ImageRecord:
 
 
 def _renditions(gate: Gate, **settings: Any) -> tuple[Renditions, ThreadRenderer]:
-    policy = rendition_policy(Settings(jwt_secret="k" * 32, **settings))
+    configured = Settings(jwt_secret="k" * 32, **settings)
+    policy = rendition_policy(configured, configured)
     objects: dict[str, tuple[bytes, str]] = {}
 
     async def read(key: str) -> tuple[bytes, str] | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import jwt
 import pytest
 
 from image_service.programs.cli import main
-from image_service.settings import Settings, SettingsError
+from image_service.settings import GROUPS, Settings, SettingsError
 from tests.integration.conftest import JWT_SECRET
 
 BASE = {"IMAGE_SERVICE_JWT_SECRET": JWT_SECRET}
@@ -134,3 +136,9 @@ def test_secrets_never_show_in_the_settings_repr() -> None:
     assert secret not in shown
     assert cursor not in shown
     assert "bucket='cloud-image-bucket'" in shown
+
+
+def test_every_setting_belongs_to_exactly_one_group() -> None:
+    grouped = [setting.name for group in GROUPS for setting in fields(group)]
+    assert len(grouped) == len(set(grouped))
+    assert grouped == [setting.name for setting in fields(Settings)]  # in the groups' order
