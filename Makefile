@@ -10,7 +10,7 @@ LOCALSTACK_STAMP := $(LOCALSTACK_VENV)/.installed
 LOCALSTACK_PYTHON ?= $(shell for p in python3.13 $(HOME)/.pyenv/versions/3.13*/bin/python3.13; do \
 	"$$p" -c 'import sys; assert sys.version_info[:2] == (3, 13)' 2>/dev/null && { echo "$$p"; break; }; done)
 
-.PHONY: run test test-unit lint deploy-lint fmt clean loadtest bench profile soak chaos latency uppy-example
+.PHONY: run test test-unit openapi lint deploy-lint fmt clean loadtest bench profile soak chaos latency uppy-example
 
 USERS    ?= 16
 DURATION ?= 30
@@ -97,6 +97,10 @@ test: $(STAMP) $(LOCALSTACK_STAMP) $(DEPLOY_STAMP) $(CLAMD) $(CHROMIUM) $(UPPY_S
 ## deploy-lint: cfn-lint and checkov on deploy/ (CloudFormation, Kubernetes), kubernetes-validate
 deploy-lint: $(STAMP) $(DEPLOY_STAMP)
 	$(BIN)/python -m pytest tests/integration/test_deploy_lint.py $(PYTEST_ARGS)
+
+## openapi: record the OpenAPI document the service serves in docs/openapi.json (a unit test holds it)
+openapi: $(STAMP)
+	$(BIN)/python -c 'import asyncio, pathlib; from tests.unit.test_openapi_document import RECORDED, served_document; RECORDED.write_bytes(asyncio.run(served_document()))'
 
 ## test-unit: the fast tier only (tests/unit: codecs, layout, schemas, presigner, settings...), no server
 test-unit: $(STAMP)
