@@ -363,26 +363,24 @@ class Completion:
         message: str,
         details: dict[str, Any],
     ) -> NoReturn:
-        await abort_open_parts(self._store, record)
-        await self._store.delete([upload_key])
+        await self._refuse(record, upload_key, code)
+        raise UploadRejected(message, code=code, details=details)
+
+    async def _reject_over_quota(self, record: ImageRecord, upload_key: str) -> None:
+        await self._refuse(record, upload_key, QuotaExceeded.code)
+
+    async def _refuse(self, record: ImageRecord, upload_key: str, code: str) -> None:
+        """Records the refusal, then removes what arrived. In that order: a concurrent
+        completion that finds the upload gone reads the refusal, never a pending image whose
+        bytes vanished (which it could only answer with a 503); and if the removal fails, the
+        image is refused all the same, and completing again removes the upload."""
         rejected = replace(
             record, status=ImageStatus.REJECTED, rejection_reason=code, updated_at=self._clock()
         )
         if await self._repository.replace_if_status(rejected, ImageStatus.PENDING):
             await self.events.publish(events.REJECTED, rejected)
-        raise UploadRejected(message, code=code, details=details)
-
-    async def _reject_over_quota(self, record: ImageRecord, upload_key: str) -> None:
         await abort_open_parts(self._store, record)
         await self._store.delete([upload_key])
-        rejected = replace(
-            record,
-            status=ImageStatus.REJECTED,
-            rejection_reason="quota_exceeded",
-            updated_at=self._clock(),
-        )
-        if await self._repository.replace_if_status(rejected, ImageStatus.PENDING):
-            await self.events.publish(events.REJECTED, rejected)
 
     async def _discard_upload(self, upload_key: str) -> None:
         try:

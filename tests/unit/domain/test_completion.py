@@ -4,6 +4,7 @@ queue that refuses the job."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
 
 import pytest
@@ -382,3 +383,42 @@ async def test_a_part_whose_checksum_differs_is_rejected(world: World, big_png: 
     record, upload_id = await multipart(world, big_png, part_checksums=sums)
     send_parts(world, upload_id, big_png, [1, 2])
     await refused_with(world, record, "checksum_mismatch")
+
+
+async def test_a_refusal_is_recorded_before_what_arrived_is_removed(world: World) -> None:
+    """A concurrent completion that finds the upload gone must read the refusal, never a
+    pending image whose bytes vanished (it could only answer that with a 503)."""
+    record, _ = await world.upload(images.png(), content_type="image/jpeg")
+    seen_when_removed: list[ImageStatus] = []
+    delete = world.store.delete
+
+    async def observed_delete(keys: Sequence[str]) -> None:
+        if incoming_key(record) in keys:
+            seen_when_removed.append(stored(world, record).status)
+        await delete(keys)
+
+    world.store.delete = observed_delete  # type: ignore[method-assign]
+    with pytest.raises(UploadRejected):
+        await complete(world, record)
+    assert seen_when_removed == [ImageStatus.REJECTED]
+
+
+async def test_a_refusal_whose_removal_failed_is_finished_by_completing_again(
+    world: World,
+) -> None:
+    record, _ = await world.upload(images.png(), content_type="image/jpeg")
+    delete = world.store.delete
+
+    async def failing_delete(keys: Sequence[str]) -> None:
+        raise BackendUnavailable("s3", "fake outage")
+
+    world.store.delete = failing_delete  # type: ignore[method-assign]
+    with pytest.raises(UploadRejected):  # the refusal stands, whatever became of the bytes
+        await complete(world, record)
+    assert stored(world, record).status is ImageStatus.REJECTED
+    assert incoming_key(record) in world.store.objects
+    world.store.delete = delete  # type: ignore[method-assign]
+    with pytest.raises(UploadRejected) as again:
+        await complete(world, record)
+    assert again.value.code == "content_mismatch"
+    assert incoming_key(record) not in world.store.objects
