@@ -37,15 +37,20 @@ def botocore_data_is_read_once() -> Iterator[None]:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """`make test` runs the suite in parallel processes (pytest-xdist, `--dist loadgroup`). Each
-    has its own moto, so tests share nothing but a module's fixtures and the session's costly
-    servers: a module stays in one process (its module fixtures start once), and the modules on
-    LocalStack share one process (one LocalStack, which takes seconds and half a GB to start)."""
+    """`make test` runs the suite in parallel processes (pytest-xdist, `--dist loadgroup`), each
+    with its own moto, handed one test at a time: the processes stay evenly loaded to the end.
+    Only what tests share keeps them together: the modules on LocalStack run in one process (one
+    LocalStack, which takes seconds and half a GB to start), and a module with a module-scoped
+    fixture (a server, a large image) stays in one process, so the fixture is made once."""
     for item in items:
-        if item.get_closest_marker("xdist_group") is None:
-            on_localstack = "localstack_endpoint" in getattr(item, "fixturenames", ())
-            group = "localstack" if on_localstack else item.nodeid.partition("::")[0]
-            item.add_marker(pytest.mark.xdist_group(group))
+        if item.get_closest_marker("xdist_group") is not None:
+            continue
+        fixtureinfo = getattr(item, "_fixtureinfo", None)
+        definitions = fixtureinfo.name2fixturedefs.values() if fixtureinfo is not None else ()
+        if "localstack_endpoint" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("localstack"))
+        elif any(definition.scope == "module" for defs in definitions for definition in defs):
+            item.add_marker(pytest.mark.xdist_group(item.nodeid.partition("::")[0]))
 
 
 @pytest.fixture(autouse=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import ssl
 import urllib.request
@@ -15,6 +16,7 @@ import aioboto3
 import aiohttp
 import botocore.httpsession
 from aiobotocore.config import AioConfig
+from aiobotocore.httpsession import AIOHTTPSession
 
 from image_service import __version__
 from image_service.settings import Settings, SettingsError
@@ -105,6 +107,7 @@ def aws_config(settings: Settings, *, read_timeout: float = READ_TIMEOUT_SECONDS
         read_timeout=read_timeout,
         retries={"max_attempts": MAX_ATTEMPTS, "mode": "standard"},
         max_pool_connections=MAX_POOL_CONNECTIONS,
+        http_session_cls=SharedContextSession,
         # Every request is built by our storage modules and checked by AWS on arrival; botocore's
         # own check of each parameter tree is a large share of a call's CPU.
         parameter_validation=False,
@@ -121,11 +124,41 @@ def proxy_for(url: str) -> str | None:
     return urllib.request.getproxies().get(parts.scheme)
 
 
+@functools.lru_cache(maxsize=8)
+def _verifying_context(ca_bundle: str) -> ssl.SSLContext:
+    """One TLS context per CA bundle and process: loading a bundle takes about 20 ms of CPU,
+    and aiobotocore loaded it again for every client it opened."""
+    context: ssl.SSLContext = botocore.httpsession.create_urllib3_context()
+    context.load_verify_locations(ca_bundle)
+    return context
+
+
 def _host_ssl_context() -> ssl.SSLContext:
     """Verifies AWS's certificates as botocore does: AWS_CA_BUNDLE, else botocore's bundle."""
-    return ssl.create_default_context(
-        cafile=os.environ.get("AWS_CA_BUNDLE") or botocore.httpsession.get_cert_path(True)
+    return _verifying_context(
+        os.environ.get("AWS_CA_BUNDLE") or botocore.httpsession.get_cert_path(True)
     )
+
+
+class SharedContextSession(AIOHTTPSession):
+    """aiobotocore's HTTP session, verifying with the process's one context for the bundle
+    botocore chose (``verify``: AWS_CA_BUNDLE, a profile's ``ca_bundle``, or its own), instead
+    of a context of its own per client. A proxy or a client certificate keeps aiobotocore's
+    own way: those contexts differ by design."""
+
+    def _create_connector(self, proxy_url: str | None) -> aiohttp.TCPConnector:
+        # aiobotocore's own state, which its type stubs do not declare.
+        own: Any = self
+        if not own._verify or proxy_url or own._cert_file:
+            base: Any = super()
+            connector: aiohttp.TCPConnector = base._create_connector(proxy_url)
+            return connector
+        ca_bundle = botocore.httpsession.get_cert_path(own._verify)
+        return aiohttp.TCPConnector(
+            limit=own._max_pool_connections,
+            ssl=_verifying_context(ca_bundle),
+            **own._connector_args,
+        )
 
 
 @asynccontextmanager
