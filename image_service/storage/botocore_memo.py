@@ -54,6 +54,19 @@ def parameters_no_rule_reads(ruleset: dict[str, Any]) -> frozenset[str]:
     )
 
 
+_UNREAD: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def _unread_parameters(loader: Any, service: str, api_version: str) -> frozenset[str]:
+    """``parameters_no_rule_reads`` of a service's rule set, worked out once per process: the
+    search through S3's rules costs more than opening the client."""
+    key = (service, api_version)
+    if key not in _UNREAD:
+        ruleset = loader.load_service_model(service, "endpoint-rule-set-1", api_version)
+        _UNREAD[key] = parameters_no_rule_reads(ruleset)
+    return _UNREAD[key]
+
+
 def _without(unread: frozenset[str], resolve: Callable[..., Any]) -> Callable[..., Any]:
     def resolve_endpoint(**parameters: Any) -> Any:
         return resolve(**{k: v for k, v in parameters.items() if k not in unread})
@@ -72,10 +85,7 @@ def remember_repeated_work(client: Client) -> Client:
     provider = getattr(resolver, "_provider", None)
     if provider is not None:
         model = boto.meta.service_model
-        ruleset = boto._loader.load_service_model(
-            model.service_name, "endpoint-rule-set-1", model.api_version
-        )
-        unread = parameters_no_rule_reads(ruleset)
+        unread = _unread_parameters(boto._loader, model.service_name, model.api_version)
         if unread:
             # The instance attribute wraps the class's memoised method, whose memo now hits.
             provider.resolve_endpoint = _without(unread, provider.resolve_endpoint)
