@@ -349,7 +349,7 @@ async def dev_url() -> AsyncIterator[str]:
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(
-    os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).parent.parent / "test-artifacts")
+    os.environ.get("TEST_ARTIFACTS_DIR", Path(__file__).resolve().parents[2] / "test-artifacts")
 )
 # Chromium as root in a sandbox-less container, and none of its calls home (refused here).
 CHROMIUM_ARGS = [
