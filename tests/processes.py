@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
+
 from image_service.client import Image, ImageServiceClient
 from image_service.programs.processes import wait_until_answering
 
@@ -106,11 +108,30 @@ class Program:
         await self.wait()
 
 
-async def wait_for_port(port: int, *, within: float = 30) -> None:
-    """Until a program answers HTTP on ``port``, whatever it answers."""
+class PortTaken(AssertionError):
+    """Another process got the spare port first (it was free when probed, then taken before
+    the program bound it): whatever answers there is not the program under test."""
+
+
+async def wait_for_port(
+    port: int, *, within: float = 30, owner: asyncio.subprocess.Process | None = None
+) -> None:
+    """Until a program answers HTTP on ``port``, whatever it answers; with ``owner``, PortTaken
+    unless the listener is that process (or one it started). The suite's processes probe for
+    spare ports at once, so a port can be taken between the probe and the bind."""
     await wait_until_answering(
         f"http://127.0.0.1:{port}/", within=within, ready=lambda _status, _body: True
     )
+    if owner is None:
+        return
+    listeners = {
+        connection.pid
+        for connection in psutil.net_connections(kind="tcp")
+        if connection.laddr and connection.laddr.port == port and connection.status == "LISTEN"
+    }
+    ours = {owner.pid} | {child.pid for child in psutil.Process(owner.pid).children(True)}
+    if not listeners & ours:
+        raise PortTaken(f"port {port} is another process's ({sorted(map(str, listeners))})")
 
 
 _MOTO_MAIN = (

@@ -31,7 +31,7 @@ from image_service.settings import Settings
 from image_service.storage.clients import provision
 from tests.conftest import AWS_SECRET, JWT_SECRET, REGION
 from tests.localstack import localstack
-from tests.processes import Program, wait_for_port
+from tests.processes import PortTaken, Program, wait_for_port
 
 PROCESSING_SECONDS = 30
 
@@ -334,15 +334,24 @@ async def api(make_api: MakeApi) -> Api:
 
 @pytest.fixture
 async def dev_url() -> AsyncIterator[str]:
-    """`image-service dev` as a user runs it (embedded moto), on a spare port."""
-    port = free_port()
+    """`image-service dev` as a user runs it (embedded moto), on a spare port: one that this
+    very process holds (another of the suite's may take a port between probe and bind)."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "IMAGE_"))}
-    program = await Program.start("dev", "--port", str(port), env=environment)
-    try:
-        await wait_for_port(port, within=60)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await program.stop()
+    for attempt in range(3):
+        port = free_port()
+        program = await Program.start("dev", "--port", str(port), env=environment)
+        try:
+            await wait_for_port(port, within=60, owner=program.process)
+        except PortTaken:
+            await program.kill()
+            if attempt == 2:
+                raise
+            continue
+        try:
+            yield f"http://127.0.0.1:{port}"
+        finally:
+            await program.stop()
+        return
 
 
 # -- headless Chromium (Debian's, through Playwright's driver; no browser is downloaded) ----------

@@ -137,7 +137,7 @@ async def test_a_port_on_the_command_line_wins_over_the_environment() -> None:
         stderr=asyncio.subprocess.DEVNULL,
     )
     try:
-        await wait_for_port(from_flag, within=STARTUP_SECONDS)
+        await wait_for_port(from_flag, within=STARTUP_SECONDS, owner=process)
         with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", from_env)
     finally:

@@ -25,7 +25,7 @@ async def _serve(
     if aws_endpoint is not None:
         environment["AWS_ENDPOINT_URL"] = aws_endpoint
     program = await Program.start("serve", env=environment)
-    await wait_for_port(port)
+    await wait_for_port(port, owner=program.process)
     return program, f"http://127.0.0.1:{port}"
 
 
@@ -154,7 +154,7 @@ async def test_a_worker_counts_its_jobs_on_a_port_of_its_own(
 
     worker = await Program.start("worker", env=environment)
     try:
-        await wait_for_port(port)
+        await wait_for_port(port, owner=worker.process)
         assert (await client.wait_until_processed(ticket.image_id, max_wait=30)).status == "ready"
         async with asyncio.timeout(20):
             while True:

@@ -54,7 +54,7 @@ async def test_two_api_processes_and_two_workers_lose_nothing(
     server = await Program.start("serve", "--workers", "2", env=env)
     workers = [await Program.start("worker", env=env) for _ in range(2)]
     try:
-        await wait_for_port(port)
+        await wait_for_port(port, owner=server.process)
         api_processes = [
             child
             for child in psutil.Process(server.process.pid).children()

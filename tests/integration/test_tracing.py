@@ -135,7 +135,7 @@ async def test_one_trace_runs_from_complete_through_sqs_and_the_worker_to_dynamo
         "worker", env=api.child_environment() | _traced(collector, "images-worker")
     )
     try:
-        await wait_for_port(port)
+        await wait_for_port(port, owner=serve.process)
         base = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(headers=auth("alice")) as http:
             async with http.post(f"{base}/images/upload", json={"content_type": "image/jpeg"}) as r:
