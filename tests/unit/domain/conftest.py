@@ -12,10 +12,13 @@ from typing import Any
 
 import pytest
 
+from image_service.domain.completion import Completion
 from image_service.domain.events import ImageEvents
 from image_service.domain.layout import incoming_key
+from image_service.domain.library import Library
 from image_service.domain.models import ImageRecord, ImageStatus, Principal
-from image_service.domain.uploads import UploadRequest
+from image_service.domain.trash import Trash
+from image_service.domain.uploads import UploadRequest, Uploads
 from image_service.programs.services import Images, image_lifecycle
 from image_service.settings import Settings
 from tests.fakes import FakeIdempotency, FakeJobs, FakeObjects, FakeTable
@@ -49,19 +52,19 @@ class World:
     heard: list[tuple[str, ImageRecord]]
 
     @property
-    def uploads(self) -> Any:
+    def uploads(self) -> Uploads:
         return self.images.uploads
 
     @property
-    def completion(self) -> Any:
+    def completion(self) -> Completion:
         return self.images.completion
 
     @property
-    def library(self) -> Any:
+    def library(self) -> Library:
         return self.images.library
 
     @property
-    def trash(self) -> Any:
+    def trash(self) -> Trash:
         return self.images.trash
 
     async def upload(
@@ -76,10 +79,7 @@ class World:
     async def uploaded(self, data: bytes, user: str = "alice", **request: Any) -> ImageRecord:
         """An upload sent and completed: the image as completion left it (processing)."""
         record, _ = await self.upload(data, user, **request)
-        completed: ImageRecord = await self.completion.complete(
-            principal(user), record.image_id, None
-        )
-        return completed
+        return await self.completion.complete(principal(user), record.image_id, None)
 
     async def ready(self, data: bytes, user: str = "alice", **request: Any) -> ImageRecord:
         """A completed image the worker has published (ready), as the pipeline leaves it."""
