@@ -4,8 +4,9 @@ fakes the domain's unit tier uses (tests/fakes.py) and on the adapters the servi
 
 from __future__ import annotations
 
+import json
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -21,13 +22,13 @@ from image_service.domain.models import (
     PresignedUpload,
     Usage,
 )
-from image_service.domain.ports import IdempotencyKeys, Listing, Objects, Records
+from image_service.domain.ports import IdempotencyKeys, Jobs, Listing, Objects, Outbox, Records
 from image_service.domain.trash import TRASHABLE
 from image_service.programs.services import open_services
 from image_service.settings import Settings
 from image_service.storage.clients import provision
 from image_service.storage.dynamo import IdempotencyStore
-from tests.fakes import FakeIdempotency, FakeObjects, FakeTable
+from tests.fakes import FakeIdempotency, FakeJobs, FakeObjects, FakeTable
 from tests.integration.conftest import JWT_SECRET
 
 NOW = datetime(2026, 12, 6, 12, 0, tzinfo=UTC)
@@ -39,7 +40,12 @@ class Ports:
     records: Records
     listing: Listing
     idempotency: IdempotencyKeys
+    jobs: Jobs
+    outbox: Outbox
     put: Callable[[str, bytes], Any]  # what a client's PUT with a URL does
+    # What each side holds, read its own way: the queue's messages, the kept jobs.
+    queued: Callable[[], Awaitable[list[dict[str, Any]]]]
+    kept: Callable[[], Awaitable[list[tuple[str, dict[str, Any]]]]]
 
 
 @pytest.fixture(params=["fake", "adapter"])
@@ -47,10 +53,20 @@ async def ports(request: pytest.FixtureRequest) -> AsyncIterator[Ports]:
     if request.param == "fake":
         store, table = FakeObjects(), FakeTable()
 
+        jobs = FakeJobs()
+
         async def put_fake(key: str, data: bytes) -> None:
             store.put(key, data)
 
-        yield Ports(store, table, table, FakeIdempotency(), put_fake)
+        async def queued_fake() -> list[dict[str, Any]]:
+            return list(jobs.sent)
+
+        async def kept_fake() -> list[tuple[str, dict[str, Any]]]:
+            return list(table.kept)
+
+        yield Ports(
+            store, table, table, FakeIdempotency(), jobs, table, put_fake, queued_fake, kept_fake
+        )
         return
     request.getfixturevalue("moto_endpoint")  # the suite's moto, through AWS_ENDPOINT_URL
     suffix = uuid.uuid4().hex[:12]
@@ -59,6 +75,7 @@ async def ports(request: pytest.FixtureRequest) -> AsyncIterator[Ports]:
         bucket=f"contracts-{suffix}",
         table=f"contracts-{suffix}",
         queue_name=f"contracts-{suffix}",
+        s3_event_notifications=False,  # S3's test event would be the queue's first message
     )
     await provision(settings)
     async with open_services(settings) as services:
@@ -67,7 +84,28 @@ async def ports(request: pytest.FixtureRequest) -> AsyncIterator[Ports]:
             await services.store.put_bytes(key, data, content_type="application/octet-stream")
 
         idempotency = IdempotencyStore(services.clients.table, settings.table)
-        yield Ports(services.store, services.repository, services.repository, idempotency, put_real)
+
+        async def queued_real() -> list[dict[str, Any]]:
+            messages = await services.jobs.receive(
+                max_messages=10, wait_seconds=1, visibility_timeout=30
+            )
+            return [json.loads(message.body) for message in messages]
+
+        async def kept_real() -> list[tuple[str, dict[str, Any]]]:
+            later = datetime.now(UTC) + timedelta(days=1)
+            return [(kept.user_id, kept.job) async for kept in services.repository.kept_jobs(later)]
+
+        yield Ports(
+            services.store,
+            services.repository,
+            services.repository,
+            idempotency,
+            services.jobs,
+            services.repository,
+            put_real,
+            queued_real,
+            kept_real,
+        )
 
 
 def image(user: str = "alice", *, minutes: int = 0, **fields: Any) -> ImageRecord:
@@ -387,3 +425,18 @@ async def test_signed_urls_name_their_key_and_headers(ports: Ports) -> None:
     assert part.headers == {"Content-Length": "7"}
     assert "partNumber=2" in part.url
     assert "uploadId=up" in part.url
+
+
+# -- Jobs and the Outbox ---------------------------------------------------------------------
+
+
+async def test_a_sent_job_is_queued_as_sent(ports: Ports) -> None:
+    job = {"type": "process", "user_id": "alice", "image_id": "img-1"}
+    await ports.jobs.send(job)
+    assert await ports.queued() == [job]
+
+
+async def test_a_kept_job_is_kept_for_its_owner_as_given(ports: Ports) -> None:
+    job = {"type": "webhook", "id": "msg_1", "body": {"type": "image.ready"}}
+    await ports.outbox.keep_job("alice", job, now=NOW)
+    assert await ports.kept() == [("alice", job)]
