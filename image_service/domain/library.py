@@ -3,7 +3,6 @@ listing a page under a filter, and signing a download of its original or a varia
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Sequence
 from dataclasses import replace
@@ -38,9 +37,6 @@ from image_service.domain.ports import (
 )
 from image_service.domain.watch import IN_FLIGHT, StatusWatcher
 from image_service.imaging.formats import FILE_EXTENSIONS
-
-log = logging.getLogger(__name__)
-
 
 _UNSAFE_FILENAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_FILENAME_STEM = 100

@@ -4,8 +4,6 @@ so that wherever it stops the image is never served again and a retry finishes i
 
 from __future__ import annotations
 
-import logging
-
 from image_service.domain import events
 from image_service.domain.completion import abort_open_parts
 from image_service.domain.errors import (
@@ -38,9 +36,6 @@ from image_service.domain.ports import (
 from image_service.domain.quota import Quota
 
 # Trashed images read per page while the trash is emptied.
-log = logging.getLogger(__name__)
-
-
 _TRASH_PAGE = 100
 # What a DELETE moves to the trash: images with bytes worth keeping. A pending or rejected
 # upload has nothing to restore, and is deleted at once.

@@ -7,7 +7,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import logging
 import re
 import uuid
 from collections.abc import Sequence
@@ -51,9 +50,6 @@ from image_service.domain.ratelimit import TokenBucketLimiter
 
 # S3 takes up to 10,000 parts; the service takes 1,000, so that a record with every part's
 # checksum stays a few tens of KiB.
-log = logging.getLogger(__name__)
-
-
 MAX_PARTS = 1000
 # Digests one check may ask about.
 MAX_CHECKED_DIGESTS = 500

@@ -16,7 +16,7 @@ import aiohttp
 from image_service import tracing
 from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
-from image_service.domain.events import ImageEvents
+from image_service.domain.events import ImageEvents, Observe
 from image_service.domain.library import Library
 from image_service.domain.models import ImageRecord, ListFilter
 from image_service.domain.policy import UploadPolicy
@@ -26,6 +26,7 @@ from image_service.domain.ports import (
     Jobs,
     Listing,
     Objects,
+    Outbox,
     Records,
     utc_now,
 )
@@ -147,6 +148,30 @@ def upload_policy(
         trash_days=quotas.trash_days,
         keep_gps=processing.keep_gps,
         callbacks_to_private=webhooks.webhook_allow_private,
+    )
+
+
+def image_events(
+    settings: WebhookSettings,
+    jobs: Jobs,
+    *,
+    outbox: Outbox,
+    masters: tuple[str, ...],
+    clock: Clock,
+    observe: Observe = lambda _type, _outcome: None,
+) -> ImageEvents:
+    """The image events, where the webhook settings send them and signed as they say;
+    ``masters``: ``callback_masters(settings)``, derived once by the caller, which hands them
+    to the webhook sender too."""
+    return ImageEvents(
+        jobs,
+        outbox=outbox,
+        webhook_url=settings.webhook_url,
+        signing=settings.webhook_secret is not None,
+        callback_masters=masters,
+        allow_private=settings.webhook_allow_private,
+        clock=clock,
+        observe=observe,
     )
 
 
@@ -320,15 +345,8 @@ async def open_services(
         jobs = JobQueue(clients.sqs, settings.queue_name, long_poll_client=clients.sqs_long_poll)
         # The keys callbacks are signed with: the events hand owners theirs, the sender signs.
         masters = callback_masters(settings)
-        events = ImageEvents(
-            jobs,
-            outbox=repository,
-            webhook_url=settings.webhook_url,
-            signing=settings.webhook_secret is not None,
-            callback_masters=masters,
-            allow_private=settings.webhook_allow_private,
-            clock=clock,
-            observe=observe,
+        events = image_events(
+            settings, jobs, outbox=repository, masters=masters, clock=clock, observe=observe
         )
 
         async def in_flight(owner: str) -> list[ImageRecord]:

@@ -42,7 +42,9 @@ def _expected_keys(api: Api, owner: str, image_id: str) -> list[str]:
 
 def _sweeping(api: Api) -> dict[str, str]:
     """A worker that sweeps every second for images stuck a second, on moto itself (the
-    proxy a test routed the API through is gone by then)."""
+    proxy a test routed the API through is gone by then). The sweeper is the subject of the
+    tests that use this: what it does once an image has been stuck for STUCK_AFTER_SECONDS,
+    on its SWEEP_INTERVAL_SECONDS; their defaults (minutes) only set when it happens."""
     environment = api.child_environment(STUCK_AFTER_SECONDS="1", SWEEP_INTERVAL_SECONDS="1")
     for service in ("S3", "DYNAMODB", "SQS"):
         environment.pop(f"AWS_ENDPOINT_URL_{service}", None)

@@ -19,8 +19,8 @@ from image_service.domain.library import Library
 from image_service.domain.models import ImageRecord, ImageStatus, Principal
 from image_service.domain.trash import Trash
 from image_service.domain.uploads import UploadRequest, Uploads
-from image_service.programs.services import Images, image_lifecycle
-from image_service.settings import Settings
+from image_service.programs.services import Images, image_events, image_lifecycle
+from image_service.settings import Settings, callback_masters
 from tests.fakes import FakeIdempotency, FakeJobs, FakeObjects, FakeTable
 
 WEBHOOK_SECRET = "whsec_" + base64.b64encode(b"unit-tier-webhook-key-0123456789").decode()
@@ -102,14 +102,8 @@ def make_world(**overrides: Any) -> World:
     settings = Settings(jwt_secret="unit-tier-" + "k" * 40, **overrides)
     clock = Clock()
     store, table, idempotency, jobs = FakeObjects(clock), FakeTable(), FakeIdempotency(), FakeJobs()
-    events = ImageEvents(
-        jobs,
-        outbox=table,
-        webhook_url=None,
-        signing=settings.webhook_secret is not None,
-        allow_private=settings.webhook_allow_private,
-        callback_masters=(settings.webhook_secret,) if settings.webhook_secret else (),
-        clock=clock,
+    events = image_events(
+        settings, jobs, outbox=table, masters=callback_masters(settings), clock=clock
     )
     heard: list[tuple[str, ImageRecord]] = []
     events.listen(lambda event_type, record: heard.append((event_type, record)))
