@@ -14,6 +14,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "image_service"
 ALLOWED: dict[str, set[str]] = {
     "domain": {"imaging"},
     "imaging": set(),
+    # The settings' values check content types and part sizes against the domain's limits.
+    "settings": {"domain", "imaging"},
     "storage": {"domain", "imaging", "settings", "tracing", "logs", "metrics"},
     "auth": {"domain"},
     # The formats' magic numbers (imaging/formats.py, no Pillow: tests/unit/test_client_alone.py);
