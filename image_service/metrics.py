@@ -151,14 +151,20 @@ class WorkerMetrics:
         )
         self.swept = Counter(
             "image_service_sweeper_actions",
-            "What the sweeper drove on, by action: requeued (processing), delete_finished, "
-            "purged (from the trash) or relayed (a job the queue had refused, kept in the table).",
+            "What the sweeper drove on, by action: requeued (processing), delete_finished or "
+            "purged (from the trash).",
             ["action"],
+            registry=self.registry,
+        )
+        self.relayed = Counter(
+            "image_service_outbox_relayed",
+            "Owed jobs the outbox relay queued: nobody had sent them within the grace (the "
+            "process that made the change died, or the queue refused them).",
             registry=self.registry,
         )
         for outcome in ("done", "failed", "cut_short"):
             self.jobs.labels(outcome)
-        for action in ("requeued", "delete_finished", "purged", "relayed"):
+        for action in ("requeued", "delete_finished", "purged"):
             self.swept.labels(action)
 
     def observe_webhook(self, event_type: str, outcome: str) -> None:

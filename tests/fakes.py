@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
-from collections.abc import AsyncGenerator, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,14 @@ from image_service.domain.models import (
     Usage,
     format_timestamp,
 )
-from image_service.domain.ports import SignedPost, SignedPut, StoredObject
+from image_service.domain.ports import (
+    FeedEntry,
+    Owed,
+    OwedJob,
+    SignedPost,
+    SignedPut,
+    StoredObject,
+)
 
 FAKE_S3 = "https://fake-s3.invalid"
 
@@ -214,13 +221,16 @@ _Delete = object()
 
 
 class FakeTable:
-    """The image records, each owner's usage and the kept jobs, in dicts: the ``Records``,
-    ``Listing`` and ``Outbox`` ports as the DynamoDB repository keeps them."""
+    """The image records, each owner's usage, the outbox and the feed, in dicts: the
+    ``Records``, ``Listing``, ``Outbox`` and ``Feed`` ports as the DynamoDB repository keeps
+    them."""
 
     def __init__(self) -> None:
         self.records: dict[tuple[str, str], ImageRecord] = {}
         self.usages: dict[str, Usage] = {}
-        self.kept: list[tuple[str, dict[str, Any]]] = []
+        # The outbox: each owed job with when it was owed; and the feed, in order.
+        self.outbox: dict[tuple[str, str], tuple[datetime, OwedJob]] = {}
+        self.feed: list[tuple[datetime, FeedEntry]] = []
         self.outage: str | None = None
         # Called with the record before each conditional write: a test's other writer.
         self.before_write: Callable[[ImageRecord], None] | None = None
@@ -249,6 +259,7 @@ class FakeTable:
         self,
         read: ImageRecord | None,
         change: Callable[[ImageRecord], Any],
+        owed: Owed | None = None,
     ) -> ImageRecord | None:
         """``change`` applied to the stored image (re-read when another writer got there
         first, as the repository re-reads), stored at its next revision; None when the image
@@ -268,10 +279,22 @@ class FakeTable:
             return None
         if wanted is _Delete:
             del self.records[key]
+            self._owe(owed, current)
             return current
         stored: ImageRecord = replace(wanted, revision=current.revision + 1)
         self.records[key] = stored
+        self._owe(owed, stored)
         return stored
+
+    def _owe(self, owed: Owed | None, record: ImageRecord) -> None:
+        """What the change owed, stored with it: its feed entry and its jobs."""
+        if owed is None:
+            return
+        entry_id = f"{format_timestamp(owed.at)}#{owed.change_id}"
+        if all(entry.entry_id != entry_id for _, entry in self.feed):
+            self.feed.append((owed.at, FeedEntry(entry_id, owed.event_type, owed.origin, record)))
+        for job in owed.jobs:
+            self.outbox[(job.user_id, job.job_id)] = (owed.at, job)
 
     def _advance(self, record: ImageRecord, expected: ImageStatus) -> Callable[..., Any]:
         def advance(current: ImageRecord) -> ImageRecord | None:
@@ -281,11 +304,19 @@ class FakeTable:
 
         return advance
 
-    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool:
-        return self._rewrite(record, self._advance(record, expected)) is not None
+    async def replace_if_status(
+        self, record: ImageRecord, expected: ImageStatus, *, owed: Owed | None = None
+    ) -> bool:
+        return self._rewrite(record, self._advance(record, expected), owed) is not None
 
     async def publish_counted(
-        self, record: ImageRecord, expected: ImageStatus, *, max_images: int, max_bytes: int
+        self,
+        record: ImageRecord,
+        expected: ImageStatus,
+        *,
+        max_images: int,
+        max_bytes: int,
+        owed: Owed | None = None,
     ) -> bool:
         self._check()
         current = self.records.get((record.user_id, record.image_id))
@@ -298,7 +329,7 @@ class FakeTable:
                 "This upload would exceed the owner's quota.",
                 details={"max_images": max_images, "max_bytes": max_bytes},
             )
-        published = self._rewrite(record, self._advance(record, expected))
+        published = self._rewrite(record, self._advance(record, expected), owed)
         if published is not None:
             self.usages[record.user_id] = Usage(usage.images + 1, usage.bytes + size)
         return published is not None
@@ -333,7 +364,12 @@ class FakeTable:
         return self._rewrite(record, mark)
 
     async def trash(
-        self, record: ImageRecord, *, trashable: frozenset[ImageStatus], now: datetime
+        self,
+        record: ImageRecord,
+        *,
+        trashable: frozenset[ImageStatus],
+        now: datetime,
+        owed: Owed | None = None,
     ) -> ImageRecord | None:
         def into_trash(current: ImageRecord) -> ImageRecord | None:
             if current.status not in trashable:
@@ -346,9 +382,11 @@ class FakeTable:
                 updated_at=now,
             )
 
-        return self._rewrite(record, into_trash)
+        return self._rewrite(record, into_trash, owed)
 
-    async def restore(self, record: ImageRecord, *, now: datetime) -> ImageRecord | None:
+    async def restore(
+        self, record: ImageRecord, *, now: datetime, owed: Owed | None = None
+    ) -> ImageRecord | None:
         def out_of_trash(current: ImageRecord) -> ImageRecord | None:
             if current.status is not ImageStatus.TRASHED or current.trashed_from is None:
                 return None
@@ -360,15 +398,17 @@ class FakeTable:
                 updated_at=now,
             )
 
-        return self._rewrite(record, out_of_trash)
+        return self._rewrite(record, out_of_trash, owed)
 
-    async def delete(self, record: ImageRecord, *, unchanged_only: bool = False) -> bool:
+    async def delete(
+        self, record: ImageRecord, *, unchanged_only: bool = False, owed: Owed | None = None
+    ) -> bool:
         def delete(current: ImageRecord) -> object | None:
             if unchanged_only and current.revision != record.revision:
                 return None
             return _Delete
 
-        deleted = self._rewrite(record, delete)
+        deleted = self._rewrite(record, delete, owed)
         if deleted is not None and deleted.counted_bytes is not None:
             usage = self.usages.get(deleted.user_id, Usage(0, 0))
             self.usages[deleted.user_id] = Usage(
@@ -414,11 +454,27 @@ class FakeTable:
         position = CursorPosition(page[-1][0], page[-1][1].image_id) if more and page else None
         return [record for _, record in page], position
 
-    # -- Outbox --------------------------------------------------------------------------------
+    # -- Outbox and feed -----------------------------------------------------------------------
 
-    async def keep_job(self, user_id: str, job: dict[str, Any], *, now: datetime) -> None:
+    @property
+    def owed(self) -> list[OwedJob]:
+        """The jobs still in the outbox, oldest first."""
+        return [job for _, job in sorted(self.outbox.values(), key=lambda pair: pair[0])]
+
+    async def drop_jobs(self, jobs: Sequence[OwedJob]) -> None:
         self._check()
-        self.kept.append((user_id, job))
+        for job in jobs:
+            self.outbox.pop((job.user_id, job.job_id), None)
+
+    async def owed_jobs(self, before: datetime) -> AsyncIterator[OwedJob]:
+        self._check()
+        for at, job in sorted(self.outbox.values(), key=lambda pair: pair[0]):
+            if at < before:
+                yield job
+
+    async def feed_since(self, since: datetime) -> list[FeedEntry]:
+        self._check()
+        return [entry for at, entry in sorted(self.feed, key=lambda p: p[0]) if at >= since]
 
 
 def _sort_key(record: ImageRecord, filters: ListFilter) -> str | None:

@@ -193,12 +193,14 @@ class Completion:
             upload_key, record.s3_key, etag=stored.etag, content_type=record.content_type
         )
         verified = replace(verified, counted_bytes=stored.size)
+        owed = self.events.owe(events.PROCESSING, verified)
         try:
             published = await self._repository.publish_counted(
                 verified,
                 ImageStatus.PENDING,
                 max_images=self._policy.max_images_per_user,
                 max_bytes=self._policy.max_bytes_per_user,
+                owed=owed,
             )
         except QuotaExceeded:
             await self._store.delete([record.s3_key])
@@ -218,6 +220,7 @@ class Completion:
                 # moved on since: processed, trashed): its answer stands.
                 return now_stored, False
             raise Conflict("The image changed during completion.", code="image_changed")
+        await self.events.delivered(owed, verified)
         await self._discard_upload(upload_key)
         return verified, True
 
@@ -377,8 +380,9 @@ class Completion:
         rejected = replace(
             record, status=ImageStatus.REJECTED, rejection_reason=code, updated_at=self._clock()
         )
-        if await self._repository.replace_if_status(rejected, ImageStatus.PENDING):
-            await self.events.publish(events.REJECTED, rejected)
+        owed = self.events.owe(events.REJECTED, rejected)
+        if await self._repository.replace_if_status(rejected, ImageStatus.PENDING, owed=owed):
+            await self.events.delivered(owed, rejected)
         await abort_open_parts(self._store, record)
         await self._store.delete([upload_key])
 

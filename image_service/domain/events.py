@@ -1,22 +1,25 @@
-"""Image events for webhooks: what happened to an image, queued for delivery.
+"""Image events: what happened to an image, for webhooks and for every replica's streams.
 
-Each event becomes one job per destination on the processing queue (SQS): the deployment's
-``IMAGE_SERVICE_WEBHOOK_URL``, and the upload's own ``callback_url`` if it gave one. The worker
-delivers it (``worker/webhooks.py``), signed, retrying with backoff for up to a day, so a
-delivery is **at least once** from the moment the event is queued; each destination's
-failures are its own. Receivers de-duplicate by ``webhook-id``.
+A change that owes an event says so when it is stored (``owe``, then the records' write with
+``owed=``): the same DynamoDB transaction that changes the image writes the event's *feed
+entry* (which every replica's ``GET /events`` streams read) and one *outbox item* per webhook
+destination (the deployment's ``IMAGE_SERVICE_WEBHOOK_URL``, and the upload's own
+``callback_url`` if it gave one). Nothing is owed for a change that is not stored, and nothing
+stored is ever without its event: a receiver never hears of a state the service does not have,
+and hears of every one it had.
+
+Once the change is stored, ``delivered`` sends its jobs to the processing queue (SQS) at once
+and takes them out of the outbox. If the process dies between the commit and the send, or SQS
+refuses, the jobs stay in the outbox and the relay on every worker (``worker/relay.py``) sends
+them after a grace, keeping their ``webhook-id``. The worker delivers each (``worker/webhooks.py``),
+signed, retrying with backoff for up to a day, so delivery is **at least once** from the commit;
+receivers de-duplicate by ``webhook-id``, which every send of one event shares.
 
 Each destination kind has a key of its own: the operator's endpoint is signed with
 ``IMAGE_SERVICE_WEBHOOK_SECRET``, and each owner's callbacks with a key derived for that owner
 from the callback master key (``domain/callbacks.py``; the owner reads theirs at
 ``GET /webhooks/secret``). A tenant who verifies its callbacks can therefore sign nothing the
 operator or another tenant would accept.
-
-An event is queued after the change it reports is stored, never before: a receiver never
-hears of a state the service does not have. If the queue refuses it even after SQS's retries,
-the job is kept in the table instead (``outcome="kept"``) and the sweeper queues it as soon as
-SQS takes it again, keeping its ``webhook-id``; only if DynamoDB refuses it too is the event
-logged and counted as ``lost``. The change stands either way.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from typing import Any
 from image_service.domain.callbacks import callback_signing_key
 from image_service.domain.errors import BackendUnavailable
 from image_service.domain.models import ImageRecord, format_timestamp
-from image_service.domain.ports import Clock, Jobs, Outbox
+from image_service.domain.ports import Clock, Jobs, Outbox, Owed, OwedJob
 from image_service.domain.views import image_view
 
 log = logging.getLogger(__name__)
@@ -39,13 +42,18 @@ READY = "image.ready"
 REJECTED = "image.rejected"
 QUARANTINED = "image.quarantined"
 DELETED = "image.deleted"
-# Heard in this process (event streams), not sent as webhooks.
+# Heard by event streams only, not sent as webhooks.
+PROCESSING = "image.processing"
 TRASHED = "image.trashed"
 RESTORED = "image.restored"
 EVENT_TYPES = (READY, REJECTED, QUARANTINED, DELETED)
 
 Observe = Callable[[str, str], None]
-"""Told (event type, outcome): ``queued``, ``kept`` or ``lost``."""
+"""Told (event type, outcome): ``queued`` (sent at once) or ``kept`` (left to the relay)."""
+
+AfterCommit = Callable[[Owed], None]
+"""Called between a change's commit and its jobs' send: a fault hook for tests only
+(``programs/faults.py``)."""
 
 
 class ImageEvents:
@@ -60,9 +68,10 @@ class ImageEvents:
         callback_masters: tuple[str, ...] = (),
         clock: Clock,
         observe: Observe = lambda _type, _outcome: None,
+        after_commit: AfterCommit | None = None,
     ) -> None:
         self._jobs = jobs
-        self._outbox = outbox  # where a job the queue refused waits for the sweeper
+        self._outbox = outbox
         self._webhook_url = webhook_url
         # Without a secret nothing can be signed, so nothing is sent (and callback_url is refused).
         self.signing = signing
@@ -70,7 +79,10 @@ class ImageEvents:
         self._allow_private = allow_private
         self._clock = clock
         self._observe = observe
+        self._after_commit = after_commit
         self._listeners: list[Callable[[str, ImageRecord], None]] = []
+        # This process, as the feed names it: its listeners hear its own changes at once.
+        self.origin = uuid.uuid4().hex[:16]
 
     def callback_secret(self, owner: str) -> str | None:
         """The key that signs ``owner``'s callbacks (None: no webhooks are sent)."""
@@ -79,57 +91,71 @@ class ImageEvents:
         return callback_signing_key(self._callback_masters[0], owner)
 
     def listen(self, listener: Callable[[str, ImageRecord], None]) -> None:
-        """``listener`` hears of every event this process publishes, at once (in-process)."""
+        """``listener`` hears of every event this process stores, at once (in-process)."""
         self._listeners.append(listener)
 
-    def notify(self, event_type: str, record: ImageRecord) -> None:
-        """Tells this process's listeners only (image.trashed, image.restored: no webhook)."""
-        for listener in self._listeners:
-            listener(event_type, record)
-
-    async def publish(self, event_type: str, record: ImageRecord) -> None:
-        self.notify(event_type, record)
+    def owe(self, event_type: str, record: ImageRecord) -> Owed:
+        """What storing ``record`` (the image as the change leaves it) owes: its feed entry,
+        and a delivery job per webhook destination; pass it to the records' write."""
+        change_id = uuid.uuid4().hex
+        now = self._clock()
+        if event_type not in EVENT_TYPES or not self.signing:
+            return Owed(change_id, event_type, now, self.origin)
         destinations: list[tuple[str, bool, str]] = []
         if self._webhook_url:  # the operator's own endpoint: wherever they put it
             destinations.append((self._webhook_url, True, OPERATOR_KEY))
         if record.callback_url:  # the caller's: public addresses only, unless allowed
             destinations.append((record.callback_url, self._allow_private, OWNER_KEY))
-        if not destinations or not self.signing:
-            return
-        now = self._clock()
         data = image_view(record, gps=False)  # a position goes to its owner only
         if record.rejection_reason:  # why it was rejected or quarantined
             data["reason"] = record.rejection_reason
         body = {"type": event_type, "timestamp": format_timestamp(now), "data": data}
-        message_id = f"msg_{uuid.uuid4().hex}"
-        for url, private_ok, key in destinations:
-            job = webhook_job(
-                message_id, url, body, private_ok=private_ok, key=key, owner=record.user_id
+        message_id = f"msg_{change_id}"  # the webhook-id, whoever sends it, however often
+        jobs = tuple(
+            OwedJob(
+                record.user_id,
+                f"{change_id}.{key}",
+                webhook_job(
+                    message_id, url, body, private_ok=private_ok, key=key, owner=record.user_id
+                ),
             )
-            self._observe(event_type, await self._queue(job, record))
-
-    async def _queue(self, job: dict[str, Any], record: ImageRecord) -> str:
-        """Queues a delivery job, or keeps it for the sweeper; the outcome, as counted."""
-        try:
-            await self._jobs.send(job)
-            return "queued"
-        except BackendUnavailable as outage:
-            refused = outage.reason
-        where = (
-            f"webhook {job['id']} ({job['body']['type']}) for {record.user_id}/{record.image_id}"
+            for url, private_ok, key in destinations
         )
-        try:
-            await self._outbox.keep_job(record.user_id, job, now=self._clock())
-        except BackendUnavailable as outage:
-            log.error(
-                "%s lost: the queue refused it (%s), and so did the table (%s)",
-                where,
-                refused,
-                outage.reason,
-            )
-            return "lost"
-        log.warning("%s kept for the sweeper: the queue refused it (%s)", where, refused)
-        return "kept"
+        return Owed(change_id, event_type, now, self.origin, jobs)
+
+    async def delivered(self, owed: Owed, record: ImageRecord) -> None:
+        """After the change that ``owed`` is stored: tells this process's listeners, queues
+        its jobs and takes them out of the outbox. A job SQS refuses stays there, for the
+        relay; the change stands either way."""
+        for listener in self._listeners:
+            listener(owed.event_type, record)
+        if not owed.jobs:
+            return
+        if self._after_commit is not None:
+            self._after_commit(owed)
+        sent: list[OwedJob] = []
+        for owed_job in owed.jobs:
+            job = owed_job.job
+            try:
+                await self._jobs.send(job)
+            except BackendUnavailable as outage:
+                log.warning(
+                    "webhook %s (%s) for %s/%s left to the relay: the queue refused it (%s)",
+                    job["id"],
+                    owed.event_type,
+                    record.user_id,
+                    record.image_id,
+                    outage.reason,
+                )
+                self._observe(owed.event_type, "kept")
+                continue
+            sent.append(owed_job)
+            self._observe(owed.event_type, "queued")
+        if sent:
+            try:
+                await self._outbox.drop_jobs(sent)
+            except BackendUnavailable as outage:  # the relay sends them again: same webhook-id
+                log.warning("sent webhook jobs left in the outbox: %s", outage.reason)
 
 
 # Which key signs a delivery: the operator's, or the image owner's callback key.

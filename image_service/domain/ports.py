@@ -53,6 +53,40 @@ class SignedPost:
     fields: dict[str, str]
 
 
+@dataclass(frozen=True, slots=True)
+class OwedJob:
+    """A job a change owes (a webhook delivery), kept beside its owner's images under
+    ``job_id`` until the queue has taken it."""
+
+    user_id: str
+    job_id: str
+    job: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Owed:
+    """What a change owes once it is stored: the event every replica's streams hear, and the
+    jobs to queue. The records write both in the change's own transaction (the outbox), so a
+    process that dies after the commit loses neither: the relay sends what it never did."""
+
+    change_id: str  # the same on every attempt at the change: its writes are idempotent
+    event_type: str
+    at: datetime  # when the change was made: the relay waits a grace after it
+    origin: str  # the process that made it: it has told its own listeners already
+    jobs: tuple[OwedJob, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class FeedEntry:
+    """A change as the outbox recorded it for every replica's streams: the image as the
+    change left it (as deleted, for a delete)."""
+
+    entry_id: str
+    event_type: str
+    origin: str
+    record: ImageRecord
+
+
 class Objects(Protocol):
     """The bucket: URLs that send clients' bytes straight to it, and the reads, copies and
     deletes that completion and deletion make."""
@@ -135,10 +169,20 @@ class Records(Protocol):
 
     async def create(self, record: ImageRecord) -> ImageRecord: ...
 
-    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool: ...
+    async def replace_if_status(
+        self, record: ImageRecord, expected: ImageStatus, *, owed: Owed | None = None
+    ) -> bool:
+        """``owed``: written in the same transaction as the change (see ``Owed``)."""
+        ...
 
     async def publish_counted(
-        self, record: ImageRecord, expected: ImageStatus, *, max_images: int, max_bytes: int
+        self,
+        record: ImageRecord,
+        expected: ImageStatus,
+        *,
+        max_images: int,
+        max_bytes: int,
+        owed: Owed | None = None,
     ) -> bool:
         """Stores ``record`` and counts it in its owner's usage, both or neither; False when
         the record is no longer ``expected`` or the usage would pass a limit."""
@@ -159,12 +203,21 @@ class Records(Protocol):
     ) -> ImageRecord | None: ...
 
     async def trash(
-        self, record: ImageRecord, *, trashable: frozenset[ImageStatus], now: datetime
+        self,
+        record: ImageRecord,
+        *,
+        trashable: frozenset[ImageStatus],
+        now: datetime,
+        owed: Owed | None = None,
     ) -> ImageRecord | None: ...
 
-    async def restore(self, record: ImageRecord, *, now: datetime) -> ImageRecord | None: ...
+    async def restore(
+        self, record: ImageRecord, *, now: datetime, owed: Owed | None = None
+    ) -> ImageRecord | None: ...
 
-    async def delete(self, record: ImageRecord, *, unchanged_only: bool = False) -> bool: ...
+    async def delete(
+        self, record: ImageRecord, *, unchanged_only: bool = False, owed: Owed | None = None
+    ) -> bool: ...
 
     async def images_by_digest(self, owner: str, digests: list[str]) -> dict[str, list[str]]:
         """For each digest asked about, the owner's images with those bytes."""
@@ -198,6 +251,15 @@ class Jobs(Protocol):
 
 
 class Outbox(Protocol):
-    """Where a job the queue refused waits until the sweeper queues it."""
+    """The jobs changes owe, written with them (``Owed``), and dropped once the queue has
+    them; what is never dropped, the relay sends."""
 
-    async def keep_job(self, user_id: str, job: dict[str, Any], *, now: datetime) -> None: ...
+    async def drop_jobs(self, jobs: Sequence[OwedJob]) -> None: ...
+
+
+class Feed(Protocol):
+    """Every replica's changes, as the outbox recorded them, for event streams."""
+
+    async def feed_since(self, since: datetime) -> list[FeedEntry]:
+        """The entries recorded at ``since`` or later (eventually: an index lags a little)."""
+        ...

@@ -75,11 +75,12 @@ class Trash:
             if record.status is ImageStatus.TRASHED:
                 return  # in the trash already: DELETE ?permanent=true purges it
             if record.status in TRASHABLE:
+                owed = self.events.owe(events.TRASHED, record)
                 trashed = await self._repository.trash(
-                    record, trashable=TRASHABLE, now=self._clock()
+                    record, trashable=TRASHABLE, now=self._clock(), owed=owed
                 )
                 if trashed is not None:
-                    self.events.notify(events.TRASHED, trashed)
+                    await self.events.delivered(owed, trashed)
                     return
                 record = await owned(self._repository, owner, image_id)  # it changed: decide again
                 if record.status is ImageStatus.TRASHED:
@@ -93,8 +94,9 @@ class Trash:
         owner = owner_for(principal, user_id)
         record = await owned(self._repository, owner, image_id)
         restored = None
+        owed = self.events.owe(events.RESTORED, record)
         if record.status is ImageStatus.TRASHED:
-            restored = await self._repository.restore(record, now=self._clock())
+            restored = await self._repository.restore(record, now=self._clock(), owed=owed)
         if restored is None:  # not in the trash, or purged (404) or restored meanwhile
             current = await owned(self._repository, owner, image_id)
             raise Conflict(
@@ -104,7 +106,7 @@ class Trash:
             )
         if restored.status is ImageStatus.PROCESSING:
             await self._jobs.send(process_job(restored))
-        self.events.notify(events.RESTORED, restored)
+        await self.events.delivered(owed, restored)
         return restored
 
     async def purge(self, record: ImageRecord) -> bool:
@@ -148,7 +150,8 @@ class Trash:
         await abort_open_parts(self._store, record)
         served = await self._store.keys_under(image_prefix(record.user_id, record.image_id))
         await self._store.delete([*served, incoming_key(record), quarantine_key(record)])
-        deleted = await self._repository.delete(record)
+        owed = self.events.owe(events.DELETED, record)
+        deleted = await self._repository.delete(record, owed=owed)
         self._quota.forget(record.user_id)
-        if deleted:  # by this call: a concurrent one that got there first sends its own
-            await self.events.publish(events.DELETED, record)
+        if deleted:  # by this call: a concurrent one that got there first owes its own
+            await self.events.delivered(owed, record)

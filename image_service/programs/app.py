@@ -12,7 +12,7 @@ from aiohttp import web
 
 from image_service.domain.ports import utc_now
 from image_service.programs.services import open_services
-from image_service.programs.worker import make_worker, running
+from image_service.programs.worker import make_relay, make_worker, running
 from image_service.settings import Settings
 from image_service.web.app import api_shell
 from image_service.web.keys import (
@@ -60,7 +60,13 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                     yield
                     return
                 worker = make_worker(settings, services)
-                async with running(worker, grace_seconds=settings.shutdown_grace_seconds):
+                relay = make_relay(settings, services, clock=clock)
+                async with running(
+                    worker,
+                    relay,
+                    relay_seconds=settings.outbox_relay_seconds,
+                    grace_seconds=settings.shutdown_grace_seconds,
+                ):
                     yield
             finally:
                 watching.cancel()

@@ -113,10 +113,10 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     for owner, image_id in report.deleted:
         print(f"delete finished: {owner}/{image_id}")
     for job in report.relayed:
-        print(f"kept {job.get('type')} job queued: {job.get('id')}")
+        print(f"owed {job.get('type')} job relayed: {job.get('id')}")
     print(
         f"swept: {len(report.requeued)} requeued, {len(report.deleted)} deletes finished, "
-        f"{len(report.purged)} purged from the trash, {len(report.relayed)} kept jobs queued"
+        f"{len(report.purged)} purged from the trash, {len(report.relayed)} owed jobs relayed"
     )
 
 

@@ -18,7 +18,6 @@ from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents, Observe
 from image_service.domain.library import Library
-from image_service.domain.models import ImageRecord, ListFilter
 from image_service.domain.policy import UploadPolicy
 from image_service.domain.ports import (
     Clock,
@@ -40,10 +39,11 @@ from image_service.domain.renditions import (
 )
 from image_service.domain.trash import Trash
 from image_service.domain.uploads import Uploads
-from image_service.domain.watch import IN_FLIGHT, StatusWatcher
+from image_service.domain.watch import StatusWatcher
 from image_service.imaging.inspect import InspectionLimits
 from image_service.imaging.render import RenderedVariant, VariantSpec, render_rendition
 from image_service.metrics import ServiceMetrics
+from image_service.programs.faults import after_commit_fault
 from image_service.settings import (
     IdentitySettings,
     ProcessingSettings,
@@ -68,9 +68,6 @@ from image_service.worker.webhooks import PublicOnlyResolver, WebhookSender
 
 # How long a scanner's presigned GET of the original lives.
 SCAN_URL_EXPIRY_SECONDS = 300
-# In-flight images an event stream follows per status (pending, processing) from the start,
-# and every few seconds after (uploads made through other replicas).
-IN_FLIGHT_FOLLOWED = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +169,7 @@ def image_events(
         allow_private=settings.webhook_allow_private,
         clock=clock,
         observe=observe,
+        after_commit=after_commit_fault(),
     )
 
 
@@ -349,20 +347,13 @@ async def open_services(
             settings, jobs, outbox=repository, masters=masters, clock=clock, observe=observe
         )
 
-        async def in_flight(owner: str) -> list[ImageRecord]:
-            found: list[ImageRecord] = []
-            for status in IN_FLIGHT:
-                page, _ = await repository.list_page(
-                    owner, ListFilter(status=status), IN_FLIGHT_FOLLOWED, None
-                )
-                found += page
-            return found
-
         watcher = StatusWatcher(
             read_many=repository.get_many,
-            list_in_flight=in_flight,
+            read_feed=repository.feed_since,
+            origin=events.origin,
             max_waits=settings.max_held_waits,
             max_waits_per_user=settings.max_held_waits_per_user,
+            clock=clock,
         )
         events.listen(lambda event_type, record: watcher.changed(record, event_type))
         images = image_lifecycle(

@@ -1,5 +1,5 @@
 """The worker process (`image-service worker`): the queue worker, its sweeper, and its own
-/metrics; and `image-service sweep`, one sweep now."""
+/metrics; and `image-service sweep`, one sweep (and outbox relay) now."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from image_service.programs.services import Services, open_services
 from image_service.settings import Settings
 from image_service.worker.endpoint import worker_endpoint
 from image_service.worker.loop import Worker
+from image_service.worker.relay import OutboxRelay
 from image_service.worker.sweeper import Sweeper, SweepReport
 
 log = logging.getLogger(__name__)
@@ -53,17 +54,38 @@ def make_sweeper(
     )
 
 
+def make_relay(
+    settings: Settings,
+    services: Services,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    metrics: WorkerMetrics | None = None,
+) -> OutboxRelay:
+    return OutboxRelay(
+        outbox=services.repository,
+        jobs=services.jobs,
+        grace=timedelta(seconds=settings.outbox_grace_seconds),
+        clock=clock,
+        relayed=(lambda _job: metrics.relayed.inc()) if metrics is not None else lambda _job: None,
+    )
+
+
 @asynccontextmanager
-async def running(worker: Worker, *, grace_seconds: float) -> AsyncIterator[None]:
-    """Runs the worker in the background; on exit stops polling and lets the jobs in flight
-    finish, for at most ``grace_seconds``."""
+async def running(
+    worker: Worker, relay: OutboxRelay, *, relay_seconds: float, grace_seconds: float
+) -> AsyncIterator[None]:
+    """Runs the worker and its outbox relay in the background; on exit stops polling and
+    lets the jobs in flight finish, for at most ``grace_seconds``."""
     task = asyncio.create_task(worker.run())
+    relaying = asyncio.create_task(relay.run(relay_seconds))
     try:
         yield
     finally:
         task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        relaying.cancel()  # a relay cut short is safe: it drops a job only once it is sent
+        for background in (task, relaying):
+            with contextlib.suppress(asyncio.CancelledError):
+                await background
         await worker.drain(grace_seconds)
 
 
@@ -79,7 +101,12 @@ async def run_worker(settings: Settings) -> None:
     async with (
         worker_endpoint(metrics, settings.host, settings.worker_metrics_port),
         open_services(settings, observe_webhook=metrics.observe_webhook) as services,
-        running(make_worker(settings, services, metrics=metrics), grace_seconds=grace),
+        running(
+            make_worker(settings, services, metrics=metrics),
+            make_relay(settings, services, metrics=metrics),
+            relay_seconds=settings.outbox_relay_seconds,
+            grace_seconds=grace,
+        ),
     ):
         sweeper = make_sweeper(settings, services, metrics=metrics)
         sweeping = asyncio.create_task(sweeper.run(settings.sweep_interval_seconds))
@@ -93,4 +120,6 @@ async def run_worker(settings: Settings) -> None:
 
 async def sweep_once(settings: Settings) -> SweepReport:
     async with open_services(settings) as services:
-        return await make_sweeper(settings, services).sweep()
+        report = await make_sweeper(settings, services).sweep()
+        report.relayed = await make_relay(settings, services).relay()
+        return report

@@ -407,6 +407,17 @@ class WorkerSettings:
     sweep_interval_seconds: int = setting(
         60, parse_positive_int, "Sweeper: how often each `worker` process looks for stuck images."
     )
+    outbox_relay_seconds: int = setting(
+        2,
+        parse_positive_int,
+        "Outbox relay: how often each worker sends the webhook jobs nobody sent.",
+    )
+    outbox_grace_seconds: int = setting(
+        5,
+        parse_positive_int,
+        "Outbox relay: how long a change's own process has to send its jobs before the relay "
+        "does (a job is queued within grace + interval of its change).",
+    )
 
 
 @dataclass(frozen=True)

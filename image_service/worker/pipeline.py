@@ -138,8 +138,9 @@ class ImageProcessor:
         ready = replace(await self._rendered(record, original, rendering), status=ImageStatus.READY)
         # Keys are fixed per image and variant, so a duplicate run rewrote the same objects;
         # the conditional write lets exactly one of them publish the record.
-        if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING):
-            await self._completion.events.publish(events.READY, ready)
+        owed = self._completion.events.owe(events.READY, ready)
+        if await self._repository.replace_if_status(ready, ImageStatus.PROCESSING, owed=owed):
+            await self._completion.events.delivered(owed, ready)
             log.info(
                 "ready %s/%s (%d variants)",
                 record.user_id,
@@ -284,8 +285,9 @@ class ImageProcessor:
             variants=[],
             updated_at=self._clock(),
         )
-        if await self._repository.replace_if_status(quarantined, ImageStatus.PROCESSING):
-            await self._completion.events.publish(events.QUARANTINED, quarantined)
+        owed = self._completion.events.owe(events.QUARANTINED, quarantined)
+        if await self._repository.replace_if_status(quarantined, ImageStatus.PROCESSING, owed=owed):
+            await self._completion.events.delivered(owed, quarantined)
         log.warning(
             "quarantined %s/%s: %s",
             record.user_id,

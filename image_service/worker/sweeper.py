@@ -6,8 +6,8 @@ redelivers a job, a client retries a DELETE), but a job can still be lost (the q
 after the record changed, or it ended in the dead-letter queue) and a client may never retry.
 The sweeper looks, every so often, for images that have sat in either status for longer than
 any healthy step takes, and drives them on: it queues the processing job again, or finishes the
-delete. It also purges what has been in the trash longer than ``IMAGE_SERVICE_TRASH_DAYS``, and
-queues the jobs the queue refused and the table kept (webhook deliveries, ``domain/events.py``).
+delete. It also purges what has been in the trash longer than ``IMAGE_SERVICE_TRASH_DAYS``.
+(The jobs changes owe are the outbox relay's, ``relay.py``.)
 Several workers may sweep at once: each image is claimed with a conditional write first, so
 exactly one of them acts on it.
 """
@@ -38,7 +38,8 @@ class SweepReport:
     requeued: list[tuple[str, str]] = field(default_factory=list)  # (owner, image id)
     deleted: list[tuple[str, str]] = field(default_factory=list)
     purged: list[tuple[str, str]] = field(default_factory=list)
-    relayed: list[dict[str, Any]] = field(default_factory=list)  # kept jobs queued at last
+    # Owed jobs queued by the outbox relay, which `image-service sweep` runs too.
+    relayed: list[dict[str, Any]] = field(default_factory=list)
 
 
 class Sweeper:
@@ -84,14 +85,6 @@ class Sweeper:
                 record.image_id,
                 extra=image_event("delete_finished", record.user_id, record.image_id),
             )
-        # Sent, then forgotten: a sweeper stopped between the two (or two sweepers at once)
-        # sends one twice, which a webhook's receiver de-duplicates by its id.
-        async for kept in self._repository.kept_jobs(now):
-            await self._jobs.send(kept.job)
-            await self._repository.drop_kept_job(kept)
-            report.relayed.append(kept.job)
-            self._metrics.swept.labels("relayed").inc()
-            log.info("kept %s job queued at last: %s", kept.job.get("type"), kept.job.get("id"))
         if self._trash_for is not None:
             # A purge is conditional on the image still being in the trash: a restore racing
             # it, or another sweeper, wins or loses whole.

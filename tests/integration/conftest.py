@@ -30,6 +30,7 @@ from image_service.programs.embedded import free_port, patch_moto_transactions
 from image_service.settings import Settings
 from image_service.storage.clients import provision
 from tests.conftest import AWS_SECRET, JWT_SECRET, REGION
+from tests.integration.receivers import Receiver, webhook_receiver
 from tests.localstack import localstack
 from tests.processes import PortTaken, Program, wait_for_port
 
@@ -391,3 +392,10 @@ async def browser(chromium: str) -> AsyncIterator[Browser]:
         browser = await playwright.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         yield browser
         await browser.close()
+
+
+@pytest.fixture
+async def receiver() -> AsyncIterator[Receiver]:
+    """A webhook receiver on loopback (``receivers.py``)."""
+    async with webhook_receiver() as state:
+        yield state

@@ -22,7 +22,17 @@ from image_service.domain.models import (
     PresignedUpload,
     Usage,
 )
-from image_service.domain.ports import IdempotencyKeys, Jobs, Listing, Objects, Outbox, Records
+from image_service.domain.ports import (
+    Feed,
+    IdempotencyKeys,
+    Jobs,
+    Listing,
+    Objects,
+    Outbox,
+    Owed,
+    OwedJob,
+    Records,
+)
 from image_service.domain.trash import TRASHABLE
 from image_service.programs.services import open_services
 from image_service.settings import Settings
@@ -42,10 +52,11 @@ class Ports:
     idempotency: IdempotencyKeys
     jobs: Jobs
     outbox: Outbox
+    feed: Feed
     put: Callable[[str, bytes], Any]  # what a client's PUT with a URL does
-    # What each side holds, read its own way: the queue's messages, the kept jobs.
+    # What each side holds, read its own way: the queue's messages, the outbox's jobs.
     queued: Callable[[], Awaitable[list[dict[str, Any]]]]
-    kept: Callable[[], Awaitable[list[tuple[str, dict[str, Any]]]]]
+    owed: Callable[[], Awaitable[list[OwedJob]]]
 
 
 @pytest.fixture(params=["fake", "adapter"])
@@ -61,11 +72,20 @@ async def ports(request: pytest.FixtureRequest) -> AsyncIterator[Ports]:
         async def queued_fake() -> list[dict[str, Any]]:
             return list(jobs.sent)
 
-        async def kept_fake() -> list[tuple[str, dict[str, Any]]]:
-            return list(table.kept)
+        async def owed_fake() -> list[OwedJob]:
+            return [job async for job in table.owed_jobs(datetime.now(UTC) + timedelta(days=1))]
 
         yield Ports(
-            store, table, table, FakeIdempotency(), jobs, table, put_fake, queued_fake, kept_fake
+            store,
+            table,
+            table,
+            FakeIdempotency(),
+            jobs,
+            table,
+            table,
+            put_fake,
+            queued_fake,
+            owed_fake,
         )
         return
     request.getfixturevalue("moto_endpoint")  # the suite's moto, through AWS_ENDPOINT_URL
@@ -91,9 +111,9 @@ async def ports(request: pytest.FixtureRequest) -> AsyncIterator[Ports]:
             )
             return [json.loads(message.body) for message in messages]
 
-        async def kept_real() -> list[tuple[str, dict[str, Any]]]:
+        async def owed_real() -> list[OwedJob]:
             later = datetime.now(UTC) + timedelta(days=1)
-            return [(kept.user_id, kept.job) async for kept in services.repository.kept_jobs(later)]
+            return [job async for job in services.repository.owed_jobs(later)]
 
         yield Ports(
             services.store,
@@ -102,9 +122,10 @@ async def ports(request: pytest.FixtureRequest) -> AsyncIterator[Ports]:
             idempotency,
             services.jobs,
             services.repository,
+            services.repository,
             put_real,
             queued_real,
-            kept_real,
+            owed_real,
         )
 
 
@@ -436,7 +457,59 @@ async def test_a_sent_job_is_queued_as_sent(ports: Ports) -> None:
     assert await ports.queued() == [job]
 
 
-async def test_a_kept_job_is_kept_for_its_owner_as_given(ports: Ports) -> None:
-    job = {"type": "webhook", "id": "msg_1", "body": {"type": "image.ready"}}
-    await ports.outbox.keep_job("alice", job, now=NOW)
-    assert await ports.kept() == [("alice", job)]
+def _owed(event_type: str, *jobs: OwedJob, at: datetime = NOW) -> Owed:
+    return Owed(uuid.uuid4().hex, event_type, at, "origin-1", jobs)
+
+
+async def test_a_change_stores_what_it_owes_with_it(ports: Ports) -> None:
+    record = await ports.records.create(image(status=ImageStatus.PROCESSING))
+    job = OwedJob("alice", "change.operator", {"type": "webhook", "id": "msg_1", "n": [1]})
+    owed = _owed("image.ready", job)
+    ready = replace(record, status=ImageStatus.READY)
+    assert await ports.records.replace_if_status(ready, ImageStatus.PROCESSING, owed=owed)
+    assert await ports.owed() == [job]
+    [entry] = await ports.feed.feed_since(NOW)
+    assert (entry.event_type, entry.origin) == ("image.ready", "origin-1")
+    assert (entry.record.status, entry.record.revision) == (ImageStatus.READY, 2)
+    await ports.outbox.drop_jobs([job])
+    assert await ports.owed() == []
+    await ports.outbox.drop_jobs([job])  # again: gone already is no error
+
+
+async def test_a_change_refused_owes_nothing(ports: Ports) -> None:
+    record = await ports.records.create(image(status=ImageStatus.PROCESSING))
+    ready = replace(record, status=ImageStatus.READY)
+    assert await ports.records.replace_if_status(ready, ImageStatus.PROCESSING)
+    job = OwedJob("alice", "refused.operator", {"type": "webhook", "id": "msg_2"})
+    owed = _owed("image.ready", job)
+    # A second writer, as it read the image (processing): the image has moved on.
+    assert not await ports.records.replace_if_status(ready, ImageStatus.PROCESSING, owed=owed)
+    assert await ports.owed() == []
+    assert await ports.feed.feed_since(NOW - timedelta(days=1)) == []
+
+
+async def test_the_feed_holds_each_change_as_it_left_the_image_in_order(ports: Ports) -> None:
+    record = await ports.records.create(image(status=ImageStatus.READY))
+    trashed = await ports.records.trash(
+        record,
+        trashable=TRASHABLE,
+        now=NOW,
+        owed=_owed("image.trashed", at=NOW + timedelta(seconds=1)),
+    )
+    assert trashed is not None
+    restored = await ports.records.restore(
+        trashed, now=NOW, owed=_owed("image.restored", at=NOW + timedelta(seconds=2))
+    )
+    assert restored is not None
+    assert await ports.records.delete(
+        restored, owed=_owed("image.deleted", at=NOW + timedelta(seconds=3))
+    )
+    entries = await ports.feed.feed_since(NOW + timedelta(seconds=1))
+    assert [(e.event_type, e.record.status) for e in entries] == [
+        ("image.trashed", ImageStatus.TRASHED),
+        ("image.restored", ImageStatus.READY),
+        ("image.deleted", ImageStatus.READY),  # the image as it was deleted
+    ]
+    later = await ports.feed.feed_since(NOW + timedelta(seconds=2))
+    assert [e.event_type for e in later] == ["image.restored", "image.deleted"]
+    assert len({e.entry_id for e in entries}) == 3

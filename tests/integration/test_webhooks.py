@@ -7,77 +7,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 import standardwebhooks
-from aiohttp import web
 
 from image_service.client.webhooks import WebhookVerificationError, standard_secret, verify
 from image_service.domain.callbacks import callback_signing_key
-from image_service.programs.embedded import free_port
 from image_service.storage.provision import dead_letter_queue_name
 from tests import images
 from tests.faults import FaultProxy, operation
 from tests.integration.conftest import Api, MakeApi, emulator_client
+from tests.integration.receivers import DELIVERY_SECONDS, SECRET, Receiver
 from tests.processes import run_command
-
-SECRET = "whsec_" + "c2VjcmV0LWtleS1mb3Itd2ViaG9va3MtdGVzdHM="  # base64 of 32 bytes of text
-DELIVERY_SECONDS = 30
-
-
-@dataclass
-class Receiver:
-    """A webhook endpoint: records what arrives, answers as told."""
-
-    url: str
-    requests: list[tuple[str, dict[str, str], bytes]] = field(default_factory=list)
-    answers: list[int] = field(default_factory=list)  # statuses to answer first, in order
-    arrived: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def events(self, path: str = "/hooks") -> list[dict[str, Any]]:
-        return [json.loads(body) for p, _, body in self.requests if p == path]
-
-    async def until(self, count: int, path: str = "/hooks") -> list[dict[str, Any]]:
-        async with asyncio.timeout(DELIVERY_SECONDS):
-            while len(self.events(path)) < count:
-                self.arrived.clear()
-                await self.arrived.wait()
-        return self.events(path)
-
-
-@pytest.fixture
-async def receiver() -> AsyncIterator[Receiver]:
-    port = free_port()
-    state = Receiver(url=f"http://127.0.0.1:{port}")
-
-    async def hooks(request: web.Request) -> web.Response:
-        state.requests.append((request.path, dict(request.headers), await request.read()))
-        state.arrived.set()
-        status = state.answers.pop(0) if state.answers else 200
-        return web.Response(status=status)
-
-    async def redirect(request: web.Request) -> web.Response:
-        state.requests.append((request.path, dict(request.headers), await request.read()))
-        state.arrived.set()
-        raise web.HTTPTemporaryRedirect("/elsewhere")
-
-    async def moderate(request: web.Request) -> web.Response:
-        return web.json_response({"decision": "deny", "reason": "test"})
-
-    app = web.Application()
-    app.router.add_post("/hooks", hooks)
-    app.router.add_post("/callback", hooks)
-    app.router.add_post("/elsewhere", hooks)
-    app.router.add_post("/redirect", redirect)
-    app.router.add_post("/moderate", moderate)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    yield state
-    await runner.cleanup()
 
 
 async def _hooked(
@@ -182,35 +124,32 @@ def _webhooks_counted(samples: Any, event: str, outcome: str) -> float:
     return float(samples.get(key, 0))
 
 
-async def test_a_webhook_sqs_refuses_is_kept_and_queued_by_the_sweeper(
+async def test_a_webhook_sqs_refuses_stays_in_the_outbox_until_the_relay_queues_it(
     make_api: MakeApi, receiver: Receiver, moto_endpoint: str
 ) -> None:
     async with FaultProxy(moto_endpoint) as proxy:
         api = await _hooked(make_api, receiver, environment={"AWS_ENDPOINT_URL_SQS": proxy.url})
         refused = await api.upload_url(content_type="image/png")
         await api.send_to_s3(refused, images.HTML, **{"Content-Type": "image/png"})
-        proxy.fail(operation("SendMessage"), status=500, times=None)  # SQS refuses every job
+        refusing = proxy.fail(operation("SendMessage"), status=500, times=None)
         status, body, _ = await api.call("POST", f"/images/{refused['image_id']}/complete")
         assert (status, body["error"]["code"]) == (422, "content_mismatch")  # it stands
         assert _webhooks_counted(await api.metrics(), "image.rejected", "kept") == 1
 
-        # Still refused: the sweeper cannot queue it either, and keeps it.
-        code, _, err = await run_command("sweep", env=api.child_environment())
-        assert code == 2
-        assert err.splitlines()[-1].startswith("sweep stopped: sqs is unavailable"), err
+        # Still refused when the worker's relay finds it, after its grace: it stays.
+        await refusing.wait_for_hits(refusing.hits + 1)
+        assert receiver.events() == []
         proxy.clear()
-        code, out, _ = await run_command("sweep", env=api.child_environment())
-        assert "swept: 0 requeued, 0 deletes finished, 0 purged from the trash, 1 kept" in out
 
-    (event,) = await receiver.until(1)
-    assert (event["type"], event["data"]["image_id"]) == ("image.rejected", refused["image_id"])
-    assert _verified(receiver.requests[0]) == event
-    _, out, _ = await run_command("sweep", env=api.child_environment())
-    assert "0 kept jobs queued" in out  # queued once, then forgotten
-    assert _webhooks_counted(await api.metrics(), "image.rejected", "lost") == 0
+        # The relay's next pass queues it.
+        (event,) = await receiver.until(1)
+        assert (event["type"], event["data"]["image_id"]) == ("image.rejected", refused["image_id"])
+        assert _verified(receiver.requests[0]) == event
+        _, out, _ = await run_command("sweep", env=api.child_environment())
+        assert "0 owed jobs relayed" in out  # queued once, then taken out of the outbox
 
 
-async def test_a_webhook_lost_only_when_sqs_and_dynamodb_both_refuse_it(
+async def test_no_event_is_lost_when_sqs_and_dynamodb_both_refuse(
     make_api: MakeApi, receiver: Receiver, moto_endpoint: str
 ) -> None:
     async with FaultProxy(moto_endpoint) as proxy:
@@ -220,13 +159,23 @@ async def test_a_webhook_lost_only_when_sqs_and_dynamodb_both_refuse_it(
         assert status == 200
         await receiver.until(1)  # image.ready
         proxy.fail(operation("SendMessage"), status=500, times=None)
-        proxy.fail(operation("PutItem"), status=500, times=None)
-        status, _, _ = await api.call(
-            "DELETE", f"/images/{upload['image_id']}", params={"permanent": "true"}
-        )
-        assert status == 204  # the delete stands
-        assert _webhooks_counted(await api.metrics(), "image.deleted", "lost") == 1
-        assert _webhooks_counted(await api.metrics(), "image.deleted", "kept") == 0
+        for write in ("PutItem", "TransactWriteItems"):
+            proxy.fail(operation(write), status=500, times=None)
+        path = f"/images/{upload['image_id']}"
+        status, body, headers = await api.call("DELETE", path, params={"permanent": "true"})
+        # The change and its event are one write: refused together, so nothing is owed.
+        assert (status, body["error"]["code"]) == (503, "backend_unavailable")
+        assert "Retry-After" in headers
+        proxy.clear()
+        sqs_refusing = proxy.fail(operation("SendMessage"), status=500, times=None)
+        status, _, _ = await api.call("DELETE", path, params={"permanent": "true"})
+        assert status == 204  # the delete stands, its event in the outbox
+        assert _webhooks_counted(await api.metrics(), "image.deleted", "kept") == 1
+        await sqs_refusing.wait_for_hits(sqs_refusing.hits + 1)  # the relay tried, in vain
+        proxy.clear()
+        ready, deleted = await receiver.until(2)
+    assert (ready["type"], deleted["type"]) == ("image.ready", "image.deleted")
+    assert deleted["data"]["image_id"] == upload["image_id"]
 
 
 async def test_redirects_are_not_followed(make_api: MakeApi, receiver: Receiver) -> None:

@@ -11,9 +11,12 @@ id, so a page reads what it returns whatever the user owns (``docs/data-model.md
   written in the same transaction as the image, which is the only way the copies change. Copies
   exist from completion on: a pending upload is listed by time and status, not by tag.
 
-A fourth, sparse index, ``by_attention`` (``attention_key`` = status and shard, sorted by last
-change), holds only images between two steps (processing, deleting), for the sweeper, and the
-jobs the queue refused (*kept jobs*, ``kept#<shard>``), which the sweeper queues again.
+A fourth, sparse index, ``by_attention`` (``attention_key`` = a kind and a shard, sorted by
+time), holds only what someone must come back to: images between two steps (processing,
+deleting, trashed), for the sweeper; the *outbox*, the jobs each change owes, written in the
+change's own transaction (``kept#<shard>``, sort key ``job#<id>``) until the queue has them,
+for the relay; and the *feed*, one entry per change every replica's event streams hear
+(``feed#<shard>``, sort key ``feed#<time>#<id>``, expiring after an hour).
 
 Writes are optimistic: each is conditional on the ``revision`` its writer read and re-applied on
 a fresh read when another writer got there first, so the copies never drift from their image.
@@ -82,10 +85,18 @@ USAGE_ID = "usage#totals"
 # batch of digests is answered by key reads (``BatchGetItem``), never by a scan or a query each.
 _DIGEST_MARK = "sha256#"
 DIGEST_IMAGES = "image_ids"
-# Kept jobs (``kept_job_item``): sort key ``job#<id>``, the job's JSON in ``KEPT_JOB``.
+# Outbox items (``owed_job_item``): sort key ``job#<id>``, the job's JSON in ``KEPT_JOB``.
 KEPT_JOB_MARK = "job#"
 KEPT_JOB = "job"
 KEPT_JOBS = "kept"  # their kind in the attention index
+# Feed items (``feed_item``): the change's event type, origin, and the image as it left it.
+FEED_MARK = "feed#"
+FEED = "feed"  # their kind in the attention index
+FEED_EVENT = "event_type"
+FEED_ORIGIN = "origin"
+FEED_RECORD = "record"
+# How long a feed entry is kept (DynamoDB TTL): far longer than any reader lags.
+FEED_SECONDS = 3600
 # An image owns its bytes (for de-duplication) once verified and until it leaves for good.
 _OWNS_ITS_BYTES = frozenset({ImageStatus.PROCESSING, ImageStatus.READY})
 
@@ -152,14 +163,41 @@ def _sharded(kind: str, shard: int) -> str:
 
 
 def kept_job_item(user_id: str, job_id: str, job: str, *, kept_at: datetime) -> Item:
-    """A job the queue refused (its JSON), kept in its owner's partition for the sweeper:
-    in the attention index under ``kept#<shard>``, and in no listing."""
+    """A job a change owes (its JSON), kept in its owner's partition until the queue has it:
+    in the attention index under ``kept#<shard>`` for the relay, and in no listing."""
     item_id = f"{KEPT_JOB_MARK}{job_id}"
     return {
         **item_key(user_id, item_id),
         KEPT_JOB: string_value(job),
         "attention_key": string_value(_attention_key(KEPT_JOBS, user_id, item_id)),
         "attention_sort": string_value(format_timestamp(kept_at)),
+    }
+
+
+def kept_job_key(user_id: str, job_id: str) -> Item:
+    return item_key(user_id, f"{KEPT_JOB_MARK}{job_id}")
+
+
+def feed_item(
+    event_type: str, record: ImageRecord, *, at: datetime, origin: str, entry_id: str
+) -> Item:
+    """A change, for every replica's event streams: the image as the change left it, in its
+    owner's partition (in no listing) and in the attention index under ``feed#<shard>``,
+    sorted by when it was made; DynamoDB removes it after ``FEED_SECONDS``."""
+    moment = format_timestamp(at)
+    image = to_item(record)
+    for name in (*_IMAGE_ONLY, EXPIRY_ATTRIBUTE):  # an image's index keys mean nothing here
+        image.pop(name, None)
+    return {
+        **item_key(record.user_id, f"{FEED_MARK}{moment}#{entry_id}"),
+        FEED_EVENT: string_value(event_type),
+        FEED_ORIGIN: string_value(origin),
+        FEED_RECORD: {"M": image},
+        "attention_key": string_value(
+            _sharded(FEED, zlib.crc32(entry_id.encode()) % ATTENTION_SHARDS)
+        ),
+        "attention_sort": string_value(f"{moment}#{entry_id}"),
+        EXPIRY_ATTRIBUTE: number_value(int(at.timestamp()) + FEED_SECONDS),
     }
 
 

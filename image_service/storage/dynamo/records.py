@@ -8,6 +8,7 @@ transitions (publish, trash, restore, delete...) are changes applied that way.""
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -22,6 +23,7 @@ from image_service.domain.models import (
     ImageStatus,
     Usage,
 )
+from image_service.domain.ports import Owed
 from image_service.storage.dynamo.batching import BATCH_WRITE_SIZE
 from image_service.storage.dynamo.codec import (
     BACKEND,
@@ -29,10 +31,12 @@ from image_service.storage.dynamo.codec import (
     USAGE_ID,
     Item,
     digest_id,
+    feed_item,
     from_item,
     indexed_digest,
     indexed_tags,
     item_key,
+    kept_job_item,
     number_value,
     tag_copies,
     tag_copy_id,
@@ -113,15 +117,24 @@ class ImageRecords(Table):
         for start in range(0, len(requests), BATCH_WRITE_SIZE):
             await self._creations.batch_write(requests[start : start + BATCH_WRITE_SIZE])
 
-    async def replace_if_status(self, record: ImageRecord, expected: ImageStatus) -> bool:
+    async def replace_if_status(
+        self, record: ImageRecord, expected: ImageStatus, *, owed: Owed | None = None
+    ) -> bool:
         """Stores ``record``, the service's next state of an image it read with ``expected``
         status (and ``record.revision``); False if the image has left that status or is gone.
-        Tags and description are the owner's: an edit made meanwhile is kept, not overwritten."""
+        Tags and description are the owner's: an edit made meanwhile is kept, not overwritten.
+        ``owed``: the event and jobs the change owes, in its transaction (the outbox)."""
         read = replace(record, status=expected)  # as the caller read it
-        return await self._rewrite(read, self._advance(record, expected)) is not None
+        return await self._rewrite(read, self._advance(record, expected), owed=owed) is not None
 
     async def publish_counted(
-        self, record: ImageRecord, expected: ImageStatus, *, max_images: int, max_bytes: int
+        self,
+        record: ImageRecord,
+        expected: ImageStatus,
+        *,
+        max_images: int,
+        max_bytes: int,
+        owed: Owed | None = None,
     ) -> bool:
         """``replace_if_status``, adding the image to its owner's usage in the same
         transaction. QuotaExceeded if the usage has no room for it."""
@@ -148,6 +161,7 @@ class ImageRecords(Table):
                 replace(record, status=expected),
                 self._advance(record, expected),
                 extra=lambda _: [(USAGE, usage)],
+                owed=owed,
             )
         except _Refused as refused:
             if refused.reasons.get(USAGE) == "ConditionalCheckFailed":
@@ -193,7 +207,12 @@ class ImageRecords(Table):
         return await self._rewrite(record, mark)
 
     async def trash(
-        self, record: ImageRecord, *, trashable: frozenset[ImageStatus], now: datetime
+        self,
+        record: ImageRecord,
+        *,
+        trashable: frozenset[ImageStatus],
+        now: datetime,
+        owed: Owed | None = None,
     ) -> ImageRecord | None:
         """Moves the image to the trash if it is in a ``trashable`` status; None otherwise
         (gone, or changed into another status meanwhile)."""
@@ -209,9 +228,11 @@ class ImageRecords(Table):
                 updated_at=now,
             )
 
-        return await self._rewrite(record, into_trash)
+        return await self._rewrite(record, into_trash, owed=owed)
 
-    async def restore(self, record: ImageRecord, *, now: datetime) -> ImageRecord | None:
+    async def restore(
+        self, record: ImageRecord, *, now: datetime, owed: Owed | None = None
+    ) -> ImageRecord | None:
         """Takes the image out of the trash, into the status it had; None when it is no
         longer in the trash (restored already, or being purged)."""
 
@@ -226,9 +247,11 @@ class ImageRecords(Table):
                 updated_at=now,
             )
 
-        return await self._rewrite(record, out_of_trash)
+        return await self._rewrite(record, out_of_trash, owed=owed)
 
-    async def delete(self, record: ImageRecord, *, unchanged_only: bool = False) -> bool:
+    async def delete(
+        self, record: ImageRecord, *, unchanged_only: bool = False, owed: Owed | None = None
+    ) -> bool:
         """Deletes the image with its tag copies and, if it was counted, takes it off its
         owner's usage, in one transaction; already gone is done. ``unchanged_only``: only
         while the image is still at ``record``'s revision (maintenance, which must never act
@@ -260,7 +283,7 @@ class ImageRecords(Table):
                 return None
             return _Delete.DELETE
 
-        return await self._rewrite(record, delete, extra=usage_back) is not None
+        return await self._rewrite(record, delete, extra=usage_back, owed=owed) is not None
 
     async def index_digest(self, record: ImageRecord) -> bool:
         """Gives an image verified before digests were indexed its digest item (its stored
@@ -306,11 +329,13 @@ class ImageRecords(Table):
         change: Change,
         *,
         extra: Callable[[ImageRecord], list[NamedWrite]] | None = None,
+        owed: Owed | None = None,
     ) -> ImageRecord | None:
         """Applies ``change`` to ``current`` (the image as its caller read it) and stores the
-        result; if another writer changed the image first, re-reads it and applies ``change``
-        again. Returns the record as stored (the deleted one for a delete), or None when the
-        image is gone or ``change`` leaves it alone."""
+        result, with what the change ``owed`` (its feed entry and outbox jobs); if another
+        writer changed the image first, re-reads it and applies ``change`` again. Returns the
+        record as stored (the deleted one for a delete), or None when the image is gone or
+        ``change`` leaves it alone."""
         for _ in range(_WRITE_ATTEMPTS):
             if current is None:
                 return None
@@ -322,6 +347,8 @@ class ImageRecords(Table):
             )
             if extra is not None:
                 writes += extra(current)
+            if owed is not None:
+                writes += self._owed_writes(owed, current if stored is None else stored)
             reasons = await self._apply(writes)
             if reasons is None:
                 return current if stored is None else stored
@@ -379,6 +406,35 @@ class ImageRecords(Table):
             if new_digest is not None:
                 writes.append(("digest", self._digest_write(owner, new_digest, "ADD", image_id)))
         return writes, new
+
+    def _owed_writes(self, owed: Owed, record: ImageRecord) -> list[NamedWrite]:
+        """The outbox's items for what a change owes: its feed entry (``record``: the image as
+        the change leaves it) and a kept item per job. Keyed by the change, so a re-applied
+        change writes the same items again, never more of them."""
+        writes: list[NamedWrite] = [
+            (
+                "feed",
+                {
+                    "Put": {
+                        "TableName": self.table,
+                        "Item": feed_item(
+                            owed.event_type,
+                            record,
+                            at=owed.at,
+                            origin=owed.origin,
+                            entry_id=owed.change_id,
+                        ),
+                    }
+                },
+            )
+        ]
+        for owed_job in owed.jobs:
+            body = json.dumps(owed_job.job, separators=(",", ":"))
+            item = kept_job_item(owed_job.user_id, owed_job.job_id, body, kept_at=owed.at)
+            writes.append(
+                (f"outbox {owed_job.job_id}", {"Put": {"TableName": self.table, "Item": item}})
+            )
+        return writes
 
     def _digest_write(self, owner: str, digest: str, action: str, image_id: str) -> dict[str, Any]:
         """Adds the image to (or takes it from) the set of its owner's images with ``digest``.
