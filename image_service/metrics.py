@@ -156,6 +156,12 @@ class WorkerMetrics:
             ["action"],
             registry=self.registry,
         )
+        self.deferred = Counter(
+            "image_service_worker_jobs_deferred",
+            "Reprocess jobs put back on the queue: they ask for settings a live worker runs "
+            "and this one does not.",
+            registry=self.registry,
+        )
         self.relayed = Counter(
             "image_service_outbox_relayed",
             "Owed jobs the outbox relay queued: nobody had sent them within the grace (the "

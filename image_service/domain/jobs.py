@@ -9,12 +9,16 @@ def process_job(record: ImageRecord) -> dict[str, str]:
     return {"type": "process", "user_id": record.user_id, "image_id": record.image_id}
 
 
-def reprocess_job(record: ImageRecord, *, force: bool = False) -> dict[str, str | bool]:
-    """A ready image brought up to the current processing; ``force``: even if it is."""
+def reprocess_job(
+    record: ImageRecord, *, fingerprint: str, force: bool = False
+) -> dict[str, str | bool]:
+    """A ready image brought up to the processing settings ``fingerprint`` names (a worker on
+    other settings defers it, domain/workers.py); ``force``: even if it is."""
     job: dict[str, str | bool] = {
         "type": "reprocess",
         "user_id": record.user_id,
         "image_id": record.image_id,
+        "fingerprint": fingerprint,
     }
     if force:
         job["force"] = True

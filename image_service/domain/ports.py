@@ -87,6 +87,16 @@ class FeedEntry:
     record: ImageRecord
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerBeat:
+    """A worker's last heartbeat: what it processes as, from where, and when it said so."""
+
+    worker_id: str
+    fingerprint: str
+    host: str
+    seen_at: datetime
+
+
 class Objects(Protocol):
     """The bucket: URLs that send clients' bytes straight to it, and the reads, copies and
     deletes that completion and deletion make."""
@@ -263,3 +273,13 @@ class Feed(Protocol):
     async def feed_since(self, since: datetime) -> list[FeedEntry]:
         """The entries recorded at ``since`` or later (eventually: an index lags a little)."""
         ...
+
+
+class WorkerRegistry(Protocol):
+    """The workers' heartbeats: which processing settings the live workers run."""
+
+    async def beat(self, worker_id: str, fingerprint: str, *, at: datetime) -> None: ...
+
+    async def forget_worker(self, worker_id: str) -> None: ...
+
+    async def workers_seen_since(self, since: datetime) -> list[WorkerBeat]: ...

@@ -55,6 +55,6 @@ async def reprocess(
                 room = backlog - await jobs.waiting()
                 if room <= 0:
                     await asyncio.sleep(BACKLOG_POLL_SECONDS)
-            await jobs.send(reprocess_job(record, force=everything))
+            await jobs.send(reprocess_job(record, fingerprint=fingerprint, force=everything))
             room -= 1
         yield record.user_id, record.image_id

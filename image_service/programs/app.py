@@ -12,7 +12,7 @@ from aiohttp import web
 
 from image_service.domain.ports import utc_now
 from image_service.programs.services import open_services
-from image_service.programs.worker import make_relay, make_worker, running
+from image_service.programs.worker import running
 from image_service.settings import Settings
 from image_service.web.app import api_shell
 from image_service.web.keys import (
@@ -59,14 +59,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                 if not settings.embedded_worker:
                     yield
                     return
-                worker = make_worker(settings, services)
-                relay = make_relay(settings, services, clock=clock)
-                async with running(
-                    worker,
-                    relay,
-                    relay_seconds=settings.outbox_relay_seconds,
-                    grace_seconds=settings.shutdown_grace_seconds,
-                ):
+                async with running(settings, services):
                     yield
             finally:
                 watching.cancel()

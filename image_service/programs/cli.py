@@ -190,6 +190,9 @@ def cmd_migrate(args: argparse.Namespace) -> None:
 
 
 def cmd_reprocess(args: argparse.Namespace) -> None:
+    from image_service.domain.models import format_timestamp
+    from image_service.domain.ports import utc_now
+    from image_service.domain.workers import LIVE_SECONDS, laggards
     from image_service.ops.reprocess import reprocess
     from image_service.programs.services import open_services, processing_policy
 
@@ -202,6 +205,24 @@ def cmd_reprocess(args: argparse.Namespace) -> None:
         count = 0
         try:
             async with open_services(settings) as services:
+                behind = await laggards(services.repository, fingerprint, utc_now)
+                if behind:
+                    # Their jobs would find the images processed as they process, and skip.
+                    refused = "reprocess refused" if args.apply else "--apply would be refused"
+                    print(
+                        f"{refused}: {len(behind)} live worker(s) run other settings "
+                        f"than {fingerprint}; restart them with these settings (or wait "
+                        f"{LIVE_SECONDS} s after they stop) and run it again:",
+                        file=sys.stderr,
+                    )
+                    for beat in behind:
+                        print(
+                            f"  worker {beat.worker_id} on {beat.host}: settings "
+                            f"{beat.fingerprint}, last seen {format_timestamp(beat.seen_at)}",
+                            file=sys.stderr,
+                        )
+                    if args.apply:
+                        return 3
                 found = reprocess(
                     services.repository,
                     services.jobs,

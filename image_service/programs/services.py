@@ -40,6 +40,7 @@ from image_service.domain.renditions import (
 from image_service.domain.trash import Trash
 from image_service.domain.uploads import Uploads
 from image_service.domain.watch import StatusWatcher
+from image_service.domain.workers import Presence
 from image_service.imaging.inspect import InspectionLimits
 from image_service.imaging.render import RenderedVariant, VariantSpec, render_rendition
 from image_service.metrics import ServiceMetrics
@@ -90,6 +91,7 @@ class Services:
     renditions: Renditions
     watcher: StatusWatcher
     clients: AwsClients
+    presence: Presence  # a worker's heartbeat, which its program runs (domain/workers.py)
 
 
 def rendition_policy(settings: RenditionSettings, identity: IdentitySettings) -> RenditionPolicy:
@@ -327,9 +329,11 @@ async def open_services(
     clock: Callable[[], datetime] = utc_now,
     metrics: ServiceMetrics | None = None,
     observe_webhook: Callable[[str, str], None] | None = None,
+    observe_deferred: Callable[[], None] = lambda: None,
 ) -> AsyncIterator[Services]:
     """Every service over one set of clients. ``observe_webhook`` is told each webhook
-    outcome (the API's ``metrics`` by default; a worker passes its own)."""
+    outcome (the API's ``metrics`` by default; a worker passes its own), and
+    ``observe_deferred`` each reprocess job a worker put back."""
     if observe_webhook is None and metrics is not None:
         observe_webhook = metrics.observe_webhook
     observe = observe_webhook or (lambda _event, _outcome: None)
@@ -397,14 +401,19 @@ async def open_services(
                 ),
                 observe=observe,
             )
+        processing = processing_policy(settings)
+        presence = Presence(repository, fingerprint=processing.fingerprint, clock=clock)
         processor = ImageProcessor(
             completion=images.completion,
             store=store,
             repository=repository,
             scanners=scanners,
-            policy=processing_policy(settings),
+            policy=processing,
             render_slots=settings.inspection_concurrency,
             webhooks=webhooks,
+            jobs=jobs,
+            presence=presence,
+            observe_deferred=observe_deferred,
             clock=clock,
         )
         rendering = rendition_policy(settings, settings)
@@ -427,4 +436,6 @@ async def open_services(
             ),
             observe=metrics.observe_render if metrics is not None else lambda *_: None,
         )
-        yield Services(store, repository, jobs, images, processor, renditions, watcher, clients)
+        yield Services(
+            store, repository, jobs, images, processor, renditions, watcher, clients, presence
+        )

@@ -72,21 +72,27 @@ def make_relay(
 
 @asynccontextmanager
 async def running(
-    worker: Worker, relay: OutboxRelay, *, relay_seconds: float, grace_seconds: float
+    settings: Settings, services: Services, *, metrics: WorkerMetrics | None = None
 ) -> AsyncIterator[None]:
-    """Runs the worker and its outbox relay in the background; on exit stops polling and
-    lets the jobs in flight finish, for at most ``grace_seconds``."""
-    task = asyncio.create_task(worker.run())
-    relaying = asyncio.create_task(relay.run(relay_seconds))
+    """Runs a worker in the background, with its outbox relay and its heartbeat; on exit
+    stops polling and lets the jobs in flight finish, for at most the shutdown grace."""
+    worker = make_worker(settings, services, metrics=metrics)
+    relay = make_relay(settings, services, metrics=metrics)
+    tasks = [
+        asyncio.create_task(worker.run()),
+        # A relay cut short is safe: it drops a job only once the job is sent.
+        asyncio.create_task(relay.run(settings.outbox_relay_seconds)),
+        asyncio.create_task(services.presence.run()),
+    ]
     try:
         yield
     finally:
-        task.cancel()
-        relaying.cancel()  # a relay cut short is safe: it drops a job only once it is sent
-        for background in (task, relaying):
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await background
-        await worker.drain(grace_seconds)
+                await task
+        await worker.drain(settings.shutdown_grace_seconds)
 
 
 async def run_worker(settings: Settings) -> None:
@@ -97,16 +103,12 @@ async def run_worker(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     metrics = WorkerMetrics()
-    grace = settings.shutdown_grace_seconds
     async with (
         worker_endpoint(metrics, settings.host, settings.worker_metrics_port),
-        open_services(settings, observe_webhook=metrics.observe_webhook) as services,
-        running(
-            make_worker(settings, services, metrics=metrics),
-            make_relay(settings, services, metrics=metrics),
-            relay_seconds=settings.outbox_relay_seconds,
-            grace_seconds=grace,
-        ),
+        open_services(
+            settings, observe_webhook=metrics.observe_webhook, observe_deferred=metrics.deferred.inc
+        ) as services,
+        running(settings, services, metrics=metrics),
     ):
         sweeper = make_sweeper(settings, services, metrics=metrics)
         sweeping = asyncio.create_task(sweeper.run(settings.sweep_interval_seconds))

@@ -19,7 +19,8 @@ from image_service.domain.completion import Completion
 from image_service.domain.errors import ServiceError
 from image_service.domain.layout import image_prefix, quarantine_key
 from image_service.domain.models import ImageRecord, ImageStatus, Variant
-from image_service.domain.ports import utc_now
+from image_service.domain.ports import Jobs, utc_now
+from image_service.domain.workers import DEFER_SECONDS, Presence
 from image_service.imaging.render import (
     Rendering,
     VariantSpec,
@@ -76,9 +77,17 @@ class ImageProcessor:
         policy: ProcessingPolicy,
         render_slots: int,
         webhooks: WebhookSender | None = None,
+        jobs: Jobs | None = None,
+        presence: Presence | None = None,
+        observe_deferred: Callable[[], None] = lambda: None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._completion = completion
+        # Reprocess jobs for settings a live worker runs and this one does not go back to
+        # the queue (domain/workers.py).
+        self._jobs = jobs
+        self._presence = presence
+        self._observe_deferred = observe_deferred
         self._webhooks = webhooks
         self._store = store
         self._repository = repository
@@ -95,6 +104,8 @@ class ImageProcessor:
         if job.get("type") == "process":
             await self.process(str(job["user_id"]), str(job["image_id"]))
         elif job.get("type") == "reprocess":
+            if await self._deferred(job):
+                return
             force = job.get("force") is True
             await self.reprocess(str(job["user_id"]), str(job["image_id"]), force=force)
         elif job.get("type") == "webhook":
@@ -124,6 +135,27 @@ class ImageProcessor:
                     raise  # an outage: retry later
                 # Rejected, already completed, or unknown: nothing more to do for this upload.
                 log.info("upload event for %s/%s: %s", owner, image_id, exc.code)
+
+    async def _deferred(self, job: dict[str, Any]) -> bool:
+        """Whether a reprocess job is for settings a live worker runs and this one does not:
+        then it is back on the queue, ``DEFER_SECONDS`` later, for a worker that runs them."""
+        wanted = job.get("fingerprint")
+        if not isinstance(wanted, str) or self._presence is None or self._jobs is None:
+            return False
+        if wanted == self._policy.fingerprint:
+            return False
+        if wanted not in await self._presence.live_fingerprints():
+            return False  # nobody runs them now: this worker's settings are the deployment's
+        await self._jobs.send(job, delay_seconds=DEFER_SECONDS)
+        self._observe_deferred()
+        log.warning(
+            "reprocess job for %s/%s deferred: it asks for settings %s, this worker runs %s",
+            job.get("user_id"),
+            job.get("image_id"),
+            wanted,
+            self._policy.fingerprint,
+        )
+        return True
 
     async def process(self, user_id: str, image_id: str) -> None:
         record = await self._repository.get(user_id, image_id)

@@ -11,10 +11,20 @@ from typing import Any
 
 from PIL import Image
 
+from image_service.domain.workers import DEFER_SECONDS
+from image_service.programs.embedded import free_port
+from image_service.programs.services import processing_policy
+from image_service.settings import Settings
 from tests import images
 from tests.faults import FaultProxy, operation
-from tests.integration.conftest import PROCESSING_SECONDS, Api, MakeApi, emulator_client
-from tests.processes import Program, run_command
+from tests.integration.conftest import (
+    PROCESSING_SECONDS,
+    Api,
+    MakeApi,
+    emulator_client,
+    scrape,
+)
+from tests.processes import Program, run_command, wait_for_port
 
 
 async def _ready(api: Api, data: bytes, user: str = "alice", **body: Any) -> dict[str, Any]:
@@ -35,9 +45,16 @@ def _variant_keys(api: Api, moto_endpoint: str, image_id: str) -> set[str]:
     return {variant["M"]["key"]["S"] for variant in variants}
 
 
-async def _until(api: Api, image_id: str, done: Any, user: str = "alice") -> dict[str, Any]:
+async def _until(
+    api: Api,
+    image_id: str,
+    done: Any,
+    user: str = "alice",
+    *,
+    within: float = PROCESSING_SECONDS,
+) -> dict[str, Any]:
     """The image once ``done(image)`` holds, as its owner would see it by polling."""
-    async with asyncio.timeout(PROCESSING_SECONDS):
+    async with asyncio.timeout(within):
         while True:
             status, image, _ = await api.call("GET", f"/images/{image_id}", user=user)
             assert status == 200, image
@@ -233,3 +250,74 @@ async def test_reprocess_refuses_an_owner_or_backlog_it_cannot_use(api: Api) -> 
         code, _, err = await run_command("reprocess", "--backlog", backlog, env=env)
         assert code == 2
         assert "argument --backlog" in err
+
+
+async def test_mixed_settings_a_reprocess_is_refused_then_deferred_never_skipped(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    """A rolling deploy, half done: workers on the old settings and on the new. The command
+    refuses while an old one is live, naming it; and a job that reaches an old worker anyway
+    (it started after the command looked) goes back on the queue for a new one, counted."""
+    api = await make_api(embedded_worker=False)
+    before = api.child_environment(VARIANTS="thumb:128")
+    after = api.child_environment(VARIANTS="small:64")
+    old_fingerprint = processing_policy(Settings(jwt_secret="x" * 40, variants=("thumb:128",)))
+    old = await Program.start("worker", env=before)
+    new: Program | None = None
+    try:
+        ready = [await _ready(api, images.jpeg()) for _ in range(3)]
+        new = await Program.start("worker", env=after)
+        await new.wait_for_line(lambda line: "worker polling" in line)
+
+        code, out, err = await run_command("reprocess", "--apply", env=after)
+        assert code == 3, out + err
+        refusal, *named = err.strip().splitlines()
+        assert refusal.startswith("reprocess refused: 1 live worker(s) run other settings")
+        assert len(named) == 1  # the old worker, not the new
+        assert f"settings {old_fingerprint.fingerprint}, last seen" in named[0]
+        assert "queued" not in out
+
+        await old.stop()  # gone: no longer a laggard
+        await new.kill()  # dead, but live for LIVE_SECONDS: its settings are still run
+        code, out, err = await run_command("reprocess", "--apply", env=after)
+        assert code == 0, out + err
+        assert "queued 3 images" in out
+    finally:
+        if old.process.returncode is None:
+            await old.stop()
+        if new is not None and new.process.returncode is None:
+            await new.kill()
+
+    # An old worker starts after the command looked: every job it gets, it puts back.
+    port = free_port()
+    late = await Program.start(
+        "worker", env=before | {"IMAGE_SERVICE_WORKER_METRICS_PORT": str(port)}
+    )
+    fresh: Program | None = None
+    try:
+        await wait_for_port(port, owner=late.process)
+        async with asyncio.timeout(PROCESSING_SECONDS):
+            while True:
+                figures = await scrape(api.http, f"http://127.0.0.1:{port}/metrics")
+                if figures[("image_service_worker_jobs_deferred_total", ())] >= 3:
+                    break
+                await asyncio.sleep(0.2)
+        for image in ready:  # none skipped: each is as the old settings made it, waiting
+            _, now, _ = await api.call("GET", f"/images/{image['image_id']}")
+            assert {v["name"] for v in now["variants"]} == {"thumb"}
+        # The deploy completes: the old worker stops, and one on the new settings takes the
+        # jobs when they come back.
+        await late.stop()
+        fresh = await Program.start("worker", env=after)
+        for image in ready:
+            await _until(
+                api,
+                image["image_id"],
+                lambda i: {v["name"] for v in i["variants"]} == {"small"},
+                within=DEFER_SECONDS + PROCESSING_SECONDS,
+            )
+    finally:
+        if late.process.returncode is None:
+            await late.stop()
+        if fresh is not None:
+            await fresh.stop()

@@ -7,8 +7,9 @@ Its rooms, one job each:
 
 - ``records.py``: the optimistic writes and the state transitions;
 - ``listing.py``: the list queries' planning;
-- ``attention.py``: the sweeper's index and the kept jobs;
-- ``maintenance.py``: the whole-table scans of the maintenance commands.
+- ``attention.py``: the sweeper's index, the outbox and the feed;
+- ``maintenance.py``: the whole-table scans of the maintenance commands;
+- ``workers.py``: the workers' heartbeats (the settings each live worker runs).
 """
 
 from __future__ import annotations
@@ -17,9 +18,10 @@ from image_service.storage.dynamo.attention import Attention
 from image_service.storage.dynamo.listing import ImageListing
 from image_service.storage.dynamo.maintenance import Scans
 from image_service.storage.dynamo.records import ImageRecords
+from image_service.storage.dynamo.workers import WorkerRegistry
 
 __all__ = ["ImageRepository"]
 
 
-class ImageRepository(ImageRecords, ImageListing, Attention, Scans):
+class ImageRepository(ImageRecords, ImageListing, Attention, Scans, WorkerRegistry):
     """Every room of the table over one connection to it."""
