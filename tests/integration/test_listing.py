@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -85,7 +86,18 @@ async def _all_pages(api: Api, query: dict[str, Any], limit: int) -> list[str]:
 
 
 async def _items_read(api: Api, query: dict[str, Any], *, limit: int) -> tuple[float, float]:
-    """(DynamoDB queries, items read) for the first page of `query`."""
+    """(DynamoDB queries, items read) for the first page of `query`: the least of three
+    tries 0.3 s apart, since the embedded worker's outbox relay queries the same table for a
+    moment every 2 s (and its calls are counted with the request's)."""
+    tries = []
+    for attempt in range(3):
+        if attempt:
+            await asyncio.sleep(0.3)
+        tries.append(await _items_read_once(api, query, limit=limit))
+    return min(tries)
+
+
+async def _items_read_once(api: Api, query: dict[str, Any], *, limit: int) -> tuple[float, float]:
     before = await api.metrics()
     status, _, _ = await api.call("GET", "/images", params={**query, "limit": str(limit)})
     assert status == 200
