@@ -1,10 +1,18 @@
-"""Chaos soak: the soak's stack under faults, then the soak's audit and a bound on readiness.
+"""Chaos soak: the soak's stack under faults, on every path, then an audit of what was kept.
 
 Starts moto (one patched process each for S3, DynamoDB and SQS), `image-service serve
---workers 2` and two `image-service worker` processes, all on their default settings, and runs
-careful clients through whole lifecycles (upload URL with an Idempotency-Key, PUT to S3,
-complete, wait for ready, download, then delete or keep) while, every --fault-interval seconds,
-one of these happens at random:
+--workers 2` and two `image-service worker` processes, all on their default settings, with a
+webhook receiver here that verifies every signature and counts each `webhook-id`. Careful
+clients run whole lifecycles, in turn:
+
+- plain: upload URL with an Idempotency-Key, PUT to S3, complete, wait for ready, download;
+- multipart: a two-part upload of which one part is sent, then resumed from `GET .../parts`;
+- trash: once ready, renditions asked for while the image is trashed and restored, the
+  renditions' answers timed against what the client knows of the image's state;
+
+each then kept, or deleted for good. Half-way, `image-service reprocess --apply --all` runs
+(again after an outage, until it finishes). Meanwhile, every --fault-interval seconds, one of
+these happens at random:
 
 - an API process is SIGKILLed (serve's supervisor starts another);
 - a worker is SIGKILLed mid-whatever, and started again;
@@ -23,8 +31,16 @@ A worker killed mid-job holds its job's message for one visibility timeout (20 s
 the bound lets that happen to one job twice in a row, plus a frozen backend and the processing
 itself on a busy machine.
 
-It prints lifecycles, faults by kind, what clients saw fail and retried, the slowest
-complete -> ready, and the audit; exit status 1 if the audit fails.
+The audit: every kept image listed once with its objects, every deleted one gone from S3 and
+DynamoDB, every completed image ready within the bound; every event delivered at least once
+(image.ready for each image its client saw ready, image.deleted for each one deleted), none for
+a state an image never reached, every signature valid; no rendition served while its client
+knew the image trashed; no object without a record once `reconcile`'s grace has passed; and
+every refusal a client met a 503 with Retry-After, or a 4xx of its own making.
+
+It prints lifecycles by path, faults by kind, what clients saw fail and retried, events and
+duplicates, the slowest complete -> ready and event settle, and the audit; exit status 1 if the
+audit fails.
 
     .venv/bin/python -m bench.chaos                       # 12 users, 120 s, a fault every 3 s
     .venv/bin/python -m bench.chaos --users 4 --duration 20
@@ -35,6 +51,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import io
 import os
 import random
 import signal
@@ -43,19 +60,24 @@ import sys
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable
-from contextlib import AsyncExitStack
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import aiohttp
+import boto3
 import psutil
+from aiohttp import web
 
 from bench.soak import _bounded, audit
 from bench.stack import BIN, moto_per_service, process, stack_environment
 from image_service.auth.tokens import issue_token
 from image_service.client import ApiError, ImageServiceClient, StorageError
 from image_service.client.loadtest import sample_jpeg
+from image_service.client.parts import BytesSource
+from image_service.client.webhooks import WebhookVerificationError, verify
+from image_service.domain.models import MIN_PART_BYTES
 from image_service.programs.embedded import free_port
 from image_service.settings import Settings
 from image_service.storage.clients import provision
@@ -65,6 +87,11 @@ MAX_USERS = 128
 MAX_DURATION_SECONDS = 3600
 RETRY_DEADLINE_SECONDS = 120  # a careful client gives up on one step after this long
 READY_MARGIN_SECONDS = 15  # processing itself, and a retry's backoff, on a busy machine
+WEBHOOK_SECRET = "whsec_" + "Y2hhb3Mtd2ViaG9vay1zZWNyZXQtMzItYnl0ZXMhIQ=="
+# After the last lifecycle, how long every event owed has to arrive: the outbox relay's grace
+# and interval, a worker's restart, and a failed delivery's first retry (5 s), with room.
+SETTLE_SECONDS = 60
+PATHS = ("multipart", "trash", "plain", "plain")  # each user's lifecycles take them in turn
 
 
 class GaveUp(Exception):
@@ -83,6 +110,14 @@ class Tally:
     failed: Counter[str] = field(default_factory=Counter)  # lifecycles given up, by cause
     faults: Counter[str] = field(default_factory=Counter)
     ready_seconds: list[float] = field(default_factory=list)
+    paths: Counter[str] = field(default_factory=Counter)  # lifecycles finished, by path
+    seen_ready: set[str] = field(default_factory=set)  # images a client saw ready
+    renditions: Counter[str] = field(default_factory=Counter)  # answers, by outcome
+    # Problems seen as they happen: a rendition served while its image was known trashed, a
+    # refusal that is neither a 503 with Retry-After nor the client's own fault.
+    problems: list[str] = field(default_factory=list)
+    refusals: Counter[str] = field(default_factory=Counter)  # "503 with Retry-After", ...
+    reprocess: list[str] = field(default_factory=list)  # each run's outcome
 
     def report(self) -> dict[str, Any]:
         """In `loadtest --json`'s shape, for the soak's audit."""
@@ -113,6 +148,7 @@ async def careful(step: str, call: Callable[[], Awaitable[T]], tally: Tally) -> 
         try:
             return await call()
         except Exception as exc:
+            _judge_refusal(step, exc, tally)
             cause = _retryable(exc)
             if cause is None:
                 raise
@@ -124,9 +160,61 @@ async def careful(step: str, call: Callable[[], Awaitable[T]], tally: Tally) -> 
             delay = min(delay * 2, 5)
 
 
+def _judge_refusal(step: str, exc: BaseException, tally: Tally) -> None:
+    """Every refusal is a 503 with Retry-After, or a 4xx of the client's own making (which a
+    careful client does not make: any other 4xx is the service's fault, and so is a 500)."""
+    if not isinstance(exc, ApiError):
+        return
+    if exc.status == 503 and exc.retry_after is not None:
+        tally.refusals["503 with Retry-After"] += 1
+    elif exc.status == 429 and exc.retry_after is not None:
+        tally.refusals["429 with Retry-After"] += 1
+    elif exc.status in {404, 409} and step in {"delete", "restore", "trash"}:
+        tally.refusals[f"{exc.status} after a lost answer"] += 1  # judged by the caller
+    else:
+        tally.refusals[f"{exc.status} {exc.code}"] += 1
+        tally.problems.append(f"{step}: {exc.status} {exc.code} ({exc})"[:200])
+
+
 async def lifecycle(
-    client: ImageServiceClient, user: str, keep: bool, data: bytes, tally: Tally, bound: float
+    client: ImageServiceClient,
+    user: str,
+    path: str,
+    keep: bool,
+    data: bytes,
+    tally: Tally,
+    bound: float,
 ) -> None:
+    if path == "multipart":
+        image_id = await _multipart_upload(client, data, tally)
+    else:
+        image_id = await _upload(client, data, tally)
+    completed = time.monotonic()
+    await careful("complete", lambda: client.complete(image_id), tally)
+    while True:
+        image = await careful("processed", lambda: client.get(image_id), tally)
+        if image.status not in {"pending", "processing"}:
+            break
+        if time.monotonic() - completed > bound + RETRY_DEADLINE_SECONDS:
+            raise GaveUp("processed", "never ready")
+        await asyncio.sleep(0.1)
+    tally.ready_seconds.append(time.monotonic() - completed)
+    if image.status != "ready":
+        raise GaveUp("processed", image.status)
+    tally.seen_ready.add(image_id)
+    fetched = await careful("download", lambda: client.download(image_id), tally)
+    if fetched != data:
+        raise GaveUp("download", "content differs")
+    if path == "trash":
+        await _trash_and_restore(client, image_id, tally)
+    tally.paths[path] += 1
+    if keep:
+        tally.kept.append({"user": user, "image_id": image_id})
+        return
+    await _delete_for_good(client, user, image_id, tally)
+
+
+async def _upload(client: ImageServiceClient, data: bytes, tally: Tally) -> str:
     key = uuid.uuid4().hex
     ticket = await careful(
         "upload_url",
@@ -142,34 +230,177 @@ async def lifecycle(
                 raise
 
     await careful("put_to_s3", put, tally)
-    completed = time.monotonic()
-    await careful("complete", lambda: client.complete(ticket.image_id), tally)
-    while True:
-        image = await careful("processed", lambda: client.get(ticket.image_id), tally)
-        if image.status not in {"pending", "processing"}:
-            break
-        if time.monotonic() - completed > bound + RETRY_DEADLINE_SECONDS:
-            raise GaveUp("processed", "never ready")
-        await asyncio.sleep(0.1)
-    tally.ready_seconds.append(time.monotonic() - completed)
-    if image.status != "ready":
-        raise GaveUp("processed", image.status)
-    fetched = await careful("download", lambda: client.download(ticket.image_id), tally)
-    if fetched != data:
-        raise GaveUp("download", "content differs")
-    if keep:
-        tally.kept.append({"user": user, "image_id": ticket.image_id})
-        return
+    return ticket.image_id
 
+
+async def _multipart_upload(client: ImageServiceClient, data: bytes, tally: Tally) -> str:
+    """Two parts: the first sent, the upload then interrupted (as a client's connection drops),
+    and resumed from what the service says is missing."""
+    key = uuid.uuid4().hex
+    source = BytesSource(data)
+
+    async def create() -> Any:
+        return await client.create_multipart_upload(
+            "image/jpeg", len(data), part_size=MIN_PART_BYTES, idempotency_key=key
+        )
+
+    ticket = await careful("multipart_url", create, tally)
+    if len(ticket.parts) < 2:
+        raise GaveUp("multipart_url", f"{len(ticket.parts)} part(s)")
+    first = replace(ticket, parts=ticket.parts[:1])
+    await careful("put_part", lambda: client.send_parts(first, source), tally)
+    missing = await careful("resume", lambda: client.parts(ticket.image_id), tally)
+    if [part.part_number for part in missing.parts] != [2]:
+        raise GaveUp("resume", f"missing {[p.part_number for p in missing.parts]}")
+
+    async def rest() -> None:  # fresh URLs on every try: a stalled S3 may outlast them
+        await client.send_parts(await client.parts(ticket.image_id), source)
+
+    await careful("put_part", rest, tally)
+    return ticket.image_id
+
+
+async def _trash_and_restore(client: ImageServiceClient, image_id: str, tally: Tally) -> None:
+    """Trashes and restores the image while renditions of it are asked for; a rendition
+    served whole while its client knew the image trashed is a leak."""
+    trashed_at = restoring_at = float("inf")
+
+    async def flip() -> None:
+        nonlocal trashed_at, restoring_at
+        await asyncio.sleep(random.uniform(0, 0.3))
+        await careful("trash", lambda: client.delete(image_id), tally)
+        trashed_at = time.monotonic()
+        await asyncio.sleep(random.uniform(0.2, 0.8))
+        restoring_at = time.monotonic()
+
+        async def restore() -> None:
+            try:
+                await client.restore(image_id)
+            except ApiError as exc:
+                if exc.status != 409:  # not in the trash: a retry after a lost answer
+                    raise
+
+        await careful("restore", restore, tally)
+
+    async def renditions() -> None:
+        for width in (64, 128, 256, 320, 480):
+            await asyncio.sleep(random.uniform(0, 0.3))
+            started = time.monotonic()
+            try:
+                await client.render(image_id, width=width, format="jpeg")
+            except ApiError as exc:
+                trashed = exc.status in {404, 409}  # gone from view, or not ready now
+                outcome = f"refused by the API ({exc.status})" if trashed else f"api {exc.status}"
+                if exc.status >= 500:
+                    _judge_refusal("render", exc, tally)
+            except StorageError as exc:  # signed before the trash, fetched after it
+                outcome = f"refused at fetch ({exc.status})"
+            except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+                outcome = type(exc).__name__
+            else:
+                outcome = "served"
+                if started > trashed_at and time.monotonic() < restoring_at:
+                    tally.problems.append(f"{image_id}: a rendition served while trashed")
+            tally.renditions[outcome] += 1
+
+    await asyncio.gather(flip(), renditions())
+
+
+async def _delete_for_good(
+    client: ImageServiceClient, user: str, image_id: str, tally: Tally
+) -> None:
     async def delete() -> None:
         try:
-            await client.delete(ticket.image_id, permanent=True)
+            await client.delete(image_id, permanent=True)
         except ApiError as exc:
             if exc.status != 404:  # a retry after the first delete's answer was lost
                 raise
 
     await careful("delete", delete, tally)
-    tally.deleted.append({"user": user, "image_id": ticket.image_id})
+    tally.deleted.append({"user": user, "image_id": image_id})
+
+
+@dataclass
+class Receiver:
+    """The webhook receiver: verifies every signature, counts each webhook-id."""
+
+    url: str = ""
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (id, type, image id)
+    forged: int = 0  # requests whose signature did not verify
+
+    def ids(self) -> Counter[str]:
+        return Counter(webhook_id for webhook_id, _, _ in self.events)
+
+    def of(self, event_type: str) -> set[str]:
+        return {image_id for _, kind, image_id in self.events if kind == event_type}
+
+
+@asynccontextmanager
+async def webhook_receiver() -> AsyncIterator[Receiver]:
+    receiver = Receiver()
+
+    async def hooks(request: web.Request) -> web.Response:
+        body = await request.read()
+        try:
+            event = verify(WEBHOOK_SECRET, request.headers, body)
+        except WebhookVerificationError:
+            receiver.forged += 1
+            return web.Response(status=400)
+        receiver.events.append(
+            (request.headers["webhook-id"], event["type"], event["data"]["image_id"])
+        )
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/hooks", hooks)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    receiver.url = f"http://127.0.0.1:{port}/hooks"
+    try:
+        yield receiver
+    finally:
+        await runner.cleanup()
+
+
+async def reprocess_midway(
+    delay: float, environment: dict[str, str], tally: Tally, deadline: float
+) -> None:
+    """`reprocess --apply --all` once, half-way; run again after an outage, as its message
+    says, until it finishes."""
+    await asyncio.sleep(delay)
+    while time.monotonic() < deadline:
+        command = await asyncio.create_subprocess_exec(
+            str(BIN / "image-service"),
+            "reprocess",
+            "--apply",
+            "--all",
+            env={**os.environ, **environment},
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        out, err = await command.communicate()
+        last = (out.decode().strip().splitlines() or err.decode().strip().splitlines() or [""])[-1]
+        tally.reprocess.append(f"exit {command.returncode}: {last}"[:160])
+        if command.returncode == 0:
+            return
+        await asyncio.sleep(2)
+    tally.problems.append("reprocess never finished")
+
+
+def sample_multipart_jpeg() -> bytes:
+    """A JPEG a little over one part: noise, which JPEG cannot shrink."""
+    from PIL import Image
+
+    side = 1400
+    while True:
+        noise = Image.frombytes("RGB", (side, side), os.urandom(side * side * 3))
+        buffer = io.BytesIO()
+        noise.save(buffer, format="JPEG", quality=95)
+        if buffer.tell() > MIN_PART_BYTES:
+            return buffer.getvalue()
+        side += 200
 
 
 class Faults:
@@ -228,10 +459,13 @@ async def chaos(users: int, duration: float, interval: float, stall: float, keep
     tally = Tally()
     async with AsyncExitStack() as stack:
         endpoints = await moto_per_service(stack)
+        receiver = await stack.enter_async_context(webhook_receiver())
         environment = {
             **stack_environment(f"chaos-{suffix}", endpoints, secret=secret, port=port),
             "IMAGE_SERVICE_S3_EVENT_NOTIFICATIONS": "false",
             "IMAGE_SERVICE_LOG_LEVEL": "ERROR",
+            "IMAGE_SERVICE_WEBHOOK_URL": receiver.url,
+            "IMAGE_SERVICE_WEBHOOK_SECRET": WEBHOOK_SECRET,
         }
         settings = Settings.from_env(environment)
         bound = 2 * settings.job_visibility_seconds + stall + READY_MARGIN_SECONDS
@@ -272,18 +506,28 @@ async def chaos(users: int, duration: float, interval: float, stall: float, keep
             file=sys.stderr,
         )
         data = sample_jpeg()
+        large = sample_multipart_jpeg()
         stop_at = time.monotonic() + duration
         numbers = iter(range(sys.maxsize))
 
         async def user(index: int) -> None:
             name = f"chaos-{index}"
             async with ImageServiceClient(api_url, issue_token(secret, name)) as client:
-                for number in numbers:
+                for turn in range(sys.maxsize):
                     if time.monotonic() >= stop_at:
                         return
-                    keep = number % keep_every == 0
+                    keep = next(numbers) % keep_every == 0
+                    path = PATHS[(index + turn) % len(PATHS)]
                     try:
-                        await lifecycle(client, name, keep, data, tally, bound)
+                        await lifecycle(
+                            client,
+                            name,
+                            path,
+                            keep,
+                            large if path == "multipart" else data,
+                            tally,
+                            bound,
+                        )
                         tally.lifecycles += 1
                     except GaveUp as exc:
                         tally.failed[str(exc)] += 1
@@ -291,12 +535,29 @@ async def chaos(users: int, duration: float, interval: float, stall: float, keep
                         tally.failed[f"{type(exc).__name__}: {exc}"[:120]] += 1
 
         faulting = asyncio.create_task(faults.run(interval))
+        reprocessing = asyncio.create_task(
+            reprocess_midway(duration / 2, environment, tally, stop_at + RETRY_DEADLINE_SECONDS)
+        )
         started = time.monotonic()
         await asyncio.gather(*(user(index) for index in range(users)))
         faulting.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await faulting
+        await reprocessing
         elapsed = time.monotonic() - started
+
+        # Every event owed: ready for each image a client saw ready, deleted for each deleted.
+        owed_ready = set(tally.seen_ready)
+        owed_deleted = {image["image_id"] for image in tally.deleted}
+        settle_started = time.monotonic()
+        while time.monotonic() - settle_started < SETTLE_SECONDS:
+            if owed_ready <= receiver.of("image.ready") and owed_deleted <= receiver.of(
+                "image.deleted"
+            ):
+                break
+            await asyncio.sleep(0.5)
+        settled = time.monotonic() - settle_started
+        orphans = await _orphaned_objects(environment, grace=bound)
         for worker in workers:
             worker.terminate()
             await worker.wait()
@@ -310,11 +571,75 @@ async def chaos(users: int, duration: float, interval: float, stall: float, keep
             table=settings.table,
             abandoned_pending_allowed=True,
         )
+        result.problems += tally.problems
+        result.problems += _audit_events(
+            receiver, owed_ready, owed_deleted, endpoints["DYNAMODB"], settings.table
+        )
+        result.problems += orphans
     slowest = max(tally.ready_seconds, default=0.0)
     if slowest > bound:
         result.problems.append(f"an image took {slowest:.1f} s to be ready (bound {bound:g} s)")
-    _print(tally, result, elapsed, bound)
+    _print(tally, result, elapsed, bound, receiver, settled)
     return 0 if result.clean else 1
+
+
+def _audit_events(
+    receiver: Receiver,
+    owed_ready: set[str],
+    owed_deleted: set[str],
+    dynamodb_endpoint: str,
+    table: str,
+) -> list[str]:
+    """Every owed event arrived, signed; none for a state its image never reached."""
+    problems = []
+    if receiver.forged:
+        problems.append(f"{receiver.forged} webhook deliveries failed verification")
+    missing_ready = owed_ready - receiver.of("image.ready")
+    missing_deleted = owed_deleted - receiver.of("image.deleted")
+    if missing_ready:
+        problems.append(f"image.ready never delivered: {sorted(missing_ready)[:5]}")
+    if missing_deleted:
+        problems.append(f"image.deleted never delivered: {sorted(missing_deleted)[:5]}")
+    dynamodb = boto3.client("dynamodb", endpoint_url=dynamodb_endpoint)
+    statuses = {
+        item["image_id"]["S"]: item.get("status", {}).get("S")
+        for page in dynamodb.get_paginator("scan").paginate(
+            TableName=table,
+            ProjectionExpression="image_id, #s",
+            ExpressionAttributeNames={"#s": "status"},
+        )
+        for item in page.get("Items", [])
+    }
+    # Ready: seen ready by its client, or ready (or trashed from ready) now, or deleted after.
+    for image_id in receiver.of("image.ready") - owed_ready:
+        if statuses.get(image_id) not in {"ready", "trashed", "deleting", None}:
+            problems.append(f"image.ready for {image_id}, which is {statuses.get(image_id)}")
+    for image_id in receiver.of("image.deleted"):
+        if statuses.get(image_id) is not None:
+            problems.append(f"image.deleted for {image_id}, which still exists")
+    for kind in ("image.rejected", "image.quarantined"):
+        if receiver.of(kind):  # every upload here is a valid JPEG
+            problems.append(f"{kind} for {sorted(receiver.of(kind))[:5]}")
+    return problems
+
+
+async def _orphaned_objects(environment: dict[str, str], *, grace: float) -> list[str]:
+    """`reconcile` (a dry run): an object older than its grace without a record is lost."""
+    command = await asyncio.create_subprocess_exec(
+        str(BIN / "image-service"),
+        "reconcile",
+        "--grace-seconds",
+        str(int(grace)),
+        env={**os.environ, **environment},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    out, err = await command.communicate()
+    lines = out.decode().splitlines()
+    orphans = [line for line in lines if line.startswith("object without record")]
+    if command.returncode not in {0, 1} or not lines:
+        return [f"reconcile failed ({command.returncode}): {err.decode()[-300:]}"]
+    return [f"reconcile: {line}" for line in orphans[:10]]
 
 
 def _listening_pid(port: int) -> int:
@@ -325,17 +650,32 @@ def _listening_pid(port: int) -> int:
     raise SystemExit(f"nothing listens on {port}")
 
 
-def _print(tally: Tally, result: Any, elapsed: float, bound: float) -> None:
+def _print(
+    tally: Tally, result: Any, elapsed: float, bound: float, receiver: Receiver, settled: float
+) -> None:
     ready = sorted(tally.ready_seconds)
-    print(f"wall time {elapsed:.0f} s: {tally.lifecycles} lifecycles finished")
+    paths = ", ".join(f"{path} {count}" for path, count in sorted(tally.paths.items()))
+    print(f"wall time {elapsed:.0f} s: {tally.lifecycles} lifecycles finished ({paths})")
     kinds = ", ".join(f"{kind} {count}" for kind, count in sorted(tally.faults.items()))
     print(f"faults: {sum(tally.faults.values())} ({kinds})")
     print(f"retried by clients: {sum(tally.retried.values())}")
     for cause, count in tally.retried.most_common(8):
         print(f"  {count:5}  {cause}")
+    print(f"refusals met: {dict(tally.refusals)}")
     print(f"lifecycles given up: {sum(tally.failed.values())}")
     for cause, count in tally.failed.most_common(8):
         print(f"  {count:5}  {cause}")
+    print(f"renditions during trash and restore: {dict(tally.renditions)}")
+    for run in tally.reprocess:
+        print(f"reprocess: {run}")
+    ids = receiver.ids()
+    delivered = Counter(kind for _, kind, _ in receiver.events)
+    print(
+        f"webhooks: {len(receiver.events)} deliveries of {len(ids)} events "
+        f"({', '.join(f'{k} {n}' for k, n in sorted(delivered.items()))}), "
+        f"{sum(n - 1 for n in ids.values())} duplicates, {receiver.forged} unverified; "
+        f"every owed event in {settled:.1f} s after the last lifecycle"
+    )
     if ready:
         print(
             f"complete -> ready: p50 {statistics.median(ready):.2f} s, "
