@@ -229,7 +229,8 @@ async def get_image(request: web.Request) -> web.Response:
     "image.quarantined, image.trashed, image.restored or image.deleted, and its data is the "
     "image as the change left it, as GET /images/{id} shows it. Every change made through any "
     "replica is heard within 3 seconds (the event feed, docs/reliability.md). Counted against "
-    "IMAGE_SERVICE_MAX_HELD_WAITS (503) and IMAGE_SERVICE_MAX_HELD_WAITS_PER_USER (429). The stream ends when the token that opened "
+    "IMAGE_SERVICE_MAX_HELD_WAITS (503) and IMAGE_SERVICE_MAX_HELD_WAITS_PER_USER (429). The "
+    "stream ends when the token that opened "
     'it expires, with a last event named end ({"reason": "token_expired"}): reconnect '
     "with a fresh token. Browsers: EventSource cannot send a header, so pass the token as "
     "?access_token=.",
