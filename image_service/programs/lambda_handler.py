@@ -11,6 +11,11 @@ The event source mapping needs ``FunctionResponseTypes: [ReportBatchItemFailures
 (deploy/lambda/template.yaml has it). The AWS clients and the event loop are opened on the first
 invocation and kept for the warm container's later ones.
 
+A Lambda worker has no loop of its own to sweep and relay in, so an EventBridge schedule invokes
+the same function every minute (a ``Scheduled Event``): it sweeps, and relays the outbox, as
+``image-service sweep`` does. The outbox's jobs the fast path missed are therefore queued within
+a minute on Lambda, against 7 s with long-running workers.
+
     Handler: image_service.programs.lambda_handler.handler
 """
 
@@ -23,6 +28,7 @@ from typing import Any
 from image_service import tracing
 from image_service.logs import configure_logging
 from image_service.programs.services import Services, open_services
+from image_service.programs.worker import make_relay, make_sweeper
 from image_service.settings import Settings
 from image_service.storage.queue import QueueMessage
 from image_service.worker.loop import retry_later
@@ -53,17 +59,36 @@ class LambdaWorker:
         self._services: Services | None = None
 
     def __call__(self, event: dict[str, Any], context: Any = None) -> dict[str, Any]:
+        if event.get("detail-type") == "Scheduled Event":
+            return self._loop.run_until_complete(self.sweep())
         return self._loop.run_until_complete(self.run_batch(event))
 
     def close(self) -> None:
         self._loop.run_until_complete(self._resources.aclose())
         self._loop.close()
 
-    async def run_batch(self, event: dict[str, Any]) -> dict[str, Any]:
+    async def _opened(self) -> Services:
         if self._services is None:
             self._services = await self._resources.enter_async_context(
                 open_services(self._settings)
             )
+        return self._services
+
+    async def sweep(self) -> dict[str, Any]:
+        """One sweep and one pass of the outbox relay; what each did."""
+        services = await self._opened()
+        report = await make_sweeper(self._settings, services).sweep()
+        relayed = await make_relay(self._settings, services).relay()
+        return {
+            "requeued": len(report.requeued),
+            "deleted": len(report.deleted),
+            "purged": len(report.purged),
+            "relayed": len(relayed),
+        }
+
+    async def run_batch(self, event: dict[str, Any]) -> dict[str, Any]:
+        await self._opened()
+        assert self._services is not None
         slots = asyncio.Semaphore(self._settings.worker_concurrency)
         records = event.get("Records", [])
         outcomes = await asyncio.gather(

@@ -7,12 +7,14 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
 from image_service.programs import lambda_handler
 from image_service.programs.lambda_handler import LambdaWorker
+from image_service.storage.dynamo.codec import kept_job_item
 from tests import images
 from tests.integration.conftest import REGION, Api, MakeApi, emulator_client
 
@@ -130,3 +132,29 @@ async def test_the_entry_point_reads_its_settings_from_the_environment(
             await asyncio.to_thread(lambda_handler._worker.close)
     status, image, _ = await api.call("GET", f"/images/{image_id}")
     assert (status, image["status"]) == (200, "ready")
+
+
+async def test_the_schedule_sweeps_and_relays_the_outbox(
+    make_api: MakeApi, moto_endpoint: str
+) -> None:
+    # A deployment whose workers are Lambda's: nothing runs in the API's process.
+    api = await make_api(embedded_worker=False)
+    job = {"type": "webhook", "id": "msg_left", "url": "https://hooks.example.com/in"}
+    owed_at = datetime.now(UTC) - timedelta(minutes=1)  # its process died a minute ago
+    dynamodb = emulator_client("dynamodb", moto_endpoint)
+    dynamodb.put_item(
+        TableName=api.settings.table,
+        Item=kept_job_item("alice", "left.operator", json.dumps(job), kept_at=owed_at),
+    )
+    worker = LambdaWorker(api.settings)
+    scheduled = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
+    try:
+        answer = await asyncio.to_thread(worker, scheduled)
+        assert answer == {"requeued": 0, "deleted": 0, "purged": 0, "relayed": 1}
+        assert await asyncio.to_thread(worker, scheduled) == {**answer, "relayed": 0}
+    finally:
+        await asyncio.to_thread(worker.close)
+    sqs = emulator_client("sqs", os.environ.get("AWS_ENDPOINT_URL_SQS", moto_endpoint))
+    queue_url = sqs.get_queue_url(QueueName=api.settings.queue_name)["QueueUrl"]
+    (message,) = _receive_all(sqs, queue_url, 1)
+    assert json.loads(message["Body"]) == job
