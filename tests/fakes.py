@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+from image_service.domain.apikeys import ApiKey, StoredKey
 from image_service.domain.cursor import CursorPosition
 from image_service.domain.errors import BackendUnavailable, QuotaExceeded
 from image_service.domain.models import (
@@ -542,3 +543,38 @@ class FakeJobs:
         if self.refusing:
             raise BackendUnavailable("sqs", "fake outage")
         self.sent.append(job)
+
+
+class FakeApiKeyStore:
+    """The API keys: each owner's, and the lookup by id, as the table keeps them."""
+
+    def __init__(self) -> None:
+        self.keys: dict[str, StoredKey] = {}
+        self.lookups = 0  # reads by id: what the verifier's memory saves
+
+    async def create_key(self, stored: StoredKey, *, max_keys: int) -> bool:
+        owned = [k for k in self.keys.values() if k.key.owner == stored.key.owner]
+        if len(owned) >= max_keys:
+            return False
+        self.keys[stored.key.key_id] = stored
+        return True
+
+    async def owner_keys(self, owner: str) -> list[ApiKey]:
+        return [stored.key for stored in self.keys.values() if stored.key.owner == owner]
+
+    async def key_by_id(self, key_id: str) -> StoredKey | None:
+        self.lookups += 1
+        return self.keys.get(key_id)
+
+    async def revoke_key(self, owner: str, key_id: str) -> bool:
+        stored = self.keys.get(key_id)
+        if stored is None or stored.key.owner != owner:
+            return False
+        del self.keys[key_id]
+        return True
+
+    async def keys_used(self, uses: Sequence[tuple[str, str, datetime]]) -> None:
+        for _, key_id, used in uses:
+            stored = self.keys.get(key_id)
+            if stored is not None:
+                self.keys[key_id] = replace(stored, key=replace(stored.key, last_used_at=used))

@@ -11,6 +11,7 @@ from image_service.client.parts import (
 )
 from image_service.client.types import (
     ApiError,
+    ApiKey,
     Image,
     ImageServiceError,
     Page,
@@ -24,6 +25,7 @@ from image_service.client.types import (
 
 __all__ = [
     "ApiError",
+    "ApiKey",
     "ByteSource",
     "BytesSource",
     "FileSource",

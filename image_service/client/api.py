@@ -39,6 +39,7 @@ from image_service.client.parts import (
 from image_service.client.transfer import DEFAULT_PARTS_AT_ONCE
 from image_service.client.types import (
     ApiError,
+    ApiKey,
     Image,
     Page,
     ProcessingTimeout,
@@ -480,6 +481,24 @@ class ImageServiceClient:
         body = await self._json("DELETE", "/trash")
         purged: int = body["purged"]
         return purged
+
+    async def create_api_key(
+        self, name: str, scopes: Iterable[str], *, expires_at: datetime | None = None
+    ) -> ApiKey:
+        """``POST /api-keys``: a key with these scopes; its ``key`` is shown this once."""
+        body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+        if expires_at is not None:
+            body["expires_at"] = expires_at.isoformat()
+        return ApiKey.from_json(await self._json("POST", "/api-keys", json=body))
+
+    async def api_keys(self) -> tuple[ApiKey, ...]:
+        """``GET /api-keys``: the caller's keys, newest first, without their secrets."""
+        body = await self._json("GET", "/api-keys")
+        return tuple(ApiKey.from_json(item) for item in body["items"])
+
+    async def revoke_api_key(self, key_id: str) -> None:
+        """``DELETE /api-keys/{id}``: refused at once here, everywhere within the bound."""
+        await self._json("DELETE", f"/api-keys/{key_id}")
 
     async def callback_secret(self) -> str:
         """The key that signs this caller's ``callback_url`` deliveries (``whsec_…``): verify

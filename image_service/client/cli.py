@@ -13,6 +13,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -309,6 +310,54 @@ def cmd_trash(args: argparse.Namespace) -> None:
     _run(args, trash)
 
 
+def cmd_api_key(args: argparse.Namespace) -> None:
+    async def api_key(images: ImageServiceClient) -> int:
+        if args.action == "create":
+            if not args.name or not args.scope:
+                print("api-key create needs --name and at least one --scope", file=sys.stderr)
+                return 2
+            expires = None if args.ttl is None else datetime.now(UTC) + args.ttl
+            made = await images.create_api_key(args.name, args.scope, expires_at=expires)
+            # The key is shown this once: on stdout alone, for a pipe into a secret store.
+            print(made.key)
+            print(f"made {made.key_id} ({', '.join(made.scopes)})", file=sys.stderr)
+            return 0
+        if args.action == "revoke":
+            for key_id in args.key_ids:
+                await images.revoke_api_key(key_id)
+                print(f"revoked {key_id}")
+            return 0
+        for key in await images.api_keys():
+            print(
+                "\t".join(
+                    (
+                        key.key_id,
+                        key.name,
+                        ",".join(key.scopes),
+                        _when(key.created_at),
+                        _when(key.expires_at),
+                        _when(key.last_used_at),
+                    )
+                )
+            )
+        return 0
+
+    _run(args, api_key)
+
+
+def _when(moment: datetime | None) -> str:
+    return "-" if moment is None else moment.isoformat()
+
+
+def _duration(text: str) -> timedelta:
+    """``30d``, ``12h``, ``90m``: a key's life."""
+    units = {"d": "days", "h": "hours", "m": "minutes"}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError("a life such as 30d, 12h or 90m")
+    return timedelta(**{units[unit]: int(number)})
+
+
 def _parallel(text: str) -> int:
     value = int(text)
     if not 1 <= value <= MAX_PARALLEL_UPLOADS:
@@ -402,3 +451,20 @@ def add_client_commands(commands: Any) -> None:
     )
     trash.add_argument("--empty", action="store_true", help="delete everything in it for good")
     trash.set_defaults(func=cmd_trash)
+
+    api_key = commands.add_parser(
+        "api-key",
+        parents=[connection],
+        help="make (printing the key once), list (tab-separated) or revoke scoped API keys",
+    )
+    api_key.add_argument("action", choices=("create", "list", "revoke"))
+    api_key.add_argument("key_ids", nargs="*", metavar="KEY_ID", help="revoke: the keys")
+    api_key.add_argument("--name", help="create: what the key is for")
+    api_key.add_argument(
+        "--scope",
+        action="append",
+        choices=("images:read", "images:write", "images:delete", "shares:write", "albums:write"),
+        help="create: a scope (repeatable)",
+    )
+    api_key.add_argument("--ttl", type=_duration, help="create: its life, as 30d, 12h or 90m")
+    api_key.set_defaults(func=cmd_api_key)

@@ -189,5 +189,36 @@ class Page:
     next_cursor: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """One of the caller's API keys; ``key`` (``isk_…``) only in the answer that made it."""
+
+    key_id: str
+    name: str
+    scopes: tuple[str, ...]
+    created_at: datetime
+    expires_at: datetime | None = None
+    last_used_at: datetime | None = None
+    key: str | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ApiKey:
+        def moment(name: str) -> datetime | None:
+            value = body.get(name)
+            return None if value is None else _timestamp(value)
+
+        created = moment("created_at")
+        assert created is not None
+        return cls(
+            key_id=body["key_id"],
+            name=body["name"],
+            scopes=tuple(body["scopes"]),
+            created_at=created,
+            expires_at=moment("expires_at"),
+            last_used_at=moment("last_used_at"),
+            key=body.get("key"),
+        )
+
+
 def _timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text)

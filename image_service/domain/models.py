@@ -52,6 +52,9 @@ class Principal:
     # When the credential that authenticated the caller expires (Unix seconds); None: never.
     # What a request holds open (an event stream) ends then.
     expires_at: float | None = None
+    # An API key's scopes (domain/apikeys.py); None: a user token, with every right.
+    scopes: frozenset[str] | None = None
+    key_id: str | None = None
 
 
 @dataclass(slots=True)

@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 
 from aiohttp import web
 
+from image_service.domain.apikeys import ApiKeys
 from image_service.domain.ports import utc_now
 from image_service.programs.services import open_services
 from image_service.programs.worker import running
 from image_service.settings import Settings
 from image_service.web.app import api_shell
 from image_service.web.keys import (
+    API_KEYS,
     AWS_CLIENTS,
     COMPLETION,
     IMAGE_REPOSITORY,
@@ -29,6 +32,11 @@ from image_service.web.keys import (
     UPLOADS,
     WATCHER,
 )
+
+log = logging.getLogger(__name__)
+
+# How often the API keys' last uses are looked at (each key's is written once a minute at most).
+KEY_USES_SECONDS = 10
 
 
 def create_app(
@@ -54,7 +62,11 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[RENDITIONS] = services.renditions
             app[WATCHER] = services.watcher
             app[AWS_CLIENTS] = services.clients
-            watching = asyncio.create_task(services.watcher.run())
+            app[API_KEYS] = services.api_keys
+            background = [
+                asyncio.create_task(services.watcher.run()),
+                asyncio.create_task(_write_key_uses(services.api_keys)),
+            ]
             try:
                 if not settings.embedded_worker:
                     yield
@@ -62,8 +74,22 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                 async with running(settings, services):
                     yield
             finally:
-                watching.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watching
+                for task in background:
+                    task.cancel()
+                for task in background:
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+                with contextlib.suppress(Exception):  # the last uses, on the way out
+                    await services.api_keys.write_uses(at_exit=True)
 
     return backends
+
+
+async def _write_key_uses(api_keys: ApiKeys) -> None:
+    """Writes the API keys' last uses, each at most once a minute (domain/apikeys.py)."""
+    while True:
+        await asyncio.sleep(KEY_USES_SECONDS)
+        try:
+            await api_keys.write_uses()
+        except Exception as exc:  # an outage: the next round writes them
+            log.warning("API key uses not written: %s: %s", type(exc).__name__, exc)

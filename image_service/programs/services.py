@@ -14,6 +14,7 @@ from datetime import datetime
 import aiohttp
 
 from image_service import tracing
+from image_service.domain.apikeys import ApiKeys
 from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents, Observe
@@ -92,6 +93,7 @@ class Services:
     watcher: StatusWatcher
     clients: AwsClients
     presence: Presence  # a worker's heartbeat, which its program runs (domain/workers.py)
+    api_keys: ApiKeys
 
 
 def rendition_policy(settings: RenditionSettings, identity: IdentitySettings) -> RenditionPolicy:
@@ -436,6 +438,16 @@ async def open_services(
             ),
             observe=metrics.observe_render if metrics is not None else lambda *_: None,
         )
+        api_keys = ApiKeys(repository, cache_seconds=settings.api_key_cache_seconds, clock=clock)
         yield Services(
-            store, repository, jobs, images, processor, renditions, watcher, clients, presence
+            store,
+            repository,
+            jobs,
+            images,
+            processor,
+            renditions,
+            watcher,
+            clients,
+            presence,
+            api_keys,
         )

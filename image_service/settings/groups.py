@@ -79,6 +79,12 @@ class IdentitySettings:
         "API. Refused at start unless set: such a token with `admin` would be an admin here.",
     )
     jwt_issuer: str | None = setting(None, str, "Required `iss` claim, when set.")
+    api_key_cache_seconds: int = setting(
+        30,
+        parse_positive_int,
+        "How long each process remembers an API key's lookup: the bound within which a "
+        "revoked key is refused everywhere.",
+    )
     cursor_secret: str | None = setting(
         None,
         parse_secret,

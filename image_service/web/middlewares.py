@@ -18,6 +18,7 @@ from marshmallow import Schema, ValidationError, fields
 from webargs import core
 from webargs.aiohttpparser import AIOHTTPParser
 
+from image_service.domain.apikeys import KEY_PREFIX, require_scope, user_token_only
 from image_service.domain.errors import (
     BackendTimeout,
     BackendUnavailable,
@@ -28,7 +29,14 @@ from image_service.domain.errors import (
 from image_service.logs import log_request
 from image_service.storage.errors import stalled_backend
 from image_service.web.encoding import envelope_text
-from image_service.web.keys import DEADLINE, METRICS, PRINCIPAL, REQUEST_ID, TOKEN_VERIFIER
+from image_service.web.keys import (
+    API_KEYS,
+    DEADLINE,
+    METRICS,
+    PRINCIPAL,
+    REQUEST_ID,
+    TOKEN_VERIFIER,
+)
 
 log = logging.getLogger(__name__)
 
@@ -224,16 +232,40 @@ def is_public(request: web.Request) -> bool:
 
 @web.middleware
 async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Every matched route requires a bearer token unless its handler is marked public."""
+    """Every matched route requires a bearer token (a user's JWT, or an API key with the scope
+    the route declares) unless its handler is marked public."""
     if request.match_info.http_exception is None and not is_public(request):
-        verifier = request.app[TOKEN_VERIFIER]
         authorization = request.headers.get(hdrs.AUTHORIZATION)
         if authorization is None and getattr(request.match_info.handler, "token_in_query", False):
             # A browser's EventSource cannot send a header. Logs hold paths, never queries.
             token = request.query.get("access_token")
             authorization = None if token is None else f"Bearer {token}"
-        request[PRINCIPAL] = await verifier.verify(authorization)
+        scheme, _, credential = (authorization or "").partition(" ")
+        credential = credential.strip()
+        if (
+            scheme.lower() == "bearer"
+            and credential.startswith(KEY_PREFIX)
+            and API_KEYS in request.app
+        ):
+            principal = await request.app[API_KEYS].verify(credential)
+            scope: str | None = getattr(request.match_info.handler, "required_scope", None)
+            if scope is None:
+                user_token_only(principal)
+            else:
+                require_scope(principal, scope)
+        else:
+            principal = await request.app[TOKEN_VERIFIER].verify(authorization)
+        request[PRINCIPAL] = principal
     return await handler(request)
+
+
+def scoped(scope: str, handler: Handler) -> Handler:
+    """``handler`` with the scope an API key needs to call it (web/routes.py declares each)."""
+    handler.required_scope = scope  # type: ignore[attr-defined]  # read by `authenticate`
+    documented = getattr(handler, "__apispec__", None)
+    if documented is not None:  # the docs page says it too
+        documented["x-api-key-scope"] = scope
+    return handler
 
 
 def public(handler: Handler) -> Handler:

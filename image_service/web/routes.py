@@ -1,34 +1,39 @@
-"""The whole URL table."""
+"""The whole URL table, and the scope an API key needs for each route (domain/apikeys.py):
+a route without one takes user tokens only."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from image_service.web import handlers
+from image_service.web.apikeys import setup_api_key_routes
+from image_service.web.middlewares import scoped
 
 # Image ids are UUIDs; anything else cannot name an image and is answered 404 by the router.
 _IMAGE = "/images/{image_id:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}}"
+READ, WRITE, DELETE = "images:read", "images:write", "images:delete"
 
 
 def setup_routes(app: web.Application) -> None:
-    app.router.add_post("/images/upload", handlers.create_upload)
-    app.router.add_post("/images/check", handlers.check_digests)
-    app.router.add_get("/images", handlers.list_images, allow_head=False)
-    app.router.add_get("/events", handlers.image_events, allow_head=False)
-    app.router.add_get(_IMAGE, handlers.get_image, allow_head=False)
-    app.router.add_patch(_IMAGE, handlers.update_image)
-    app.router.add_delete(_IMAGE, handlers.delete_image)
-    app.router.add_post(_IMAGE + "/complete", handlers.complete_upload)
-    app.router.add_post(_IMAGE + "/restore", handlers.restore_image)
-    app.router.add_delete("/trash", handlers.empty_trash)
-    app.router.add_get(_IMAGE + "/parts", handlers.upload_parts, allow_head=False)
-    app.router.add_get(_IMAGE + "/download", handlers.download_image, allow_head=False)
-    app.router.add_get(_IMAGE + "/render", handlers.render_url, allow_head=False)
+    router = app.router
+    router.add_post("/images/upload", scoped(WRITE, handlers.create_upload))
+    router.add_post("/images/check", scoped(READ, handlers.check_digests))
+    router.add_get("/images", scoped(READ, handlers.list_images), allow_head=False)
+    router.add_get("/events", scoped(READ, handlers.image_events), allow_head=False)
+    router.add_get(_IMAGE, scoped(READ, handlers.get_image), allow_head=False)
+    router.add_patch(_IMAGE, scoped(WRITE, handlers.update_image))
+    router.add_delete(_IMAGE, scoped(DELETE, handlers.delete_image))
+    router.add_post(_IMAGE + "/complete", scoped(WRITE, handlers.complete_upload))
+    router.add_post(_IMAGE + "/restore", scoped(DELETE, handlers.restore_image))
+    router.add_delete("/trash", scoped(DELETE, handlers.empty_trash))
+    router.add_get(_IMAGE + "/parts", scoped(WRITE, handlers.upload_parts), allow_head=False)
+    router.add_get(_IMAGE + "/download", scoped(READ, handlers.download_image), allow_head=False)
+    router.add_get(_IMAGE + "/render", scoped(READ, handlers.render_url), allow_head=False)
     # Any segments: whatever they hold, a URL this service did not sign is a 403, not a 404.
-    app.router.add_get(
-        "/r/{owner}/{image_id}/{spec}/{expires}/{signature}", handlers.deliver_rendition
-    )
-    app.router.add_get("/webhooks/secret", handlers.callback_secret, allow_head=False)
-    app.router.add_get("/health", handlers.health)
-    app.router.add_get("/ready", handlers.ready, allow_head=False)
-    app.router.add_get("/metrics", handlers.metrics, allow_head=False)
+    router.add_get("/r/{owner}/{image_id}/{spec}/{expires}/{signature}", handlers.deliver_rendition)
+    # A backend verifying its callbacks needs their key.
+    router.add_get("/webhooks/secret", scoped(READ, handlers.callback_secret), allow_head=False)
+    setup_api_key_routes(app)
+    router.add_get("/health", handlers.health)
+    router.add_get("/ready", handlers.ready, allow_head=False)
+    router.add_get("/metrics", handlers.metrics, allow_head=False)

@@ -239,3 +239,33 @@ async def test_skip_existing_uploads_nothing_for_a_file_already_there(
     assert f"already uploaded as {image_id}" in err
     page = await api.images("alice").list()
     assert [image.image_id for image in page.items] == [image_id]
+
+
+async def test_api_keys_are_made_listed_used_and_revoked_from_the_shell(api: Api) -> None:
+    code, out, err = await _cli(
+        api, "api-key", "create", "--name", "ci", "--scope", "images:read", "--ttl", "30d"
+    )
+    assert code == 0, err
+    key = out.strip()
+    assert key.startswith("isk_")
+    key_id = key[len("isk_") :].split("_", 1)[0]
+    assert f"made {key_id} (images:read)" in err
+
+    environment = api.child_environment(API_URL=api.url, API_TOKEN=key)
+    code, out, err = await run_command("list", env=environment)
+    assert code == 0, err  # the key reads
+    code, _, err = await run_command(
+        "delete", "0b5c8f3e-7d2a-4f61-9a1e-2c4b6d8e0f13", env=environment
+    )
+    assert code != 0
+    assert "missing_scope" in err
+
+    code, out, _ = await _cli(api, "api-key", "list")
+    (row,) = [line.split("\t") for line in out.splitlines()]
+    assert row[:3] == [key_id, "ci", "images:read"]
+    assert key.rsplit("_", 1)[-1] not in out
+    code, out, _ = await _cli(api, "api-key", "revoke", key_id)
+    assert (code, out.strip()) == (0, f"revoked {key_id}")
+    code, _, err = await run_command("list", env=environment)
+    assert code != 0
+    assert "invalid_token" in err

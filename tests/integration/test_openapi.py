@@ -24,6 +24,9 @@ ROUTES = {
     ("get", "/images/{image_id}/render"): (None, "200", "RenderResponse"),
     ("get", "/r/{owner}/{image_id}/{spec}/{expires}/{signature}"): (None, "200", None),
     ("get", "/webhooks/secret"): (None, "200", "CallbackSecret"),
+    ("post", "/api-keys"): ("ApiKeyCreate", "201", "ApiKeyCreated"),
+    ("get", "/api-keys"): (None, "200", "ApiKeyList"),
+    ("delete", "/api-keys/{key_id}"): (None, "204", None),
     ("get", "/health"): (None, "200", "Health"),
     ("get", "/ready"): (None, "200", "Health"),
     ("get", "/metrics"): (None, "200", None),
@@ -56,7 +59,15 @@ async def test_spec_is_valid_openapi_3_and_lists_every_route(api: Api) -> None:
         error = operation["responses"]["default"]["content"]["application/json"]["schema"]
         assert error["$ref"] == "#/components/schemas/Error"
         secured = operation.get("security") == [{"bearerAuth": []}]
-        assert secured == path.startswith(("/images", "/events", "/trash", "/webhooks")), path
+        assert secured == path.startswith(
+            ("/images", "/events", "/trash", "/webhooks", "/api-keys")
+        ), path
+        # The scope an API key needs, where one may call it at all.
+        scope = operation.get("x-api-key-scope")
+        if path.startswith("/api-keys") or not secured:
+            assert scope is None, path
+        else:
+            assert scope in {"images:read", "images:write", "images:delete"}, path
 
 
 async def test_spec_documents_parameters_and_schemas(api: Api) -> None:

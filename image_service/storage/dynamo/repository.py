@@ -9,11 +9,13 @@ Its rooms, one job each:
 - ``listing.py``: the list queries' planning;
 - ``attention.py``: the sweeper's index, the outbox and the feed;
 - ``maintenance.py``: the whole-table scans of the maintenance commands;
-- ``workers.py``: the workers' heartbeats (the settings each live worker runs).
+- ``workers.py``: the workers' heartbeats (the settings each live worker runs);
+- ``apikeys.py``: the API keys (their lookups, their owners' lists).
 """
 
 from __future__ import annotations
 
+from image_service.storage.dynamo.apikeys import ApiKeyTable
 from image_service.storage.dynamo.attention import Attention
 from image_service.storage.dynamo.listing import ImageListing
 from image_service.storage.dynamo.maintenance import Scans
@@ -23,5 +25,5 @@ from image_service.storage.dynamo.workers import WorkerRegistry
 __all__ = ["ImageRepository"]
 
 
-class ImageRepository(ImageRecords, ImageListing, Attention, Scans, WorkerRegistry):
+class ImageRepository(ImageRecords, ImageListing, Attention, Scans, WorkerRegistry, ApiKeyTable):
     """Every room of the table over one connection to it."""

@@ -418,21 +418,38 @@ function card(image) {
   return item;
 }
 
-async function loadPage() {
+// Each refresh has a number; only the latest may fill the gallery. Events come in bursts from
+// every replica, and a refresh whose answer arrives after a later one's must not add its cards
+// beside them.
+let galleryGeneration = 0;
+
+async function fetchPage(cursor) {
   const query = new URLSearchParams({ limit: String(PAGE_SIZE) });
-  if (state.cursor) query.set("cursor", state.cursor);
-  const page = await api("GET", `/images?${query}`);
-  $("gallery").append(...page.items.map(card));
+  if (cursor) query.set("cursor", cursor);
+  return api("GET", `/images?${query}`);
+}
+
+function showPage(page, { replace }) {
+  const cards = page.items.map(card);
+  if (replace) $("gallery").replaceChildren(...cards);
+  else $("gallery").append(...cards);
   state.cursor = page.next_cursor;
   $("more").hidden = !state.cursor;
   $("gallery-empty").hidden = $("gallery").children.length > 0;
 }
 
+async function loadPage() {
+  const generation = galleryGeneration;
+  const page = await fetchPage(state.cursor);
+  if (generation === galleryGeneration) showPage(page, { replace: false });
+}
+
 async function refreshGallery() {
-  $("gallery").replaceChildren();
-  state.cursor = null;
+  const generation = ++galleryGeneration;
   try {
-    await loadPage();
+    const page = await fetchPage(null);
+    if (generation !== galleryGeneration) return;  // a later refresh fills the gallery
+    showPage(page, { replace: true });
     document.body.dataset.galleryLoaded = "true";
   } catch (error) {
     showError(error);
