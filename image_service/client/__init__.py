@@ -10,6 +10,7 @@ from image_service.client.parts import (
     PartTicket,
 )
 from image_service.client.types import (
+    Album,
     ApiError,
     ApiKey,
     Image,
@@ -24,6 +25,7 @@ from image_service.client.types import (
 )
 
 __all__ = [
+    "Album",
     "ApiError",
     "ApiKey",
     "ByteSource",

@@ -38,6 +38,7 @@ from image_service.client.parts import (
 )
 from image_service.client.transfer import DEFAULT_PARTS_AT_ONCE
 from image_service.client.types import (
+    Album,
     ApiError,
     ApiKey,
     Image,
@@ -481,6 +482,51 @@ class ImageServiceClient:
         body = await self._json("DELETE", "/trash")
         purged: int = body["purged"]
         return purged
+
+    async def create_album(
+        self, name: str, *, description: str = "", cover: str | None = None
+    ) -> Album:
+        """``POST /albums``: a new album of the caller's."""
+        body: dict[str, Any] = {"name": name, "description": description}
+        if cover is not None:
+            body["cover"] = cover
+        return Album.from_json(await self._json("POST", "/albums", json=body))
+
+    async def albums(self) -> tuple[Album, ...]:
+        """``GET /albums``: the caller's albums, newest first."""
+        body = await self._json("GET", "/albums")
+        return tuple(Album.from_json(item) for item in body["items"])
+
+    async def album(self, album_id: str, *, limit: int = 20, cursor: str | None = None) -> Album:
+        """``GET /albums/{id}``: the album with a page of its ready images."""
+        params: dict[str, str] = {"limit": str(limit)}
+        if cursor is not None:
+            params["cursor"] = cursor
+        return Album.from_json(await self._json("GET", f"/albums/{album_id}", params=params))
+
+    async def update_album(self, album_id: str, **changes: str | None) -> Album:
+        """``PATCH /albums/{id}``: ``name``, ``description``, ``cover`` (None clears it)."""
+        return Album.from_json(await self._json("PATCH", f"/albums/{album_id}", json=changes))
+
+    async def delete_album(self, album_id: str) -> None:
+        """``DELETE /albums/{id}``: the album goes, its images stay."""
+        await self._json("DELETE", f"/albums/{album_id}")
+
+    async def add_to_album(self, album_id: str, image_ids: Iterable[str]) -> dict[str, str]:
+        """``PUT /albums/{id}/images``: each image's outcome (``ok``, ``image_not_found``...)."""
+        body = await self._json(
+            "PUT", f"/albums/{album_id}/images", json={"image_ids": list(image_ids)}
+        )
+        results: dict[str, str] = body["results"]
+        return results
+
+    async def remove_from_album(self, album_id: str, image_ids: Iterable[str]) -> dict[str, str]:
+        """``DELETE /albums/{id}/images``: each image's outcome."""
+        body = await self._json(
+            "DELETE", f"/albums/{album_id}/images", json={"image_ids": list(image_ids)}
+        )
+        results: dict[str, str] = body["results"]
+        return results
 
     async def create_api_key(
         self, name: str, scopes: Iterable[str], *, expires_at: datetime | None = None

@@ -345,6 +345,49 @@ def cmd_api_key(args: argparse.Namespace) -> None:
     _run(args, api_key)
 
 
+def cmd_albums(args: argparse.Namespace) -> None:
+    async def albums(images: ImageServiceClient) -> int:
+        action, rest = args.action, args.arguments
+        if action == "create":
+            if len(rest) != 1:
+                print("albums create NAME", file=sys.stderr)
+                return 2
+            album = await images.create_album(rest[0], description=args.description or "")
+            print(album.album_id)
+            return 0
+        if action == "list":
+            for album in await images.albums():
+                print(f"{album.album_id}\t{album.name}\t{_when(album.created_at)}")
+            return 0
+        if not rest:
+            print(f"albums {action} ALBUM_ID ...", file=sys.stderr)
+            return 2
+        album_id, image_ids = rest[0], rest[1:]
+        if action == "show":
+            cursor = None
+            while True:
+                page = await images.album(album_id, limit=100, cursor=cursor)
+                for image in page.images:
+                    print(_row(image))
+                cursor = page.next_cursor
+                if cursor is None:
+                    return 0
+        if action == "delete":
+            await images.delete_album(album_id)
+            print(f"deleted album {album_id}")
+            return 0
+        change = images.add_to_album if action == "add" else images.remove_from_album
+        failed = 0
+        for start in range(0, len(image_ids), 100):
+            results = await change(album_id, image_ids[start : start + 100])
+            for image_id, outcome in results.items():
+                print(f"{image_id}\t{outcome}")
+                failed += outcome != "ok"
+        return 1 if failed else 0
+
+    _run(args, albums)
+
+
 def _when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.isoformat()
 
@@ -451,6 +494,17 @@ def add_client_commands(commands: Any) -> None:
     )
     trash.add_argument("--empty", action="store_true", help="delete everything in it for good")
     trash.set_defaults(func=cmd_trash)
+
+    albums = commands.add_parser(
+        "albums",
+        parents=[connection],
+        help="albums: create NAME, list, show ALBUM, add ALBUM IMAGE..., remove ALBUM IMAGE..., "
+        "delete ALBUM",
+    )
+    albums.add_argument("action", choices=("create", "list", "show", "add", "remove", "delete"))
+    albums.add_argument("arguments", nargs="*", metavar="ARG")
+    albums.add_argument("--description", help="create: the album's description")
+    albums.set_defaults(func=cmd_albums)
 
     api_key = commands.add_parser(
         "api-key",

@@ -190,6 +190,35 @@ class Page:
 
 
 @dataclass(frozen=True, slots=True)
+class Album:
+    album_id: str
+    name: str
+    description: str
+    cover: str | None
+    created_at: datetime
+    updated_at: datetime
+    # GET /albums/{id} only: a page of its ready images, the cover's image, the next page.
+    images: tuple[Image, ...] = ()
+    cover_image: Image | None = None
+    next_cursor: str | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Album:
+        cover_image = body.get("cover_image")
+        return cls(
+            album_id=body["album_id"],
+            name=body["name"],
+            description=body["description"],
+            cover=body.get("cover"),
+            created_at=_timestamp(body["created_at"]),
+            updated_at=_timestamp(body["updated_at"]),
+            images=tuple(Image.from_json(item) for item in body.get("images", ())),
+            cover_image=None if cover_image is None else Image.from_json(cover_image),
+            next_cursor=body.get("next_cursor"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKey:
     """One of the caller's API keys; ``key`` (``isk_…``) only in the answer that made it."""
 

@@ -78,6 +78,19 @@ class ImageNotFound(ServiceError):
         )
 
 
+class AlbumNotFound(ServiceError):
+    # Also the answer for another user's album: existence is never revealed.
+    http_status = 404
+    code = "album_not_found"
+
+    def __init__(self, album_id: str) -> None:
+        super().__init__("No such album.", details={"album_id": album_id})
+
+
+class AlbumGone(AlbumNotFound):
+    """The album was deleted while images were being put in it."""
+
+
 class Conflict(ServiceError):
     """The image's state does not allow the request: upload_missing, image_not_ready, ..."""
 

@@ -100,6 +100,9 @@ class ImageRecord:
     # In the trash: since when, and the status a restore gives back.
     trashed_at: datetime | None = None
     trashed_from: ImageStatus | None = None
+    # The owner's albums it is in (domain/albums.py): each has a membership item, written and
+    # removed with this record, so a purged image leaves them in the same transaction.
+    albums: list[str] = field(default_factory=list)
     # Bumped by every stored change; each write is conditional on the revision its writer read.
     revision: int = 0
 

@@ -18,6 +18,7 @@ from image_service.programs.worker import running
 from image_service.settings import Settings
 from image_service.web.app import api_shell
 from image_service.web.keys import (
+    ALBUMS,
     API_KEYS,
     AWS_CLIENTS,
     COMPLETION,
@@ -63,6 +64,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[WATCHER] = services.watcher
             app[AWS_CLIENTS] = services.clients
             app[API_KEYS] = services.api_keys
+            app[ALBUMS] = services.albums
             background = [
                 asyncio.create_task(services.watcher.run()),
                 asyncio.create_task(_write_key_uses(services.api_keys)),

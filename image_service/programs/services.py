@@ -14,6 +14,7 @@ from datetime import datetime
 import aiohttp
 
 from image_service import tracing
+from image_service.domain.albums import Albums
 from image_service.domain.apikeys import ApiKeys
 from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
@@ -94,6 +95,7 @@ class Services:
     clients: AwsClients
     presence: Presence  # a worker's heartbeat, which its program runs (domain/workers.py)
     api_keys: ApiKeys
+    albums: Albums
 
 
 def rendition_policy(settings: RenditionSettings, identity: IdentitySettings) -> RenditionPolicy:
@@ -439,6 +441,9 @@ async def open_services(
             observe=metrics.observe_render if metrics is not None else lambda *_: None,
         )
         api_keys = ApiKeys(repository, cache_seconds=settings.api_key_cache_seconds, clock=clock)
+        albums = Albums(
+            repository, repository, cursors=CursorCodec(*cursor_keys(settings)), clock=clock
+        )
         yield Services(
             store,
             repository,
@@ -450,4 +455,5 @@ async def open_services(
             clients,
             presence,
             api_keys,
+            albums,
         )

@@ -7,6 +7,7 @@ import asyncio
 from aiohttp import web
 
 from image_service.auth.tokens import TokenVerifier
+from image_service.domain.albums import Albums
 from image_service.domain.apikeys import ApiKeys
 from image_service.domain.completion import Completion
 from image_service.domain.library import Library
@@ -26,6 +27,7 @@ SETTINGS = web.AppKey("settings", Settings)
 METRICS = web.AppKey("metrics", ServiceMetrics)
 TOKEN_VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
+ALBUMS = web.AppKey("albums", Albums)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)
 # The image lifecycle's jobs (domain/): each handler calls the one that owns its job.

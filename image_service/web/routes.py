@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from image_service.web import handlers
+from image_service.web import albums, handlers
 from image_service.web.apikeys import setup_api_key_routes
 from image_service.web.middlewares import scoped
 
 # Image ids are UUIDs; anything else cannot name an image and is answered 404 by the router.
 _IMAGE = "/images/{image_id:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}}"
 READ, WRITE, DELETE = "images:read", "images:write", "images:delete"
+ALBUMS = "albums:write"
 
 
 def setup_routes(app: web.Application) -> None:
@@ -33,6 +34,13 @@ def setup_routes(app: web.Application) -> None:
     router.add_get("/r/{owner}/{image_id}/{spec}/{expires}/{signature}", handlers.deliver_rendition)
     # A backend verifying its callbacks needs their key.
     router.add_get("/webhooks/secret", scoped(READ, handlers.callback_secret), allow_head=False)
+    router.add_post("/albums", scoped(ALBUMS, albums.create_album))
+    router.add_get("/albums", scoped(READ, albums.list_albums), allow_head=False)
+    router.add_get(albums.ALBUM, scoped(READ, albums.get_album), allow_head=False)
+    router.add_patch(albums.ALBUM, scoped(ALBUMS, albums.update_album))
+    router.add_delete(albums.ALBUM, scoped(ALBUMS, albums.delete_album))
+    router.add_put(albums.ALBUM + "/images", scoped(ALBUMS, albums.add_album_images))
+    router.add_delete(albums.ALBUM + "/images", scoped(ALBUMS, albums.remove_album_images))
     setup_api_key_routes(app)
     router.add_get("/health", handlers.health)
     router.add_get("/ready", handlers.ready, allow_head=False)

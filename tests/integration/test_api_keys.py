@@ -62,7 +62,7 @@ def _scoped_routes(api: Api) -> list[tuple[str, str, str]]:
         if scope is None or route.method == "HEAD":
             continue
         path = route.resource.canonical if route.resource is not None else ""
-        path = path.replace("{image_id}", IMAGE_ID)
+        path = path.replace("{image_id}", IMAGE_ID).replace("{album_id}", "0" * 32)
         routes.append((route.method, path, scope))
     return sorted(routes)
 
@@ -71,7 +71,12 @@ async def test_every_route_refuses_a_key_without_its_scope_and_takes_one_with_it
     api: Api,
 ) -> None:
     routes = _scoped_routes(api)
-    assert {scope for _, _, scope in routes} == {"images:read", "images:write", "images:delete"}
+    assert {scope for _, _, scope in routes} == {
+        "images:read",
+        "images:write",
+        "images:delete",
+        "albums:write",
+    }
     assert len(routes) >= 14, routes
     keys = {scope: (await _key(api, scope))["key"] for scope in SCOPES}
     everything_but = {

@@ -269,3 +269,34 @@ async def test_api_keys_are_made_listed_used_and_revoked_from_the_shell(api: Api
     code, _, err = await run_command("list", env=environment)
     assert code != 0
     assert "invalid_token" in err
+
+
+async def test_albums_are_made_filled_shown_and_deleted_from_the_shell(api: Api) -> None:
+    first, _, _ = await api.upload(images.jpeg())
+    second, _, _ = await api.upload(images.png(), content_type="image/png")
+    code, out, err = await _cli(api, "albums", "create", "Trip", "--description", "by the sea")
+    assert code == 0, err
+    album_id = out.strip()
+    code, out, _ = await _cli(
+        api, "albums", "add", album_id, first["image_id"], second["image_id"], first["image_id"]
+    )
+    assert code == 0
+    assert sorted(out.splitlines()) == sorted(
+        [f"{first['image_id']}\tok", f"{second['image_id']}\tok"]
+    )
+    code, out, _ = await _cli(api, "albums", "show", album_id)
+    assert [line.split("\t")[0] for line in out.splitlines()] == [
+        second["image_id"],
+        first["image_id"],
+    ]
+    code, out, _ = await _cli(api, "albums", "list")
+    assert out.split("\t")[:2] == [album_id, "Trip"]
+    code, out, _ = await _cli(
+        api, "albums", "remove", album_id, "0b5c8f3e-7d2a-4f61-9a1e-2c4b6d8e0f13"
+    )
+    assert (code, out.split("\t")[1].strip()) == (1, "image_not_found")
+    code, out, _ = await _cli(api, "albums", "delete", album_id)
+    assert (code, out.strip()) == (0, f"deleted album {album_id}")
+    code, _, err = await _cli(api, "albums", "show", album_id)
+    assert code != 0
+    assert "album_not_found" in err

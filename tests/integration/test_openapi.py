@@ -27,6 +27,13 @@ ROUTES = {
     ("post", "/api-keys"): ("ApiKeyCreate", "201", "ApiKeyCreated"),
     ("get", "/api-keys"): (None, "200", "ApiKeyList"),
     ("delete", "/api-keys/{key_id}"): (None, "204", None),
+    ("post", "/albums"): ("AlbumCreate", "201", "Album"),
+    ("get", "/albums"): (None, "200", "AlbumList"),
+    ("get", "/albums/{album_id}"): (None, "200", "AlbumPage"),
+    ("patch", "/albums/{album_id}"): ("AlbumPatch", "200", "Album"),
+    ("delete", "/albums/{album_id}"): (None, "204", None),
+    ("put", "/albums/{album_id}/images"): ("AlbumImages", "200", "AlbumImagesResult"),
+    ("delete", "/albums/{album_id}/images"): ("AlbumImages", "200", "AlbumImagesResult"),
     ("get", "/health"): (None, "200", "Health"),
     ("get", "/ready"): (None, "200", "Health"),
     ("get", "/metrics"): (None, "200", None),
@@ -60,14 +67,14 @@ async def test_spec_is_valid_openapi_3_and_lists_every_route(api: Api) -> None:
         assert error["$ref"] == "#/components/schemas/Error"
         secured = operation.get("security") == [{"bearerAuth": []}]
         assert secured == path.startswith(
-            ("/images", "/events", "/trash", "/webhooks", "/api-keys")
+            ("/images", "/events", "/trash", "/webhooks", "/api-keys", "/albums")
         ), path
         # The scope an API key needs, where one may call it at all.
         scope = operation.get("x-api-key-scope")
         if path.startswith("/api-keys") or not secured:
             assert scope is None, path
         else:
-            assert scope in {"images:read", "images:write", "images:delete"}, path
+            assert scope in {"images:read", "images:write", "images:delete", "albums:write"}, path
 
 
 async def test_spec_documents_parameters_and_schemas(api: Api) -> None:

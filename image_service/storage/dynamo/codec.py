@@ -61,6 +61,7 @@ INDEXES = (
 _TAG_COPY_MARK = "#tag#"
 # Attributes only the image item has: a tag copy carrying them would show up in those indexes.
 _IMAGE_ONLY = (
+    "albums",
     "upload_sort",
     "status_key",
     "attention_key",
@@ -273,6 +274,8 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["thumbhash"] = string_value(record.thumbhash)
     if record.processed_with is not None:
         item["processed_with"] = string_value(record.processed_with)
+    if record.albums:
+        item["albums"] = {"SS": sorted(record.albums)}
     if record.status in NEEDS_ATTENTION:
         item["attention_key"] = string_value(attention_key(record))
         # Since when: a trashed image's purge is due by the time it was trashed.
@@ -294,6 +297,28 @@ def indexed_tags(record: ImageRecord) -> list[str]:
     upload completes, so it is listed by time and by status only, and the upload-URL path
     writes one item, not one per tag."""
     return [] if record.status in _UNLISTED_BY_TAG else record.tags
+
+
+# Album memberships (``membership_item``): sort key ``albumimg#<album id>#<upload sort>``, so
+# an album lists newest first, a page per query, like every listing.
+ALBUM_MARK = "album#"
+MEMBERSHIP_MARK = "albumimg#"
+
+
+def album_id_key(album_id: str) -> str:
+    return f"{ALBUM_MARK}{album_id}"
+
+
+def membership_prefix(album_id: str) -> str:
+    return f"{MEMBERSHIP_MARK}{album_id}#"
+
+
+def membership_item(record: ImageRecord, album_id: str) -> Item:
+    """The image's place in one of its owner's albums."""
+    return {
+        **item_key(record.user_id, membership_prefix(album_id) + upload_sort_key(record)),
+        "album_image": string_value(record.image_id),
+    }
 
 
 def tag_copies(record: ImageRecord, image_item: Item) -> list[Item]:
@@ -424,6 +449,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         processed_with=string("processed_with"),
         trashed_at=parse_timestamp(item["trashed_at"]["S"]) if "trashed_at" in item else None,
         trashed_from=ImageStatus(item["trashed_from"]["S"]) if "trashed_from" in item else None,
+        albums=sorted(item["albums"]["SS"]) if "albums" in item else [],
         revision=number("revision") or 0,
     )
 

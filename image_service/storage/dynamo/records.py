@@ -17,7 +17,7 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-from image_service.domain.errors import BackendUnavailable, Conflict, QuotaExceeded
+from image_service.domain.errors import AlbumGone, BackendUnavailable, Conflict, QuotaExceeded
 from image_service.domain.models import (
     ImageRecord,
     ImageStatus,
@@ -30,6 +30,7 @@ from image_service.storage.dynamo.codec import (
     DIGEST_IMAGES,
     USAGE_ID,
     Item,
+    album_id_key,
     digest_id,
     feed_item,
     from_item,
@@ -37,6 +38,7 @@ from image_service.storage.dynamo.codec import (
     indexed_tags,
     item_key,
     kept_job_item,
+    membership_item,
     number_value,
     tag_copies,
     tag_copy_id,
@@ -56,6 +58,7 @@ _BATCH_GET_ATTEMPTS = 5
 NamedWrite = tuple[str, dict[str, Any]]
 IMAGE = "image"  # the image item itself, conditional on the revision its writer read
 USAGE = "usage"  # its owner's usage item, conditional on the room the quota leaves
+ALBUM = "album"  # an album the image joins, which must still exist
 
 
 class _Refused(Exception):
@@ -285,6 +288,42 @@ class ImageRecords(Table):
 
         return await self._rewrite(record, delete, extra=usage_back, owed=owed) is not None
 
+    async def add_to_album(
+        self, record: ImageRecord, album_id: str, *, max_albums: int
+    ) -> ImageRecord | None:
+        """Puts the image in the album (its membership item with it), if the album still
+        exists; None when the image is gone, in the album already, or in ``max_albums``.
+        AlbumGone when the album is not there."""
+        album = {
+            "ConditionCheck": {
+                "TableName": self.table,
+                "Key": item_key(record.user_id, album_id_key(album_id)),
+                "ConditionExpression": "attribute_exists(image_id)",
+            }
+        }
+
+        def join(current: ImageRecord) -> ImageRecord | None:
+            if album_id in current.albums or len(current.albums) >= max_albums:
+                return None
+            return replace(current, albums=sorted([*current.albums, album_id]))
+
+        try:
+            return await self._rewrite(record, join, extra=lambda _: [(ALBUM, album)])
+        except _Refused as refused:
+            if refused.reasons.get(ALBUM) == "ConditionalCheckFailed":
+                raise AlbumGone(album_id) from None
+            raise
+
+    async def remove_from_album(self, record: ImageRecord, album_id: str) -> bool:
+        """Takes the image out of the album; False when it was not in it (or is gone)."""
+
+        def leave(current: ImageRecord) -> ImageRecord | None:
+            if album_id not in current.albums:
+                return None
+            return replace(current, albums=[a for a in current.albums if a != album_id])
+
+        return await self._rewrite(record, leave) is not None
+
     async def index_digest(self, record: ImageRecord) -> bool:
         """Gives an image verified before digests were indexed its digest item (its stored
         bytes' SHA-256 as the uploaded one: the same unless GPS was stripped from them), in
@@ -391,6 +430,21 @@ class ImageRecords(Table):
                 (f"tag copy {tag}", {"Put": {"TableName": self.table, "Item": copy}})
                 for tag, copy in zip(kept_tags, tag_copies(new, item), strict=True)
             )
+        # Album memberships follow the record's albums, as tag copies follow its tags.
+        old_albums = set(old.albums) if old else set()
+        new_albums = set(new.albums) if new else set()
+        for album_id in sorted(new_albums - old_albums):
+            assert new is not None
+            put = {"Put": {"TableName": self.table, "Item": membership_item(new, album_id)}}
+            writes.append((f"album {album_id}", put))
+        for album_id in sorted(old_albums - new_albums):
+            assert old is not None
+            key = {
+                "user_id": membership_item(old, album_id)["user_id"],
+                "image_id": membership_item(old, album_id)["image_id"],
+            }
+            removal = {"Delete": {"TableName": self.table, "Key": key}}
+            writes.append((f"old album {album_id}", removal))
         for tag in indexed_tags(old) if old else []:
             if tag not in kept_tags:
                 key = item_key(owner, tag_copy_id(image_id, tag))

@@ -10,11 +10,13 @@ Its rooms, one job each:
 - ``attention.py``: the sweeper's index, the outbox and the feed;
 - ``maintenance.py``: the whole-table scans of the maintenance commands;
 - ``workers.py``: the workers' heartbeats (the settings each live worker runs);
-- ``apikeys.py``: the API keys (their lookups, their owners' lists).
+- ``apikeys.py``: the API keys (their lookups, their owners' lists);
+- ``albums.py``: the albums and their pages of members.
 """
 
 from __future__ import annotations
 
+from image_service.storage.dynamo.albums import AlbumTable
 from image_service.storage.dynamo.apikeys import ApiKeyTable
 from image_service.storage.dynamo.attention import Attention
 from image_service.storage.dynamo.listing import ImageListing
@@ -25,5 +27,7 @@ from image_service.storage.dynamo.workers import WorkerRegistry
 __all__ = ["ImageRepository"]
 
 
-class ImageRepository(ImageRecords, ImageListing, Attention, Scans, WorkerRegistry, ApiKeyTable):
+class ImageRepository(
+    ImageRecords, ImageListing, Attention, Scans, WorkerRegistry, ApiKeyTable, AlbumTable
+):
     """Every room of the table over one connection to it."""
