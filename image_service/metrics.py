@@ -37,6 +37,7 @@ class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.webhooks = webhook_counter(self.registry)
+        self.share_views, self.share_refusals = share_counters(self.registry)
         self.requests = Counter(
             "image_service_http_requests",
             "HTTP requests answered, by route template, method and status.",
@@ -116,6 +117,22 @@ class ServiceMetrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+
+def share_counters(registry: CollectorRegistry) -> tuple[Counter, Counter]:
+    views = Counter(
+        "image_service_share_views",
+        "Share links opened and shown (GET /s/<token>).",
+        registry=registry,
+    )
+    refusals = Counter(
+        "image_service_share_refusals",
+        "Share link requests refused, by reason: share_not_found, share_expired, "
+        "share_revoked, view_limit_reached, password_required, wrong_password, rate_limited.",
+        ["reason"],
+        registry=registry,
+    )
+    return views, refusals
 
 
 class WorkerMetrics:

@@ -81,6 +81,12 @@ def start(service_name: str) -> bool:
         else:
             log.warning("OTEL_TRACES_EXPORTER %r is not supported here (otlp, console)", name)
     trace.set_tracer_provider(provider)
+    # A share link's path is its token (and its renditions' are signatures): bearer
+    # capabilities, which no span may carry to a tracing backend. Those requests go untraced.
+    excluded = os.environ.get("OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS", "")
+    os.environ["OTEL_PYTHON_AIOHTTP_SERVER_EXCLUDED_URLS"] = ",".join(
+        part for part in (excluded, r"/s/") if part
+    )
     AioHttpServerInstrumentor().instrument(tracer_provider=provider)
     AioHttpClientInstrumentor().instrument(tracer_provider=provider)
     AiobotocoreInstrumentor().instrument(tracer_provider=provider)  # type: ignore[no-untyped-call]  # its __init__ is untyped

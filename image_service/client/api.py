@@ -45,6 +45,7 @@ from image_service.client.types import (
     Page,
     ProcessingTimeout,
     Progress,
+    ShareLink,
     StorageError,
     UploadTicket,
 )
@@ -527,6 +528,45 @@ class ImageServiceClient:
         )
         results: dict[str, str] = body["results"]
         return results
+
+    async def create_share(
+        self,
+        *,
+        image_ids: Iterable[str] = (),
+        album_id: str | None = None,
+        tag: str | None = None,
+        ttl_seconds: int | None = None,
+        expires_at: datetime | None = None,
+        password: str | None = None,
+        allow_download: bool = False,
+        max_views: int | None = None,
+        presets: Iterable[str] | None = None,
+    ) -> ShareLink:
+        """``POST /shares``: a link to images, an album or a tag; its ``url`` is shown once."""
+        body: dict[str, Any] = {"allow_download": allow_download}
+        ids = list(image_ids)
+        if ids:
+            body["image_ids"] = ids
+        optional = {
+            "album_id": album_id,
+            "tag": tag,
+            "ttl": ttl_seconds,
+            "expires_at": None if expires_at is None else expires_at.isoformat(),
+            "password": password,
+            "max_views": max_views,
+            "presets": None if presets is None else list(presets),
+        }
+        body.update({name: value for name, value in optional.items() if value is not None})
+        return ShareLink.from_json(await self._json("POST", "/shares", json=body))
+
+    async def shares(self) -> tuple[ShareLink, ...]:
+        """``GET /shares``: the caller's links with their views, newest first."""
+        body = await self._json("GET", "/shares")
+        return tuple(ShareLink.from_json(item) for item in body["items"])
+
+    async def revoke_share(self, share_id: str) -> None:
+        """``DELETE /shares/{id}``: the link answers 410 at once, everywhere."""
+        await self._json("DELETE", f"/shares/{share_id}")
 
     async def create_api_key(
         self, name: str, scopes: Iterable[str], *, expires_at: datetime | None = None

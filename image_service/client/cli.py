@@ -388,6 +388,44 @@ def cmd_albums(args: argparse.Namespace) -> None:
     _run(args, albums)
 
 
+def cmd_share(args: argparse.Namespace) -> None:
+    async def share(images: ImageServiceClient) -> int:
+        targets = sum((bool(args.image), args.album is not None, args.tag is not None))
+        if targets != 1:
+            print("share one of: --image ID (repeatable), --album ID, --tag TAG", file=sys.stderr)
+            return 2
+        link = await images.create_share(
+            image_ids=args.image,
+            album_id=args.album,
+            tag=args.tag,
+            ttl_seconds=None if args.ttl is None else int(args.ttl.total_seconds()),
+            password=args.password,
+            allow_download=args.allow_download,
+            max_views=args.max_views,
+            presets=args.preset or None,
+        )
+        print(link.url)  # shown this once
+        print(f"until {link.expires_at.isoformat()} ({link.share_id})", file=sys.stderr)
+        return 0
+
+    _run(args, share)
+
+
+def cmd_shares(args: argparse.Namespace) -> None:
+    async def shares(images: ImageServiceClient) -> int:
+        if args.action == "revoke":
+            for share_id in args.share_ids:
+                await images.revoke_share(share_id)
+                print(f"revoked {share_id}")
+            return 0
+        for link in await images.shares():
+            target = link.album_id or link.tag or ",".join(link.image_ids)
+            print("\t".join((link.share_id, target, _when(link.expires_at), str(link.views))))
+        return 0
+
+    _run(args, shares)
+
+
 def _when(moment: datetime | None) -> str:
     return "-" if moment is None else moment.isoformat()
 
@@ -505,6 +543,26 @@ def add_client_commands(commands: Any) -> None:
     albums.add_argument("arguments", nargs="*", metavar="ARG")
     albums.add_argument("--description", help="create: the album's description")
     albums.set_defaults(func=cmd_albums)
+
+    share = commands.add_parser(
+        "share", parents=[connection], help="make a share link; prints its URL (once)"
+    )
+    share.add_argument("--image", action="append", default=[], help="an image (repeatable)")
+    share.add_argument("--album", help="an album")
+    share.add_argument("--tag", help="every image with this tag")
+    share.add_argument("--ttl", type=_duration, help="its life, as 7d, 12h or 90m (7d)")
+    share.add_argument("--password", help="asked of every viewer")
+    share.add_argument("--allow-download", action="store_true", help="serve originals too")
+    share.add_argument("--max-views", type=int, help="it ends after this many views")
+    share.add_argument("--preset", action="append", help="a rendition preset it serves")
+    share.set_defaults(func=cmd_share)
+
+    shares = commands.add_parser(
+        "shares", parents=[connection], help="list your share links (tab-separated) or revoke"
+    )
+    shares.add_argument("action", choices=("list", "revoke"))
+    shares.add_argument("share_ids", nargs="*", metavar="SHARE_ID")
+    shares.set_defaults(func=cmd_shares)
 
     api_key = commands.add_parser(
         "api-key",

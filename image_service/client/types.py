@@ -219,6 +219,42 @@ class Album:
 
 
 @dataclass(frozen=True, slots=True)
+class ShareLink:
+    """One of the caller's share links; ``url`` only in the answer that made it."""
+
+    share_id: str
+    image_ids: tuple[str, ...]
+    album_id: str | None
+    tag: str | None
+    created_at: datetime
+    expires_at: datetime
+    allow_download: bool
+    presets: tuple[str, ...]
+    max_views: int | None
+    views: int
+    has_password: bool
+    url: str | None = None
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> ShareLink:
+        target = body["target"]
+        return cls(
+            share_id=body["share_id"],
+            image_ids=tuple(target.get("image_ids") or ()),
+            album_id=target.get("album_id"),
+            tag=target.get("tag"),
+            created_at=_timestamp(body["created_at"]),
+            expires_at=_timestamp(body["expires_at"]),
+            allow_download=body["allow_download"],
+            presets=tuple(body["presets"]),
+            max_views=body.get("max_views"),
+            views=body["views"],
+            has_password=body["has_password"],
+            url=body.get("url"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ApiKey:
     """One of the caller's API keys; ``key`` (``isk_…``) only in the answer that made it."""
 

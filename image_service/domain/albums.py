@@ -124,7 +124,7 @@ class Albums:
             )
         return album
 
-    async def list(self, principal: Principal, user_id: str | None) -> list[Album]:
+    async def of_owner(self, principal: Principal, user_id: str | None) -> list[Album]:
         owner = owner_for(principal, user_id)
         albums = await self._store.owner_albums(owner)
         return sorted(albums, key=lambda album: (album.created_at, album.album_id), reverse=True)
@@ -141,27 +141,34 @@ class Albums:
         """The album and a page of its ready images, newest upload first."""
         owner = owner_for(principal, user_id)
         album = await self._album(owner, album_id)
+        shown, next_cursor = await self.owner_page(owner, album_id, limit=limit, cursor=cursor)
+        cover = None
+        if album.cover is not None:
+            found = await self._images.get_many([(owner, album.cover)])
+            if found and found[0].status is ImageStatus.READY:
+                cover = found[0]
+        return AlbumPage(album, cover, shown, next_cursor)
+
+    async def owner_page(
+        self, owner: str, album_id: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[ImageRecord], str | None]:
+        """A page of an owner's album's ready images (what its share links show too): one
+        query of its members, one batch read of their records."""
         after = self._cursors.decode(owner, cursor).sort_key if cursor else None
         members, last = await self._store.album_members(owner, album_id, limit, after)
-        wanted = list(members)
-        if album.cover is not None and album.cover not in wanted:
-            wanted.append(album.cover)
         found = {
             record.image_id: record
-            for record in await self._images.get_many([(owner, image_id) for image_id in wanted])
+            for record in await self._images.get_many([(owner, image_id) for image_id in members])
         }
         shown = [
             found[image_id]
             for image_id in members
             if image_id in found and found[image_id].status is ImageStatus.READY
         ]
-        cover = found.get(album.cover) if album.cover is not None else None
-        if cover is not None and cover.status is not ImageStatus.READY:
-            cover = None
         next_cursor = (
             None if last is None else self._cursors.encode(owner, CursorPosition(last, last))
         )
-        return AlbumPage(album, cover, shown, next_cursor)
+        return shown, next_cursor
 
     async def update(
         self,

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from image_service.domain.apikeys import ApiKeys
 from image_service.domain.ports import utc_now
+from image_service.domain.shares import VIEW_FLUSH_SECONDS, Shares
 from image_service.programs.services import open_services
 from image_service.programs.worker import running
 from image_service.settings import Settings
@@ -29,6 +30,8 @@ from image_service.web.keys import (
     OBJECT_STORE,
     RENDITIONS,
     SETTINGS,
+    SHARE_URLS,
+    SHARES,
     TRASH,
     UPLOADS,
     WATCHER,
@@ -65,9 +68,12 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[AWS_CLIENTS] = services.clients
             app[API_KEYS] = services.api_keys
             app[ALBUMS] = services.albums
+            app[SHARES] = services.shares
+            app[SHARE_URLS] = services.share_urls
             background = [
                 asyncio.create_task(services.watcher.run()),
                 asyncio.create_task(_write_key_uses(services.api_keys)),
+                asyncio.create_task(_write_share_views(services.shares)),
             ]
             try:
                 if not settings.embedded_worker:
@@ -83,8 +89,20 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                         await task
                 with contextlib.suppress(Exception):  # the last uses, on the way out
                     await services.api_keys.write_uses(at_exit=True)
+                with contextlib.suppress(Exception):
+                    await services.shares.write_views()
 
     return backends
+
+
+async def _write_share_views(shares: Shares) -> None:
+    """Adds the share links' views counted here to their counts (domain/shares.py)."""
+    while True:
+        await asyncio.sleep(VIEW_FLUSH_SECONDS)
+        try:
+            await shares.write_views()
+        except Exception as exc:  # an outage: the next round writes them
+            log.warning("share views not written: %s: %s", type(exc).__name__, exc)
 
 
 async def _write_key_uses(api_keys: ApiKeys) -> None:

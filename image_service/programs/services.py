@@ -20,6 +20,7 @@ from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents, Observe
 from image_service.domain.library import Library
+from image_service.domain.models import ImageRecord, ImageStatus, ListFilter
 from image_service.domain.policy import UploadPolicy
 from image_service.domain.ports import (
     Clock,
@@ -39,6 +40,7 @@ from image_service.domain.renditions import (
     RenditionSigner,
     RenditionSpec,
 )
+from image_service.domain.shares import Shares, ShareUrls
 from image_service.domain.trash import Trash
 from image_service.domain.uploads import Uploads
 from image_service.domain.watch import StatusWatcher
@@ -96,6 +98,32 @@ class Services:
     presence: Presence  # a worker's heartbeat, which its program runs (domain/workers.py)
     api_keys: ApiKeys
     albums: Albums
+    shares: Shares
+    share_urls: ShareUrls
+
+
+class SharedTargets:
+    """A share link's pages of an album or a tag: as the album's own pages, and as the tag's
+    listing of ready images."""
+
+    def __init__(self, albums: Albums, listing: Listing, cursors: CursorCodec) -> None:
+        self._albums = albums
+        self._listing = listing
+        self._cursors = cursors
+
+    async def album_page(
+        self, owner: str, album_id: str, limit: int, cursor: str | None
+    ) -> tuple[list[ImageRecord], str | None]:
+        return await self._albums.owner_page(owner, album_id, limit=limit, cursor=cursor)
+
+    async def tag_page(
+        self, owner: str, tag: str, limit: int, cursor: str | None
+    ) -> tuple[list[ImageRecord], str | None]:
+        after = self._cursors.decode(owner, cursor) if cursor else None
+        records, position = await self._listing.list_page(
+            owner, ListFilter(tags=(tag,), status=ImageStatus.READY), limit, after
+        )
+        return records, None if position is None else self._cursors.encode(owner, position)
 
 
 def rendition_policy(settings: RenditionSettings, identity: IdentitySettings) -> RenditionPolicy:
@@ -441,9 +469,16 @@ async def open_services(
             observe=metrics.observe_render if metrics is not None else lambda *_: None,
         )
         api_keys = ApiKeys(repository, cache_seconds=settings.api_key_cache_seconds, clock=clock)
-        albums = Albums(
-            repository, repository, cursors=CursorCodec(*cursor_keys(settings)), clock=clock
+        cursors = CursorCodec(*cursor_keys(settings))
+        albums = Albums(repository, repository, cursors=cursors, clock=clock)
+        shares = Shares(
+            repository,
+            repository,
+            SharedTargets(albums, repository, cursors),
+            presets=tuple(rendering.presets),
+            clock=clock,
         )
+        share_urls = ShareUrls(rendering.keys, rendering.url_window, clock)
         yield Services(
             store,
             repository,
@@ -456,4 +491,6 @@ async def open_services(
             presence,
             api_keys,
             albums,
+            shares,
+            share_urls,
         )

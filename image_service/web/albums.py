@@ -167,7 +167,7 @@ async def create_album(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(AlbumListSchema, 200)
 async def list_albums(request: web.Request) -> web.Response:
-    albums = await request.app[ALBUMS].list(request[PRINCIPAL], _owner(request))
+    albums = await request.app[ALBUMS].of_owner(request[PRINCIPAL], _owner(request))
     return _json(_listed, {"items": [_album(album) for album in albums]})
 
 

@@ -13,6 +13,7 @@ from image_service.domain.completion import Completion
 from image_service.domain.library import Library
 from image_service.domain.models import Principal
 from image_service.domain.renditions import Renditions
+from image_service.domain.shares import Shares, ShareUrls
 from image_service.domain.trash import Trash
 from image_service.domain.uploads import Uploads
 from image_service.domain.watch import StatusWatcher
@@ -28,6 +29,8 @@ METRICS = web.AppKey("metrics", ServiceMetrics)
 TOKEN_VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 ALBUMS = web.AppKey("albums", Albums)
+SHARES = web.AppKey("shares", Shares)
+SHARE_URLS = web.AppKey("share_urls", ShareUrls)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)
 IMAGE_REPOSITORY = web.AppKey("image_repository", ImageRepository)
 # The image lifecycle's jobs (domain/): each handler calls the one that owns its job.

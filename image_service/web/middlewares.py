@@ -105,7 +105,8 @@ async def observe(request: web.Request, handler: Handler) -> web.StreamResponse:
             request_id=request[REQUEST_ID],
             method=request.method,
             route=route,
-            path=request.path,
+            # A share link's path is its token: a bearer capability, never logged.
+            path=route if route.startswith("/s/") else request.path,
             status=status,
             duration=duration,
             user=principal.user_id if principal is not None else None,

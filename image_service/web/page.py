@@ -16,6 +16,20 @@ from image_service.web.middlewares import public
 
 STATIC = resources.files("image_service.web") / "static"
 _INDEX = web.AppKey("page_index", str)
+_SHARE = web.AppKey("share_page", str)
+# A shared gallery's page: its scripts and styles from here, its images from here (renditions
+# through the link's signed URLs), nothing else, never framed, never sending a Referer (the
+# page's own URL is the link).
+_SHARE_POLICY = "; ".join(
+    (
+        "default-src 'self'",
+        "img-src 'self' data:",
+        "object-src 'none'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    )
+)
 
 
 def _content_security_policy(s3_origin: str) -> str:
@@ -58,11 +72,27 @@ async def mint_dev_token(request: web.Request) -> web.Response:
     )
 
 
+def share_page(request: web.Request, *, status: int = 200) -> web.Response:
+    """The gallery page of a share link: a shell that reads the link's JSON itself (and says
+    why, for a link that has ended or never was: ``status``)."""
+    return web.Response(
+        status=status,
+        text=request.app[_SHARE],
+        content_type="text/html",
+        headers={
+            hdrs.CONTENT_SECURITY_POLICY: _SHARE_POLICY,
+            hdrs.CACHE_CONTROL: "no-store",
+            "Referrer-Policy": "no-referrer",
+        },
+    )
+
+
 def setup_page(app: web.Application, *, dev_tokens: bool) -> None:
     html = (STATIC / "index.html").read_text(encoding="utf-8")
     if dev_tokens:
         html = html.replace("<body>", '<body data-dev-tokens="true">', 1)
         app.router.add_post("/dev/token", mint_dev_token)
     app[_INDEX] = html
+    app[_SHARE] = (STATIC / "share.html").read_text(encoding="utf-8")
     app.router.add_get("/", index, allow_head=False)
     app.router.add_static("/static", str(STATIC))  # public: see `is_public`

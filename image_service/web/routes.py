@@ -8,6 +8,7 @@ from aiohttp import web
 from image_service.web import albums, handlers
 from image_service.web.apikeys import setup_api_key_routes
 from image_service.web.middlewares import scoped
+from image_service.web.shares import setup_share_routes
 
 # Image ids are UUIDs; anything else cannot name an image and is answered 404 by the router.
 _IMAGE = "/images/{image_id:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}}"
@@ -41,6 +42,7 @@ def setup_routes(app: web.Application) -> None:
     router.add_delete(albums.ALBUM, scoped(ALBUMS, albums.delete_album))
     router.add_put(albums.ALBUM + "/images", scoped(ALBUMS, albums.add_album_images))
     router.add_delete(albums.ALBUM + "/images", scoped(ALBUMS, albums.remove_album_images))
+    setup_share_routes(app, scoped)
     setup_api_key_routes(app)
     router.add_get("/health", handlers.health)
     router.add_get("/ready", handlers.ready, allow_head=False)

@@ -63,6 +63,7 @@ def _scoped_routes(api: Api) -> list[tuple[str, str, str]]:
             continue
         path = route.resource.canonical if route.resource is not None else ""
         path = path.replace("{image_id}", IMAGE_ID).replace("{album_id}", "0" * 32)
+        path = path.replace("{share_id}", "0" * 16)
         routes.append((route.method, path, scope))
     return sorted(routes)
 
@@ -76,6 +77,7 @@ async def test_every_route_refuses_a_key_without_its_scope_and_takes_one_with_it
         "images:write",
         "images:delete",
         "albums:write",
+        "shares:write",
     }
     assert len(routes) >= 14, routes
     keys = {scope: (await _key(api, scope))["key"] for scope in SCOPES}

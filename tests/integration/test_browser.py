@@ -178,6 +178,49 @@ async def test_the_docs_page_renders_every_operation_under_its_content_security_
     violations: list[str] = []
     page.on("console", lambda message: violations.append(message.text))
     await page.goto(f"{api.url}/docs")
-    await expect(page.locator(".opblock")).to_have_count(28, timeout=15_000)
+    await expect(page.locator(".opblock")).to_have_count(34, timeout=15_000)
     assert not [text for text in violations if "Content Security Policy" in text], violations
     await page.close()
+
+
+async def test_a_recipient_with_no_account_sees_a_shared_album_until_it_is_revoked(
+    browser: Browser, api: Api, artifacts: Path
+) -> None:
+    shared = []
+    for colour in ((200, 60, 40), (40, 120, 200), (60, 180, 90)):
+        upload, status, _ = await api.upload(_picture("JPEG", colour))
+        assert status == 200
+        shared.append(upload["image_id"])
+    _, album, _ = await api.call("POST", "/albums", json={"name": "Seaside"})
+    await api.call("PUT", f"/albums/{album['album_id']}/images", json={"image_ids": shared})
+    _, share, _ = await api.call("POST", "/shares", json={"album_id": album["album_id"]})
+
+    problems: list[str] = []
+    page = await browser.new_page(viewport={"width": 1000, "height": 700})
+    page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
+    await page.goto(share["url"])
+    await expect(page.locator("body")).to_have_attribute("data-state", "shown", timeout=WAIT_MS)
+    cards = page.locator("#gallery li.card")
+    await expect(cards).to_have_count(3)
+    pictures = page.locator("#gallery img")
+    # Every rendition shown, the first renders of which may have been refused for a moment
+    # (renders are bounded per user: 503, which the page retries).
+    await page.wait_for_function(
+        "() => [...document.querySelectorAll('#gallery img')]"
+        ".every(img => img.complete && img.naturalWidth > 0)",
+        timeout=WAIT_MS,
+    )
+    for index in range(3):
+        assert "/s/r/" in (await pictures.nth(index).get_attribute("src") or "")
+    assert await page.locator("#gallery a[download]").count() == 0  # renditions only
+    await page.screenshot(path=str(artifacts / "share-gallery.png"), full_page=True)
+
+    # Revoked while the recipient holds the page: its renditions stop, and so does the page.
+    assert (await api.call("DELETE", f"/shares/{share['share_id']}"))[0] == 204
+    source = await pictures.first.get_attribute("src")
+    status = await page.evaluate("url => fetch(url).then(r => r.status)", source)
+    assert status == 410
+    await page.reload()
+    await expect(page.locator("body")).to_have_attribute("data-state", "gone", timeout=WAIT_MS)
+    await expect(page.locator("#message")).to_have_text("This link has ended.")
+    assert problems == []

@@ -300,3 +300,27 @@ async def test_albums_are_made_filled_shown_and_deleted_from_the_shell(api: Api)
     code, _, err = await _cli(api, "albums", "show", album_id)
     assert code != 0
     assert "album_not_found" in err
+
+
+async def test_an_album_is_shared_from_the_shell_and_the_link_revoked(api: Api) -> None:
+    upload, _, _ = await api.upload(images.jpeg())
+    client = api.images("alice")
+    album = await client.create_album("Shared")
+    await client.add_to_album(album.album_id, [upload["image_id"]])
+    code, out, err = await _cli(api, "share", "--album", album.album_id, "--ttl", "7d")
+    assert code == 0, err
+    url = out.strip()
+    assert url.startswith(f"{api.url}/s/")
+    async with api.http.get(url, headers={"Accept": "application/json"}) as shown:
+        assert shown.status == 200
+        assert [i["image_id"] for i in (await shown.json())["images"]] == [upload["image_id"]]
+    code, out, _ = await _cli(api, "shares", "list")
+    (row,) = [line.split("\t") for line in out.splitlines()]
+    assert (row[1], row[3]) == (album.album_id, "1")
+    code, out, _ = await _cli(api, "shares", "revoke", row[0])
+    assert (code, out.strip()) == (0, f"revoked {row[0]}")
+    async with api.http.get(url, headers={"Accept": "application/json"}) as gone:
+        assert gone.status == 410
+    code, _, err = await _cli(api, "share", "--tag", "a", "--album", album.album_id)
+    assert code == 2
+    assert "share one of" in err

@@ -103,7 +103,7 @@ def test_every_operation_holds_its_contract(fuzz_server: str, mode: GenerationMo
     schema = schemathesis.openapi.from_url(f"{fuzz_server}/docs/openapi.json")
     headers = {"Authorization": f"Bearer {token('fuzzer', ttl=3600)}"}
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert len(operations) == 28
+    assert len(operations) == 34
 
     for operation in operations:
         inputs = len(operation.query) + len(operation.path_parameters) + len(operation.body)
@@ -112,10 +112,11 @@ def test_every_operation_holds_its_contract(fuzz_server: str, mode: GenerationMo
         if operation.path == "/events":
             # A stream: it answers 200 and then never ends. test_events.py covers its inputs.
             continue
-        if mode is GenerationMode.NEGATIVE and operation.path.startswith("/r/"):
-            # A rendition URL's segments are any text by design (whatever does not match its
-            # signature is a 403): there is no invalid input to generate. Positive mode sends
-            # it arbitrary segments, and test_renditions.py changes each one.
+        if mode is GenerationMode.NEGATIVE and operation.path.startswith(("/r/", "/s/r/", "/s/o/")):
+            # A rendition URL's segments (a share link's too) are any text by design (whatever
+            # does not match its signature is a 403): there is no invalid input to generate.
+            # Positive mode sends them arbitrary segments, and test_renditions.py and
+            # test_shares.py change each one.
             continue
 
         @settings(

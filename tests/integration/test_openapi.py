@@ -27,6 +27,12 @@ ROUTES = {
     ("post", "/api-keys"): ("ApiKeyCreate", "201", "ApiKeyCreated"),
     ("get", "/api-keys"): (None, "200", "ApiKeyList"),
     ("delete", "/api-keys/{key_id}"): (None, "204", None),
+    ("post", "/shares"): ("ShareCreate", "201", "ShareCreated"),
+    ("get", "/shares"): (None, "200", "ShareList"),
+    ("delete", "/shares/{share_id}"): (None, "204", None),
+    ("get", "/s/{token}"): (None, "200", "Shared"),
+    ("get", "/s/r/{share}/{image_id}/{spec}/{expires}/{signature}"): (None, "200", None),
+    ("get", "/s/o/{share}/{image_id}/{expires}/{signature}"): (None, "200", None),
     ("post", "/albums"): ("AlbumCreate", "201", "Album"),
     ("get", "/albums"): (None, "200", "AlbumList"),
     ("get", "/albums/{album_id}"): (None, "200", "AlbumPage"),
@@ -67,14 +73,20 @@ async def test_spec_is_valid_openapi_3_and_lists_every_route(api: Api) -> None:
         assert error["$ref"] == "#/components/schemas/Error"
         secured = operation.get("security") == [{"bearerAuth": []}]
         assert secured == path.startswith(
-            ("/images", "/events", "/trash", "/webhooks", "/api-keys", "/albums")
+            ("/images", "/events", "/trash", "/webhooks", "/api-keys", "/albums", "/shares")
         ), path
         # The scope an API key needs, where one may call it at all.
         scope = operation.get("x-api-key-scope")
         if path.startswith("/api-keys") or not secured:
             assert scope is None, path
         else:
-            assert scope in {"images:read", "images:write", "images:delete", "albums:write"}, path
+            assert scope in {
+                "images:read",
+                "images:write",
+                "images:delete",
+                "albums:write",
+                "shares:write",
+            }, path
 
 
 async def test_spec_documents_parameters_and_schemas(api: Api) -> None:

@@ -76,7 +76,7 @@ class AlbumTable(Table):
                 }
             },
         ]
-        return await self._transact_albums(writes)
+        return await self._transact(writes)
 
     async def album(self, owner: str, album_id: str) -> Album | None:
         item = await self._read_item(owner, album_id_key(album_id))
@@ -131,7 +131,7 @@ class AlbumTable(Table):
                 }
             },
         ]
-        return await self._transact_albums(writes)
+        return await self._transact(writes)
 
     async def album_members(
         self, owner: str, album_id: str, limit: int, after: str | None
@@ -159,16 +159,3 @@ class AlbumTable(Table):
         more = len(items) > limit
         last = items[limit - 1]["image_id"]["S"].removeprefix(prefix) if more else None
         return members, last
-
-    async def _transact_albums(self, writes: list[dict[str, Any]]) -> bool:
-        with backend_errors(BACKEND):
-            try:
-                await self._dynamodb.call("TransactWriteItems", {"TransactItems": writes})
-            except ClientError as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise
-                reasons = exc.response.get("CancellationReasons", [])
-                if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
-                    return False
-                raise
-        return True

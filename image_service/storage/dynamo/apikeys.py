@@ -172,17 +172,3 @@ class ApiKeyTable(Table):
                 except ClientError as exc:
                     if error_code(exc) != "ConditionalCheckFailedException":
                         raise  # revoked meanwhile, or a later use written: nothing to do
-
-    async def _transact(self, writes: list[dict[str, Any]]) -> bool:
-        """True when done; False when a condition refused it."""
-        with backend_errors(BACKEND):
-            try:
-                await self._dynamodb.call("TransactWriteItems", {"TransactItems": writes})
-            except ClientError as exc:
-                if error_code(exc) != "TransactionCanceledException":
-                    raise
-                reasons = exc.response.get("CancellationReasons", [])
-                if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
-                    return False
-                raise
-        return True

@@ -11,7 +11,8 @@ Its rooms, one job each:
 - ``maintenance.py``: the whole-table scans of the maintenance commands;
 - ``workers.py``: the workers' heartbeats (the settings each live worker runs);
 - ``apikeys.py``: the API keys (their lookups, their owners' lists);
-- ``albums.py``: the albums and their pages of members.
+- ``albums.py``: the albums and their pages of members;
+- ``shares.py``: the share links, their lookups and their views.
 """
 
 from __future__ import annotations
@@ -22,12 +23,20 @@ from image_service.storage.dynamo.attention import Attention
 from image_service.storage.dynamo.listing import ImageListing
 from image_service.storage.dynamo.maintenance import Scans
 from image_service.storage.dynamo.records import ImageRecords
+from image_service.storage.dynamo.shares import ShareTable
 from image_service.storage.dynamo.workers import WorkerRegistry
 
 __all__ = ["ImageRepository"]
 
 
 class ImageRepository(
-    ImageRecords, ImageListing, Attention, Scans, WorkerRegistry, ApiKeyTable, AlbumTable
+    ImageRecords,
+    ImageListing,
+    Attention,
+    Scans,
+    WorkerRegistry,
+    ApiKeyTable,
+    AlbumTable,
+    ShareTable,
 ):
     """Every room of the table over one connection to it."""

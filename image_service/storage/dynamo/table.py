@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from botocore.exceptions import ClientError
+
 from image_service.storage.dynamo.batching import GroupCommit
 from image_service.storage.dynamo.calls import TableCalls
 from image_service.storage.dynamo.codec import (
@@ -12,7 +14,7 @@ from image_service.storage.dynamo.codec import (
     Item,
     item_key,
 )
-from image_service.storage.errors import backend_errors
+from image_service.storage.errors import backend_errors, error_code
 
 
 class Table:
@@ -52,6 +54,21 @@ class Table:
             if "LastEvaluatedKey" not in page:
                 return
             scan = {**scan, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    async def _transact(self, writes: list[dict[str, Any]]) -> bool:
+        """Runs ``writes`` as one transaction: True when done, False when one of their
+        conditions refused it (a transaction that lost a race to another is a 503 here)."""
+        with backend_errors(BACKEND):
+            try:
+                await self._dynamodb.call("TransactWriteItems", {"TransactItems": writes})
+            except ClientError as exc:
+                if error_code(exc) != "TransactionCanceledException":
+                    raise
+                reasons = exc.response.get("CancellationReasons", [])
+                if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
+                    return False
+                raise
+        return True
 
     async def ping(self) -> None:
         with backend_errors(BACKEND):
