@@ -11,7 +11,9 @@ drives each with the same requests at 1, 16 and 64 concurrent connections:
 - `GET /images/{id}/download` (a presigned GET of a stored image),
 - `POST /images/{id}/complete` (this service only: the original had no completion), each
   request completing an upload of a 1 MP JPEG made for it beforehand; most of its cost is the
-  full decode, whose share is printed beside it.
+  full decode, whose share is printed beside it;
+- `GET /s/{token}` (this service only: the original had no share links): a link to an album
+  of 50 ready images, answered with a signed URL per image and preset, no token.
 
 Prints per endpoint and server: requests per second, CPU microseconds per request (the server
 process's user + system CPU time over the phase, divided by its requests), p50/p99 latency and
@@ -68,7 +70,7 @@ UPLOAD_BODY: dict[str, object] = {
     "tags": ["profile", "test"],
     "description": "bench",
 }
-SEEDED_PER_USER = 20
+SEEDED_PER_USER = 50  # a full page of any list, and an album's worth for the share link
 CPU_TARGET = 0.25
 READ_CPU_TARGET = {"service": 0.8, "direct": 0.5}
 # The cores: the servers under test on one, moto and this load generator on the other.
@@ -145,6 +147,28 @@ async def drive(base: str, pid: int, request: Request, total: int, concurrency: 
 
 
 COMPLETE = "POST /images/{id}/complete"
+SHARED = "GET /s/{token} (album of 50)"
+SHARED_ALBUM_SIZE = 50
+
+
+async def shared_album(base: str) -> str:
+    """A share link to an album of one user's 50 seeded images, made through the API."""
+    user = USERS[0]
+    headers = {"Authorization": f"Bearer {issue_token(SECRET, user)}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        async with session.get(f"{base}/images?limit=100") as listed:
+            image_ids = [image["image_id"] for image in (await listed.json())["items"]]
+        assert len(image_ids) >= SHARED_ALBUM_SIZE, "seed at least a full album"
+        async with session.post(f"{base}/albums", json={"name": "bench"}) as made:
+            album_id = (await made.json())["album_id"]
+        async with session.put(
+            f"{base}/albums/{album_id}/images",
+            json={"image_ids": image_ids[:SHARED_ALBUM_SIZE]},
+        ) as added:
+            assert set((await added.json())["results"].values()) == {"ok"}
+        async with session.post(f"{base}/shares", json={"album_id": album_id}) as shared:
+            url: str = (await shared.json())["url"]
+    return url.rsplit("/", 1)[1]
 
 
 def one_megapixel_jpeg() -> bytes:
@@ -346,6 +370,7 @@ async def main() -> None:
             "GET /images/{id}",
             "GET /images/{id}/download",
             COMPLETE,
+            SHARED,
             "POST /images/upload",
         ],
         help="comma-separated, from the default list",
@@ -475,6 +500,24 @@ async def main() -> None:
         }
         results: dict[tuple[str, int, str], Phase] = {}
         for endpoint_name in args.endpoints:
+            if endpoint_name == SHARED:
+                token = await shared_album(servers["service"][0])
+                for concurrency in args.concurrency:
+                    for name, (base, pid, _) in servers.items():
+                        if name not in {"service", "direct"}:
+                            continue
+                        view: Request = lambda _n, t=token: (  # noqa: E731
+                            "GET",
+                            f"/s/{t}?limit={SHARED_ALBUM_SIZE}",
+                            None,
+                            {"Accept": "application/json"},
+                        )
+                        total = args.requests // 5 if concurrency == 1 else args.requests
+                        await drive(base, pid, view, 50, concurrency)  # warm up
+                        results[SHARED, concurrency, name] = await drive(
+                            base, pid, view, total, concurrency
+                        )
+                continue
             if endpoint_name == COMPLETE:
                 for concurrency in args.concurrency:
                     for name, (base, pid, _) in servers.items():
@@ -548,6 +591,13 @@ def report(results: dict[tuple[str, int, str], Phase], args: argparse.Namespace)
                     f"  {endpoint_name:<27} {concurrency:>3} conns: {ours.cpu_us:.0f} µs per "
                     f"request, of which the full decode {decode:.0f} µs "
                     f"({decode / ours.cpu_us:.0%})"
+                )
+                continue
+            if endpoint_name == SHARED:
+                print(
+                    f"  {endpoint_name:<27} {concurrency:>3} conns: {ours.cpu_us:.0f} µs per "
+                    f"request, p99 {ours.quantile_ms(0.99):.1f} ms ({SHARED_ALBUM_SIZE} images, "
+                    "a signed URL per image and preset; no baseline: the original had no links)"
                 )
                 continue
             theirs = results[endpoint_name, concurrency, "baseline"]

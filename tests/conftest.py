@@ -36,12 +36,20 @@ def botocore_data_is_read_once() -> Iterator[None]:
         yield
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "long: one of the suite's longest tests, started first (tests/conftest.py)"
+    )
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """`make test` runs the suite in parallel processes (pytest-xdist, `--dist loadgroup`), each
     with its own moto, handed one test at a time: the processes stay evenly loaded to the end.
     Only what tests share keeps them together: the modules on LocalStack run in one process (one
     LocalStack, which takes seconds and half a GB to start), and a module with a module-scoped
     fixture (a server, a large image) stays in one process, so the fixture is made once."""
+    # The longest tests go first, so that none of them starts last and holds the run's end.
+    items.sort(key=lambda item: item.get_closest_marker("long") is None)
     for item in items:
         if item.get_closest_marker("xdist_group") is not None:
             continue

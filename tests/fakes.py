@@ -40,6 +40,7 @@ from image_service.domain.ports import (
     SignedPut,
     StoredObject,
 )
+from image_service.domain.shares import Share, StoredShare
 
 FAKE_S3 = "https://fake-s3.invalid"
 
@@ -578,3 +579,48 @@ class FakeApiKeyStore:
             stored = self.keys.get(key_id)
             if stored is not None:
                 self.keys[key_id] = replace(stored, key=replace(stored.key, last_used_at=used))
+
+
+class FakeShareStore:
+    """The share links: by id, each owner's, with their views, as the table keeps them."""
+
+    def __init__(self) -> None:
+        self.shares: dict[str, StoredShare] = {}
+
+    async def create_share(self, stored: StoredShare, *, max_shares: int) -> bool:
+        owned = [s for s in self.shares.values() if s.share.owner == stored.share.owner]
+        if len([s for s in owned if not s.share.revoked]) >= max_shares:
+            return False
+        self.shares[stored.share.share_id] = stored
+        return True
+
+    async def share_by_id(self, share_id: str) -> StoredShare | None:
+        return self.shares.get(share_id)
+
+    async def owner_shares(self, owner: str) -> list[Share]:
+        return [
+            s.share for s in self.shares.values() if s.share.owner == owner and not s.share.revoked
+        ]
+
+    async def revoke_share(self, owner: str, share_id: str, *, at: datetime) -> bool:
+        stored = self.shares.get(share_id)
+        if stored is None or stored.share.owner != owner or stored.share.revoked:
+            return False
+        self.shares[share_id] = replace(stored, share=replace(stored.share, revoked=True))
+        return True
+
+    async def count_view(self, share: Share, *, max_views: int) -> bool:
+        stored = self.shares[share.share_id]
+        if stored.share.views >= max_views:
+            return False
+        self.shares[share.share_id] = replace(
+            stored, share=replace(stored.share, views=stored.share.views + 1)
+        )
+        return True
+
+    async def add_views(self, counts: Sequence[tuple[str, str, int]]) -> None:
+        for _, share_id, views in counts:
+            stored = self.shares[share_id]
+            self.shares[share_id] = replace(
+                stored, share=replace(stored.share, views=stored.share.views + views)
+            )

@@ -80,6 +80,20 @@ async def test_upload_see_and_delete_from_the_browser(
     await expect(cards.first.locator(".tags span")).to_have_text(["e2e", "beach"])
     await page.screenshot(path=str(artifacts / "browser-gallery.png"), full_page=True)
 
+    # An album of what is shown, shared, its link copied and opened with no account.
+    await page.fill("#album-name", "Trip")
+    await page.click("#make-album")
+    album = page.locator("#albums li")
+    await expect(album).to_have_count(1, timeout=WAIT_MS)
+    await album.locator("button.share").click()
+    await expect(album).to_have_attribute("data-shared", "true", timeout=WAIT_MS)
+    link = await album.locator("input.share-link").input_value()
+    assert "/s/" in link
+    recipient = await browser.new_page()
+    await recipient.goto(link)
+    await expect(recipient.locator("#gallery li.card")).to_have_count(2, timeout=WAIT_MS)
+    await recipient.close()
+
     removed = await cards.first.get_attribute("data-image-id")
     await cards.first.locator("button.delete").click()
     await expect(cards).to_have_count(1)

@@ -97,6 +97,7 @@ def _content_type(ctx: Any, response: Any, case: Any) -> bool | None:
     return content_type_conformance(ctx, response, case)
 
 
+@pytest.mark.long
 @pytest.mark.parametrize("mode", MODES, ids=[m.value for m in MODES])
 def test_every_operation_holds_its_contract(fuzz_server: str, mode: GenerationMode) -> None:
     # Driven by hand rather than through schemathesis' pytest plugin, which pytest 9 breaks.

@@ -180,6 +180,7 @@ INDEXED = {
 }
 
 
+@pytest.mark.long
 async def test_pages_are_complete_and_ordered_under_every_filter(make_api: MakeApi) -> None:
     """A few hundred images, planted once through the API, read back page by page."""
     api = await make_api(upload_burst=1000)

@@ -385,6 +385,7 @@ async def test_an_edit_made_while_the_image_is_processed_is_kept(
         assert all(item == image for item in page["items"]), "a tag's listing shows the image"
 
 
+@pytest.mark.long
 async def test_after_a_quiet_spell_longer_than_a_long_poll_an_upload_is_ready_promptly(
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:

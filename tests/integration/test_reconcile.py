@@ -8,6 +8,8 @@ import json
 import sys
 import uuid
 
+import pytest
+
 from bench.soak import audit
 from tests import images
 from tests.integration.conftest import Api, MakeApi
@@ -69,6 +71,7 @@ async def test_reconcile_reports_then_repairs_only_with_fix(make_api: MakeApi) -
     assert (await api.call("POST", f"/images/{in_flight['image_id']}/complete"))[0] == 200
 
 
+@pytest.mark.long
 async def test_reconcile_fix_beside_live_traffic_loses_nothing(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import io
 from typing import Any
 
+import pytest
 from PIL import Image
 
 from image_service.domain.workers import DEFER_SECONDS
@@ -141,6 +142,7 @@ def _gps_of(data: bytes) -> dict[int, Any]:
         return dict(image.getexif().get_ifd(0x8825))
 
 
+@pytest.mark.long
 async def test_changed_processing_settings_reach_the_images_already_ready(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:
@@ -252,6 +254,7 @@ async def test_reprocess_refuses_an_owner_or_backlog_it_cannot_use(api: Api) -> 
         assert "argument --backlog" in err
 
 
+@pytest.mark.long
 async def test_mixed_settings_a_reprocess_is_refused_then_deferred_never_skipped(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:

@@ -10,6 +10,7 @@ import sys
 
 import aiohttp
 import psutil
+import pytest
 
 from bench.soak import audit
 from image_service.programs.embedded import free_port
@@ -41,6 +42,7 @@ async def _connections_held_by_each(processes: list[psutil.Process], port: int) 
         await asyncio.gather(*(session.close() for session in sessions))
 
 
+@pytest.mark.long
 async def test_two_api_processes_and_two_workers_lose_nothing(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:

@@ -79,6 +79,7 @@ function useToken(token) {
   document.body.dataset.signedIn = claimed ? "true" : "false";
   if (claimed) {
     refreshGallery();
+    refreshAlbums().catch(showError);
     followEvents();
   }
 }
@@ -456,6 +457,52 @@ async function refreshGallery() {
   }
 }
 
+// -- albums and share links ---------------------------------------------------------------------
+
+function albumRow(album) {
+  const share = element("button", { type: "button", class: "share" }, "Share for 7 days");
+  const link = element("input", { type: "text", readonly: "", class: "share-link", hidden: "" });
+  const copy = element("button", { type: "button", class: "copy", hidden: "" }, "Copy link");
+  const row = element("li", { dataset: { albumId: album.album_id } },
+                      element("span", {}, album.name), " ", share, link, copy);
+  share.addEventListener("click", async () => {
+    share.disabled = true;
+    try {
+      // The link is shown once, here: the service keeps only a hash of it.
+      const made = await api("POST", "/shares", { album_id: album.album_id, ttl: 7 * 86400 });
+      link.value = made.url;
+      link.hidden = copy.hidden = false;
+      row.dataset.shared = "true";
+    } catch (error) {
+      showError(error);
+    } finally {
+      share.disabled = false;
+    }
+  });
+  copy.addEventListener("click", async () => {
+    link.select();
+    await navigator.clipboard?.writeText(link.value).catch(() => {});
+    copy.textContent = "Copied";
+  });
+  return row;
+}
+
+async function refreshAlbums() {
+  const albums = await api("GET", "/albums");
+  $("albums").replaceChildren(...albums.items.map(albumRow));
+}
+
+async function makeAlbum(name) {
+  const shown = [...document.querySelectorAll("#gallery li.card")]
+    .map((card) => card.dataset.imageId);
+  const album = await api("POST", "/albums", { name });
+  for (let start = 0; start < shown.length; start += 100) {
+    await api("PUT", `/albums/${album.album_id}/images`,
+              { image_ids: shown.slice(start, start + 100) });
+  }
+  await refreshAlbums();
+}
+
 // -- wiring ------------------------------------------------------------------------------------
 
 function wire() {
@@ -480,6 +527,10 @@ function wire() {
     uploadFiles(event.dataTransfer.files);
   });
   $("refresh").addEventListener("click", refreshGallery);
+  $("album-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    makeAlbum($("album-name").value).catch(showError);
+  });
   $("more").addEventListener("click", () => loadPage().catch(showError));
   if (state.token) useToken(state.token);
 }
