@@ -70,7 +70,7 @@ UPLOAD_BODY: dict[str, object] = {
     "tags": ["profile", "test"],
     "description": "bench",
 }
-SEEDED_PER_USER = 50  # a full page of any list, and an album's worth for the share link
+SEEDED_PER_USER = 20
 CPU_TARGET = 0.25
 READ_CPU_TARGET = {"service": 0.8, "direct": 0.5}
 # The cores: the servers under test on one, moto and this load generator on the other.
@@ -292,7 +292,11 @@ async def seed(settings: Settings, baseline_table: str | None) -> dict[str, str]
             height=10,
         )
         for user in USERS
-        for number, image_id in enumerate(str(uuid.uuid4()) for _ in range(SEEDED_PER_USER))
+        # The first user has an album's worth, for the share link (shared_album).
+        for number, image_id in enumerate(
+            str(uuid.uuid4())
+            for _ in range(SHARED_ALBUM_SIZE if user == USERS[0] else SEEDED_PER_USER)
+        )
     ]
     image_ids = {record.user_id: record.image_id for record in records}
     async with aws_clients(settings) as clients:

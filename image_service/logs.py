@@ -100,7 +100,8 @@ def log_request(
     remote: str | None,
 ) -> None:
     """The one line a request leaves. The path is logged as sent (it holds no secret: tokens
-    travel in a header); the query string is not, since it may carry a cursor or a user id."""
+    travel in a header), but a share link's, which is its token, is logged as its route
+    (web/middlewares.py); the query string is not, since it may carry a cursor or a user id."""
     if not access_log.isEnabledFor(logging.INFO):
         return
     duration_ms = round(duration * 1000, 2)

@@ -123,6 +123,27 @@ class ImageEvents:
         )
         return Owed(change_id, event_type, now, self.origin, jobs)
 
+    async def send_operator_event(self, event_type: str, owner: str, data: dict[str, Any]) -> None:
+        """An event that is no image's change, for the operator's endpoint only, queued now."""
+        if not self.signing or not self._webhook_url:
+            return
+        body = {"type": event_type, "timestamp": format_timestamp(self._clock()), "data": data}
+        job = webhook_job(
+            f"msg_{uuid.uuid4().hex}",
+            self._webhook_url,
+            body,
+            private_ok=True,
+            key=OPERATOR_KEY,
+            owner=owner,
+        )
+        try:
+            await self._jobs.send(job)
+        except BackendUnavailable as outage:
+            log.warning("%s for %s lost: the queue refused it (%s)", event_type, owner, outage)
+            self._observe(event_type, "lost")
+            return
+        self._observe(event_type, "queued")
+
     async def delivered(self, owed: Owed, record: ImageRecord) -> None:
         """After the change that ``owed`` is stored: tells this process's listeners, queues
         its jobs and takes them out of the outbox. A job SQS refuses stays there, for the
@@ -156,6 +177,20 @@ class ImageEvents:
                 await self._outbox.drop_jobs(sent)
             except BackendUnavailable as outage:  # the relay sends them again: same webhook-id
                 log.warning("sent webhook jobs left in the outbox: %s", outage.reason)
+
+
+SHARE_VIEWED = "share.viewed"
+
+
+async def share_viewed(
+    events: ImageEvents, *, share_id: str, owner: str, views: int | None
+) -> None:
+    """Queues ``share.viewed`` for the operator's endpoint (``IMAGE_SERVICE_WEBHOOK_SHARE_VIEWED``).
+    Sent as it happens, not through the outbox: a view changes no record to be atomic with, so
+    one the queue refuses is logged and counted ``lost`` rather than kept."""
+    await events.send_operator_event(
+        SHARE_VIEWED, owner, {"share_id": share_id, "owner": owner, "views": views}
+    )
 
 
 # Which key signs a delivery: the operator's, or the image owner's callback key.

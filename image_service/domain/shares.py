@@ -23,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -36,6 +37,8 @@ from image_service.domain.owners import owner_for
 from image_service.domain.ports import Clock
 from image_service.domain.ratelimit import TokenBucketLimiter
 from image_service.domain.renditions import RenditionSigner, RenditionSpec
+
+log = logging.getLogger(__name__)
 
 MAX_SHARES_PER_USER = 1000
 MAX_SHARED_IMAGES = 100
@@ -177,7 +180,9 @@ class Shares:
         *,
         presets: Sequence[str],
         clock: Clock,
+        on_view: Callable[[Share], Awaitable[None]] | None = None,
     ) -> None:
+        self._on_view = on_view  # share.viewed, when the operator asked for it
         self._store = store
         self._images = images
         self._pages = pages
@@ -296,6 +301,11 @@ class Shares:
         else:
             key = (share.owner, share.share_id)
             self._views.pending[key] = self._views.pending.get(key, 0) + 1
+        if self._on_view is not None:
+            try:
+                await self._on_view(share)
+            except Exception as exc:  # a view is answered whatever its webhook's fate
+                log.warning("share.viewed not sent: %s: %s", type(exc).__name__, exc)
         images, next_cursor = await self._target_page(share, limit, cursor)
         return SharedPage(share, images, next_cursor)
 

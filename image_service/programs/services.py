@@ -18,7 +18,7 @@ from image_service.domain.albums import Albums
 from image_service.domain.apikeys import ApiKeys
 from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
-from image_service.domain.events import ImageEvents, Observe
+from image_service.domain.events import ImageEvents, Observe, share_viewed
 from image_service.domain.library import Library
 from image_service.domain.models import ImageRecord, ImageStatus, ListFilter
 from image_service.domain.policy import UploadPolicy
@@ -40,7 +40,7 @@ from image_service.domain.renditions import (
     RenditionSigner,
     RenditionSpec,
 )
-from image_service.domain.shares import Shares, ShareUrls
+from image_service.domain.shares import Share, Shares, ShareUrls
 from image_service.domain.trash import Trash
 from image_service.domain.uploads import Uploads
 from image_service.domain.watch import StatusWatcher
@@ -471,12 +471,19 @@ async def open_services(
         api_keys = ApiKeys(repository, cache_seconds=settings.api_key_cache_seconds, clock=clock)
         cursors = CursorCodec(*cursor_keys(settings))
         albums = Albums(repository, repository, cursors=cursors, clock=clock)
+
+        async def viewed(share: Share) -> None:
+            await share_viewed(
+                events, share_id=share.share_id, owner=share.owner, views=share.views or None
+            )
+
         shares = Shares(
             repository,
             repository,
             SharedTargets(albums, repository, cursors),
             presets=tuple(rendering.presets),
             clock=clock,
+            on_view=viewed if settings.webhook_share_viewed else None,
         )
         share_urls = ShareUrls(rendering.keys, rendering.url_window, clock)
         yield Services(

@@ -480,6 +480,12 @@ class WebhookSettings:
         parse_bool,
         "Let a per-upload callback_url reach loopback, link-local and private addresses.",
     )
+    webhook_share_viewed: bool = setting(
+        False,
+        parse_bool,
+        "Send `share.viewed` to the webhook URL each time a share link is opened (off: a link "
+        "may be opened far more often than anything changes).",
+    )
     webhook_max_age_seconds: int = setting(
         86400,
         parse_positive_int,

@@ -13,7 +13,8 @@ import pytest
 
 from image_service.programs.embedded import free_port
 from tests import images
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, MakeApi
+from tests.integration.receivers import SECRET, Receiver
 from tests.processes import Program, wait_for_port
 
 
@@ -190,10 +191,15 @@ async def test_max_views_holds_across_two_api_processes_under_concurrent_viewers
 
 
 async def test_the_page_for_a_browser_is_served_without_revealing_its_token_in_logs(
-    api: Api,
+    api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level("INFO", logger="image_service.access")
     (image_id,) = await _ready(api)
     share = await _share(api, image_ids=[image_id])
+    token = share["url"].rsplit("/", 1)[1]
+    _, body, _ = await _open(api, share["url"])
+    async with api.http.get(body["images"][0]["renditions"]["card"]) as rendition:
+        assert rendition.status == 200
     async with api.http.get(share["url"], headers={"Accept": "text/html"}) as page:
         assert page.status == 200
         assert page.content_type == "text/html"
@@ -203,6 +209,15 @@ async def test_the_page_for_a_browser_is_served_without_revealing_its_token_in_l
         f"{api.url}/s/0123456789abcdef_{'A' * 22}", headers={"Accept": "text/html"}
     ) as missing:
         assert missing.status == 404
+    lines = [record.getMessage() for record in caplog.records]
+    assert any("GET /s/{token} 200" in line for line in lines), lines
+    secret = token.split("_", 1)[1]
+    assert not [line for line in caplog.text.splitlines() if secret in line]
+    # Counted: the views shown, and the refusals by reason.
+    samples = await api.metrics()
+    assert samples[("image_service_share_views_total", ())] == 1
+    refusals = ("image_service_share_refusals_total", (("reason", "share_not_found"),))
+    assert samples[refusals] == 1
 
 
 @pytest.mark.parametrize(
@@ -233,3 +248,21 @@ async def test_another_users_album_cannot_be_shared(api: Api) -> None:
     status, album, _ = await api.call("POST", "/albums", user="bob", json={"name": "Bob's"})
     status, answer, _ = await api.call("POST", "/shares", json={"album_id": album["album_id"]})
     assert (status, answer["error"]["code"]) == (404, "album_not_found")
+
+
+async def test_share_viewed_reaches_the_webhook_only_when_the_operator_asks(
+    make_api: MakeApi, receiver: Receiver
+) -> None:
+    hooks = {"webhook_url": receiver.url + "/hooks", "webhook_secret": SECRET}
+    quiet = await make_api(**hooks)
+    asked = await make_api(**hooks, webhook_share_viewed=True)  # this test's subject
+    for api in (quiet, asked):
+        (image_id,) = await _ready(api)
+        share = await _share(api, image_ids=[image_id])
+        assert (await _open(api, share["url"]))[0] == 200
+    await receiver.until(3)  # two image.ready, and one share.viewed
+    await asyncio.sleep(1)
+    kinds = sorted(event["type"] for event in receiver.events())
+    assert kinds == ["image.ready", "image.ready", "share.viewed"]
+    (viewed,) = [event for event in receiver.events() if event["type"] == "share.viewed"]
+    assert viewed["data"]["share_id"] == share["share_id"]
