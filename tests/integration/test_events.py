@@ -4,14 +4,12 @@ process and across two (no shared state: what the other process does is seen in 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
-
 from tests import images
 from tests.integration.conftest import Api, MakeApi, auth, token
+from tests.integration.streams import sse_events
 
 EVENT_SECONDS = 30
 
@@ -19,19 +17,8 @@ EVENT_SECONDS = 30
 async def _events(api: Api, user: str = "alice", **params: str) -> AsyncIterator[tuple[str, Any]]:
     """(event type, data) from the stream, as they come."""
     headers = {} if "access_token" in params else auth(user)
-    async with api.http.get(
-        f"{api.url}/events", headers=headers, params=params, timeout=aiohttp.ClientTimeout()
-    ) as response:
-        assert response.status == 200, await response.text()
-        assert response.content_type == "text/event-stream"
-        event = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\r\n")
-            if line.startswith("event:"):
-                event = line.removeprefix("event:").strip()
-            elif line.startswith("data:") and event is not None:
-                yield event, json.loads(line.removeprefix("data:").strip())
-                event = None
+    async for event in sse_events(api.http, f"{api.url}/events", headers=headers, params=params):
+        yield event
 
 
 async def _next_event(stream: AsyncIterator[tuple[str, Any]], image_id: str) -> tuple[str, Any]:

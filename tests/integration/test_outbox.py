@@ -6,7 +6,6 @@ the same transactions write."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,7 @@ from image_service.programs.faults import KILL_AFTER_COMMIT
 from tests import images
 from tests.integration.conftest import Api, MakeApi, auth
 from tests.integration.receivers import DELIVERY_SECONDS, SECRET, Receiver, webhook_ids
+from tests.integration.streams import sse_events
 from tests.processes import Program, wait_for_port
 
 # What docs/reliability.md states: a change on one replica reaches a stream on another within
@@ -71,19 +71,9 @@ async def test_an_api_killed_between_commit_and_send_loses_no_webhook(
 
 async def _stream(url: str, user: str = "alice") -> AsyncIterator[tuple[str, dict[str, Any]]]:
     """(event type, data) from a replica's stream, as they come."""
-    async with (
-        aiohttp.ClientSession() as http,
-        http.get(f"{url}/events", headers=auth(user), timeout=aiohttp.ClientTimeout()) as response,
-    ):
-        assert response.status == 200, await response.text()
-        event = None
-        async for raw in response.content:
-            line = raw.decode().rstrip("\r\n")
-            if line.startswith("event:"):
-                event = line.removeprefix("event:").strip()
-            elif line.startswith("data:") and event is not None:
-                yield event, json.loads(line.removeprefix("data:").strip())
-                event = None
+    async with aiohttp.ClientSession() as http:
+        async for event in sse_events(http, f"{url}/events", headers=auth(user)):
+            yield event
 
 
 async def test_a_stream_on_one_replica_hears_every_change_made_on_another(api: Api) -> None:

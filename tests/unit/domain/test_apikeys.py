@@ -4,7 +4,7 @@ stated bound and no longer, expiring, scoped, and their uses written once a minu
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -17,17 +17,10 @@ from image_service.domain.apikeys import (
 from image_service.domain.errors import Conflict, InvalidRequest, Unauthenticated
 from image_service.domain.models import Principal
 from tests.fakes import FakeApiKeyStore
+from tests.unit.domain.conftest import Clock
 
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+NOW = Clock().now
 ALICE = Principal("alice")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 def _keys(cache_seconds: float = 30) -> tuple[ApiKeys, FakeApiKeyStore, Clock]:

@@ -3,7 +3,7 @@ password, each view counted (exactly, with max_views), their signed URLs bound t
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
 
@@ -19,17 +19,10 @@ from image_service.domain.shares import (
     ShareUrls,
 )
 from tests.fakes import FakeShareStore
+from tests.unit.domain.conftest import Clock
 
-NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
+NOW = Clock().now
 ALICE = Principal("alice")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> datetime:
-        return self.now
 
 
 class Images:
