@@ -21,7 +21,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from image_service.domain.cursor import CursorCodec, CursorPosition
 from image_service.domain.errors import AlbumGone, AlbumNotFound, Conflict, InvalidRequest
@@ -34,6 +34,8 @@ MAX_ALBUMS_PER_IMAGE = 25
 MAX_IMAGES_PER_CALL = 100
 MAX_NAME_LENGTH = 200
 _AT_ONCE = 10  # images changed at once by one call
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,7 +210,7 @@ class Albums:
                 owner, album_id, MAX_IMAGES_PER_CALL, after
             )
             records = await self._images.get_many([(owner, image_id) for image_id in members])
-            await _each(records, lambda record: self._images.remove_from_album(record, album_id))
+            await _bounded(records, lambda record: self._images.remove_from_album(record, album_id))
             if after is None:
                 return
 
@@ -289,23 +291,17 @@ def _unique(image_ids: Sequence[str]) -> list[str]:
 
 
 async def _outcomes(image_ids: list[str], one: Callable[[str], Awaitable[str]]) -> dict[str, str]:
+    """Each image's outcome of ``one``, by image id."""
+    return dict(zip(image_ids, await _bounded(image_ids, one), strict=True))
+
+
+async def _bounded(items: Sequence[T], one: Callable[[T], Awaitable[R]]) -> list[R]:
+    """``one`` of each item, ``_AT_ONCE`` at a time: a call of 100 images is not 100 writes
+    at once."""
     slots = asyncio.Semaphore(_AT_ONCE)
 
-    async def bounded(image_id: str) -> str:
+    async def bounded(item: T) -> R:
         async with slots:
-            return await one(image_id)
+            return await one(item)
 
-    results = await asyncio.gather(*(bounded(image_id) for image_id in image_ids))
-    return dict(zip(image_ids, results, strict=True))
-
-
-async def _each(
-    records: list[ImageRecord], one: Callable[[ImageRecord], Awaitable[object]]
-) -> None:
-    slots = asyncio.Semaphore(_AT_ONCE)
-
-    async def bounded(record: ImageRecord) -> None:
-        async with slots:
-            await one(record)
-
-    await asyncio.gather(*(bounded(record) for record in records))
+    return await asyncio.gather(*(bounded(item) for item in items))

@@ -11,9 +11,9 @@ from datetime import datetime
 
 from aiohttp import web
 
-from image_service.domain.apikeys import ApiKeys
+from image_service.domain.periodic import every
 from image_service.domain.ports import utc_now
-from image_service.domain.shares import VIEW_FLUSH_SECONDS, Shares
+from image_service.domain.shares import VIEW_FLUSH_SECONDS
 from image_service.programs.services import open_services
 from image_service.programs.worker import running
 from image_service.settings import Settings
@@ -72,8 +72,13 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[SHARE_URLS] = services.share_urls
             background = [
                 asyncio.create_task(services.watcher.run()),
-                asyncio.create_task(_write_key_uses(services.api_keys)),
-                asyncio.create_task(_write_share_views(services.shares)),
+                # Each key's last use is written once a minute at most (domain/apikeys.py).
+                asyncio.create_task(
+                    every(KEY_USES_SECONDS, services.api_keys.write_uses, "writing API key uses")
+                ),
+                asyncio.create_task(
+                    every(VIEW_FLUSH_SECONDS, services.shares.write_views, "writing share views")
+                ),
             ]
             try:
                 if not settings.embedded_worker:
@@ -93,23 +98,3 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
                     await services.shares.write_views()
 
     return backends
-
-
-async def _write_share_views(shares: Shares) -> None:
-    """Adds the share links' views counted here to their counts (domain/shares.py)."""
-    while True:
-        await asyncio.sleep(VIEW_FLUSH_SECONDS)
-        try:
-            await shares.write_views()
-        except Exception as exc:  # an outage: the next round writes them
-            log.warning("share views not written: %s: %s", type(exc).__name__, exc)
-
-
-async def _write_key_uses(api_keys: ApiKeys) -> None:
-    """Writes the API keys' last uses, each at most once a minute (domain/apikeys.py)."""
-    while True:
-        await asyncio.sleep(KEY_USES_SECONDS)
-        try:
-            await api_keys.write_uses()
-        except Exception as exc:  # an outage: the next round writes them
-            log.warning("API key uses not written: %s: %s", type(exc).__name__, exc)

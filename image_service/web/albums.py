@@ -17,10 +17,12 @@ from image_service.domain.albums import (
 from image_service.domain.models import MAX_DESCRIPTION_LENGTH
 from image_service.domain.views import image_view
 from image_service.web.encoding import json_text
+from image_service.web.handlers import owner_param
 from image_service.web.keys import ALBUMS, PRINCIPAL
 from image_service.web.openapi import BEARER, docs, json_schema, querystring_schema, response_schema
 from image_service.web.schemas import (
     DEFAULT_PAGE_SIZE,
+    IMAGE_ID,
     MAX_PAGE_SIZE,
     OwnerQuerySchema,
     StrictSchema,
@@ -29,9 +31,6 @@ from image_service.web.schemas import (
 )
 
 ALBUM = "/albums/{album_id:[0-9a-f]{32}}"
-_IMAGE_ID = validate.Regexp(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", error="Not an image id."
-)
 _docs = {"tags": ["albums"], "security": [{BEARER: []}]}
 
 
@@ -48,7 +47,7 @@ class AlbumCreateSchema(StrictSchema):
     description = _description(load_default="")
     cover = fields.String(
         load_default=None,
-        validate=_IMAGE_ID,
+        validate=IMAGE_ID,
         metadata={"description": "One of your images, shown while it is ready."},
     )
 
@@ -58,7 +57,7 @@ class AlbumPatchSchema(StrictSchema):
     description = _description()
     cover = fields.String(
         allow_none=True,
-        validate=_IMAGE_ID,
+        validate=IMAGE_ID,
         metadata={"description": "One of your images; null clears it."},
     )
 
@@ -70,7 +69,7 @@ class AlbumPatchSchema(StrictSchema):
 
 class AlbumImagesSchema(StrictSchema):
     image_ids = fields.List(
-        fields.String(validate=_IMAGE_ID),
+        fields.String(validate=IMAGE_ID),
         required=True,
         validate=validate.Length(min=1, max=MAX_IMAGES_PER_CALL),
         metadata={"description": f"1 to {MAX_IMAGES_PER_CALL} of your images."},
@@ -142,11 +141,6 @@ def _json(schema: Schema, body: Any, status: int = 200) -> web.Response:
     return web.json_response(schema.dump(body), status=status, dumps=json_text)
 
 
-def _owner(request: web.Request) -> str | None:
-    user_id: str | None = request.get("querystring", {}).get("user_id")
-    return user_id
-
-
 @docs(summary="Make an album", **_docs)
 @querystring_schema(OwnerQuerySchema)
 @json_schema(AlbumCreateSchema)
@@ -155,7 +149,7 @@ async def create_album(request: web.Request) -> web.Response:
     body = request["json"]
     album = await request.app[ALBUMS].create(
         request[PRINCIPAL],
-        _owner(request),
+        owner_param(request),
         name=body["name"],
         description=body["description"],
         cover=body["cover"],
@@ -167,7 +161,7 @@ async def create_album(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(AlbumListSchema, 200)
 async def list_albums(request: web.Request) -> web.Response:
-    albums = await request.app[ALBUMS].of_owner(request[PRINCIPAL], _owner(request))
+    albums = await request.app[ALBUMS].of_owner(request[PRINCIPAL], owner_param(request))
     return _json(_listed, {"items": [_album(album) for album in albums]})
 
 
@@ -207,7 +201,7 @@ async def update_album(request: web.Request) -> web.Response:
     album = await request.app[ALBUMS].update(
         request[PRINCIPAL],
         request.match_info["album_id"],
-        _owner(request),
+        owner_param(request),
         name=body.get("name"),
         description=body.get("description"),
         cover=body.get("cover"),
@@ -221,7 +215,7 @@ async def update_album(request: web.Request) -> web.Response:
 @response_schema(None, 204)
 async def delete_album(request: web.Request) -> web.Response:
     await request.app[ALBUMS].delete(
-        request[PRINCIPAL], request.match_info["album_id"], _owner(request)
+        request[PRINCIPAL], request.match_info["album_id"], owner_param(request)
     )
     return web.Response(status=204)
 
@@ -234,7 +228,7 @@ async def add_album_images(request: web.Request) -> web.Response:
     results = await request.app[ALBUMS].add(
         request[PRINCIPAL],
         request.match_info["album_id"],
-        _owner(request),
+        owner_param(request),
         request["json"]["image_ids"],
     )
     return _json(_results, {"results": results})
@@ -248,7 +242,7 @@ async def remove_album_images(request: web.Request) -> web.Response:
     results = await request.app[ALBUMS].remove(
         request[PRINCIPAL],
         request.match_info["album_id"],
-        _owner(request),
+        owner_param(request),
         request["json"]["image_ids"],
     )
     return _json(_results, {"results": results})

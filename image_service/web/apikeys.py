@@ -10,6 +10,7 @@ from marshmallow import Schema, fields, validate
 
 from image_service.domain.apikeys import MAX_KEYS_PER_USER, MAX_NAME_LENGTH, SCOPES, ApiKey
 from image_service.web.encoding import json_text
+from image_service.web.handlers import NO_STORE
 from image_service.web.keys import API_KEYS, PRINCIPAL
 from image_service.web.openapi import BEARER, docs, json_schema, response_schema
 from image_service.web.schemas import StrictSchema, Text, UtcTimestamp
@@ -82,9 +83,6 @@ def _view(key: ApiKey) -> dict[str, Any]:
         "expires_at": key.expires_at,
         "last_used_at": key.last_used_at,
     }
-
-
-NO_STORE = {"Cache-Control": "no-store"}
 
 
 @docs(

@@ -14,7 +14,7 @@ from image_service.domain.errors import RenditionUrlRefused
 from image_service.domain.health import check_backends
 from image_service.domain.models import ListFilter
 from image_service.domain.owners import owner_for
-from image_service.domain.renditions import validated_spec
+from image_service.domain.renditions import Delivery, validated_spec
 from image_service.domain.uploads import UploadRequest
 from image_service.domain.views import image_view, page_view
 from image_service.metrics import CONTENT_TYPE
@@ -93,7 +93,8 @@ def _owns(request: web.Request, owner: str | None) -> bool:
     return owner is None or owner == request[PRINCIPAL].user_id
 
 
-def _owner(request: web.Request) -> str | None:
+def owner_param(request: web.Request) -> str | None:
+    """The ``user_id`` a request acts for (an admin's choice), from its query string."""
     user_id: str | None = request["querystring"].get("user_id")
     return user_id
 
@@ -155,7 +156,7 @@ async def create_upload(request: web.Request) -> web.Response:
 @response_schema(PartsResponseSchema, 200)
 async def upload_parts(request: web.Request) -> web.Response:
     image_id = request.match_info["image_id"]
-    progress = await request.app[UPLOADS].parts(request[PRINCIPAL], image_id, _owner(request))
+    progress = await request.app[UPLOADS].parts(request[PRINCIPAL], image_id, owner_param(request))
     payload = {
         "image_id": image_id,
         "upload_id": progress.upload_id,
@@ -189,7 +190,7 @@ async def check_digests(request: web.Request) -> web.Response:
 @response_schema(ImageSchema, 200)
 async def complete_upload(request: web.Request) -> web.Response:
     record = await request.app[COMPLETION].complete(
-        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+        request[PRINCIPAL], request.match_info["image_id"], owner_param(request)
     )
     return _json(image_view(record, gps=_owns(request, record.user_id)))
 
@@ -217,7 +218,7 @@ async def get_image(request: web.Request) -> web.Response:
     record = await request.app[LIBRARY].get(
         request[PRINCIPAL],
         request.match_info["image_id"],
-        _owner(request),
+        owner_param(request),
         wait_seconds=wait_seconds,
     )
     return _json(image_view(record, gps=_owns(request, record.user_id)))
@@ -241,7 +242,7 @@ async def get_image(request: web.Request) -> web.Response:
 @response_schema(None, 200, description="text/event-stream")
 async def image_events(request: web.Request) -> web.StreamResponse:
     principal = request[PRINCIPAL]
-    owner = owner_for(principal, _owner(request))
+    owner = owner_for(principal, owner_param(request))
     request[DEADLINE].reschedule(None)  # a stream lasts as long as its reader, and its token
     async with (
         request.app[WATCHER].stream(owner, holder=principal.user_id) as changes,
@@ -285,7 +286,7 @@ async def update_image(request: web.Request) -> web.Response:
     record = await request.app[LIBRARY].update(
         request[PRINCIPAL],
         request.match_info["image_id"],
-        _owner(request),
+        owner_param(request),
         tags=body.get("tags"),
         description=body.get("description"),
     )
@@ -324,7 +325,7 @@ async def download_image(request: web.Request) -> web.Response:
     download = await request.app[LIBRARY].download(
         request[PRINCIPAL],
         request.match_info["image_id"],
-        _owner(request),
+        owner_param(request),
         variant=query.get("variant"),
         variant_format=query["format"],
     )
@@ -359,7 +360,7 @@ async def render_url(request: web.Request) -> web.Response:
         preset=query.get("preset"),
     )
     record = await request.app[LIBRARY].get(
-        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+        request[PRINCIPAL], request.match_info["image_id"], owner_param(request)
     )
     signed = renditions.sign_for(record, spec)
     url = str(request.url.origin()) + signed.path
@@ -385,10 +386,7 @@ async def deliver_rendition(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     renditions = request.app[RENDITIONS]
     segments = (match["owner"], match["image_id"], match["spec"], match["expires"])
-    if request.raw_path != "/r/" + "/".join((*segments, match["signature"])):
-        # Percent-encoded characters or a query string: another spelling of the URL, which a
-        # CDN would cache apart. Only the spelling the service signed is served.
-        raise RenditionUrlRefused("invalid_signature")
+    spelt_as_signed(request, "/r", *segments, match["signature"])
     owner, spec, expires = renditions.signer.verify(*segments, match["signature"])
     delivery = await renditions.deliver(
         owner,
@@ -400,7 +398,20 @@ async def deliver_rendition(request: web.Request) -> web.StreamResponse:
     # Cached no longer than the URL lives, nor than a trash or a delete may take to reach the
     # caches: a cache asks again (a 304 when nothing changed) after max_age.
     lifetime = max(0, min(expires - int(time.time()), renditions.policy.max_age))
-    headers = {"Cache-Control": f"public, max-age={lifetime}", "ETag": delivery.etag}
+    return rendition_response(delivery, cache_control=f"public, max-age={lifetime}")
+
+
+def spelt_as_signed(request: web.Request, *segments: str) -> None:
+    """Refuses a signed URL spelt otherwise than it was signed (percent-encoded characters, a
+    query string): another spelling is another URL to a CDN's cache, and only the service's
+    own is served."""
+    if request.raw_path != "/".join(segments):
+        raise RenditionUrlRefused("invalid_signature")
+
+
+def rendition_response(delivery: Delivery, *, cache_control: str) -> web.Response:
+    """A delivered rendition's answer: its bytes, or 304 when the caller has them."""
+    headers = {"Cache-Control": cache_control, "ETag": delivery.etag}
     if delivery.negotiated:
         headers["Vary"] = "Accept"
     if delivery.data is None:
@@ -420,7 +431,7 @@ async def deliver_rendition(request: web.Request) -> web.StreamResponse:
 @response_schema(None, 204, description="In the trash, or deleted.")
 async def delete_image(request: web.Request) -> web.Response:
     principal = request[PRINCIPAL]
-    owner = owner_for(principal, _owner(request))
+    owner = owner_for(principal, owner_param(request))
     await request.app[TRASH].delete(
         principal,
         request.match_info["image_id"],
@@ -436,7 +447,7 @@ async def delete_image(request: web.Request) -> web.Response:
 @response_schema(ImageSchema, 200)
 async def restore_image(request: web.Request) -> web.Response:
     record = await request.app[TRASH].restore(
-        request[PRINCIPAL], request.match_info["image_id"], _owner(request)
+        request[PRINCIPAL], request.match_info["image_id"], owner_param(request)
     )
     return _json(image_view(record, gps=_owns(request, record.user_id)))
 
@@ -445,7 +456,7 @@ async def restore_image(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(PurgedSchema, 200)
 async def empty_trash(request: web.Request) -> web.Response:
-    purged = await request.app[TRASH].empty_trash(request[PRINCIPAL], _owner(request))
+    purged = await request.app[TRASH].empty_trash(request[PRINCIPAL], owner_param(request))
     return _json({"purged": purged})
 
 
@@ -460,7 +471,7 @@ async def empty_trash(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(CallbackSecretSchema, 200)
 async def callback_secret(request: web.Request) -> web.Response:
-    secret = request.app[LIBRARY].callback_secret(request[PRINCIPAL], _owner(request))
+    secret = request.app[LIBRARY].callback_secret(request[PRINCIPAL], owner_param(request))
     return _dump(_callback_secret, {"secret": secret}, headers=NO_STORE)
 
 

@@ -8,10 +8,11 @@ from aiohttp import web
 from image_service.web import albums, handlers
 from image_service.web.apikeys import setup_api_key_routes
 from image_service.web.middlewares import scoped
+from image_service.web.schemas import IMAGE_ID_PATTERN
 from image_service.web.shares import setup_share_routes
 
 # Image ids are UUIDs; anything else cannot name an image and is answered 404 by the router.
-_IMAGE = "/images/{image_id:[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}}"
+_IMAGE = f"/images/{{image_id:{IMAGE_ID_PATTERN}}}"
 READ, WRITE, DELETE = "images:read", "images:write", "images:delete"
 ALBUMS = "albums:write"
 

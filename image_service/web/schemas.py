@@ -35,6 +35,9 @@ _BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
 _ANY_SHA256 = re.compile(r"^(?:[A-Za-z0-9+/]{43}=|[0-9a-fA-F]{64})$")
 
 MAX_FILENAME_LENGTH = 255
+# An image id as the service makes them (a UUID, lowercase): what a body may name.
+IMAGE_ID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+IMAGE_ID = validate.Regexp(f"^{IMAGE_ID_PATTERN}$", error="Not an image id.")
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 

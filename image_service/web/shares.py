@@ -20,6 +20,12 @@ from image_service.domain.shares import (
     ShareTarget,
 )
 from image_service.web.encoding import json_text
+from image_service.web.handlers import (
+    NO_STORE,
+    owner_param,
+    rendition_response,
+    spelt_as_signed,
+)
 from image_service.web.keys import (
     ALBUMS,
     METRICS,
@@ -33,6 +39,7 @@ from image_service.web.middlewares import public
 from image_service.web.openapi import BEARER, docs, json_schema, querystring_schema, response_schema
 from image_service.web.page import share_page
 from image_service.web.schemas import (
+    IMAGE_ID,
     MAX_PAGE_SIZE,
     OwnerQuerySchema,
     StrictSchema,
@@ -40,19 +47,15 @@ from image_service.web.schemas import (
     UtcTimestamp,
 )
 
-_IMAGE_ID = validate.Regexp(
-    r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$", error="Not an image id."
-)
 _docs = {"tags": ["shares"], "security": [{BEARER: []}]}
 _public_docs = {"tags": ["shares"], "security": []}
-NO_STORE = {"Cache-Control": "no-store"}
 PASSWORD_HEADER = "Share-Password"  # noqa: S105 (a header's name, not a password)
 SHARE_PAGE_SIZE = 50
 
 
 class ShareCreateSchema(StrictSchema):
     image_ids = fields.List(
-        fields.String(validate=_IMAGE_ID),
+        fields.String(validate=IMAGE_ID),
         validate=validate.Length(min=1, max=MAX_SHARED_IMAGES),
         metadata={"description": f"1 to {MAX_SHARED_IMAGES} of your images (or album_id, or tag)."},
     )
@@ -178,11 +181,6 @@ def _view(share: Share) -> dict[str, Any]:
     }
 
 
-def _owner(request: web.Request) -> str | None:
-    user_id: str | None = request.get("querystring", {}).get("user_id")
-    return user_id
-
-
 @docs(
     summary="Make a share link to images, an album or a tag",
     description="The link is in this answer only. Needs shares:write with an API key.",
@@ -193,7 +191,7 @@ def _owner(request: web.Request) -> str | None:
 @response_schema(ShareCreatedSchema, 201)
 async def create_share(request: web.Request) -> web.Response:
     body = request["json"]
-    principal, owner = request[PRINCIPAL], _owner(request)
+    principal, owner = request[PRINCIPAL], owner_param(request)
     target = ShareTarget(
         image_ids=tuple(dict.fromkeys(body.get("image_ids", ()))),
         album_id=body.get("album_id"),
@@ -221,7 +219,7 @@ async def create_share(request: web.Request) -> web.Response:
 @querystring_schema(OwnerQuerySchema)
 @response_schema(ShareListSchema, 200)
 async def list_shares(request: web.Request) -> web.Response:
-    shares = await request.app[SHARES].of_owner(request[PRINCIPAL], _owner(request))
+    shares = await request.app[SHARES].of_owner(request[PRINCIPAL], owner_param(request))
     body = _listed.dump({"items": [_view(share) for share in shares]})
     return web.json_response(body, headers=NO_STORE, dumps=json_text)
 
@@ -231,7 +229,7 @@ async def list_shares(request: web.Request) -> web.Response:
 @response_schema(None, 204)
 async def revoke_share(request: web.Request) -> web.Response:
     await request.app[SHARES].revoke(
-        request[PRINCIPAL], request.match_info["share_id"], _owner(request)
+        request[PRINCIPAL], request.match_info["share_id"], owner_param(request)
     )
     return web.Response(status=204)
 
@@ -314,18 +312,13 @@ async def open_share(request: web.Request) -> web.StreamResponse:
     return web.json_response(body, headers=NO_STORE, dumps=json_text)
 
 
-def _spelt_as_signed(request: web.Request, *segments: str) -> None:
-    if request.raw_path != "/".join(segments):
-        raise RenditionUrlRefused("invalid_signature")
-
-
 @public
 @docs(summary="A rendition through a share link (its signed URL)", **_public_docs)
 @response_schema(None, 200, description="The rendition's bytes.")
 async def deliver_shared_rendition(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     segments = (match["share"], match["image_id"], match["spec"], match["expires"])
-    _spelt_as_signed(request, "/s/r", *segments, match["signature"])
+    spelt_as_signed(request, "/s/r", *segments, match["signature"])
     share_id, spec = request.app[SHARE_URLS].verify_rendition(*segments, match["signature"])
     share, record = await request.app[SHARES].for_delivery(share_id, match["image_id"])
     presets = request.app[RENDITIONS].policy.presets
@@ -339,12 +332,7 @@ async def deliver_shared_rendition(request: web.Request) -> web.StreamResponse:
         if_none_match=request.headers.get("If-None-Match", ""),
     )
     # Asked again each time (a 304 when unchanged): a revoked link stops at once.
-    headers = {"Cache-Control": "private, no-cache", "ETag": delivery.etag}
-    if delivery.negotiated:
-        headers["Vary"] = "Accept"
-    if delivery.data is None:
-        return web.Response(status=304, headers=headers)
-    return web.Response(body=delivery.data, content_type=delivery.content_type, headers=headers)
+    return rendition_response(delivery, cache_control="private, no-cache")
 
 
 @public
@@ -353,7 +341,7 @@ async def deliver_shared_rendition(request: web.Request) -> web.StreamResponse:
 async def deliver_shared_original(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     segments = (match["share"], match["image_id"], match["expires"], match["signature"])
-    _spelt_as_signed(request, "/s/o", *segments)
+    spelt_as_signed(request, "/s/o", *segments)
     share_id = request.app[SHARE_URLS].verify_original(*segments)
     share, record = await request.app[SHARES].for_delivery(share_id, match["image_id"])
     if not share.allow_download:

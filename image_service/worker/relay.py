@@ -14,13 +14,12 @@ relay) on one job, send it twice, with the same ``webhook-id``, which receivers 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from image_service.domain.errors import BackendUnavailable
+from image_service.domain.periodic import every
 from image_service.domain.ports import Jobs, OwedJob
 
 log = logging.getLogger(__name__)
@@ -61,11 +60,4 @@ class OutboxRelay:
 
     async def run(self, interval_seconds: float) -> None:
         """Relays every ``interval_seconds`` until cancelled; an outage skips a round."""
-        while True:
-            await asyncio.sleep(interval_seconds)
-            try:
-                await self.relay()
-            except BackendUnavailable as exc:
-                log.warning("outbox relay skipped: %s unavailable (%s)", exc.backend, exc.reason)
-            except Exception:
-                log.exception("outbox relay failed")
+        await every(interval_seconds, self.relay, "outbox relay")

@@ -14,16 +14,15 @@ exactly one of them acts on it.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from image_service.domain.errors import BackendUnavailable
 from image_service.domain.jobs import process_job
 from image_service.domain.models import ImageRecord, ImageStatus
+from image_service.domain.periodic import every
 from image_service.domain.trash import Trash
 from image_service.logs import image_event
 from image_service.metrics import WorkerMetrics
@@ -112,11 +111,4 @@ class Sweeper:
 
     async def run(self, interval_seconds: float) -> None:
         """Sweeps every ``interval_seconds`` until cancelled; an outage skips a round."""
-        while True:
-            await asyncio.sleep(interval_seconds)
-            try:
-                await self.sweep()
-            except BackendUnavailable as exc:
-                log.warning("sweep skipped: %s unavailable (%s)", exc.backend, exc.reason)
-            except Exception:
-                log.exception("sweep failed")
+        await every(interval_seconds, self.sweep, "sweep")

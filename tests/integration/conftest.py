@@ -29,6 +29,7 @@ from image_service.programs.app import create_app
 from image_service.programs.embedded import free_port, patch_moto_transactions
 from image_service.settings import Settings
 from image_service.storage.clients import provision
+from tests import images
 from tests.conftest import AWS_SECRET, JWT_SECRET, REGION
 from tests.integration.receivers import Receiver, webhook_receiver
 from tests.localstack import localstack
@@ -187,6 +188,15 @@ class Api:
         return list(
             await asyncio.gather(*(self.send_part(part, data, part_size) for part in parts))
         )
+
+    async def ready_images(self, count: int = 1, user: str = "alice", **body: Any) -> list[str]:
+        """``count`` JPEGs uploaded, completed and processed: their ids, in upload order."""
+        made = []
+        for _ in range(count):
+            upload, status, image = await self.upload(images.jpeg(), user=user, **body)
+            assert (status, image["status"]) == (200, "ready")
+            made.append(upload["image_id"])
+        return made
 
     async def upload(
         self, data: bytes, user: str = "alice", **body: Any

@@ -10,19 +10,9 @@ from typing import Any
 
 import pytest
 
-from tests import images
 from tests.integration.conftest import Api, emulator_client
 
 MISSING_IMAGE = "0b5c8f3e-7d2a-4f61-9a1e-2c4b6d8e0f13"
-
-
-async def _ready(api: Api, count: int, user: str = "alice") -> list[str]:
-    made = []
-    for _ in range(count):
-        upload, status, image = await api.upload(images.jpeg(), user=user)
-        assert (status, image["status"]) == (200, "ready")
-        made.append(upload["image_id"])
-    return made
 
 
 async def _album(api: Api, user: str = "alice", **body: Any) -> dict[str, Any]:
@@ -56,7 +46,7 @@ async def _shown(api: Api, album_id: str, user: str = "alice", **params: str) ->
 
 
 async def test_an_album_is_made_filled_paged_and_deleted_leaving_its_images(api: Api) -> None:
-    ids = await _ready(api, 7)
+    ids = await api.ready_images(7)
     album = await _album(api, description="Summer 2026", cover=ids[0])
     assert (album["name"], album["cover"]) == ("Holiday", ids[0])
 
@@ -95,7 +85,7 @@ async def test_an_album_is_made_filled_paged_and_deleted_leaving_its_images(api:
 async def test_a_trashed_image_leaves_the_album_until_restored_and_a_purged_one_for_good(
     api: Api, moto_endpoint: str
 ) -> None:
-    kept, trashed = await _ready(api, 2)
+    kept, trashed = await api.ready_images(2)
     album = await _album(api)
     await _add(api, album["album_id"], [kept, trashed])
     assert (await api.call("DELETE", f"/images/{trashed}"))[0] == 204
@@ -118,8 +108,8 @@ async def test_a_trashed_image_leaves_the_album_until_restored_and_a_purged_one_
 
 
 async def test_another_users_albums_and_images_are_out_of_reach(api: Api) -> None:
-    (mine,) = await _ready(api, 1)
-    (theirs,) = await _ready(api, 1, user="bob")
+    (mine,) = await api.ready_images(1)
+    (theirs,) = await api.ready_images(1, user="bob")
     album = await _album(api)
     assert await _add(api, album["album_id"], [theirs]) == {theirs: "image_not_found"}
     for method, path, body in (
@@ -138,7 +128,7 @@ async def test_another_users_albums_and_images_are_out_of_reach(api: Api) -> Non
 
 
 async def test_concurrent_adds_of_one_image_to_many_albums_all_land(api: Api) -> None:
-    (image_id,) = await _ready(api, 1)
+    (image_id,) = await api.ready_images(1)
     albums = [await _album(api, name=f"a{n}") for n in range(6)]
     results = await asyncio.gather(*(_add(api, a["album_id"], [image_id]) for a in albums))
     assert results == [{image_id: "ok"}] * 6

@@ -18,15 +18,6 @@ from tests.integration.receivers import SECRET, Receiver
 from tests.processes import Program, wait_for_port
 
 
-async def _ready(api: Api, count: int = 1, user: str = "alice", **body: Any) -> list[str]:
-    made = []
-    for _ in range(count):
-        upload, status, image = await api.upload(images.jpeg(), user=user, **body)
-        assert (status, image["status"]) == (200, "ready")
-        made.append(upload["image_id"])
-    return made
-
-
 async def _share(api: Api, user: str = "alice", **body: Any) -> dict[str, Any]:
     status, share, headers = await api.call("POST", "/shares", user=user, json=body)
     assert status == 201, share
@@ -47,8 +38,8 @@ async def _open(
 
 
 async def test_a_link_shows_its_images_renditions_and_nothing_else(api: Api) -> None:
-    shared = await _ready(api, 2)
-    await _ready(api, 1)  # not in the link
+    shared = await api.ready_images(2)
+    await api.ready_images(1)  # not in the link
     share = await _share(api, image_ids=shared)
     assert share["url"].startswith(api.url + "/s/")
     status, body, headers = await _open(api, share["url"])
@@ -92,7 +83,7 @@ async def test_a_link_that_allows_downloads_serves_the_originals(api: Api) -> No
 async def test_a_trashed_image_leaves_every_link_at_once_and_comes_back_restored(
     api: Api,
 ) -> None:
-    kept, trashed = await _ready(api, 2, tags=["trip"])
+    kept, trashed = await api.ready_images(2, tags=["trip"])
     _, album, _ = await api.call("POST", "/albums", json={"name": "Trip"})
     await api.call(
         "PUT", f"/albums/{album['album_id']}/images", json={"image_ids": [kept, trashed]}
@@ -119,7 +110,7 @@ async def test_a_trashed_image_leaves_every_link_at_once_and_comes_back_restored
 async def test_a_link_ends_when_it_expires_or_is_revoked_and_unknown_ones_are_404(
     api: Api,
 ) -> None:
-    (image_id,) = await _ready(api)
+    (image_id,) = await api.ready_images()
     expiring = await _share(api, image_ids=[image_id], ttl=3600)
     revoked = await _share(api, image_ids=[image_id])
     _, body, _ = await _open(api, revoked["url"])
@@ -148,7 +139,7 @@ async def test_a_link_ends_when_it_expires_or_is_revoked_and_unknown_ones_are_40
 
 
 async def test_a_password_is_asked_and_guesses_are_limited(api: Api) -> None:
-    (image_id,) = await _ready(api)
+    (image_id,) = await api.ready_images()
     share = await _share(api, image_ids=[image_id], password="correct horse")
     status, body, _ = await _open(api, share["url"])
     assert (status, body["error"]["code"]) == (401, "password_required")
@@ -167,7 +158,7 @@ async def test_a_password_is_asked_and_guesses_are_limited(api: Api) -> None:
 async def test_max_views_holds_across_two_api_processes_under_concurrent_viewers(
     api: Api,
 ) -> None:
-    (image_id,) = await _ready(api)
+    (image_id,) = await api.ready_images()
     share = await _share(api, image_ids=[image_id], max_views=5)
     token = share["url"].rsplit("/", 1)[1]
     servers = []
@@ -194,7 +185,7 @@ async def test_the_page_for_a_browser_is_served_without_revealing_its_token_in_l
     api: Api, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level("INFO", logger="image_service.access")
-    (image_id,) = await _ready(api)
+    (image_id,) = await api.ready_images()
     share = await _share(api, image_ids=[image_id])
     token = share["url"].rsplit("/", 1)[1]
     _, body, _ = await _open(api, share["url"])
@@ -257,7 +248,7 @@ async def test_share_viewed_reaches_the_webhook_only_when_the_operator_asks(
     quiet = await make_api(**hooks)
     asked = await make_api(**hooks, webhook_share_viewed=True)  # this test's subject
     for api in (quiet, asked):
-        (image_id,) = await _ready(api)
+        (image_id,) = await api.ready_images()
         share = await _share(api, image_ids=[image_id])
         assert (await _open(api, share["url"]))[0] == 200
     await receiver.until(3)  # two image.ready, and one share.viewed

@@ -15,12 +15,10 @@ from image_service.domain.models import format_timestamp, parse_timestamp
 from image_service.storage.dynamo.codec import (
     ALBUM_MARK,
     BACKEND,
-    USAGE_ID,
     Item,
     album_id_key,
     item_key,
     membership_prefix,
-    number_value,
     string_value,
 )
 from image_service.storage.dynamo.table import Table
@@ -63,18 +61,7 @@ class AlbumTable(Table):
                     "ConditionExpression": "attribute_not_exists(image_id)",
                 }
             },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": item_key(album.owner, USAGE_ID),
-                    "UpdateExpression": "ADD albums :one",
-                    "ConditionExpression": "attribute_not_exists(albums) OR albums < :max",
-                    "ExpressionAttributeValues": {
-                        ":one": number_value(1),
-                        ":max": number_value(max_albums),
-                    },
-                }
-            },
+            self._count_write(album.owner, "albums", 1, below=max_albums),
         ]
         return await self._transact(writes)
 
@@ -122,14 +109,7 @@ class AlbumTable(Table):
                     "ConditionExpression": "attribute_exists(image_id)",
                 }
             },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": item_key(owner, USAGE_ID),
-                    "UpdateExpression": "ADD albums :minus_one",
-                    "ExpressionAttributeValues": {":minus_one": number_value(-1)},
-                }
-            },
+            self._count_write(owner, "albums", -1),
         ]
         return await self._transact(writes)
 

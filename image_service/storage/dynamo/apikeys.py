@@ -23,10 +23,8 @@ from image_service.domain.apikeys import ApiKey, StoredKey
 from image_service.domain.models import format_timestamp, parse_timestamp
 from image_service.storage.dynamo.codec import (
     BACKEND,
-    USAGE_ID,
     Item,
     item_key,
-    number_value,
     string_value,
 )
 from image_service.storage.dynamo.table import Table
@@ -93,18 +91,7 @@ class ApiKeyTable(Table):
                     "ConditionExpression": "attribute_not_exists(image_id)",
                 }
             },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": item_key(key.owner, USAGE_ID),
-                    "UpdateExpression": "ADD api_keys :one",
-                    "ConditionExpression": "attribute_not_exists(api_keys) OR api_keys < :max",
-                    "ExpressionAttributeValues": {
-                        ":one": number_value(1),
-                        ":max": number_value(max_keys),
-                    },
-                }
-            },
+            self._count_write(key.owner, "api_keys", 1, below=max_keys),
         ]
         return await self._transact(writes)
 
@@ -118,14 +105,7 @@ class ApiKeyTable(Table):
                 }
             },
             {"Delete": {"TableName": self.table, "Key": _lookup_key(key_id)}},
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": item_key(owner, USAGE_ID),
-                    "UpdateExpression": "ADD api_keys :minus_one",
-                    "ExpressionAttributeValues": {":minus_one": number_value(-1)},
-                }
-            },
+            self._count_write(owner, "api_keys", -1),
         ]
         return await self._transact(writes)
 

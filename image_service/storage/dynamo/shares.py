@@ -21,7 +21,6 @@ from image_service.domain.shares import Share, ShareTarget, StoredShare
 from image_service.storage.dynamo.codec import (
     BACKEND,
     EXPIRY_ATTRIBUTE,
-    USAGE_ID,
     Item,
     item_key,
     number_value,
@@ -115,18 +114,7 @@ class ShareTable(Table):
                     "ConditionExpression": "attribute_not_exists(image_id)",
                 }
             },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": item_key(share.owner, USAGE_ID),
-                    "UpdateExpression": "ADD shares :one",
-                    "ConditionExpression": "attribute_not_exists(shares) OR shares < :max",
-                    "ExpressionAttributeValues": {
-                        ":one": number_value(1),
-                        ":max": number_value(max_shares),
-                    },
-                }
-            },
+            self._count_write(share.owner, "shares", 1, below=max_shares),
         ]
         return await self._transact(writes)
 
@@ -173,14 +161,7 @@ class ShareTable(Table):
                     "ExpressionAttributeValues": {":at": string_value(format_timestamp(at))},
                 }
             },
-            {
-                "Update": {
-                    "TableName": self.table,
-                    "Key": item_key(owner, USAGE_ID),
-                    "UpdateExpression": "ADD shares :minus_one",
-                    "ExpressionAttributeValues": {":minus_one": number_value(-1)},
-                }
-            },
+            self._count_write(owner, "shares", -1),
         ]
         return await self._transact(writes)
 

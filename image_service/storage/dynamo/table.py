@@ -11,8 +11,10 @@ from image_service.storage.dynamo.batching import GroupCommit
 from image_service.storage.dynamo.calls import TableCalls
 from image_service.storage.dynamo.codec import (
     BACKEND,
+    USAGE_ID,
     Item,
     item_key,
+    number_value,
 )
 from image_service.storage.errors import backend_errors, error_code
 
@@ -54,6 +56,24 @@ class Table:
             if "LastEvaluatedKey" not in page:
                 return
             scan = {**scan, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def _count_write(
+        self, owner: str, counter: str, delta: int, *, below: int | None = None
+    ) -> dict[str, Any]:
+        """A transaction's write moving ``counter`` on the owner's usage item by ``delta``;
+        with ``below``, only while the count is under it (the per-owner bound of what they
+        hold: API keys, albums, share links)."""
+        update: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": item_key(owner, USAGE_ID),
+            "UpdateExpression": "ADD #counter :delta",
+            "ExpressionAttributeNames": {"#counter": counter},
+            "ExpressionAttributeValues": {":delta": number_value(delta)},
+        }
+        if below is not None:
+            update["ConditionExpression"] = "attribute_not_exists(#counter) OR #counter < :below"
+            update["ExpressionAttributeValues"][":below"] = number_value(below)
+        return {"Update": update}
 
     async def _transact(self, writes: list[dict[str, Any]]) -> bool:
         """Runs ``writes`` as one transaction: True when done, False when one of their
