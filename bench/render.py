@@ -11,7 +11,10 @@ use one thread), each case measured for the three in the same run:
 Cases: a 12 MP JPEG to 500 px WebP and to 500 px AVIF, a 2000x1333 JPEG to 500 px WebP, and a
 12 MP HEIC to 500 px JPEG. Target: at most pyvips's CPU for the JPEG -> WebP cases.
 
-Part 2, the cached path under load: `image-service serve` against moto, one stored rendition
+Part 2, what smart crop costs: a cover rendition with ``gravity=auto`` (libvips' attention on
+a 256 px copy) and ``gravity=focal`` against ``gravity=center``, same sizes, same run.
+
+Part 3, the cached path under load: `image-service serve` against moto, one stored rendition
 requested over and over at 1 and 16 connections; CPU microseconds per request of the API
 process, served from the process's memory (the default) and from S3 (memory off). Target: at
 most 300 µs.
@@ -147,6 +150,51 @@ def renderers_table(rounds: int) -> list[str]:
     return [*lines, "", *verdicts]
 
 
+def gravity_table(rounds: int) -> list[str]:
+    """CPU ms of cover renditions by gravity, and auto's and focal's cost as a ratio of
+    center's, measured alternately in one run."""
+    cases = [
+        ("12 MP JPEG -> 256x256 cover JPEG", photo_like_jpeg(4000, 3000), 256),
+        ("2000x1333 JPEG -> 512x512 cover", photo_like_jpeg(2000, 1333), 512),
+        ("2000x1333 JPEG -> 1024x1024 cover", photo_like_jpeg(2000, 1333), 1024),
+    ]
+    gravities = ("center", "focal", "auto")
+    lines = [
+        f"{'case':<34} "
+        + " ".join(f"{g:>10}" for g in gravities)
+        + f"{'auto/center':>13}{'focal/center':>14}"
+    ]
+    for label, data, side in cases:
+
+        def cover(gravity: str, data: bytes = data, side: int = side) -> Callable[[], object]:
+            return lambda: render_rendition(
+                data,
+                width=side,
+                height=side,
+                fit="cover",
+                fmt="jpeg",
+                quality=None,
+                gravity=gravity,
+                focal=(0.7, 0.3),
+            )
+
+        totals = dict.fromkeys(gravities, 0.0)
+        for gravity in gravities:
+            cover(gravity)()  # warm
+        for _ in range(rounds):  # interleaved: a noisy neighbour hits all three alike
+            for gravity in gravities:
+                started = time.process_time()
+                cover(gravity)()
+                totals[gravity] += time.process_time() - started
+        ms = {g: 1000 * t / rounds for g, t in totals.items()}
+        lines.append(
+            f"{label:<34} "
+            + " ".join(f"{ms[g]:>7.1f} ms" for g in gravities)
+            + f"{ms['auto'] / ms['center']:>12.2f}x{ms['focal'] / ms['center']:>13.2f}x"
+        )
+    return lines
+
+
 async def cached_path(requests: int, concurrency: int, *, in_memory: bool) -> str:
     """CPU µs per request of `serve` delivering one stored rendition: from its memory, or
     (``in_memory=False``: IMAGE_SERVICE_RENDITION_MEMORY_BYTES=0) with one S3 GET each."""
@@ -217,6 +265,8 @@ def main() -> None:
         f"CPU ms per rendition on one core, {args.rounds} rounds each (libvips {libvips_version})\n"
     )
     print("\n".join(renderers_table(args.rounds)))
+    print("\nCPU ms per cover rendition by gravity, on one core\n")
+    print("\n".join(gravity_table(args.rounds)))
     os.sched_setaffinity(0, set(range(os.cpu_count() or 1)))  # the load test is not pinned
     print()
     for in_memory in (True, False):

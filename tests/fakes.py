@@ -24,9 +24,11 @@ from image_service.domain.apikeys import ApiKey, StoredKey
 from image_service.domain.cursor import CursorPosition
 from image_service.domain.errors import BackendUnavailable, QuotaExceeded
 from image_service.domain.models import (
+    FocalPoint,
     IdempotentUpload,
     ImageRecord,
     ImageStatus,
+    Keep,
     ListFilter,
     UploadedPart,
     Usage,
@@ -344,6 +346,8 @@ class FakeTable:
         updated_at: datetime,
         tags: list[str] | None,
         description: str | None,
+        focal: FocalPoint | Keep | None = Keep.KEEP,
+        owed: Owed | None = None,
     ) -> ImageRecord | None:
         def edit(current: ImageRecord) -> ImageRecord:
             return replace(
@@ -351,9 +355,10 @@ class FakeTable:
                 updated_at=updated_at,
                 tags=current.tags if tags is None else tags,
                 description=current.description if description is None else description,
+                focal=current.focal if focal is Keep.KEEP else focal,
             )
 
-        return self._rewrite(self.records.get((user_id, image_id)), edit)
+        return self._rewrite(self.records.get((user_id, image_id)), edit, owed)
 
     async def mark_deleting(
         self, record: ImageRecord, *, updated_at: datetime, only_from: ImageStatus | None = None

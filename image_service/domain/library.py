@@ -18,9 +18,11 @@ from image_service.domain.errors import (
 )
 from image_service.domain.events import ImageEvents
 from image_service.domain.models import (
+    FocalPoint,
     ImagePage,
     ImageRecord,
     ImageStatus,
+    Keep,
     ListFilter,
     PresignedDownload,
     Principal,
@@ -123,11 +125,12 @@ class Library:
         *,
         tags: Sequence[str] | None,
         description: str | None,
+        focal: FocalPoint | Keep | None = Keep.KEEP,
     ) -> ImageRecord:
         owner = owner_for(principal, user_id)
-        if tags is None and description is None:
+        if tags is None and description is None and focal is Keep.KEEP:
             raise InvalidRequest(
-                "Give tags and/or description to change.", code="nothing_to_update"
+                "Give tags, description and/or focal to change.", code="nothing_to_update"
             )
         updated = await self._repository.update_details(
             owner,
@@ -135,6 +138,7 @@ class Library:
             updated_at=self._clock(),
             tags=None if tags is None else normalize_tags(tags),
             description=description,
+            focal=focal,
         )
         if updated is None:
             raise ImageNotFound(image_id)

@@ -57,6 +57,21 @@ class Principal:
     key_id: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class FocalPoint:
+    """Where the subject is, as fractions of the (oriented) width and height from the top
+    left: what a ``cover`` rendition keeps when it must crop."""
+
+    x: float
+    y: float
+
+
+class Keep(enum.Enum):
+    """An edit's "leave it as it is", where None already means "clear it"."""
+
+    KEEP = "keep"
+
+
 @dataclass(slots=True)
 class ImageRecord:
     user_id: str
@@ -103,6 +118,8 @@ class ImageRecord:
     # The owner's albums it is in (domain/albums.py): each has a membership item, written and
     # removed with this record, so a purged image leaves them in the same transaction.
     albums: list[str] = field(default_factory=list)
+    # The owner's focal point (PATCH focal): cover renditions crop around it.
+    focal: FocalPoint | None = None
     # Bumped by every stored change; each write is conditional on the revision its writer read.
     revision: int = 0
 

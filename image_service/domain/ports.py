@@ -17,9 +17,11 @@ from typing import Any, Protocol
 
 from image_service.domain.cursor import CursorPosition
 from image_service.domain.models import (
+    FocalPoint,
     IdempotentUpload,
     ImageRecord,
     ImageStatus,
+    Keep,
     ListFilter,
     UploadedPart,
     Usage,
@@ -206,6 +208,8 @@ class Records(Protocol):
         updated_at: datetime,
         tags: list[str] | None,
         description: str | None,
+        focal: FocalPoint | Keep | None = Keep.KEEP,
+        owed: Owed | None = None,
     ) -> ImageRecord | None: ...
 
     async def mark_deleting(

@@ -23,7 +23,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from cachetools import LRUCache, TTLCache
@@ -40,9 +40,9 @@ from image_service.domain.errors import (
 )
 from image_service.domain.holds import Holds
 from image_service.domain.layout import image_prefix
-from image_service.domain.models import ImageRecord, ImageStatus
+from image_service.domain.models import FocalPoint, ImageRecord, ImageStatus
 from image_service.domain.ratelimit import TokenBucketLimiter
-from image_service.imaging.render import FITS, RENDITION_FORMATS, RenderedVariant
+from image_service.imaging.render import FITS, GRAVITIES, RENDITION_FORMATS, RenderedVariant
 
 # What `format=auto` becomes, by the client's Accept header: the smallest the browser takes.
 _NEGOTIATED = (("image/avif", "avif"), ("image/webp", "webp"))
@@ -74,30 +74,51 @@ class RenditionSpec:
     fit: str
     format: str  # one of RENDITION_FORMATS, or "auto"
     quality: int | None
+    # What a cover crop keeps (GRAVITIES); None: the image's default (see for_image). Only
+    # cover crops, so only cover has one.
+    gravity: str | None = None
 
     @property
     def path(self) -> str:
-        """Its canonical text in URLs and signatures: ``w800-h0-inside-auto-q0``."""
-        return (
+        """Its canonical text in URLs and signatures: ``w800-h0-inside-auto-q0``,
+        ``w200-h200-cover-webp-q0-gauto``."""
+        text = (
             f"w{self.width or 0}-h{self.height or 0}-{self.fit}-{self.format}-q{self.quality or 0}"
         )
+        return f"{text}-g{self.gravity}" if self.gravity else text
 
     @classmethod
     def parse(cls, path: str) -> RenditionSpec | None:
         parts = path.split("-")
-        if len(parts) != 5 or not all(parts):
+        if len(parts) not in (5, 6) or not all(parts):
             return None
-        w, h, fit, fmt, q = parts
+        w, h, fit, fmt, q = parts[:5]
+        gravity = parts[5][1:] if len(parts) == 6 else None
         if (w[0], h[0], q[0]) != ("w", "h", "q") or fit not in FITS:
             return None
         if fmt != "auto" and fmt not in RENDITION_FORMATS:
+            return None
+        if gravity is not None and (parts[5][0] != "g" or gravity not in GRAVITIES):
             return None
         try:
             width, height, quality = int(w[1:]), int(h[1:]), int(q[1:])
         except ValueError:
             return None
-        spec = cls(width or None, height or None, fit, fmt, quality or None)
+        spec = cls(width or None, height or None, fit, fmt, quality or None, gravity)
         return spec if spec.path == path else None  # one spelling per rendition
+
+    @property
+    def crops(self) -> bool:
+        return self.fit == "cover" and bool(self.width and self.height)
+
+    def for_image(self, record: ImageRecord) -> RenditionSpec:
+        """This rendition as signed for ``record``: a crop's gravity decided (focal when the
+        image has a focal point, else auto), and none for what does not crop."""
+        if not self.crops:
+            return replace(self, gravity=None)
+        if self.gravity is not None:
+            return self
+        return replace(self, gravity="focal" if record.focal is not None else "auto")
 
     def negotiated(self, accept: str) -> str:
         if self.format != "auto":
@@ -114,6 +135,7 @@ def validated_spec(
     fmt: str,
     quality: int | None,
     preset: str | None,
+    gravity: str | None = None,
 ) -> RenditionSpec:
     """The rendition asked for, or a 422 naming what is allowed."""
     if preset is not None:
@@ -135,7 +157,8 @@ def validated_spec(
                 },
             )
         chosen = policy.presets[preset]
-        return RenditionSpec(chosen.width, chosen.height, chosen.fit, fmt, quality)
+        _check_gravity(chosen.fit, gravity)
+        return RenditionSpec(chosen.width, chosen.height, chosen.fit, fmt, quality, gravity)
     refused = {}
     if width is None and height is None:
         refused["w"] = "Give w, h or both."
@@ -146,6 +169,8 @@ def validated_spec(
         refused["fit"] = "cover needs both w and h."
     if quality is not None and quality not in policy.qualities:
         refused["q"] = f"Not an allowed quality: {', '.join(map(str, policy.qualities))}."
+    if gravity is not None and fit != "cover":
+        refused["gravity"] = "Only cover crops: gravity goes with fit=cover."
     if refused:
         raise InvalidRequest(
             "This rendition is not allowed.",
@@ -158,7 +183,26 @@ def validated_spec(
     # The schema's choices, checked there.
     assert fit in FITS
     assert fmt == "auto" or fmt in RENDITION_FORMATS
-    return RenditionSpec(width, height, fit, fmt, quality)
+    assert gravity is None or gravity in GRAVITIES
+    return RenditionSpec(width, height, fit, fmt, quality, gravity)
+
+
+def _check_gravity(fit: str, gravity: str | None) -> None:
+    if gravity is not None and fit != "cover":
+        raise InvalidRequest(
+            "This rendition is not allowed.",
+            code="rendition_not_allowed",
+            details={"fields": {"gravity": "Only cover crops: this preset does not."}},
+        )
+
+
+def edition(record: ImageRecord) -> str:
+    """What an image's renditions are made from, in ten hex digits: its bytes' digest and its
+    focal point. It is in every rendition's URL and stored key, so new bytes (a reprocess) or
+    a new focal point mean new URLs: a cached rendition is never stale, only unreferenced,
+    and the old URLs are refused (404)."""
+    focal = "" if record.focal is None else f"{record.focal.x:.4f},{record.focal.y:.4f}"
+    return hashlib.sha256(f"{record.sha256}\n{focal}".encode()).hexdigest()[:_EDITION_LENGTH]
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +219,7 @@ class Delivery:
     negotiated: bool  # the format followed Accept: the answer varies by it
 
 
+_EDITION_LENGTH = 10
 # The longest expiry a URL can carry: ten digits last until 2286, twelve are room to spare.
 _MAX_EXPIRY_DIGITS = 12
 _SIGNATURE_LENGTH = 43  # 32 bytes, unpadded base64url
@@ -205,24 +250,36 @@ class RenditionSigner:
         self._clock = clock
 
     @staticmethod
-    def _signature(key: bytes, owner: str, image_id: str, spec: str, expires: int) -> str:
-        message = f"{owner}\n{image_id}\n{spec}\n{expires}".encode()
+    def _signature(
+        key: bytes, owner: str, image_id: str, edition: str, spec: str, expires: int
+    ) -> str:
+        message = f"{owner}\n{image_id}\n{edition}\n{spec}\n{expires}".encode()
         return _b64url(hmac.new(key, message, hashlib.sha256).digest())
 
-    def sign(self, owner: str, image_id: str, spec: RenditionSpec) -> SignedRendition:
-        """``/r/<owner, base64url>/<image id>/<rendition>/<expires>/<signature>``."""
+    def sign(
+        self, owner: str, image_id: str, spec: RenditionSpec, edition: str = ""
+    ) -> SignedRendition:
+        """``/r/<owner, base64url>/<image id>/<edition>/<rendition>/<expires>/<signature>``
+        (no edition segment when there is none: an original's URL)."""
         now = int(self._clock().timestamp())
         # The end of the next window: the same URL all through this one.
         expires = (now // self._window + 2) * self._window
-        signature = self._signature(self._keys[0], owner, image_id, spec.path, expires)
-        owner_segment = _b64url(owner.encode())
+        signature = self._signature(self._keys[0], owner, image_id, edition, spec.path, expires)
+        segments = [_b64url(owner.encode()), image_id, edition, spec.path, str(expires), signature]
         return SignedRendition(
-            path=f"/r/{owner_segment}/{image_id}/{spec.path}/{expires}/{signature}",
+            path="/r/" + "/".join(segment for segment in segments if segment),
             expires_at=datetime.fromtimestamp(expires, self._clock().tzinfo),
         )
 
     def verify(
-        self, owner_segment: str, image_id: str, spec_path: str, expires: str, signature: str
+        self,
+        owner_segment: str,
+        image_id: str,
+        spec_path: str,
+        expires: str,
+        signature: str,
+        *,
+        edition: str = "",
     ) -> tuple[str, RenditionSpec, int]:
         """(owner, rendition, expiry) of a URL's segments, if it was signed here, is spelt as
         it was signed, and is live."""
@@ -232,6 +289,8 @@ class RenditionSigner:
         if (
             owner is None
             or spec is None
+            or len(edition) not in (0, _EDITION_LENGTH)
+            or not all(c in "0123456789abcdef" for c in edition)
             or not (expires.isascii() and expires.isdigit())
             or len(expires) > _MAX_EXPIRY_DIGITS
             or expires != str(int(expires))  # no leading zero
@@ -243,7 +302,8 @@ class RenditionSigner:
         given = signature.encode("ascii")
         if not any(
             hmac.compare_digest(
-                self._signature(key, owner, image_id, spec_path, expiry).encode(), given
+                self._signature(key, owner, image_id, edition, spec_path, expiry).encode(),
+                given,
             )
             for key in self._keys
         ):
@@ -253,10 +313,13 @@ class RenditionSigner:
         return owner, spec, expiry
 
 
-Render = Callable[[bytes, RenditionSpec, str, Callable[[], None]], Awaitable[RenderedVariant]]
-"""Renders (bytes, rendition, format) off the event loop; calls its last argument, on the
-loop, once the render has really finished (its thread is free again), even if the awaiting
-request gave up long before: the bound on renders counts renders, not requests."""
+Render = Callable[
+    [bytes, RenditionSpec, str, FocalPoint | None, Callable[[], None]], Awaitable[RenderedVariant]
+]
+"""Renders (bytes, rendition, format, the image's focal point) off the event loop; calls its
+last argument, on the loop, once the render has really finished (its thread is free again),
+even if the awaiting request gave up long before: the bound on renders counts renders, not
+requests."""
 
 
 def _require_ready(record: ImageRecord) -> None:
@@ -317,14 +380,19 @@ class Renditions:
         return self._renders.total
 
     @staticmethod
-    def key(owner: str, image_id: str, spec: RenditionSpec, fmt: str) -> str:
-        name = f"{spec.width or 0}x{spec.height or 0}-{spec.fit}-q{spec.quality or 0}"
-        return f"{image_prefix(owner, image_id)}r/{name}.{_EXTENSIONS[fmt]}"
+    def key(owner: str, image_id: str, spec: RenditionSpec, fmt: str, edition: str) -> str:
+        """Under the image's prefix (its delete removes them) and its edition: the crop's
+        inputs are in the key, so another focal point is another object."""
+        crop = f"-{spec.gravity}" if spec.gravity else ""
+        name = f"{spec.width or 0}x{spec.height or 0}-{spec.fit}{crop}-q{spec.quality or 0}"
+        return f"{image_prefix(owner, image_id)}r/{edition}/{name}.{_EXTENSIONS[fmt]}"
 
     def sign_for(self, record: ImageRecord, spec: RenditionSpec) -> SignedRendition:
         """The delivery URL of a rendition of ``record``, which its caller may see."""
         _require_ready(record)
-        return self.signer.sign(record.user_id, record.image_id, spec)
+        return self.signer.sign(
+            record.user_id, record.image_id, spec.for_image(record), edition(record)
+        )
 
     @property
     def policy(self) -> RenditionPolicy:
@@ -339,12 +407,23 @@ class Renditions:
             self._known.pop(key, None)
 
     async def deliver(
-        self, owner: str, image_id: str, spec: RenditionSpec, *, accept: str, if_none_match: str
+        self,
+        owner: str,
+        image_id: str,
+        spec: RenditionSpec,
+        made_from: str,
+        *,
+        accept: str,
+        if_none_match: str,
     ) -> Delivery:
+        """The rendition of the image's edition ``made_from`` (what its URL was signed for):
+        an image since changed (new bytes, another focal point) answers 404 to the old URL."""
         # First, whatever is cached: an image that is not ready has no rendition to serve.
         record = await self._ready(owner, image_id)
+        if made_from != edition(record):
+            raise ImageNotFound(image_id)
         fmt = spec.negotiated(accept)
-        key = self.key(owner, image_id, spec, fmt)
+        key = self.key(owner, image_id, spec, fmt, made_from)
         content_type = _CONTENT_TYPES[fmt]
         negotiated = spec.format == "auto"
         known = self._known.get(key)
@@ -419,7 +498,7 @@ class Renditions:
             started = time.perf_counter()
             handed_over = True
             rendered = await self._render(
-                original[0], spec, fmt, lambda: self._renders.give_back(owner)
+                original[0], spec, fmt, record.focal, lambda: self._renders.give_back(owner)
             )
             self._observe("rendered", time.perf_counter() - started)
             etag = await self._write(key, rendered.data, rendered.content_type)

@@ -36,7 +36,7 @@ from image_service.domain.models import ImageRecord, ImageStatus, Principal
 from image_service.domain.owners import owner_for
 from image_service.domain.ports import Clock
 from image_service.domain.ratelimit import TokenBucketLimiter
-from image_service.domain.renditions import RenditionSigner, RenditionSpec
+from image_service.domain.renditions import RenditionSigner, RenditionSpec, edition
 
 log = logging.getLogger(__name__)
 
@@ -424,8 +424,14 @@ class ShareUrls:
         self._renditions = RenditionSigner(derived(b"share renditions"), window, clock)
         self._originals = RenditionSigner(derived(b"share originals"), window, clock)
 
-    def rendition(self, share_id: str, image_id: str, spec: RenditionSpec) -> str:
-        return "/s" + self._renditions.sign(share_id, image_id, spec).path
+    def rendition(self, share_id: str, record: ImageRecord, spec: RenditionSpec) -> str:
+        """A preset's URL for ``record``, of its current edition (renditions.edition)."""
+        return (
+            "/s"
+            + self._renditions.sign(
+                share_id, record.image_id, spec.for_image(record), edition(record)
+            ).path
+        )
 
     def original(self, share_id: str, image_id: str) -> str:
         # /r/<share>/<image>/<spec>/<expires>/<signature>, less its fixed spec.
@@ -434,8 +440,18 @@ class ShareUrls:
         ).path.split("/")
         return f"/s/o/{share}/{image}/{expires}/{signature}"
 
-    def verify_rendition(self, *segments: str) -> tuple[str, RenditionSpec]:
-        share_id, spec, _ = self._renditions.verify(*segments)
+    def verify_rendition(
+        self,
+        share_segment: str,
+        image_id: str,
+        made_from: str,
+        spec_path: str,
+        expires: str,
+        signature: str,
+    ) -> tuple[str, RenditionSpec]:
+        share_id, spec, _ = self._renditions.verify(
+            share_segment, image_id, spec_path, expires, signature, edition=made_from
+        )
         return share_id, spec
 
     def verify_original(

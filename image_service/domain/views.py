@@ -66,6 +66,7 @@ def image_view(record: ImageRecord, *, gps: bool = True) -> dict[str, Any]:
         "photo": photo_view(record.photo, gps=gps),
         "placeholder": record.placeholder,
         "thumbhash": record.thumbhash,
+        "focal": None if record.focal is None else {"x": record.focal.x, "y": record.focal.y},
         "upload_time": format_timestamp(record.upload_time),
         "updated_at": format_timestamp(record.updated_at),
     }

@@ -20,7 +20,7 @@ from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents, Observe, share_viewed
 from image_service.domain.library import Library
-from image_service.domain.models import ImageRecord, ImageStatus, ListFilter
+from image_service.domain.models import FocalPoint, ImageRecord, ImageStatus, ListFilter
 from image_service.domain.policy import UploadPolicy
 from image_service.domain.ports import (
     Clock,
@@ -281,7 +281,12 @@ class ThreadRenderer:
         self._render = render
 
     async def __call__(
-        self, data: bytes, spec: RenditionSpec, fmt: str, done: Callable[[], None]
+        self,
+        data: bytes,
+        spec: RenditionSpec,
+        fmt: str,
+        focal: FocalPoint | None,
+        done: Callable[[], None],
     ) -> RenderedVariant:
         loop = asyncio.get_running_loop()
 
@@ -297,9 +302,15 @@ class ThreadRenderer:
             fit=spec.fit,
             fmt=fmt,
             quality=spec.quality,
+            gravity=spec.gravity or "center",
+            focal=None if focal is None else (focal.x, focal.y),
         )
         with tracing.span(
-            "render rendition", width=spec.width or 0, height=spec.height or 0, format=fmt
+            "render rendition",
+            width=spec.width or 0,
+            height=spec.height or 0,
+            format=fmt,
+            gravity=spec.gravity or "",
         ):
             try:
                 future = self._pool.submit(job)

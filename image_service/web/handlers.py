@@ -12,7 +12,7 @@ from marshmallow import Schema
 
 from image_service.domain.errors import RenditionUrlRefused
 from image_service.domain.health import check_backends
-from image_service.domain.models import ListFilter
+from image_service.domain.models import FocalPoint, Keep, ListFilter
 from image_service.domain.owners import owner_for
 from image_service.domain.renditions import Delivery, validated_spec
 from image_service.domain.uploads import UploadRequest
@@ -289,8 +289,17 @@ async def update_image(request: web.Request) -> web.Response:
         owner_param(request),
         tags=body.get("tags"),
         description=body.get("description"),
+        focal=_focal(body),
     )
     return _json(image_view(record, gps=_owns(request, record.user_id)))
+
+
+def _focal(body: dict[str, Any]) -> FocalPoint | Keep | None:
+    """A PATCH's focal point: absent leaves it, null clears it."""
+    if "focal" not in body:
+        return Keep.KEEP
+    point = body["focal"]
+    return None if point is None else FocalPoint(point["x"], point["y"])
 
 
 @docs(summary="List images, newest first", **_secured)
@@ -358,6 +367,7 @@ async def render_url(request: web.Request) -> web.Response:
         fmt=query["format"],
         quality=query.get("q"),
         preset=query.get("preset"),
+        gravity=query.get("gravity"),
     )
     record = await request.app[LIBRARY].get(
         request[PRINCIPAL], request.match_info["image_id"], owner_param(request)
@@ -385,20 +395,33 @@ async def render_url(request: web.Request) -> web.Response:
 async def deliver_rendition(request: web.Request) -> web.StreamResponse:
     match = request.match_info
     renditions = request.app[RENDITIONS]
+    made_from = match["edition"]
     segments = (match["owner"], match["image_id"], match["spec"], match["expires"])
-    spelt_as_signed(request, "/r", *segments, match["signature"])
-    owner, spec, expires = renditions.signer.verify(*segments, match["signature"])
+    spelt_as_signed(
+        request,
+        "/r",
+        match["owner"],
+        match["image_id"],
+        made_from,
+        *segments[2:],
+        match["signature"],
+    )
+    owner, spec, expires = renditions.signer.verify(
+        *segments, match["signature"], edition=made_from
+    )
     delivery = await renditions.deliver(
         owner,
         match["image_id"],
         spec,
+        made_from,
         accept=request.headers.get("Accept", ""),
         if_none_match=request.headers.get("If-None-Match", ""),
     )
     # Cached no longer than the URL lives, nor than a trash or a delete may take to reach the
-    # caches: a cache asks again (a 304 when nothing changed) after max_age.
+    # caches (a CDN told to purge forgets at once): a cache asks again after max_age. What a
+    # URL names never changes (its edition is in it), so it is immutable while it lives.
     lifetime = max(0, min(expires - int(time.time()), renditions.policy.max_age))
-    return rendition_response(delivery, cache_control=f"public, max-age={lifetime}")
+    return rendition_response(delivery, cache_control=f"public, max-age={lifetime}, immutable")
 
 
 def spelt_as_signed(request: web.Request, *segments: str) -> None:

@@ -33,7 +33,9 @@ def setup_routes(app: web.Application) -> None:
     router.add_get(_IMAGE + "/download", scoped(READ, handlers.download_image), allow_head=False)
     router.add_get(_IMAGE + "/render", scoped(READ, handlers.render_url), allow_head=False)
     # Any segments: whatever they hold, a URL this service did not sign is a 403, not a 404.
-    router.add_get("/r/{owner}/{image_id}/{spec}/{expires}/{signature}", handlers.deliver_rendition)
+    router.add_get(
+        "/r/{owner}/{image_id}/{edition}/{spec}/{expires}/{signature}", handlers.deliver_rendition
+    )
     # A backend verifying its callbacks needs their key.
     router.add_get("/webhooks/secret", scoped(READ, handlers.callback_secret), allow_head=False)
     router.add_post("/albums", scoped(ALBUMS, albums.create_album))

@@ -208,9 +208,38 @@ class DigestCheckSchema(StrictSchema):
     user_id = _user_id_field("Check another user's images (admin only).")
 
 
+class FocalSchema(StrictSchema):
+    x = fields.Float(
+        required=True,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=1),
+        metadata={"description": "From the left edge (0) to the right (1)."},
+    )
+    y = fields.Float(
+        required=True,
+        allow_nan=False,
+        validate=validate.Range(min=0, max=1),
+        metadata={"description": "From the top edge (0) to the bottom (1)."},
+    )
+
+
+def _focal_field(**kwargs: Any) -> fields.Nested:
+    return fields.Nested(
+        FocalSchema,
+        allow_none=True,
+        metadata={
+            "description": "The subject's point, as fractions of the oriented image: what a "
+            "cover rendition keeps when it crops (gravity=focal, the default once set); null "
+            "clears it. Changing it changes the image's rendition URLs (and purges a CDN)."
+        },
+        **kwargs,
+    )
+
+
 class ImagePatchSchema(StrictSchema):
     tags = _tags_field()
     description = _description_field()
+    focal = _focal_field()
 
 
 class OwnerQuerySchema(StrictSchema):
@@ -303,8 +332,17 @@ class RenderQuerySchema(OwnerQuerySchema):
         validate=validate.OneOf(["inside", "contain", "cover"]),
         metadata={
             "description": "inside: the whole image within w x h; contain: the same, centred "
-            "on a canvas of exactly w x h; cover: w x h filled, cropped about the centre. "
+            "on a canvas of exactly w x h; cover: w x h filled, cropped where gravity says. "
             "Never upscaled."
+        },
+    )
+    gravity = Text(
+        validate=validate.OneOf(["center", "focal", "auto"]),
+        metadata={
+            "description": "What a cover crop keeps (cover only): center; focal, the image's "
+            "focal point (its centre when it has none); auto, the most salient region "
+            "(libvips' attention: edges, skin tones, saturated colour). Default: focal when "
+            "the image has a focal point, else auto."
         },
     )
     format = Text(
@@ -513,6 +551,7 @@ class ImageSchema(Schema):
             "(github.com/evanw/thumbhash decodes it in a few lines of JavaScript or Swift)."
         },
     )
+    focal = _focal_field()
     upload_time = UtcTimestamp(required=True)
     updated_at = UtcTimestamp(required=True)
 

@@ -4,6 +4,7 @@ anyone holding one, as JSON or, for a browser, a small gallery page."""
 from __future__ import annotations
 
 from contextlib import aclosing
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
@@ -290,7 +291,7 @@ async def open_share(request: web.Request) -> web.StreamResponse:
             "placeholder": record.placeholder,
             "thumbhash": record.thumbhash,
             "renditions": {
-                name: origin + urls.rendition(share_id, record.image_id, presets[name])
+                name: origin + urls.rendition(share_id, record, presets[name])
                 for name in page.share.presets
                 if name in presets
             },
@@ -317,17 +318,26 @@ async def open_share(request: web.Request) -> web.StreamResponse:
 @response_schema(None, 200, description="The rendition's bytes.")
 async def deliver_shared_rendition(request: web.Request) -> web.StreamResponse:
     match = request.match_info
-    segments = (match["share"], match["image_id"], match["spec"], match["expires"])
-    spelt_as_signed(request, "/s/r", *segments, match["signature"])
-    share_id, spec = request.app[SHARE_URLS].verify_rendition(*segments, match["signature"])
+    segments = (
+        match["share"],
+        match["image_id"],
+        match["edition"],
+        match["spec"],
+        match["expires"],
+        match["signature"],
+    )
+    spelt_as_signed(request, "/s/r", *segments)
+    share_id, spec = request.app[SHARE_URLS].verify_rendition(*segments)
     share, record = await request.app[SHARES].for_delivery(share_id, match["image_id"])
     presets = request.app[RENDITIONS].policy.presets
-    if spec not in [presets[name] for name in share.presets if name in presets]:
+    shared = [presets[name].for_image(record) for name in share.presets if name in presets]
+    if replace(spec, gravity=None) not in [replace(s, gravity=None) for s in shared]:
         raise RenditionUrlRefused("invalid_signature")
     delivery = await request.app[RENDITIONS].deliver(
         share.owner,
         record.image_id,
         spec,
+        match["edition"],
         accept=request.headers.get("Accept", ""),
         if_none_match=request.headers.get("If-None-Match", ""),
     )
@@ -370,7 +380,7 @@ def setup_share_routes(app: web.Application, scoped: Any) -> None:
     router.add_delete("/shares/{share_id:[0-9a-f]{16}}", scoped("shares:write", revoke_share))
     router.add_get("/s/{token}", open_share, allow_head=False)
     router.add_get(
-        "/s/r/{share}/{image_id}/{spec}/{expires}/{signature}",
+        "/s/r/{share}/{image_id}/{edition}/{spec}/{expires}/{signature}",
         deliver_shared_rendition,
         allow_head=False,
     )

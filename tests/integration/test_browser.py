@@ -71,7 +71,7 @@ async def test_upload_see_and_delete_from_the_browser(
         assert srcset.count("/r/") == 2, srcset
         assert srcset.endswith(" 512w")
         chosen = await thumbnails.nth(index).evaluate("img => img.currentSrc")
-        assert "/w256-h256-cover-auto-q0/" in chosen
+        assert "/w256-h256-cover-auto-q0-gauto/" in chosen
         assert await thumbnails.nth(index).evaluate("img => img.naturalWidth") == 160
         # The ThumbHash was drawn behind it while it loaded.
         frame = cards.nth(index).locator(".thumb")

@@ -72,8 +72,10 @@ async def test_a_rendition_is_rendered_once_then_served_from_storage(
     after = await api.metrics()
     assert after[RENDERED] - before.get(RENDERED, 0) == 1
     assert after[CACHED] - before.get(CACHED, 0) == 2
+    made_from = urlsplit(rendition["url"]).path.split("/")[4]  # the image's edition
     stored = [key for key in api.object_keys() if "/r/" in key]
-    assert stored == [f"images/alice/{image_id}/r/320x0-inside-q0.webp"]
+    assert stored == [f"images/alice/{image_id}/r/{made_from}/320x0-inside-q0.webp"]
+    assert headers["Cache-Control"].endswith(", immutable")
 
 
 async def test_the_url_stays_the_same_within_its_window(api: Api, image_id: str) -> None:
@@ -133,7 +135,7 @@ async def test_contain_pads_with_transparency_where_the_format_has_it(
 
 def _tampered(url: str, index: int, replacement: str) -> str:
     parts = urlsplit(url)
-    segments = parts.path.split("/")  # "", "r", owner, image, spec, expires, signature
+    segments = parts.path.split("/")  # "", "r", owner, image, edition, spec, expires, signature
     segments[index] = replacement
     return parts._replace(path="/".join(segments)).geturl()
 
@@ -142,15 +144,16 @@ async def test_any_change_to_the_url_is_refused(api: Api, image_id: str) -> None
     other_image = await _ready(api)
     url = (await _url(api, image_id, "w=320"))["url"]
     segments = urlsplit(url).path.split("/")
-    signature = segments[6]
+    signature = segments[7]
     changes = {
         "owner": _tampered(url, 2, "Ym9i"),  # "bob"
         "image": _tampered(url, 3, other_image),
-        "size": _tampered(url, 4, segments[4].replace("w320", "w640")),
-        "format": _tampered(url, 4, segments[4].replace("auto", "jpeg")),
-        "expiry": _tampered(url, 5, str(int(segments[5]) + 3600)),
-        "signature": _tampered(url, 6, ("A" if signature[0] != "A" else "B") + signature[1:]),
-        "garbage": _tampered(url, 5, "not-a-number"),
+        "edition": _tampered(url, 4, "0" * 10),
+        "size": _tampered(url, 5, segments[5].replace("w320", "w640")),
+        "format": _tampered(url, 5, segments[5].replace("auto", "jpeg")),
+        "expiry": _tampered(url, 6, str(int(segments[6]) + 3600)),
+        "signature": _tampered(url, 7, ("A" if signature[0] != "A" else "B") + signature[1:]),
+        "garbage": _tampered(url, 6, "not-a-number"),
         "not base64": _tampered(url, 2, "%%%"),
     }
     for change, changed in changes.items():

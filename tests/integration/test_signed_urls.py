@@ -26,13 +26,14 @@ def _b64(text: str) -> str:
 def _rendition_spellings(url: str) -> dict[str, str]:
     """Every other spelling of a rendition URL, by what was changed."""
     origin, path = url.split("/r/", 1)
-    owner, image_id, spec, expires, signature = path.split("/")
+    owner, image_id, edition, spec, expires, signature = path.split("/")
     bob = _b64("bob").rstrip("=")
 
     def built(**parts: str) -> str:
         segments = {
             "owner": owner,
             "image_id": image_id,
+            "edition": edition,
             "spec": spec,
             "expires": expires,
             "signature": signature,
@@ -49,6 +50,9 @@ def _rendition_spellings(url: str) -> dict[str, str]:
         "another owner": built(owner=bob),
         "empty owner": built(owner=""),
         "image id in capitals": built(image_id=image_id.upper()),
+        "edition in capitals": built(edition=edition.upper()),
+        "edition left out": built(edition=""),
+        "edition lengthened": built(edition=edition + "0"),
         "spec with a leading zero": built(spec=spec.replace("w256", "w0256")),
         "spec in capitals": built(spec=spec.upper()),
         "expiry with a leading zero": built(expires="0" + expires),

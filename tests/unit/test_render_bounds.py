@@ -17,7 +17,7 @@ import pytest
 from image_service.domain.errors import RendersBusy, TooManyHeld
 from image_service.domain.models import ImageRecord, ImageStatus
 from image_service.domain.ratelimit import TokenBucketLimiter
-from image_service.domain.renditions import Renditions, RenditionSigner, RenditionSpec
+from image_service.domain.renditions import Renditions, RenditionSigner, RenditionSpec, edition
 from image_service.imaging.render import RenderedVariant
 from image_service.programs.services import ThreadRenderer, rendition_policy
 from image_service.settings import Settings
@@ -100,8 +100,10 @@ def _spec(width: int) -> RenditionSpec:
 
 
 async def _deliver(renditions: Renditions, owner: str, width: int) -> Any:
+    image_id = f"00000000-0000-4000-8000-{width:012d}"
+    made_from = edition(_record(owner, image_id))
     return await renditions.deliver(
-        owner, f"00000000-0000-4000-8000-{width:012d}", _spec(width), accept="", if_none_match=""
+        owner, image_id, _spec(width), made_from, accept="", if_none_match=""
     )
 
 

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 from image_service.domain.models import (
+    FocalPoint,
     ImageRecord,
     ImageStatus,
     LegacyImage,
@@ -276,6 +277,8 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
         item["processed_with"] = string_value(record.processed_with)
     if record.albums:
         item["albums"] = {"SS": sorted(record.albums)}
+    if record.focal is not None:
+        item["focal"] = {"M": {"x": _decimal(record.focal.x), "y": _decimal(record.focal.y)}}
     if record.status in NEEDS_ATTENTION:
         item["attention_key"] = string_value(attention_key(record))
         # Since when: a trashed image's purge is due by the time it was trashed.
@@ -408,6 +411,14 @@ def _variant(item: dict[str, Any]) -> Variant:
     )
 
 
+def _decimal(value: float) -> dict[str, str]:
+    return {"N": repr(round(value, 4))}
+
+
+def _focal(item: dict[str, Any]) -> FocalPoint:
+    return FocalPoint(float(item["x"]["N"]), float(item["y"]["N"]))
+
+
 def from_item(item: dict[str, Any]) -> ImageRecord:
     def string(name: str) -> str | None:
         value = item.get(name)
@@ -450,6 +461,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         trashed_at=parse_timestamp(item["trashed_at"]["S"]) if "trashed_at" in item else None,
         trashed_from=ImageStatus(item["trashed_from"]["S"]) if "trashed_from" in item else None,
         albums=sorted(item["albums"]["SS"]) if "albums" in item else [],
+        focal=_focal(item["focal"]["M"]) if "focal" in item else None,
         revision=number("revision") or 0,
     )
 

@@ -19,8 +19,10 @@ from botocore.exceptions import ClientError
 
 from image_service.domain.errors import AlbumGone, BackendUnavailable, Conflict, QuotaExceeded
 from image_service.domain.models import (
+    FocalPoint,
     ImageRecord,
     ImageStatus,
+    Keep,
     Usage,
 )
 from image_service.domain.ports import Owed
@@ -183,8 +185,11 @@ class ImageRecords(Table):
         updated_at: datetime,
         tags: list[str] | None,
         description: str | None,
+        focal: FocalPoint | Keep | None = Keep.KEEP,
+        owed: Owed | None = None,
     ) -> ImageRecord | None:
-        """Sets tags and/or description; None when the image does not exist."""
+        """Sets tags, description and/or the focal point; None when the image does not
+        exist."""
 
         def edit(current: ImageRecord) -> ImageRecord:
             return replace(
@@ -192,9 +197,10 @@ class ImageRecords(Table):
                 updated_at=updated_at,
                 tags=current.tags if tags is None else tags,
                 description=current.description if description is None else description,
+                focal=current.focal if focal is Keep.KEEP else focal,
             )
 
-        return await self._rewrite(await self.get(user_id, image_id), edit)
+        return await self._rewrite(await self.get(user_id, image_id), edit, owed=owed)
 
     async def mark_deleting(
         self, record: ImageRecord, *, updated_at: datetime, only_from: ImageStatus | None = None

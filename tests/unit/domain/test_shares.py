@@ -146,14 +146,15 @@ async def test_delivery_refuses_an_image_outside_the_link_or_not_ready() -> None
 def test_signed_urls_of_one_kind_are_never_valid_as_the_other() -> None:
     urls = ShareUrls((b"k" * 32,), 3600, lambda: NOW)
     spec = RenditionSpec(width=128, height=128, fit="cover", format="auto", quality=None)
-    rendition = urls.rendition("0123456789abcdef", "a", spec).split("/")
-    _, _, _, share, image, spec_path, expires, signature = rendition
-    assert urls.verify_rendition(share, image, spec_path, expires, signature)[0] == (
+    rendition = urls.rendition("0123456789abcdef", _image("a"), spec).split("/")
+    _, _, _, share, image, made_from, spec_path, expires, signature = rendition
+    assert spec_path.endswith("-gauto"), "a cover crop's gravity is decided when signed"
+    assert urls.verify_rendition(share, image, made_from, spec_path, expires, signature)[0] == (
         "0123456789abcdef"
     )
     original = urls.original("0123456789abcdef", "a").split("/")
     _, _, _, share, image, expires, signature = original
     assert urls.verify_original(share, image, expires, signature) == "0123456789abcdef"
     with pytest.raises(RenditionUrlRefused) as refused:
-        urls.verify_original(share, image, rendition[6], rendition[7])
+        urls.verify_original(share, image, rendition[7], rendition[8])
     assert refused.value.code == "invalid_signature"
