@@ -33,10 +33,25 @@ def webhook_counter(registry: CollectorRegistry) -> Counter:
     )
 
 
+def cdn_purge_counter(registry: CollectorRegistry) -> Counter:
+    counter = Counter(
+        "image_service_cdn_purges",
+        "CDN invalidations of an image's rendition paths, by outcome: purged, failed (the "
+        "queue delivers the job again) or dropped (no CDN configured any more).",
+        ["outcome"],
+        registry=registry,
+    )
+    for outcome in ("purged", "failed", "dropped"):
+        counter.labels(outcome)
+    return counter
+
+
 class ServiceMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self.webhooks = webhook_counter(self.registry)
+        # Purges the embedded worker sent (image-service dev, make run).
+        self.cdn_purges = cdn_purge_counter(self.registry)
         self.share_views, self.share_refusals = share_counters(self.registry)
         self.requests = Counter(
             "image_service_http_requests",
@@ -87,6 +102,9 @@ class ServiceMetrics:
 
     def observe_webhook(self, event_type: str, outcome: str) -> None:
         self.webhooks.labels(event_type, outcome).inc()
+
+    def observe_purge(self, outcome: str) -> None:
+        self.cdn_purges.labels(outcome).inc()
 
     def observe_render(self, outcome: str, seconds: float | None) -> None:
         self.renders.labels(outcome).inc()
@@ -185,6 +203,7 @@ class WorkerMetrics:
             "process that made the change died, or the queue refused them).",
             registry=self.registry,
         )
+        self.cdn_purges = cdn_purge_counter(self.registry)
         for outcome in ("done", "failed", "cut_short"):
             self.jobs.labels(outcome)
         for action in ("requeued", "delete_finished", "purged"):
@@ -192,6 +211,9 @@ class WorkerMetrics:
 
     def observe_webhook(self, event_type: str, outcome: str) -> None:
         self.webhooks.labels(event_type, outcome).inc()
+
+    def observe_purge(self, outcome: str) -> None:
+        self.cdn_purges.labels(outcome).inc()
 
     def observe_job(self, outcome: str, seconds: float) -> None:
         self.jobs.labels(outcome).inc()

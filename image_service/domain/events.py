@@ -28,9 +28,11 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from image_service.domain.callbacks import callback_signing_key
+from image_service.domain.cdn import PURGE_EVENT, purge_job, rendition_paths
 from image_service.domain.errors import BackendUnavailable
 from image_service.domain.models import ImageRecord, format_timestamp
 from image_service.domain.ports import Clock, Jobs, Outbox, Owed, OwedJob
@@ -46,7 +48,11 @@ DELETED = "image.deleted"
 PROCESSING = "image.processing"
 TRASHED = "image.trashed"
 RESTORED = "image.restored"
+# A ready image whose renditions changed (reprocessed, a new focal point): streams hear it.
+UPDATED = "image.updated"
 EVENT_TYPES = (READY, REJECTED, QUARANTINED, DELETED)
+# The changes after which a CDN must forget the image's renditions (domain/cdn.py).
+PURGING = frozenset({TRASHED, DELETED, QUARANTINED, UPDATED})
 
 Observe = Callable[[str, str], None]
 """Told (event type, outcome): ``queued`` (sent at once) or ``kept`` (left to the relay)."""
@@ -69,8 +75,13 @@ class ImageEvents:
         clock: Clock,
         observe: Observe = lambda _type, _outcome: None,
         after_commit: AfterCommit | None = None,
+        purge_cdn: bool = False,
+        purge_hook: bool = False,
     ) -> None:
         self._jobs = jobs
+        # A CDN to purge (its job for the worker), and/or the operator's cdn.purge webhook.
+        self._purge_cdn = purge_cdn
+        self._purge_hook = purge_hook
         self._outbox = outbox
         self._webhook_url = webhook_url
         # Without a secret nothing can be signed, so nothing is sent (and callback_url is refused).
@@ -99,8 +110,9 @@ class ImageEvents:
         and a delivery job per webhook destination; pass it to the records' write."""
         change_id = uuid.uuid4().hex
         now = self._clock()
+        purges = self._purges(change_id, event_type, record, now)
         if event_type not in EVENT_TYPES or not self.signing:
-            return Owed(change_id, event_type, now, self.origin)
+            return Owed(change_id, event_type, now, self.origin, purges)
         destinations: list[tuple[str, bool, str]] = []
         if self._webhook_url:  # the operator's own endpoint: wherever they put it
             destinations.append((self._webhook_url, True, OPERATOR_KEY))
@@ -121,7 +133,33 @@ class ImageEvents:
             )
             for url, private_ok, key in destinations
         )
-        return Owed(change_id, event_type, now, self.origin, jobs)
+        return Owed(change_id, event_type, now, self.origin, jobs + purges)
+
+    def _purges(
+        self, change_id: str, event_type: str, record: ImageRecord, now: datetime
+    ) -> tuple[OwedJob, ...]:
+        """The CDN purges a change owes: a job for the worker's CloudFront client, and the
+        operator's ``cdn.purge`` webhook."""
+        if event_type not in PURGING:
+            return ()
+        owner, image_id = record.user_id, record.image_id
+        purges = []
+        if self._purge_cdn:
+            job = purge_job(f"purge_{change_id}", owner, image_id, event_type)
+            purges.append(OwedJob(owner, f"{change_id}.purge", job))
+        if self._purge_hook and self.signing and self._webhook_url:
+            data = {"image_id": image_id, "paths": rendition_paths(owner, image_id)}
+            body = {"type": PURGE_EVENT, "timestamp": format_timestamp(now), "data": data}
+            hook = webhook_job(
+                f"msg_{change_id}_purge",
+                self._webhook_url,
+                body,
+                private_ok=True,
+                key=OPERATOR_KEY,
+                owner=owner,
+            )
+            purges.append(OwedJob(owner, f"{change_id}.purgehook", hook))
+        return tuple(purges)
 
     async def send_operator_event(self, event_type: str, owner: str, data: dict[str, Any]) -> None:
         """An event that is no image's change, for the operator's endpoint only, queued now."""
@@ -161,7 +199,7 @@ class ImageEvents:
                 await self._jobs.send(job)
             except BackendUnavailable as outage:
                 log.warning(
-                    "webhook %s (%s) for %s/%s left to the relay: the queue refused it (%s)",
+                    "job %s (%s) for %s/%s left to the relay: the queue refused it (%s)",
                     job["id"],
                     owed.event_type,
                     record.user_id,

@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import timedelta
 from urllib.parse import quote
 
+from image_service.domain import events
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.errors import (
     Conflict,
@@ -132,6 +133,10 @@ class Library:
             raise InvalidRequest(
                 "Give tags, description and/or focal to change.", code="nothing_to_update"
             )
+        owed = None
+        if focal is not Keep.KEEP:
+            # New rendition URLs (the edition changes): streams hear it, a CDN forgets the old.
+            owed = self._events.owe(events.UPDATED, await owned(self._repository, owner, image_id))
         updated = await self._repository.update_details(
             owner,
             image_id,
@@ -139,9 +144,12 @@ class Library:
             tags=None if tags is None else normalize_tags(tags),
             description=description,
             focal=focal,
+            owed=owed,
         )
         if updated is None:
             raise ImageNotFound(image_id)
+        if owed is not None:
+            await self._events.delivered(owed, updated)
         return updated
 
     async def list(

@@ -28,6 +28,7 @@ from datetime import datetime
 
 from cachetools import LRUCache, TTLCache
 
+from image_service.domain.cdn import owner_segment
 from image_service.domain.errors import (
     BackendUnavailable,
     Conflict,
@@ -265,7 +266,7 @@ class RenditionSigner:
         # The end of the next window: the same URL all through this one.
         expires = (now // self._window + 2) * self._window
         signature = self._signature(self._keys[0], owner, image_id, edition, spec.path, expires)
-        segments = [_b64url(owner.encode()), image_id, edition, spec.path, str(expires), signature]
+        segments = [owner_segment(owner), image_id, edition, spec.path, str(expires), signature]
         return SignedRendition(
             path="/r/" + "/".join(segment for segment in segments if segment),
             expires_at=datetime.fromtimestamp(expires, self._clock().tzinfo),

@@ -61,6 +61,7 @@ from image_service.settings import (
     cursor_keys,
     render_keys,
 )
+from image_service.storage.cdn import CloudFrontPurger, ObservePurge
 from image_service.storage.clients import AwsClients, aws_clients, proxy_for
 from image_service.storage.dynamo import IdempotencyStore, ImageRepository
 from image_service.storage.presign import BotocorePresigner, Presigner
@@ -190,10 +191,12 @@ def image_events(
     masters: tuple[str, ...],
     clock: Clock,
     observe: Observe = lambda _type, _outcome: None,
+    purge_cdn: bool = False,
 ) -> ImageEvents:
     """The image events, where the webhook settings send them and signed as they say;
     ``masters``: ``callback_masters(settings)``, derived once by the caller, which hands them
-    to the webhook sender too."""
+    to the webhook sender too. ``purge_cdn``: changes that hide an image's renditions owe a
+    CDN purge job."""
     return ImageEvents(
         jobs,
         outbox=outbox,
@@ -204,6 +207,8 @@ def image_events(
         clock=clock,
         observe=observe,
         after_commit=after_commit_fault(),
+        purge_cdn=purge_cdn,
+        purge_hook=settings.webhook_cdn_purge,
     )
 
 
@@ -373,12 +378,16 @@ async def open_services(
     metrics: ServiceMetrics | None = None,
     observe_webhook: Callable[[str, str], None] | None = None,
     observe_deferred: Callable[[], None] = lambda: None,
+    observe_purge: ObservePurge | None = None,
 ) -> AsyncIterator[Services]:
     """Every service over one set of clients. ``observe_webhook`` is told each webhook
-    outcome (the API's ``metrics`` by default; a worker passes its own), and
-    ``observe_deferred`` each reprocess job a worker put back."""
+    outcome (the API's ``metrics`` by default; a worker passes its own),
+    ``observe_deferred`` each reprocess job a worker put back, and ``observe_purge`` each CDN
+    purge's outcome."""
     if observe_webhook is None and metrics is not None:
         observe_webhook = metrics.observe_webhook
+    if observe_purge is None:
+        observe_purge = metrics.observe_purge if metrics is not None else lambda _outcome: None
     observe = observe_webhook or (lambda _event, _outcome: None)
     async with aws_clients(settings) as clients, AsyncExitStack() as stack:
         if metrics is not None:
@@ -391,7 +400,13 @@ async def open_services(
         # The keys callbacks are signed with: the events hand owners theirs, the sender signs.
         masters = callback_masters(settings)
         events = image_events(
-            settings, jobs, outbox=repository, masters=masters, clock=clock, observe=observe
+            settings,
+            jobs,
+            outbox=repository,
+            masters=masters,
+            clock=clock,
+            observe=observe,
+            purge_cdn=settings.cdn != "none",
         )
 
         watcher = StatusWatcher(
@@ -457,6 +472,9 @@ async def open_services(
             jobs=jobs,
             presence=presence,
             observe_deferred=observe_deferred,
+            purger=CloudFrontPurger(
+                clients.cloudfront, settings.cdn_distribution_id, observe=observe_purge
+            ),
             clock=clock,
         )
         rendering = rendition_policy(settings, settings)

@@ -106,7 +106,10 @@ async def run_worker(settings: Settings) -> None:
     async with (
         worker_endpoint(metrics, settings.host, settings.worker_metrics_port),
         open_services(
-            settings, observe_webhook=metrics.observe_webhook, observe_deferred=metrics.deferred.inc
+            settings,
+            observe_webhook=metrics.observe_webhook,
+            observe_deferred=metrics.deferred.inc,
+            observe_purge=metrics.observe_purge,
         ) as services,
         running(settings, services, metrics=metrics),
     ):

@@ -90,6 +90,10 @@ class Settings(
                 values[setting.name] = setting.metadata["parse"](raw)
             except ValueError as exc:
                 raise SettingsError(f"{name}: {exc}") from None
+        if values.get("cdn", "none") != "none" and not values.get("cdn_distribution_id"):
+            raise SettingsError(
+                f"{PREFIX}CDN_DISTRIBUTION_ID: is required with {PREFIX}CDN={values['cdn']}"
+            )
         if values.get("webhook_url") and not values.get("webhook_secret"):
             raise SettingsError(f"{PREFIX}WEBHOOK_SECRET: is required with {PREFIX}WEBHOOK_URL")
         if (

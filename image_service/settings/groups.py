@@ -10,6 +10,7 @@ from image_service.settings.values import (
     MiB,
     parse_addressing_style,
     parse_bool,
+    parse_cdn,
     parse_checksum_mode,
     parse_clamd_address,
     parse_content_types,
@@ -378,6 +379,16 @@ class RenditionSettings:
         parse_non_negative_int,
         "Renditions one API process keeps in memory (the most requested), bytes; 0: none.",
     )
+    cdn: str = setting(
+        "none",
+        parse_cdn,
+        "The CDN in front of rendition URLs that the worker purges when an image is trashed, "
+        "deleted, quarantined, reprocessed or given a new focal point: none or cloudfront "
+        "(through aioboto3; needs the distribution id).",
+    )
+    cdn_distribution_id: str | None = setting(
+        None, str, "The CloudFront distribution serving this service's /r/ rendition URLs."
+    )
 
 
 @dataclass(frozen=True)
@@ -485,6 +496,12 @@ class WebhookSettings:
         parse_bool,
         "Send `share.viewed` to the webhook URL each time a share link is opened (off: a link "
         "may be opened far more often than anything changes).",
+    )
+    webhook_cdn_purge: bool = setting(
+        False,
+        parse_bool,
+        "Send `cdn.purge` to the webhook URL with the paths to purge whenever the CDN setting "
+        "would purge: for a CDN other than CloudFront.",
     )
     webhook_max_age_seconds: int = setting(
         86400,

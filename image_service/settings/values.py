@@ -112,6 +112,7 @@ def _one_of(*choices: str) -> Callable[[str], str]:
 parse_addressing_style = _one_of("auto", "path", "virtual")
 parse_transport = _one_of("aiobotocore", "direct")
 parse_checksum_mode = _one_of("when_supported", "when_required")
+parse_cdn = _one_of("none", "cloudfront")
 
 
 def parse_log_level(value: str) -> str:

@@ -78,6 +78,8 @@ class AwsClients:
     # Plain HTTP to AWS, for the direct transport's calls (DynamoDB's, S3 reads by URL).
     http: aiohttp.ClientSession
     transport: str
+    # Opened only with IMAGE_SERVICE_CDN=cloudfront: the worker's purges (worker/cdn.py).
+    cloudfront: Any | None = None
 
     @property
     def direct(self) -> bool:
@@ -226,6 +228,7 @@ async def aws_clients(settings: Settings) -> AsyncIterator[AwsClients]:
             credentials=credentials,
             http=http,
             transport=settings.aws_transport,
+            cloudfront=await client("cloudfront") if settings.cdn == "cloudfront" else None,
         )
 
 

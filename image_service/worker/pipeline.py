@@ -15,6 +15,7 @@ from typing import IO, Any
 from urllib.parse import unquote_plus
 
 from image_service.domain import events
+from image_service.domain.cdn import PURGE_JOB
 from image_service.domain.completion import Completion
 from image_service.domain.errors import ServiceError
 from image_service.domain.layout import image_prefix, quarantine_key
@@ -29,6 +30,7 @@ from image_service.imaging.render import (
 )
 from image_service.imaging.spool import Spooled, spool
 from image_service.logs import image_event
+from image_service.storage.cdn import CloudFrontPurger
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.s3 import ObjectStore
 from image_service.worker.scanners import Scanner, ScanSubject
@@ -80,9 +82,11 @@ class ImageProcessor:
         jobs: Jobs | None = None,
         presence: Presence | None = None,
         observe_deferred: Callable[[], None] = lambda: None,
+        purger: CloudFrontPurger | None = None,  # None: no CDN, a queued purge is dropped
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._completion = completion
+        self._purger = purger or CloudFrontPurger(None, None)
         # Reprocess jobs for settings a live worker runs and this one does not go back to
         # the queue (domain/workers.py).
         self._jobs = jobs
@@ -108,6 +112,8 @@ class ImageProcessor:
                 return
             force = job.get("force") is True
             await self.reprocess(str(job["user_id"]), str(job["image_id"]), force=force)
+        elif job.get("type") == PURGE_JOB:
+            await self._purger.purge(job)
         elif job.get("type") == "webhook":
             if self._webhooks is None:  # queued while webhooks were on; now they are off
                 log.warning("webhook %s dropped: no IMAGE_SERVICE_WEBHOOK_SECRET", job.get("id"))
@@ -186,8 +192,9 @@ class ImageProcessor:
     async def reprocess(self, user_id: str, image_id: str, *, force: bool = False) -> None:
         """Brings a ready image up to the current processing (``image-service reprocess``):
         variants rendered again, metadata read again, GPS removed if it is no longer kept.
-        The image stays ready and served throughout; no event is sent, since it never
-        stopped being ready. Not scanned again: it passed the scanners to become ready."""
+        The image stays ready and served throughout; no webhook is sent, since it never
+        stopped being ready (streams hear ``image.updated``, and a CDN is purged). Not scanned
+        again: it passed the scanners to become ready."""
         record = await self._repository.get(user_id, image_id)
         if record is None or record.status is not ImageStatus.READY:
             return  # trashed, deleted or being deleted meanwhile: not this job's to touch
@@ -196,7 +203,10 @@ class ImageProcessor:
         async with self._original(record) as original:
             rendering = await self._render(original.file)
         updated = await self._rendered(record, original, rendering)
-        if await self._repository.replace_if_status(updated, ImageStatus.READY):
+        # Streams hear it as updated; a CDN forgets its renditions (their edition may differ).
+        owed = self._completion.events.owe(events.UPDATED, updated)
+        if await self._repository.replace_if_status(updated, ImageStatus.READY, owed=owed):
+            await self._completion.events.delivered(owed, updated)
             # Variants no longer configured: their objects go once no record names them.
             kept = {variant.key for variant in updated.variants}
             await self._store.delete([v.key for v in record.variants if v.key not in kept])

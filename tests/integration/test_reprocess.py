@@ -18,6 +18,7 @@ from image_service.programs.services import processing_policy
 from image_service.settings import Settings
 from tests import images
 from tests.faults import FaultProxy, operation
+from tests.integration.cdn import distribution, purged, rendition_paths
 from tests.integration.conftest import (
     PROCESSING_SECONDS,
     Api,
@@ -67,7 +68,9 @@ async def _until(
 async def test_images_made_ready_before_photo_metadata_get_it_while_served(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:
-    api = await make_api()
+    # Behind CloudFront: each reprocessed image's renditions are purged.
+    cloudfront, distribution_id = await asyncio.to_thread(distribution, moto_endpoint)
+    api = await make_api(cdn="cloudfront", cdn_distribution_id=distribution_id)
     ready = [await _ready(api, images.camera_jpeg()) for _ in range(4)]
     bobs = await _ready(api, images.camera_jpeg(), user="bob")
     dynamodb = emulator_client("dynamodb", moto_endpoint)
@@ -122,6 +125,11 @@ async def test_images_made_ready_before_photo_metadata_get_it_while_served(
 
     code, out, _ = await run_command("reprocess", env=env)  # nothing left to do
     assert out.splitlines()[0].startswith("would queue 0 images"), out
+    # The trash, then each of the four reprocessed: a purge of exactly its paths.
+    purges = await purged(cloudfront, distribution_id, 5)
+    assert sorted(purges) == sorted(
+        rendition_paths(image["user_id"], image["image_id"]) for image in [trashed, *ready, bobs]
+    )
 
     # --all: processed again though up to date (after a fix in an imaging library, say).
     def revision_of_bobs() -> int:

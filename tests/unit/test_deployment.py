@@ -11,6 +11,7 @@ import ast
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,7 @@ RUNTIME_MODULES = {
     },
     "queue.py": "sqs",
     "presign.py": "s3",
+    "cdn.py": "cloudfront",
 }
 CLIENT_NAMES = {
     "_client",
@@ -91,6 +93,8 @@ IAM_ACTIONS: dict[tuple[str, str], set[str]] = {
         "dynamodb:ConditionCheckItem",
     },
     ("dynamodb", "describe_table"): {"dynamodb:DescribeTable"},
+    # The worker's purges, with IMAGE_SERVICE_CDN=cloudfront only.
+    ("cloudfront", "create_invalidation"): {"cloudfront:CreateInvalidation"},
     ("dynamodb", "table_exists"): {"dynamodb:DescribeTable"},  # the waiter
     ("dynamodb", "create_table"): {"dynamodb:CreateTable"},
     ("dynamodb", "update_table"): {"dynamodb:UpdateTable"},
@@ -186,9 +190,17 @@ def _template_actions(role: str) -> set[str]:
     return {
         action
         for policy in resources[role]["Properties"]["Policies"]
-        for statement in policy["PolicyDocument"]["Statement"]
+        for statement in map(_granted, policy["PolicyDocument"]["Statement"])
         for action in statement["Action"]
     }
+
+
+def _granted(statement: dict[str, Any]) -> dict[str, Any]:
+    """A statement as granted when its condition holds (``!If [cond, statement, NoValue]``:
+    the CDN's purge, given a distribution)."""
+    if "Fn::If" in statement:
+        return dict(statement["Fn::If"][1])
+    return statement
 
 
 def test_the_stacks_roles_grant_exactly_the_documented_policies() -> None:
