@@ -32,6 +32,7 @@ from image_service.domain.models import (
     ListFilter,
     UploadedPart,
     Usage,
+    edited_tags,
     format_timestamp,
 )
 from image_service.domain.ports import (
@@ -348,12 +349,14 @@ class FakeTable:
         description: str | None,
         focal: FocalPoint | Keep | None = Keep.KEEP,
         owed: Owed | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
     ) -> ImageRecord | None:
         def edit(current: ImageRecord) -> ImageRecord:
             return replace(
                 current,
                 updated_at=updated_at,
-                tags=current.tags if tags is None else tags,
+                tags=edited_tags(current.tags if tags is None else tags, add_tags, remove_tags),
                 description=current.description if description is None else description,
                 focal=current.focal if focal is Keep.KEEP else focal,
             )

@@ -16,13 +16,13 @@ image is in at most ``MAX_ALBUMS_PER_IMAGE``, and one call adds or removes at mo
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Protocol, TypeVar
+from typing import Protocol
 
+from image_service.domain.bounded import bounded_gather
 from image_service.domain.cursor import CursorCodec, CursorPosition
 from image_service.domain.errors import AlbumGone, AlbumNotFound, Conflict, InvalidRequest
 from image_service.domain.models import ImageRecord, ImageStatus, Principal
@@ -33,9 +33,6 @@ MAX_ALBUMS_PER_USER = 1000
 MAX_ALBUMS_PER_IMAGE = 25
 MAX_IMAGES_PER_CALL = 100
 MAX_NAME_LENGTH = 200
-_AT_ONCE = 10  # images changed at once by one call
-T = TypeVar("T")
-R = TypeVar("R")
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,7 +207,9 @@ class Albums:
                 owner, album_id, MAX_IMAGES_PER_CALL, after
             )
             records = await self._images.get_many([(owner, image_id) for image_id in members])
-            await _bounded(records, lambda record: self._images.remove_from_album(record, album_id))
+            await bounded_gather(
+                records, lambda record: self._images.remove_from_album(record, album_id)
+            )
             if after is None:
                 return
 
@@ -292,16 +291,4 @@ def _unique(image_ids: Sequence[str]) -> list[str]:
 
 async def _outcomes(image_ids: list[str], one: Callable[[str], Awaitable[str]]) -> dict[str, str]:
     """Each image's outcome of ``one``, by image id."""
-    return dict(zip(image_ids, await _bounded(image_ids, one), strict=True))
-
-
-async def _bounded(items: Sequence[T], one: Callable[[T], Awaitable[R]]) -> list[R]:
-    """``one`` of each item, ``_AT_ONCE`` at a time: a call of 100 images is not 100 writes
-    at once."""
-    slots = asyncio.Semaphore(_AT_ONCE)
-
-    async def bounded(item: T) -> R:
-        async with slots:
-            return await one(item)
-
-    return await asyncio.gather(*(bounded(item) for item in items))
+    return dict(zip(image_ids, await bounded_gather(image_ids, one), strict=True))

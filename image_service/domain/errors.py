@@ -78,6 +78,15 @@ class ImageNotFound(ServiceError):
         )
 
 
+class JobNotFound(ServiceError):
+    # Also the answer for another user's job: existence is never revealed.
+    http_status = 404
+    code = "job_not_found"
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__("No such job.", details={"job_id": job_id})
+
+
 class AlbumNotFound(ServiceError):
     # Also the answer for another user's album: existence is never revealed.
     http_status = 404

@@ -19,6 +19,7 @@ from image_service.domain.errors import (
 )
 from image_service.domain.events import ImageEvents
 from image_service.domain.models import (
+    MAX_TAGS,
     FocalPoint,
     ImagePage,
     ImageRecord,
@@ -27,6 +28,7 @@ from image_service.domain.models import (
     ListFilter,
     PresignedDownload,
     Principal,
+    TooManyTags,
     normalize_tags,
 )
 from image_service.domain.owners import owned, owner_for
@@ -150,6 +152,38 @@ class Library:
             raise ImageNotFound(image_id)
         if owed is not None:
             await self._events.delivered(owed, updated)
+        return updated
+
+    async def retag(
+        self,
+        principal: Principal,
+        image_id: str,
+        user_id: str | None,
+        *,
+        add: Sequence[str] = (),
+        remove: Sequence[str] = (),
+    ) -> ImageRecord:
+        """Adds and removes tags, keeping whatever else the image's tags are when the write
+        lands (a concurrent edit's included): what a bulk tag or untag does to each image."""
+        owner = owner_for(principal, user_id)
+        try:
+            updated = await self._repository.update_details(
+                owner,
+                image_id,
+                updated_at=self._clock(),
+                tags=None,
+                description=None,
+                add_tags=normalize_tags(add),
+                remove_tags=normalize_tags(remove),
+            )
+        except TooManyTags as exc:
+            raise InvalidRequest(
+                f"An image has at most {MAX_TAGS} tags.",
+                code="too_many_tags",
+                details={"tags": exc.args[0]},
+            ) from None
+        if updated is None:
+            raise ImageNotFound(image_id)
         return updated
 
     async def list(

@@ -248,3 +248,19 @@ class LegacyImage:
 def normalize_tags(tags: Sequence[str]) -> list[str]:
     """Lowercase, first occurrence kept: ``["Cat", "cat", "Dog"]`` is ``["cat", "dog"]``."""
     return list(dict.fromkeys(tag.lower() for tag in tags))
+
+
+def edited_tags(tags: Sequence[str], add: Sequence[str], remove: Sequence[str]) -> list[str]:
+    """``tags`` with ``add`` appended and ``remove`` taken out, each kept once (normalized);
+    at most ``MAX_TAGS``, else :class:`TooManyTags`."""
+    if not add and not remove:
+        return list(tags)
+    gone = set(normalize_tags(remove))
+    edited = [tag for tag in normalize_tags([*tags, *add]) if tag not in gone]
+    if len(edited) > MAX_TAGS:
+        raise TooManyTags(len(edited))
+    return edited
+
+
+class TooManyTags(ValueError):
+    """An edit that would leave an image with more than ``MAX_TAGS`` tags."""

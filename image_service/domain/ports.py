@@ -210,6 +210,8 @@ class Records(Protocol):
         description: str | None,
         focal: FocalPoint | Keep | None = Keep.KEEP,
         owed: Owed | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
     ) -> ImageRecord | None: ...
 
     async def mark_deleting(

@@ -57,6 +57,15 @@ MAX_CHECKED_DIGESTS = 500
 _IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 
 
+def check_idempotency_key(key: str) -> None:
+    """Refuses an ``Idempotency-Key`` that is not 1-255 printable ASCII characters."""
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise InvalidRequest(
+            "Idempotency-Key must be 1-255 printable ASCII characters.",
+            code="invalid_idempotency_key",
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class UploadRequest:
     content_type: str
@@ -154,11 +163,7 @@ class Uploads:
                 return existing, None
         if idempotency_key is None:
             return await self._new_upload(principal, owner, request)
-        if not _IDEMPOTENCY_KEY.match(idempotency_key):
-            raise InvalidRequest(
-                "Idempotency-Key must be 1-255 printable ASCII characters.",
-                code="invalid_idempotency_key",
-            )
+        check_idempotency_key(idempotency_key)
         fingerprint = _fingerprint(request)
         replay = await self._replay(principal, idempotency_key, fingerprint)
         if replay is not None:

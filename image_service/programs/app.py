@@ -22,6 +22,7 @@ from image_service.web.keys import (
     ALBUMS,
     API_KEYS,
     AWS_CLIENTS,
+    BATCH,
     COMPLETION,
     IMAGE_REPOSITORY,
     JOB_QUEUE,
@@ -68,6 +69,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[AWS_CLIENTS] = services.clients
             app[API_KEYS] = services.api_keys
             app[ALBUMS] = services.albums
+            app[BATCH] = services.batch
             app[SHARES] = services.shares
             app[SHARE_URLS] = services.share_urls
             background = [

@@ -16,6 +16,7 @@ import aiohttp
 from image_service import tracing
 from image_service.domain.albums import Albums
 from image_service.domain.apikeys import ApiKeys
+from image_service.domain.batch import BatchOps
 from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents, Observe, share_viewed
@@ -101,6 +102,7 @@ class Services:
     albums: Albums
     shares: Shares
     share_urls: ShareUrls
+    batch: BatchOps
 
 
 class SharedTargets:
@@ -461,6 +463,15 @@ async def open_services(
             )
         processing = processing_policy(settings)
         presence = Presence(repository, fingerprint=processing.fingerprint, clock=clock)
+        batch = BatchOps(
+            library=images.library,
+            trash=images.trash,
+            listing=repository,
+            store=repository,
+            jobs=jobs,
+            outbox=repository,
+            clock=clock,
+        )
         processor = ImageProcessor(
             completion=images.completion,
             store=store,
@@ -475,6 +486,7 @@ async def open_services(
             purger=CloudFrontPurger(
                 clients.cloudfront, settings.cdn_distribution_id, observe=observe_purge
             ),
+            batch=batch,
             clock=clock,
         )
         rendering = rendition_policy(settings, settings)
@@ -529,4 +541,5 @@ async def open_services(
             albums,
             shares,
             share_urls,
+            batch,
         )

@@ -38,6 +38,7 @@ from image_service.web.middlewares import public, token_in_query
 from image_service.web.openapi import (
     BEARER,
     docs,
+    idempotency_key_header,
     json_schema,
     querystring_schema,
     response_schema,
@@ -102,13 +103,7 @@ def owner_param(request: web.Request) -> str | None:
 @docs(
     summary="Request a presigned upload URL",
     parameters=[
-        {
-            "in": "header",
-            "name": "Idempotency-Key",
-            "required": False,
-            "description": "Retries with the same key and body return the same image and URL.",
-            "schema": {"type": "string", "minLength": 1, "maxLength": 255},
-        }
+        idempotency_key_header("Retries with the same key and body return the same image and URL.")
     ],
     **_secured,
 )

@@ -9,6 +9,7 @@ from aiohttp import web
 from image_service.auth.tokens import TokenVerifier
 from image_service.domain.albums import Albums
 from image_service.domain.apikeys import ApiKeys
+from image_service.domain.batch import BatchOps
 from image_service.domain.completion import Completion
 from image_service.domain.library import Library
 from image_service.domain.models import Principal
@@ -29,6 +30,7 @@ METRICS = web.AppKey("metrics", ServiceMetrics)
 TOKEN_VERIFIER = web.AppKey("token_verifier", TokenVerifier)
 API_KEYS = web.AppKey("api_keys", ApiKeys)
 ALBUMS = web.AppKey("albums", Albums)
+BATCH = web.AppKey("batch", BatchOps)
 SHARES = web.AppKey("shares", Shares)
 SHARE_URLS = web.AppKey("share_urls", ShareUrls)
 OBJECT_STORE = web.AppKey("object_store", ObjectStore)

@@ -123,3 +123,14 @@ def response_schema(
         "Callable[[Handler], Handler]",
         aiohttp_apispec.response_schema(schema, code, description=description),
     )
+
+
+def idempotency_key_header(description: str) -> dict[str, Any]:
+    """The ``Idempotency-Key`` request header, as the docs page shows it."""
+    return {
+        "in": "header",
+        "name": "Idempotency-Key",
+        "required": False,
+        "description": description,
+        "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+    }

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from image_service.web import albums, handlers
+from image_service.web import albums, batch, handlers
 from image_service.web.apikeys import setup_api_key_routes
 from image_service.web.middlewares import scoped
 from image_service.web.schemas import IMAGE_ID_PATTERN
@@ -22,6 +22,8 @@ def setup_routes(app: web.Application) -> None:
     router.add_post("/images/upload", scoped(WRITE, handlers.create_upload))
     router.add_post("/images/check", scoped(READ, handlers.check_digests))
     router.add_get("/images", scoped(READ, handlers.list_images), allow_head=False)
+    router.add_post("/images/batch", scoped(WRITE, batch.run_batch))
+    router.add_get(batch.JOB, scoped(READ, batch.get_job), allow_head=False)
     router.add_get("/events", scoped(READ, handlers.image_events), allow_head=False)
     router.add_get(_IMAGE, scoped(READ, handlers.get_image), allow_head=False)
     router.add_patch(_IMAGE, scoped(WRITE, handlers.update_image))

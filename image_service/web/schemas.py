@@ -67,17 +67,22 @@ class Text(fields.String):
         return text
 
 
-def _tags_field(
-    description: str = f"Up to {MAX_TAGS} tags; stored lowercase, deduplicated.", **kwargs: Any
-) -> fields.List[str]:
-    tag = Text(
+def tag_field(**kwargs: Any) -> Text:
+    """One tag, as an image's tags are written."""
+    return Text(
         validate=[
             validate.Length(min=1, max=MAX_TAG_LENGTH),
             validate.Regexp(_TAG_EDGES, error="Tags have no surrounding spaces."),
-        ]
+        ],
+        **kwargs,
     )
+
+
+def tags_field(
+    description: str = f"Up to {MAX_TAGS} tags; stored lowercase, deduplicated.", **kwargs: Any
+) -> fields.List[str]:
     return fields.List(
-        tag,
+        tag_field(),
         validate=validate.Length(max=MAX_TAGS),
         metadata={"description": description},
         **kwargs,
@@ -144,7 +149,7 @@ class UploadRequestSchema(StrictSchema):
         validate=validate.Range(min=1, max=MAX_DECLARED_SIZE),
         metadata={"description": "Exact size in bytes. When given it is signed into the URL."},
     )
-    tags = _tags_field(load_default=list)
+    tags = tags_field(load_default=list)
     description = _description_field(load_default="")
     checksum_sha256 = Text(
         validate=validate.Regexp(_BASE64_SHA256, error="Must be a base64 SHA-256 digest."),
@@ -237,7 +242,7 @@ def _focal_field(**kwargs: Any) -> fields.Nested:
 
 
 class ImagePatchSchema(StrictSchema):
-    tags = _tags_field()
+    tags = tags_field()
     description = _description_field()
     focal = _focal_field()
 
@@ -380,7 +385,7 @@ class RenderResponseSchema(Schema):
 
 
 class ListQuerySchema(StrictSchema):
-    tag = _tags_field(
+    tag = tags_field(
         "Only images with every one of these tags (repeat the parameter). Tags index an image "
         "once its upload is completed: pending uploads are listed by time and status only.",
         load_default=list,

@@ -14,7 +14,8 @@ from datetime import datetime
 from typing import IO, Any
 from urllib.parse import unquote_plus
 
-from image_service.domain import events
+from image_service.domain import batch, events
+from image_service.domain.batch import BatchOps
 from image_service.domain.cdn import PURGE_JOB
 from image_service.domain.completion import Completion
 from image_service.domain.errors import ServiceError
@@ -83,10 +84,12 @@ class ImageProcessor:
         presence: Presence | None = None,
         observe_deferred: Callable[[], None] = lambda: None,
         purger: CloudFrontPurger | None = None,  # None: no CDN, a queued purge is dropped
+        batch: BatchOps | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._completion = completion
         self._purger = purger or CloudFrontPurger(None, None)
+        self._batch = batch
         # Reprocess jobs for settings a live worker runs and this one does not go back to
         # the queue (domain/workers.py).
         self._jobs = jobs
@@ -112,6 +115,8 @@ class ImageProcessor:
                 return
             force = job.get("force") is True
             await self.reprocess(str(job["user_id"]), str(job["image_id"]), force=force)
+        elif job.get("type") == batch.JOB_TYPE and self._batch is not None:
+            await self._batch.work(str(job["user_id"]), str(job["job_id"]))
         elif job.get("type") == PURGE_JOB:
             await self._purger.purge(job)
         elif job.get("type") == "webhook":

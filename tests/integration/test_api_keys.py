@@ -63,7 +63,7 @@ def _scoped_routes(api: Api) -> list[tuple[str, str, str]]:
             continue
         path = route.resource.canonical if route.resource is not None else ""
         path = path.replace("{image_id}", IMAGE_ID).replace("{album_id}", "0" * 32)
-        path = path.replace("{share_id}", "0" * 16)
+        path = path.replace("{share_id}", "0" * 16).replace("{job_id}", "0" * 16)
         routes.append((route.method, path, scope))
     return sorted(routes)
 

@@ -13,6 +13,8 @@ ROUTES = {
     ("post", "/images/check"): ("DigestCheck", "200", "DigestCheckResponse"),
     ("get", "/images"): (None, "200", "ImagePage"),
     ("get", "/events"): (None, "200", None),
+    ("post", "/images/batch"): ("BatchRequest", "200", "BatchAnswer"),
+    ("get", "/jobs/{job_id}"): (None, "200", "Job"),
     ("get", "/images/{image_id}"): (None, "200", "Image"),
     ("patch", "/images/{image_id}"): ("ImagePatch", "200", "Image"),
     ("delete", "/images/{image_id}"): (None, "204", None),
@@ -73,7 +75,16 @@ async def test_spec_is_valid_openapi_3_and_lists_every_route(api: Api) -> None:
         assert error["$ref"] == "#/components/schemas/Error"
         secured = operation.get("security") == [{"bearerAuth": []}]
         assert secured == path.startswith(
-            ("/images", "/events", "/trash", "/webhooks", "/api-keys", "/albums", "/shares")
+            (
+                "/images",
+                "/events",
+                "/trash",
+                "/webhooks",
+                "/api-keys",
+                "/albums",
+                "/shares",
+                "/jobs",
+            )
         ), path
         # The scope an API key needs, where one may call it at all.
         scope = operation.get("x-api-key-scope")

@@ -24,6 +24,7 @@ from image_service.domain.models import (
     ImageStatus,
     Keep,
     Usage,
+    edited_tags,
 )
 from image_service.domain.ports import Owed
 from image_service.storage.dynamo.batching import BATCH_WRITE_SIZE
@@ -187,15 +188,18 @@ class ImageRecords(Table):
         description: str | None,
         focal: FocalPoint | Keep | None = Keep.KEEP,
         owed: Owed | None = None,
+        add_tags: Sequence[str] = (),
+        remove_tags: Sequence[str] = (),
     ) -> ImageRecord | None:
-        """Sets tags, description and/or the focal point; None when the image does not
-        exist."""
+        """Sets tags, description and/or the focal point, and adds and removes tags from the
+        image as it is when written (a concurrent edit's tags are kept); None when the image
+        does not exist."""
 
         def edit(current: ImageRecord) -> ImageRecord:
             return replace(
                 current,
                 updated_at=updated_at,
-                tags=current.tags if tags is None else tags,
+                tags=edited_tags(current.tags if tags is None else tags, add_tags, remove_tags),
                 description=current.description if description is None else description,
                 focal=current.focal if focal is Keep.KEEP else focal,
             )

@@ -12,7 +12,8 @@ Its rooms, one job each:
 - ``workers.py``: the workers' heartbeats (the settings each live worker runs);
 - ``apikeys.py``: the API keys (their lookups, their owners' lists);
 - ``albums.py``: the albums and their pages of members;
-- ``shares.py``: the share links, their lookups and their views.
+- ``shares.py``: the share links, their lookups and their views;
+- ``batch.py``: the bulk jobs and their progress.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 from image_service.storage.dynamo.albums import AlbumTable
 from image_service.storage.dynamo.apikeys import ApiKeyTable
 from image_service.storage.dynamo.attention import Attention
+from image_service.storage.dynamo.batch import BatchTable
 from image_service.storage.dynamo.listing import ImageListing
 from image_service.storage.dynamo.maintenance import Scans
 from image_service.storage.dynamo.records import ImageRecords
@@ -38,5 +40,6 @@ class ImageRepository(
     ApiKeyTable,
     AlbumTable,
     ShareTable,
+    BatchTable,
 ):
     """Every room of the table over one connection to it."""

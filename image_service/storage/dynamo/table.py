@@ -78,6 +78,11 @@ class Table:
     async def _transact(self, writes: list[dict[str, Any]]) -> bool:
         """Runs ``writes`` as one transaction: True when done, False when one of their
         conditions refused it (a transaction that lost a race to another is a 503 here)."""
+        return await self._refusals(writes) is None
+
+    async def _refusals(self, writes: list[dict[str, Any]]) -> list[bool] | None:
+        """Runs ``writes`` as one transaction: None when done, else which of them their own
+        condition refused, in order (a transaction that lost a race is a 503 here)."""
         with backend_errors(BACKEND):
             try:
                 await self._dynamodb.call("TransactWriteItems", {"TransactItems": writes})
@@ -85,10 +90,11 @@ class Table:
                 if error_code(exc) != "TransactionCanceledException":
                     raise
                 reasons = exc.response.get("CancellationReasons", [])
-                if any(reason.get("Code") == "ConditionalCheckFailed" for reason in reasons):
-                    return False
+                refused = [reason.get("Code") == "ConditionalCheckFailed" for reason in reasons]
+                if any(refused):
+                    return refused
                 raise
-        return True
+        return None
 
     async def ping(self) -> None:
         with backend_errors(BACKEND):
