@@ -17,7 +17,7 @@ import uuid
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import IO, Any
 from urllib.parse import quote
 
 from image_service.domain.apikeys import ApiKey, StoredKey
@@ -205,6 +205,12 @@ class FakeObjects:
         if not found.data:
             yield b""
 
+    async def put_bytes(self, key: str, data: bytes | IO[bytes], *, content_type: str) -> str:
+        self._check()
+        body = data if isinstance(data, bytes) else data.read()
+        self.put(key, body, content_type)
+        return self.objects[key].etag
+
     async def copy(self, source_key: str, target_key: str, *, etag: str, content_type: str) -> None:
         self._check()
         found = self.objects.get(source_key)
@@ -259,6 +265,11 @@ class FakeTable:
         stored = replace(record, revision=1)
         self.records[(record.user_id, record.image_id)] = stored
         return stored
+
+    async def create_if_absent(self, record: ImageRecord) -> ImageRecord | None:
+        if (record.user_id, record.image_id) in self.records:
+            return None
+        return await self.create(record)
 
     def _rewrite(
         self,

@@ -24,11 +24,12 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import replace
 from datetime import date, datetime
 from types import TracebackType
-from typing import Any, Self, TypedDict, Unpack
+from typing import Any, Literal, Self, TypedDict, Unpack
 
 import aiohttp
 
 from image_service.client import transfer
+from image_service.client.bulk import BulkCalls
 from image_service.client.parts import (
     ByteSource,
     BytesSource,
@@ -88,7 +89,7 @@ def _details(options: UploadOptions) -> ImageDetails:
     return details
 
 
-class ImageServiceClient(SharingCalls):
+class ImageServiceClient(SharingCalls, BulkCalls):
     """One API base URL, one bearer token, one connection pool; use it as an async context
     manager (or call :meth:`close`). Pass ``session`` to share a pool with other clients: it is
     then the caller's to close."""
@@ -403,13 +404,21 @@ class ImageServiceClient(SharingCalls):
             cursor = page.next_cursor
 
     async def update(
-        self, image_id: str, *, tags: Iterable[str] | None = None, description: str | None = None
+        self,
+        image_id: str,
+        *,
+        tags: Iterable[str] | None = None,
+        description: str | None = None,
+        focal: tuple[float, float] | Literal["keep"] | None = "keep",
     ) -> Image:
+        """Changes what is given: ``focal`` (x, y) from 0 to 1, or None to clear it."""
         body: dict[str, Any] = {}
         if tags is not None:
             body["tags"] = list(tags)
         if description is not None:
             body["description"] = description
+        if focal != "keep":
+            body["focal"] = None if focal is None else {"x": focal[0], "y": focal[1]}
         return Image.from_json(await self._json("PATCH", f"/images/{image_id}", json=body))
 
     async def download_url(
@@ -445,11 +454,14 @@ class ImageServiceClient(SharingCalls):
         format: str = "auto",
         quality: int | None = None,
         preset: str | None = None,
+        gravity: str | None = None,
     ) -> str:
         """The signed delivery URL of a rendition (no token needed to fetch it until it
-        expires): ``width``/``height`` from the service's allowlist, or a named ``preset``."""
+        expires): ``width``/``height`` from the service's allowlist, or a named ``preset``;
+        ``gravity`` (center, focal, auto) says what a cover crop keeps."""
         params: dict[str, str] = {"fit": fit, "format": format}
-        for name, value in (("w", width), ("h", height), ("q", quality), ("preset", preset)):
+        named = (("w", width), ("h", height), ("q", quality), ("preset", preset))
+        for name, value in (*named, ("gravity", gravity)):
             if value is not None:
                 params[name] = str(value)
         body = await self._json("GET", f"/images/{image_id}/render", params=params)

@@ -1,4 +1,5 @@
-"""`image-service upload | list | download | delete`: the API from a shell, through the client.
+"""`image-service upload | import | list | download | delete | batch ...`: the API from a shell,
+through the client.
 
 They talk to a running service: ``--url`` (or ``IMAGE_SERVICE_API_URL``, default
 ``http://127.0.0.1:8080``) with ``--token`` (or ``IMAGE_SERVICE_API_TOKEN``). Results go to
@@ -21,7 +22,7 @@ from image_service.client import state as upload_state
 from image_service.client.api import MULTIPART_THRESHOLD_BYTES, ImageServiceClient
 from image_service.client.parts import FileSource
 from image_service.client.transfer import DEFAULT_PARTS_AT_ONCE
-from image_service.client.types import ApiError, Image, ImageServiceError, Progress
+from image_service.client.types import ApiError, Image, ImageServiceError, Job, Progress
 from image_service.imaging.formats import FILE_EXTENSIONS, content_type_from_magic
 
 URL_VARIABLE = "IMAGE_SERVICE_API_URL"
@@ -298,6 +299,78 @@ def cmd_restore(args: argparse.Namespace) -> None:
     _run(args, lambda images: _each(args, "restored", images.restore))
 
 
+def cmd_import(args: argparse.Namespace) -> None:
+    slots = asyncio.Semaphore(args.parallel)
+
+    async def import_one(images: ImageServiceClient, url: str) -> Image | None:
+        async with slots:
+            try:
+                image = await images.import_url(url, tags=args.tag, description=args.description)
+                print(f"{url}: fetching as {image.image_id}", file=sys.stderr)
+                if args.wait:
+                    image = await images.wait_until_processed(image.image_id, max_wait=300)
+            except ImageServiceError as exc:
+                _fail(url, exc)
+                return None
+            return image
+
+    async def import_all(images: ImageServiceClient) -> int:
+        done = await asyncio.gather(*(import_one(images, url) for url in args.urls))
+        failed = 0
+        for url, image in zip(args.urls, done, strict=True):
+            if image is None:
+                failed += 1
+                continue
+            reason = f"\t{image.reason}" if image.reason else ""
+            print(f"{image.image_id}\t{image.status}\t{url}{reason}")
+            failed += image.status == "rejected"
+        return 1 if failed else 0
+
+    _run(args, import_all)
+
+
+def cmd_batch(args: argparse.Namespace) -> None:
+    image_ids = list(args.image_ids)
+    if args.ids_from_stdin:
+        # The first column of each line: `image-service list` and `import` print ids there.
+        lines = sys.stdin.read().splitlines()
+        image_ids += [line.split("\t", 1)[0].strip() for line in lines if line.strip()]
+    if bool(image_ids) == bool(args.by_tag):
+        raise SystemExit("image-service batch: give image ids (or --stdin) or --by-tag, one")
+    focal = None
+    if args.focal:
+        x, _, y = args.focal.partition(",")
+        focal = (float(x), float(y))
+
+    def report(job: Job) -> None:
+        total = "?" if job.total is None else str(job.total)
+        print(f"job {job.job_id}: {job.state}, {job.processed}/{total}", file=sys.stderr)
+
+    async def run(images: ImageServiceClient) -> int:
+        try:
+            answer = await images.batch(
+                args.op,
+                image_ids=image_ids or None,
+                tag=args.by_tag,
+                tags=args.tag,
+                focal=focal,
+                permanent=args.permanent,
+            )
+            results = answer.results
+            if answer.job is not None:
+                job = await images.wait_for_job(answer.job.job_id, progress=report)
+                print(f"{job.succeeded} ok, {job.failed} failed")
+                results = job.errors
+        except ImageServiceError as exc:
+            _fail(args.op, exc)
+            return 1
+        for image_id, result in results:
+            print(f"{image_id}\t{result}")
+        return 1 if any(result != "ok" for _, result in results) else 0
+
+    _run(args, run)
+
+
 def cmd_trash(args: argparse.Namespace) -> None:
     async def trash(images: ImageServiceClient) -> int:
         if args.empty:
@@ -526,6 +599,42 @@ def add_client_commands(commands: Any) -> None:
     )
     restore.add_argument("image_ids", nargs="+", metavar="IMAGE_ID")
     restore.set_defaults(func=cmd_restore)
+
+    imports = commands.add_parser(
+        "import",
+        parents=[connection],
+        help="import images from URLs: the service fetches them; prints id, status, URL",
+    )
+    imports.add_argument("urls", nargs="+", metavar="URL")
+    imports.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    imports.add_argument("--description", default="", help="one description for every image")
+    imports.add_argument(
+        "--parallel", type=_parallel, default=4, help="URLs imported at once (default 4)"
+    )
+    imports.add_argument(
+        "--wait", action="store_true", help="wait until each is ready or rejected (and why)"
+    )
+    imports.set_defaults(func=cmd_import)
+
+    batch = commands.add_parser(
+        "batch",
+        parents=[connection],
+        help="tag, untag, delete, restore or set_focal on many images (ids, --stdin, or "
+        "--by-tag); waits for a job, printing its progress",
+    )
+    batch.add_argument("op", choices=("tag", "untag", "delete", "restore", "set_focal"))
+    batch.add_argument("image_ids", nargs="*", metavar="IMAGE_ID")
+    batch.add_argument(
+        "--stdin",
+        dest="ids_from_stdin",
+        action="store_true",
+        help="read image ids from stdin (e.g. piped from `image-service list`)",
+    )
+    batch.add_argument("--by-tag", help="every image with this tag, instead of ids")
+    batch.add_argument("--tag", action="append", default=[], help="tag/untag: a tag (repeatable)")
+    batch.add_argument("--focal", help="set_focal: X,Y from 0 to 1 (none: cleared)")
+    batch.add_argument("--permanent", action="store_true", help="delete: for good")
+    batch.set_defaults(func=cmd_batch)
 
     trash = commands.add_parser(
         "trash", parents=[connection], help="list the trash (tab-separated), or --empty it"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-PROCESSING_STATUSES = frozenset({"pending", "processing"})
+PROCESSING_STATUSES = frozenset({"fetching", "pending", "processing"})
 
 Progress = Callable[[int, int], None]
 """Called with (bytes sent so far, total bytes) while an upload is written to S3."""
@@ -143,6 +143,12 @@ class Image:
     placeholder: str | None = None
     thumbhash: str | None = None  # a blurred preview, base64 ThumbHash
     photo: Photo | None = None
+    # Where a cover rendition crops, as fractions of the width and height: (x, y).
+    focal: tuple[float, float] | None = None
+    # Why it was rejected or quarantined.
+    reason: str | None = None
+    # Imported by URL: where from.
+    source_url: str | None = None
     # An upload with skip_existing answered this image, already there, instead of sending.
     existing: bool = False
 
@@ -180,6 +186,9 @@ class Image:
             placeholder=body.get("placeholder"),
             thumbhash=body.get("thumbhash"),
             photo=None if body.get("photo") is None else Photo.from_json(body["photo"]),
+            focal=None if body.get("focal") is None else (body["focal"]["x"], body["focal"]["y"]),
+            reason=body.get("reason"),
+            source_url=body.get("source_url"),
         )
 
 
@@ -287,3 +296,45 @@ class ApiKey:
 
 def _timestamp(text: str) -> datetime:
     return datetime.fromisoformat(text)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """A bulk operation's answer: done within the call (``results``: each image's ``ok`` or
+    error code), or a job (``job``) whose progress :meth:`wait_for_job` follows."""
+
+    results: tuple[tuple[str, str], ...] = ()
+    job: Job | None = None
+
+    @property
+    def failed(self) -> tuple[tuple[str, str], ...]:
+        return tuple(result for result in self.results if result[1] != "ok")
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    job_id: str
+    op: str
+    state: str  # queued | running | done
+    total: int | None
+    processed: int
+    succeeded: int
+    failed: int
+    errors: tuple[tuple[str, str], ...]
+
+    @property
+    def done(self) -> bool:
+        return self.state == "done"
+
+    @classmethod
+    def from_json(cls, body: Mapping[str, Any]) -> Job:
+        return cls(
+            job_id=body["job_id"],
+            op=body["op"],
+            state=body["state"],
+            total=body.get("total"),
+            processed=body["processed"],
+            succeeded=body["succeeded"],
+            failed=body["failed"],
+            errors=tuple((e["image_id"], e["result"]) for e in body.get("errors") or ()),
+        )

@@ -1,5 +1,6 @@
-"""Where a per-upload ``callback_url`` may point: public internet addresses only, unless the
-operator allows private ones (``IMAGE_SERVICE_WEBHOOK_ALLOW_PRIVATE``).
+"""Where a per-upload ``callback_url`` may point, and where an import may fetch from: public
+internet addresses only, unless the operator allows private ones
+(``IMAGE_SERVICE_WEBHOOK_ALLOW_PRIVATE``, ``IMAGE_SERVICE_IMPORT_ALLOW_PRIVATE``).
 
 A callback URL is the caller's to choose, and the service POSTs to it from inside its network:
 left unchecked it reaches the cloud's metadata endpoint (169.254.169.254), the service's own
@@ -19,6 +20,7 @@ import hashlib
 import hmac
 import ipaddress
 import socket
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 MAX_CALLBACK_URL_LENGTH = 2048
@@ -72,8 +74,11 @@ async def resolved_addresses(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-async def callback_refusal(url: str, *, allow_private: bool) -> str | None:
-    """Why the service will not deliver to ``url`` (a reason), or None."""
+async def url_refusal(
+    url: str, *, allow_private: bool, is_public: Callable[[str], bool] = public_address
+) -> str | None:
+    """Why the service will not send to (a callback) or fetch from (an import) ``url``: a
+    reason, or None. ``is_public`` judges each address the host resolves to."""
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "not an absolute http(s) URL"
@@ -89,6 +94,6 @@ async def callback_refusal(url: str, *, allow_private: bool) -> str | None:
         addresses = await resolved_addresses(parts.hostname, port)
     except (OSError, UnicodeError):
         return "its host does not resolve"
-    if not addresses or not all(public_address(address) for address in addresses):
+    if not addresses or not all(is_public(address) for address in addresses):
         return "its host is not a public address"
     return None

@@ -127,6 +127,12 @@ class Completion:
         answers the image as it is (or refuses a trashed or deleted one), never a second
         verification, copy or count."""
         record = await owned(self._repository, owner, image_id)
+        if record.status is ImageStatus.FETCHING:
+            # An import: the worker that fetches it completes it (its bytes may already be
+            # under the upload key, which S3's event announces: they are not to be removed).
+            raise Conflict(
+                "The image is being imported; it completes once fetched.", code="image_fetching"
+            )
         if record.status is not ImageStatus.PENDING:
             await self._discard_upload(incoming_key(record))
         if record.status is ImageStatus.PROCESSING:

@@ -119,8 +119,6 @@ class ImageEvents:
         if record.callback_url:  # the caller's: public addresses only, unless allowed
             destinations.append((record.callback_url, self._allow_private, OWNER_KEY))
         data = image_view(record, gps=False)  # a position goes to its owner only
-        if record.rejection_reason:  # why it was rejected or quarantined
-            data["reason"] = record.rejection_reason
         body = {"type": event_type, "timestamp": format_timestamp(now), "data": data}
         message_id = f"msg_{change_id}"  # the webhook-id, whoever sends it, however often
         jobs = tuple(

@@ -23,6 +23,7 @@ MAX_DESCRIPTION_LENGTH = 2000
 
 
 class ImageStatus(enum.StrEnum):
+    FETCHING = "fetching"  # imported by URL: a worker is fetching the bytes (then pending)
     PENDING = "pending"  # upload URL issued, bytes not yet verified
     PROCESSING = "processing"  # verified; scans and variants under way, not yet downloadable
     READY = "ready"  # scanned, processed and downloadable
@@ -86,6 +87,8 @@ class ImageRecord:
     filename: str | None = None
     # Where this upload's events are also POSTed (a webhook of its own), if the client asked.
     callback_url: str | None = None
+    # Imported by URL (POST /images/import): where its bytes were fetched from.
+    source_url: str | None = None
     # What the client declared when it asked for the URL; checked at completion.
     declared_size: int | None = None
     declared_checksum_sha256: str | None = None

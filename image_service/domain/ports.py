@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import IO, Any, Protocol
 
 from image_service.domain.cursor import CursorPosition
 from image_service.domain.models import (
@@ -166,6 +166,10 @@ class Objects(Protocol):
 
     async def keys_under(self, prefix: str) -> list[str]: ...
 
+    async def put_bytes(self, key: str, data: bytes | IO[bytes], *, content_type: str) -> str:
+        """Stores ``data`` (a seekable file read from its start) at ``key``; its ETag."""
+        ...
+
     async def delete(self, keys: Sequence[str]) -> None:
         """Absent keys are no error: a retried delete finishes."""
         ...
@@ -198,6 +202,10 @@ class Records(Protocol):
     ) -> bool:
         """Stores ``record`` and counts it in its owner's usage, both or neither; False when
         the record is no longer ``expected`` or the usage would pass a limit."""
+        ...
+
+    async def create_if_absent(self, record: ImageRecord) -> ImageRecord | None:
+        """Stores a new image unless its id is taken: the image as stored, or None."""
         ...
 
     async def update_details(

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 
-from image_service.domain.callbacks import callback_refusal
+from image_service.domain.callbacks import url_refusal
 from image_service.domain.errors import (
     Conflict,
     InvalidRequest,
@@ -302,7 +302,7 @@ class Uploads:
                 "This service sends no webhooks (IMAGE_SERVICE_WEBHOOK_SECRET is unset).",
                 code="webhooks_not_configured",
             )
-        refusal = await callback_refusal(url, allow_private=self._policy.callbacks_to_private)
+        refusal = await url_refusal(url, allow_private=self._policy.callbacks_to_private)
         if refusal is not None:
             raise InvalidRequest(
                 f"callback_url is not allowed: {refusal}.",

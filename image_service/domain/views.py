@@ -67,6 +67,8 @@ def image_view(record: ImageRecord, *, gps: bool = True) -> dict[str, Any]:
         "placeholder": record.placeholder,
         "thumbhash": record.thumbhash,
         "focal": None if record.focal is None else {"x": record.focal.x, "y": record.focal.y},
+        "reason": record.rejection_reason,
+        "source_url": record.source_url,
         "upload_time": format_timestamp(record.upload_time),
         "updated_at": format_timestamp(record.updated_at),
     }

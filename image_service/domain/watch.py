@@ -41,7 +41,7 @@ from image_service.domain.ports import Clock, FeedEntry, utc_now
 
 log = logging.getLogger(__name__)
 
-IN_FLIGHT = frozenset({ImageStatus.PENDING, ImageStatus.PROCESSING})
+IN_FLIGHT = frozenset({ImageStatus.FETCHING, ImageStatus.PENDING, ImageStatus.PROCESSING})
 ImageKey = tuple[str, str]  # (owner, image id)
 Change = tuple[str, ImageRecord]  # (event type, the image as it is now)
 

@@ -25,6 +25,7 @@ from image_service.web.keys import (
     BATCH,
     COMPLETION,
     IMAGE_REPOSITORY,
+    IMPORTS,
     JOB_QUEUE,
     LIBRARY,
     METRICS,
@@ -64,6 +65,7 @@ def _backends(clock: Callable[[], datetime]) -> Callable[[web.Application], Asyn
             app[COMPLETION] = services.images.completion
             app[LIBRARY] = services.images.library
             app[TRASH] = services.images.trash
+            app[IMPORTS] = services.images.imports
             app[RENDITIONS] = services.renditions
             app[WATCHER] = services.watcher
             app[AWS_CLIENTS] = services.clients

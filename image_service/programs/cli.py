@@ -109,7 +109,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
         print(f"sweep stopped: {outage}; run it again to finish", file=sys.stderr)
         raise SystemExit(2) from None
     for owner, image_id in report.requeued:
-        print(f"processing queued again: {owner}/{image_id}")
+        print(f"job queued again: {owner}/{image_id}")
     for owner, image_id in report.deleted:
         print(f"delete finished: {owner}/{image_id}")
     for job in report.relayed:

@@ -20,6 +20,7 @@ from image_service.domain.batch import BatchOps
 from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents, Observe, share_viewed
+from image_service.domain.imports import Fetcher, Imports
 from image_service.domain.library import Library
 from image_service.domain.models import FocalPoint, ImageRecord, ImageStatus, ListFilter
 from image_service.domain.policy import UploadPolicy
@@ -69,6 +70,7 @@ from image_service.storage.presign import BotocorePresigner, Presigner
 from image_service.storage.provision import dead_letter_queue_name
 from image_service.storage.queue import JobQueue
 from image_service.storage.s3 import ObjectStore
+from image_service.worker.fetch import UrlFetcher
 from image_service.worker.pipeline import ImageProcessor, ProcessingPolicy
 from image_service.worker.scanners import ClamdScanner, Scanner, WebhookScanner
 from image_service.worker.webhooks import PublicOnlyResolver, WebhookSender
@@ -79,12 +81,13 @@ SCAN_URL_EXPIRY_SECONDS = 300
 
 @dataclass(frozen=True, slots=True)
 class Images:
-    """The image lifecycle's four jobs, over the same ports."""
+    """The image lifecycle's five jobs, over the same ports."""
 
     uploads: Uploads
     completion: Completion
     library: Library
     trash: Trash
+    imports: Imports
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,11 +228,22 @@ def image_lifecycle(
     settings: Settings,
     clock: Clock,
     watcher: StatusWatcher | None = None,
+    fetcher: Fetcher | None = None,
 ) -> Images:
-    """The image lifecycle's four jobs over the ports, with the policy ``settings`` give: the
-    one wiring of the domain, for every process and for the domain's unit tier."""
+    """The image lifecycle's five jobs over the ports, with the policy ``settings`` give: the
+    one wiring of the domain, for every process and for the domain's unit tier. ``fetcher``:
+    what a worker fetches imports with."""
     policy = upload_policy(settings, settings, processing=settings, webhooks=settings)
     quota = Quota(repository, policy)
+    completion = Completion(
+        store=store,
+        repository=repository,
+        jobs=jobs,
+        policy=policy,
+        quota=quota,
+        events=events,
+        clock=clock,
+    )
     return Images(
         uploads=Uploads(
             store=store,
@@ -243,15 +257,7 @@ def image_lifecycle(
             events=events,
             clock=clock,
         ),
-        completion=Completion(
-            store=store,
-            repository=repository,
-            jobs=jobs,
-            policy=policy,
-            quota=quota,
-            events=events,
-            clock=clock,
-        ),
+        completion=completion,
         library=Library(
             store=store,
             repository=repository,
@@ -270,6 +276,23 @@ def image_lifecycle(
             policy=policy,
             quota=quota,
             events=events,
+            clock=clock,
+        ),
+        imports=Imports(
+            store=store,
+            repository=repository,
+            jobs=jobs,
+            completion=completion,
+            policy=policy,
+            quota=quota,
+            limiter=TokenBucketLimiter(
+                per_minute=settings.import_rate_per_minute,
+                burst=settings.import_burst,
+                limited="imports",
+            ),
+            events=events,
+            allow_private=settings.import_allow_private,
+            fetcher=fetcher,
             clock=clock,
         ),
     )
@@ -420,6 +443,11 @@ async def open_services(
             clock=clock,
         )
         events.listen(lambda event_type, record: watcher.changed(record, event_type))
+        fetcher = UrlFetcher(
+            allow_private=settings.import_allow_private,
+            deadline_seconds=settings.import_timeout_seconds,
+        )
+        stack.push_async_callback(fetcher.close)
         images = image_lifecycle(
             store=store,
             repository=repository,
@@ -430,6 +458,7 @@ async def open_services(
             settings=settings,
             clock=clock,
             watcher=watcher,
+            fetcher=fetcher,
         )
         scanners: list[Scanner] = []
         if settings.clamd_address:
@@ -474,6 +503,7 @@ async def open_services(
         )
         processor = ImageProcessor(
             completion=images.completion,
+            imports=images.imports,
             store=store,
             repository=repository,
             scanners=scanners,

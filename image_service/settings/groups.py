@@ -255,6 +255,25 @@ class UploadSettings:
         "Completions (each reads its upload into a temporary file) one user may have running "
         "at once per process; beyond it, 429 Retry-After.",
     )
+    import_rate_per_minute: int = setting(
+        30,
+        parse_positive_int,
+        "Imports by URL one user may start per minute (token bucket, per replica); each is "
+        "one fetch by a worker.",
+    )
+    import_burst: int = setting(10, parse_positive_int, "Imports one user may start at once.")
+    import_timeout_seconds: int = setting(
+        30,
+        parse_positive_int,
+        "The whole of one import's fetch (redirects, headers and body) may take this long; "
+        "then it is rejected (fetch_failed).",
+    )
+    import_allow_private: bool = setting(
+        False,
+        parse_bool,
+        "Let imports fetch from loopback, link-local and private addresses (tests, private "
+        "deployments). Off, every address a URL's host resolves to must be public.",
+    )
 
 
 @dataclass(frozen=True)
@@ -419,7 +438,8 @@ class WorkerSettings:
     stuck_after_seconds: int = setting(
         600,
         parse_positive_int,
-        "Sweeper: an image processing or deleting for longer than this is driven on again.",
+        "Sweeper: an image fetching, processing or deleting for longer than this is driven on "
+        "again.",
     )
     sweep_interval_seconds: int = setting(
         60, parse_positive_int, "Sweeper: how often each `worker` process looks for stuck images."

@@ -12,6 +12,7 @@ from marshmallow import Schema
 
 from image_service.domain.errors import RenditionUrlRefused
 from image_service.domain.health import check_backends
+from image_service.domain.imports import ImportRequest
 from image_service.domain.models import FocalPoint, Keep, ListFilter
 from image_service.domain.owners import owner_for
 from image_service.domain.renditions import Delivery, validated_spec
@@ -23,6 +24,7 @@ from image_service.web.keys import (
     COMPLETION,
     DEADLINE,
     IMAGE_REPOSITORY,
+    IMPORTS,
     JOB_QUEUE,
     LIBRARY,
     METRICS,
@@ -56,6 +58,7 @@ from image_service.web.schemas import (
     ImagePatchSchema,
     ImageQuerySchema,
     ImageSchema,
+    ImportRequestSchema,
     ListQuerySchema,
     OwnerQuerySchema,
     PartsResponseSchema,
@@ -139,6 +142,35 @@ async def create_upload(request: web.Request) -> web.Response:
     else:
         payload["upload_url"] = upload.url
     return _dump(_upload, payload, status=201, headers=NO_STORE)
+
+
+@docs(
+    summary="Import an image from a URL",
+    description="Answers 202 with the image, fetching: a worker fetches the URL (never the "
+    "API), then verifies what arrived as an upload (magic bytes, a full decode, pixel and size "
+    "limits, the quota, scanning). The image then goes the usual way (processing, ready), or "
+    "ends rejected with its reason: fetch_refused (a private address, too many redirects), "
+    "fetch_failed (the server's error, a timeout), too_large, not_an_image, or completion's "
+    "own. A malformed or plainly private URL is 422 at once. GET /images/{id}?wait=20 waits "
+    "for the outcome. With an Idempotency-Key, a retry answers the same image.",
+    parameters=[idempotency_key_header("Retries with the same key and URL answer the same image.")],
+    **_secured,
+)
+@json_schema(ImportRequestSchema)
+@response_schema(ImageSchema, 202, description="The image, fetching.")
+async def import_image(request: web.Request) -> web.Response:
+    body = request["json"]
+    record = await request.app[IMPORTS].start(
+        request[PRINCIPAL],
+        ImportRequest(**body),
+        idempotency_key=request.headers.get("Idempotency-Key"),
+    )
+    return web.json_response(
+        image_view(record, gps=_owns(request, record.user_id)),
+        status=202,
+        dumps=json_text,
+        headers={"Location": f"/images/{record.image_id}"},
+    )
 
 
 @docs(

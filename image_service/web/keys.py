@@ -11,6 +11,7 @@ from image_service.domain.albums import Albums
 from image_service.domain.apikeys import ApiKeys
 from image_service.domain.batch import BatchOps
 from image_service.domain.completion import Completion
+from image_service.domain.imports import Imports
 from image_service.domain.library import Library
 from image_service.domain.models import Principal
 from image_service.domain.renditions import Renditions
@@ -40,6 +41,7 @@ UPLOADS = web.AppKey("uploads", Uploads)
 COMPLETION = web.AppKey("completion", Completion)
 LIBRARY = web.AppKey("library", Library)
 TRASH = web.AppKey("trash", Trash)
+IMPORTS = web.AppKey("imports", Imports)
 JOB_QUEUE = web.AppKey("job_queue", JobQueue)
 RENDITIONS = web.AppKey("renditions", Renditions)
 WATCHER = web.AppKey("watcher", StatusWatcher)

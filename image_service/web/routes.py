@@ -20,6 +20,7 @@ ALBUMS = "albums:write"
 def setup_routes(app: web.Application) -> None:
     router = app.router
     router.add_post("/images/upload", scoped(WRITE, handlers.create_upload))
+    router.add_post("/images/import", scoped(WRITE, handlers.import_image))
     router.add_post("/images/check", scoped(READ, handlers.check_digests))
     router.add_get("/images", scoped(READ, handlers.list_images), allow_head=False)
     router.add_post("/images/batch", scoped(WRITE, batch.run_batch))

@@ -10,6 +10,7 @@ from marshmallow import RAISE, Schema, ValidationError, fields, post_load, valid
 
 from image_service.auth.tokens import MAX_SUBJECT_BYTES
 from image_service.domain.callbacks import MAX_CALLBACK_URL_LENGTH
+from image_service.domain.imports import MAX_URL_LENGTH as MAX_IMPORT_URL_LENGTH
 from image_service.domain.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,
@@ -239,6 +240,26 @@ def _focal_field(**kwargs: Any) -> fields.Nested:
         },
         **kwargs,
     )
+
+
+class ImportRequestSchema(StrictSchema):
+    url = Text(
+        required=True,
+        validate=validate.Length(min=1, max=MAX_IMPORT_URL_LENGTH),
+        metadata={
+            "description": "An http(s) URL of an image, no credentials in it, its host a public "
+            "address (unless IMAGE_SERVICE_IMPORT_ALLOW_PRIVATE). A worker fetches it (up to 3 "
+            "redirects, each checked; IMAGE_SERVICE_MAX_UPLOAD_BYTES at most; within "
+            "IMAGE_SERVICE_IMPORT_TIMEOUT_SECONDS) and verifies it as an upload."
+        },
+    )
+    tags = tags_field(load_default=list)
+    description = _description_field(load_default="")
+    filename = Text(
+        validate=validate.Length(min=1, max=MAX_FILENAME_LENGTH),
+        metadata={"description": "File name offered (sanitized) on download."},
+    )
+    user_id = _user_id_field("Import for another user (admin only).")
 
 
 class ImagePatchSchema(StrictSchema):
@@ -557,6 +578,18 @@ class ImageSchema(Schema):
         },
     )
     focal = _focal_field()
+    reason = fields.String(
+        allow_none=True,
+        attribute="rejection_reason",
+        metadata={
+            "description": "Why it was rejected or quarantined (content_mismatch, too_large, "
+            "fetch_refused...); null otherwise."
+        },
+    )
+    source_url = fields.String(
+        allow_none=True,
+        metadata={"description": "Imported by URL (POST /images/import): where from."},
+    )
     upload_time = UtcTimestamp(required=True)
     updated_at = UtcTimestamp(required=True)
 

@@ -19,6 +19,7 @@ from image_service.domain.batch import BatchOps
 from image_service.domain.cdn import PURGE_JOB
 from image_service.domain.completion import Completion
 from image_service.domain.errors import ServiceError
+from image_service.domain.imports import IMPORT_JOB, Imports
 from image_service.domain.layout import image_prefix, quarantine_key
 from image_service.domain.models import ImageRecord, ImageStatus, Variant
 from image_service.domain.ports import Jobs, utc_now
@@ -74,6 +75,7 @@ class ImageProcessor:
         self,
         *,
         completion: Completion,
+        imports: Imports,
         store: ObjectStore,
         repository: ImageRepository,
         scanners: Sequence[Scanner],
@@ -88,6 +90,7 @@ class ImageProcessor:
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._completion = completion
+        self._imports = imports
         self._purger = purger or CloudFrontPurger(None, None)
         self._batch = batch
         # Reprocess jobs for settings a live worker runs and this one does not go back to
@@ -115,6 +118,8 @@ class ImageProcessor:
                 return
             force = job.get("force") is True
             await self.reprocess(str(job["user_id"]), str(job["image_id"]), force=force)
+        elif job.get("type") == IMPORT_JOB:
+            await self._imports.fetch(str(job["user_id"]), str(job["image_id"]))
         elif job.get("type") == batch.JOB_TYPE and self._batch is not None:
             await self._batch.work(str(job["user_id"]), str(job["job_id"]))
         elif job.get("type") == PURGE_JOB:

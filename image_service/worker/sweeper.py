@@ -1,15 +1,16 @@
 """The sweeper: finishes images left between two steps.
 
-An image is `processing` from completion until the worker publishes it, and `deleting` from a
-DELETE until its objects and record are gone. Each step is retried by whoever drives it (SQS
-redelivers a job, a client retries a DELETE), but a job can still be lost (the queue refused it
-after the record changed, or it ended in the dead-letter queue) and a client may never retry.
-The sweeper looks, every so often, for images that have sat in either status for longer than
-any healthy step takes, and drives them on: it queues the processing job again, or finishes the
-delete. It also purges what has been in the trash longer than ``IMAGE_SERVICE_TRASH_DAYS``.
-(The jobs changes owe are the outbox relay's, ``relay.py``.)
-Several workers may sweep at once: each image is claimed with a conditional write first, so
-exactly one of them acts on it.
+An image is `fetching` from an import's start until a worker has fetched it, `processing` from
+completion until the worker publishes it, and `deleting` from a DELETE until its objects and
+record are gone. Each step is retried by whoever drives it (SQS redelivers a job, a client
+retries a DELETE), but a job can still be lost (the queue refused it after the record changed,
+or it ended in the dead-letter queue) and a client may never retry. The sweeper looks, every so
+often, for images that have sat in one of these statuses for longer than any healthy step takes
+(``IMAGE_SERVICE_STUCK_AFTER_SECONDS``, far beyond an import's deadline), and drives them on:
+it queues the import or processing job again, or finishes the delete. It also purges what has
+been in the trash longer than ``IMAGE_SERVICE_TRASH_DAYS``. (The jobs changes owe are the
+outbox relay's, ``relay.py``.) Several workers may sweep at once: each image is claimed with a
+conditional write first, so exactly one of them acts on it.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from image_service.domain.imports import import_job
 from image_service.domain.jobs import process_job
 from image_service.domain.models import ImageRecord, ImageStatus
 from image_service.domain.periodic import every
@@ -30,6 +32,13 @@ from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
 
 log = logging.getLogger(__name__)
+
+
+# The statuses a lost job leaves an image in, and the job that drives it on.
+_REQUEUED: tuple[tuple[ImageStatus, Callable[[ImageRecord], dict[str, str]]], ...] = (
+    (ImageStatus.FETCHING, import_job),
+    (ImageStatus.PROCESSING, process_job),
+)
 
 
 @dataclass
@@ -64,16 +73,18 @@ class Sweeper:
     async def sweep(self) -> SweepReport:
         report = SweepReport()
         now = self._clock()
-        async for record in self._claim(ImageStatus.PROCESSING, now):
-            await self._jobs.send(process_job(record))
-            report.requeued.append((record.user_id, record.image_id))
-            self._metrics.swept.labels("requeued").inc()
-            log.warning(
-                "processing job queued again for %s/%s",
-                record.user_id,
-                record.image_id,
-                extra=image_event("image_requeued", record.user_id, record.image_id),
-            )
+        for status, job in _REQUEUED:
+            async for record in self._claim(status, now):
+                await self._jobs.send(job(record))
+                report.requeued.append((record.user_id, record.image_id))
+                self._metrics.swept.labels("requeued").inc()
+                log.warning(
+                    "%s job queued again for %s/%s",
+                    status.value,
+                    record.user_id,
+                    record.image_id,
+                    extra=image_event("image_requeued", record.user_id, record.image_id),
+                )
         async for record in self._claim(ImageStatus.DELETING, now):
             await self._trash.finish_delete(record)
             report.deleted.append((record.user_id, record.image_id))

@@ -30,9 +30,9 @@ from aiohttp.resolver import DefaultResolver
 
 from image_service.client.webhooks import sign
 from image_service.domain.callbacks import (
-    callback_refusal,
     callback_signing_key,
     public_address,
+    url_refusal,
 )
 from image_service.domain.events import OPERATOR_KEY
 from image_service.storage.queue import JobQueue
@@ -48,18 +48,25 @@ Observe = Callable[[str, str], None]
 """Told (event type, outcome): delivered, retried, dead_lettered."""
 
 
-class PublicOnlyResolver(AbstractResolver):
-    """aiohttp's resolver, refusing any name that resolves to a non-public address."""
+class NonPublicAddress(OSError):
+    """A name that resolved to an address the service may not connect to."""
 
-    def __init__(self) -> None:
+
+class PublicOnlyResolver(AbstractResolver):
+    """aiohttp's resolver, refusing any name that resolves to a non-public address: the
+    connection is then made to an address that was checked, whatever the name resolves to
+    next (DNS rebinding). ``is_public`` judges each address."""
+
+    def __init__(self, is_public: Callable[[str], bool] = public_address) -> None:
         self._resolver = DefaultResolver()
+        self._is_public = is_public
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         results = await self._resolver.resolve(host, port, family)
-        if not results or not all(public_address(result["host"]) for result in results):
-            raise OSError(f"{host} resolves to a non-public address")
+        if not results or not all(self._is_public(result["host"]) for result in results):
+            raise NonPublicAddress(f"{host} resolves to a non-public address")
         return results
 
     async def close(self) -> None:
@@ -158,7 +165,7 @@ class WebhookSender:
         url = str(job["url"])
         private_ok = bool(job["private_ok"])
         if not private_ok:
-            refusal = await callback_refusal(url, allow_private=False)
+            refusal = await url_refusal(url, allow_private=False)
             if refusal is not None:
                 return f"refused: {refusal}"
         body = json.dumps(job["body"], separators=(",", ":")).encode()

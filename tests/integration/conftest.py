@@ -219,7 +219,7 @@ class Api:
             while True:
                 status, image, _ = await self.call("GET", f"/images/{image_id}", user=user)
                 assert status == 200, image
-                if image["status"] not in {"pending", "processing"}:
+                if image["status"] not in {"fetching", "pending", "processing"}:
                     return image  # type: ignore[no-any-return]
                 await asyncio.sleep(0.05)
 

@@ -192,7 +192,7 @@ async def test_the_docs_page_renders_every_operation_under_its_content_security_
     violations: list[str] = []
     page.on("console", lambda message: violations.append(message.text))
     await page.goto(f"{api.url}/docs")
-    await expect(page.locator(".opblock")).to_have_count(36, timeout=15_000)
+    await expect(page.locator(".opblock")).to_have_count(37, timeout=15_000)
     assert not [text for text in violations if "Content Security Policy" in text], violations
     await page.close()
 

@@ -14,6 +14,7 @@ ROUTES = {
     ("get", "/images"): (None, "200", "ImagePage"),
     ("get", "/events"): (None, "200", None),
     ("post", "/images/batch"): ("BatchRequest", "200", "BatchAnswer"),
+    ("post", "/images/import"): ("ImportRequest", "202", "Image"),
     ("get", "/jobs/{job_id}"): (None, "200", "Job"),
     ("get", "/images/{image_id}"): (None, "200", "Image"),
     ("patch", "/images/{image_id}"): ("ImagePatch", "200", "Image"),

@@ -17,6 +17,7 @@ from image_service.storage.clients import MAX_POOL_CONNECTIONS
 from tests import images
 from tests.faults import Call, FaultProxy, operation, s3, worker_in_mid_job
 from tests.integration.conftest import Api, MakeApi, emulator_client, scrape
+from tests.integration.test_import import origin
 from tests.processes import Program, processed_by_a_new_worker
 
 
@@ -84,12 +85,14 @@ async def test_the_sweeper_requeues_an_image_whose_job_was_lost(
     make_api: MakeApi, moto_endpoint: str
 ) -> None:
     api = await make_api(embedded_worker=False)
-    async with FaultProxy(moto_endpoint) as proxy:
-        # The API's queue refuses every job: completion publishes the record, then fails.
+    async with FaultProxy(moto_endpoint) as proxy, origin() as images_origin:
+        # The API's queue refuses every job: completion publishes the record, then fails;
+        # an import is stored fetching, its job left to the sweeper.
         lost = proxy.fail(operation("SendMessage"), status=500, times=None)
         app = await make_api(
             replica_of=api,
             embedded_worker=False,
+            import_allow_private=True,
             environment={"AWS_ENDPOINT_URL_SQS": proxy.url},
         )
         client = app.images("alice")
@@ -98,19 +101,29 @@ async def test_the_sweeper_requeues_an_image_whose_job_was_lost(
         with pytest.raises(ApiError) as refused:
             await client.complete(ticket.image_id)
         assert (refused.value.status, refused.value.details["backend"]) == (503, "sqs")
-        assert lost.hits >= 1
-    assert (await client.get(ticket.image_id)).status == "processing"  # and no job anywhere
+        status, imported, _ = await app.call(
+            "POST", "/images/import", json={"url": images_origin.url("/photo.jpg")}
+        )
+        assert (status, imported["status"]) == (202, "fetching")
+        assert lost.hits >= 2
+        assert (await client.get(ticket.image_id)).status == "processing"  # and no job anywhere
 
-    port = free_port()
-    environment = _sweeping(api) | {"IMAGE_SERVICE_WORKER_METRICS_PORT": str(port)}
-    worker = await Program.start("worker", env=environment)
-    try:
-        assert (await client.wait_until_processed(ticket.image_id, max_wait=30)).status == "ready"
-        figures = await scrape(api.http, f"http://127.0.0.1:{port}/metrics")
-    finally:
-        await worker.stop()
-    assert _events([worker], "image_requeued") == [ticket.image_id]
-    assert figures[("image_service_sweeper_actions_total", (("action", "requeued"),))] == 1
+        port = free_port()
+        environment = _sweeping(api) | {
+            "IMAGE_SERVICE_WORKER_METRICS_PORT": str(port),
+            "IMAGE_SERVICE_IMPORT_ALLOW_PRIVATE": "true",
+        }
+        worker = await Program.start("worker", env=environment)
+        try:
+            for image_id in (ticket.image_id, imported["image_id"]):
+                assert (await client.wait_until_processed(image_id, max_wait=30)).status == "ready"
+            figures = await scrape(api.http, f"http://127.0.0.1:{port}/metrics")
+        finally:
+            await worker.stop()
+    assert sorted(_events([worker], "image_requeued")) == sorted(
+        [ticket.image_id, imported["image_id"]]
+    )
+    assert figures[("image_service_sweeper_actions_total", (("action", "requeued"),))] == 2
 
 
 async def _ready_image_behind(proxy: FaultProxy, make_api: MakeApi) -> tuple[Api, Image]:

@@ -75,7 +75,9 @@ _IMAGE_ONLY = (
 # that should have followed never came (a lost job, a delete cut short). The attention index is
 # sparse: it holds only them, over this many partitions per status, so that the sweeper's
 # queries spread over DynamoDB partitions instead of all hitting one.
-NEEDS_ATTENTION = frozenset({ImageStatus.PROCESSING, ImageStatus.DELETING, ImageStatus.TRASHED})
+NEEDS_ATTENTION = frozenset(
+    {ImageStatus.FETCHING, ImageStatus.PROCESSING, ImageStatus.DELETING, ImageStatus.TRASHED}
+)
 ATTENTION_SHARDS = 8
 
 Item = dict[str, "AttributeValueTypeDef"]
@@ -232,6 +234,7 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     optional_strings = {
         "filename": record.filename,
         "callback_url": record.callback_url,
+        "source_url": record.source_url,
         "declared_checksum_sha256": record.declared_checksum_sha256,
         "upload_id": record.upload_id,
         "sha256": record.sha256,
@@ -292,7 +295,7 @@ def to_item(record: ImageRecord, *, dead_record_ttl: int | None = None) -> Item:
     return item
 
 
-_UNLISTED_BY_TAG = frozenset({ImageStatus.PENDING, ImageStatus.TRASHED})
+_UNLISTED_BY_TAG = frozenset({ImageStatus.FETCHING, ImageStatus.PENDING, ImageStatus.TRASHED})
 
 
 def indexed_tags(record: ImageRecord) -> list[str]:
@@ -441,6 +444,7 @@ def from_item(item: dict[str, Any]) -> ImageRecord:
         description=item.get("description", {}).get("S", ""),
         filename=string("filename"),
         callback_url=string("callback_url"),
+        source_url=string("source_url"),
         declared_size=number("declared_size"),
         declared_checksum_sha256=string("declared_checksum_sha256"),
         upload_id=string("upload_id"),

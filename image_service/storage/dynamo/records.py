@@ -110,6 +110,18 @@ class ImageRecords(Table):
         await self._creations.write(requests)
         return stored
 
+    async def create_if_absent(self, record: ImageRecord) -> ImageRecord | None:
+        """Stores a new image unless one with its id exists (a keyed import's retry): the
+        image as stored, or None."""
+        writes, stored = self._image_writes(None, record)
+        reasons = await self._apply(writes)
+        if reasons is None:
+            assert stored is not None
+            return stored
+        if reasons.get(IMAGE) == "ConditionalCheckFailed":
+            return None
+        raise _Refused(reasons)
+
     def _put_requests(self, record: ImageRecord) -> tuple[ImageRecord, list[dict[str, Any]]]:
         stored = replace(record, revision=1)
         item = to_item(stored, dead_record_ttl=self._dead_record_ttl)
