@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from image_service.domain.models import ImageRecord
 
+# Reprocessing jobs waiting on the queue at most, ahead of any fresh upload's
+# (`image-service reprocess --backlog`).
+DEFAULT_REPROCESS_BACKLOG = 10
+
 
 def process_job(record: ImageRecord) -> dict[str, str]:
     return {"type": "process", "user_id": record.user_id, "image_id": record.image_id}

@@ -19,12 +19,11 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from image_service.domain.jobs import reprocess_job
+from image_service.domain.jobs import DEFAULT_REPROCESS_BACKLOG, reprocess_job
 from image_service.storage.dynamo import ImageRepository
 from image_service.storage.queue import JobQueue
 
-# Reprocessing jobs waiting on the queue at most, ahead of any fresh upload's.
-DEFAULT_BACKLOG = 10
+DEFAULT_BACKLOG = DEFAULT_REPROCESS_BACKLOG
 # How often a full backlog is looked at again: often enough that the worker never runs dry
 # (at 1 s, a backlog of 5 left it idle half the time: bench/reprocess.py).
 BACKLOG_POLL_SECONDS = 0.25

@@ -80,14 +80,14 @@ async def origin(host: str = "127.0.0.1", redirect_to: str = "") -> AsyncIterato
             raise web.HTTPFound("/photo.jpg" if left <= 1 else f"/hops/{left - 1}")
         if path == "/elsewhere":
             raise web.HTTPFound(redirect_to)
-        if path == "/slow":
-            await asyncio.sleep(10)
+        if path == "/slow":  # longer than the deadline the tests of it set
+            await asyncio.sleep(3)
             return web.Response(body=PHOTO, content_type="image/jpeg")
         return web.Response(status=404)
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app)
+    runner = web.AppRunner(app, shutdown_timeout=0.5)  # a held /slow is no reason to wait
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     try:
