@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -21,6 +22,7 @@ from typing import IO, Any
 from urllib.parse import quote
 
 from image_service.domain.apikeys import ApiKey, StoredKey
+from image_service.domain.batch import BatchJob
 from image_service.domain.cursor import CursorPosition
 from image_service.domain.errors import BackendUnavailable, QuotaExceeded
 from image_service.domain.models import (
@@ -557,12 +559,55 @@ class FakeJobs:
 
     def __init__(self) -> None:
         self.sent: list[dict[str, Any]] = []
+        self.delays: list[int] = []  # each sent job's delay, in the same order
         self.refusing = False
 
     async def send(self, job: dict[str, Any], *, delay_seconds: int = 0) -> None:
         if self.refusing:
             raise BackendUnavailable("sqs", "fake outage")
         self.sent.append(job)
+        self.delays.append(delay_seconds)
+
+
+class FakeBatchStore:
+    """The bulk jobs, each owner's count of active ones, and the outbox messages they keep,
+    with the table's conditions: a taken id, the active bound, the revision of a save."""
+
+    def __init__(self) -> None:
+        self.jobs: dict[tuple[str, str], BatchJob] = {}
+        self.active: Counter[str] = Counter()
+        self.kept: list[OwedJob] = []
+        self.outage: str | None = None
+
+    async def batch_job(self, owner: str, job_id: str) -> BatchJob | None:
+        if self.outage is not None:
+            raise BackendUnavailable(self.outage, "fake outage")
+        return self.jobs.get((owner, job_id))
+
+    async def create_batch_job(
+        self, job: BatchJob, *, max_active: int, message: OwedJob | None
+    ) -> str | None:
+        if (job.owner, job.job_id) in self.jobs:
+            return "exists"
+        if message is not None:
+            if self.active[job.owner] >= max_active:
+                return "limit"
+            self.active[job.owner] += 1
+            self.kept.append(message)
+        self.jobs[(job.owner, job.job_id)] = job
+        return None
+
+    async def save_batch_job(self, job: BatchJob, *, finished: bool) -> BatchJob | None:
+        if self.outage is not None:
+            raise BackendUnavailable(self.outage, "fake outage")
+        current = self.jobs.get((job.owner, job.job_id))
+        if current is None or current.revision != job.revision:
+            return None
+        stored = replace(job, revision=job.revision + 1)
+        self.jobs[(job.owner, job.job_id)] = stored
+        if finished and not job.inline:
+            self.active[job.owner] -= 1
+        return stored
 
 
 class FakeApiKeyStore:

@@ -86,7 +86,7 @@ async def test_reconcile_fix_beside_live_traffic_loses_nothing(
 
     load = await asyncio.create_subprocess_exec(
         *(sys.executable, "-m", "image_service", "loadtest", "--json", "--url", api.url),
-        *("--users", "4", "--duration", "20", "--keep-every", "2"),
+        *("--users", "4", "--duration", "12", "--keep-every", "2"),
         env=env,
         stdout=asyncio.subprocess.PIPE,
     )
