@@ -36,12 +36,13 @@ def webhook_counter(registry: CollectorRegistry) -> Counter:
 def cdn_purge_counter(registry: CollectorRegistry) -> Counter:
     counter = Counter(
         "image_service_cdn_purges",
-        "CDN invalidations of an image's rendition paths, by outcome: purged, failed (the "
-        "queue delivers the job again) or dropped (no CDN configured any more).",
+        "CDN invalidations of an image's rendition paths, by outcome: purged, deferred "
+        "(CloudFront busy: the job is back a minute later), failed (the queue delivers the job "
+        "again) or dropped (no CDN configured any more).",
         ["outcome"],
         registry=registry,
     )
-    for outcome in ("purged", "failed", "dropped"):
+    for outcome in ("purged", "deferred", "failed", "dropped"):
         counter.labels(outcome)
     return counter
 

@@ -514,7 +514,7 @@ async def open_services(
             presence=presence,
             observe_deferred=observe_deferred,
             purger=CloudFrontPurger(
-                clients.cloudfront, settings.cdn_distribution_id, observe=observe_purge
+                clients.cloudfront, settings.cdn_distribution_id, jobs=jobs, observe=observe_purge
             ),
             batch=batch,
             clock=clock,
