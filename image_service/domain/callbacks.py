@@ -30,6 +30,8 @@ _NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
 # Never a callback's destination: NAT64's local-use prefix (RFC 8215; where the IPv4 address
 # sits is the network's choice) and the deprecated IPv4-compatible form (::a.b.c.d).
 _REFUSED_V6 = (ipaddress.IPv6Network("64:ff9b:1::/48"), ipaddress.IPv6Network("::/96"))
+# EC2's instance metadata over IPv6 (fd00:ec2::254): link-local in purpose, not in prefix.
+_METADATA_V6 = ipaddress.IPv6Network("fd00:ec2::/64")
 
 
 def callback_signing_key(master: str, owner: str) -> str:
@@ -66,6 +68,30 @@ def public_address(address: str) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
+def privately_reachable(address: str) -> bool:
+    """Whether a deployment that allows private destinations may still reach ``address``:
+    anything but link-local, where clouds serve instance metadata and its credentials
+    (169.254.169.254, ECS's 169.254.170.2, EC2's ``fd00:ec2::254``)."""
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address):
+        mapped = ip.ipv4_mapped or ip.sixtofour
+        if mapped is None and ip in _NAT64:
+            mapped = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+        if mapped is not None:
+            return privately_reachable(str(mapped))
+        if ip in _METADATA_V6:
+            return False
+    return not ip.is_link_local
+
+
+def reachable(*, allow_private: bool) -> Callable[[str], bool]:
+    """The check every resolved address of a destination must pass."""
+    return privately_reachable if allow_private else public_address
+
+
 async def resolved_addresses(host: str, port: int) -> list[str]:
     """Every address ``host`` resolves to (an IP literal resolves to itself)."""
     infos = await asyncio.get_running_loop().getaddrinfo(
@@ -75,10 +101,12 @@ async def resolved_addresses(host: str, port: int) -> list[str]:
 
 
 async def url_refusal(
-    url: str, *, allow_private: bool, is_public: Callable[[str], bool] = public_address
+    url: str, *, allow_private: bool, is_public: Callable[[str], bool] | None = None
 ) -> str | None:
     """Why the service will not send to (a callback) or fetch from (an import) ``url``: a
-    reason, or None. ``is_public`` judges each address the host resolves to."""
+    reason, or None. Each address the host resolves to is judged by ``is_public`` (by default
+    public addresses only; with ``allow_private`` anything but link-local metadata)."""
+    check = is_public or reachable(allow_private=allow_private)
     parts = urlsplit(url)
     if parts.scheme not in {"http", "https"} or not parts.hostname:
         return "not an absolute http(s) URL"
@@ -88,12 +116,12 @@ async def url_refusal(
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         return "not a valid port"
-    if allow_private:
-        return None
     try:
         addresses = await resolved_addresses(parts.hostname, port)
     except (OSError, UnicodeError):
         return "its host does not resolve"
-    if not addresses or not all(is_public(address) for address in addresses):
+    if not addresses or not all(check(address) for address in addresses):
+        if allow_private:
+            return "its host is a link-local (metadata) address"
         return "its host is not a public address"
     return None

@@ -271,8 +271,9 @@ class UploadSettings:
     import_allow_private: bool = setting(
         False,
         parse_bool,
-        "Let imports fetch from loopback, link-local and private addresses (tests, private "
-        "deployments). Off, every address a URL's host resolves to must be public.",
+        "Let imports fetch from loopback and private addresses (tests, private deployments); "
+        "never link-local ones (instance metadata). Off, every address a URL's host resolves "
+        "to must be public.",
     )
 
 
@@ -509,7 +510,8 @@ class WebhookSettings:
     webhook_allow_private: bool = setting(
         False,
         parse_bool,
-        "Let a per-upload callback_url reach loopback, link-local and private addresses.",
+        "Let a per-upload callback_url reach loopback and private addresses; never link-local "
+        "ones (instance metadata).",
     )
     webhook_share_viewed: bool = setting(
         False,

@@ -15,8 +15,9 @@ inside the service's network must fetch what a stranger names.
 - No proxy from the environment, no cookies, no ``Authorization``: a fetch carries nothing of
   the service's.
 
-``IMAGE_SERVICE_IMPORT_ALLOW_PRIVATE`` turns the address checks off (tests, private
-deployments). Each refusal is a :class:`FetchRefused` with the code the image is rejected with.
+``IMAGE_SERVICE_IMPORT_ALLOW_PRIVATE`` lets private addresses through (tests, private
+deployments), never link-local ones: the instance metadata service stays out of reach.
+Each refusal is a :class:`FetchRefused` with the code the image is rejected with.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from image_service import __version__
-from image_service.domain.callbacks import public_address, url_refusal
+from image_service.domain.callbacks import reachable, url_refusal
 from image_service.domain.imports import FetchRefused
 from image_service.imaging.spool import Spooled, spool
 from image_service.worker.webhooks import NonPublicAddress, PublicOnlyResolver
@@ -45,12 +46,13 @@ class UrlFetcher:
         *,
         allow_private: bool,
         deadline_seconds: float,
-        is_public: Callable[[str], bool] = public_address,
+        is_public: Callable[[str], bool] | None = None,
     ) -> None:
         self._allow_private = allow_private
         self._deadline = deadline_seconds
-        self._is_public = is_public
-        resolver = None if allow_private else PublicOnlyResolver(is_public)
+        # Each address must pass: public only, or with allow_private anything but metadata.
+        self._is_public = is_public or reachable(allow_private=allow_private)
+        resolver = PublicOnlyResolver(self._is_public)
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(resolver=resolver, limit=32, ttl_dns_cache=0),
             cookie_jar=aiohttp.DummyCookieJar(),

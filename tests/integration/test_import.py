@@ -214,6 +214,20 @@ async def test_every_form_of_a_private_or_malformed_url_is_refused_at_once(
     assert sum(images_origin.hits.values()) == 0, "no request reached a refused address"
 
 
+async def test_private_addresses_allowed_the_metadata_service_is_still_refused(
+    make_api: MakeApi,
+) -> None:
+    api = await make_api(import_allow_private=True)
+    for url in (
+        "http://169.254.169.254/latest/meta-data/",
+        "http://169.254.170.2/v2/credentials",
+        "http://[fd00:ec2::254]/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/",
+    ):
+        status, body, _ = await _import(api, url)
+        assert (status, body["error"]["code"]) == (422, "import_refused"), url
+
+
 async def test_a_redirect_to_a_private_address_is_refused_without_reaching_it() -> None:
     """What a public server may do: answer with a redirect to an address inside. Here the
     public server is the one on 127.0.0.2 (this fetcher's public addresses are the internet's

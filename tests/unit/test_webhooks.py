@@ -10,7 +10,11 @@ import hmac
 import pytest
 
 from image_service.client.webhooks import WebhookVerificationError, sign, verify
-from image_service.domain.callbacks import callback_signing_key, public_address
+from image_service.domain.callbacks import (
+    callback_signing_key,
+    privately_reachable,
+    public_address,
+)
 from image_service.worker.webhooks import retry_delay
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # the Standard Webhooks specification's example
@@ -95,6 +99,26 @@ def test_verify_refuses_anything_else(headers: dict[str, str], body: bytes, now:
 )
 def test_public_addresses(address: str, public: bool) -> None:
     assert public_address(address) is public
+
+
+@pytest.mark.parametrize(
+    ("address", "reachable"),
+    [
+        ("10.0.0.1", True),
+        ("127.0.0.1", True),
+        ("::1", True),
+        ("93.184.215.14", True),
+        ("169.254.169.254", False),  # instance metadata
+        ("169.254.170.2", False),  # ECS task metadata
+        ("fd00:ec2::254", False),  # EC2's metadata over IPv6
+        ("fe80::1", False),
+        ("::ffff:169.254.169.254", False),
+        ("64:ff9b::a9fe:a9fe", False),  # NAT64 to the metadata endpoint
+        ("not an address", False),
+    ],
+)
+def test_allowing_private_addresses_never_allows_metadata(address: str, reachable: bool) -> None:
+    assert privately_reachable(address) is reachable
 
 
 def test_retries_back_off_to_hourly():
