@@ -119,6 +119,8 @@ async def url_refusal(
     try:
         addresses = await resolved_addresses(parts.hostname, port)
     except (OSError, UnicodeError):
+        if allow_private:
+            return None  # a private name this process cannot resolve now; judged at connect
         return "its host does not resolve"
     if not addresses or not all(check(address) for address in addresses):
         if allow_private:

@@ -107,6 +107,17 @@ class Conflict(ServiceError):
     code = "conflict"
 
 
+class ObjectGone(Conflict):
+    """An object the call meant to read or copy is not there (any more): a completion that
+    lost a race to another (the client's and S3's event), or an object removed meanwhile.
+    Not an outage: retrying reads the state that explains it."""
+
+    code = "object_gone"
+
+    def __init__(self, key: str) -> None:
+        super().__init__("The object is not there (any more).", details={"key": key})
+
+
 class UploadRejected(ServiceError):
     """What arrived in S3 is not an acceptable image; the object has been deleted."""
 

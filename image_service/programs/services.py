@@ -17,6 +17,7 @@ from image_service import tracing
 from image_service.domain.albums import Albums
 from image_service.domain.apikeys import ApiKeys
 from image_service.domain.batch import BatchOps
+from image_service.domain.callbacks import privately_reachable
 from image_service.domain.completion import Completion
 from image_service.domain.cursor import CursorCodec
 from image_service.domain.events import ImageEvents, Observe, share_viewed
@@ -482,7 +483,15 @@ async def open_services(
                 operator_url=settings.webhook_url,
                 callbacks_shared_signature=settings.callback_shared_signature,
                 max_age_seconds=settings.webhook_max_age_seconds,
-                http=await stack.enter_async_context(aiohttp.ClientSession()),
+                # The operator's endpoint and, when allowed, private callbacks: anywhere but
+                # link-local (the instance metadata service), checked at connect time.
+                http=await stack.enter_async_context(
+                    aiohttp.ClientSession(
+                        connector=aiohttp.TCPConnector(
+                            resolver=PublicOnlyResolver(privately_reachable)
+                        )
+                    )
+                ),
                 public_http=await stack.enter_async_context(
                     aiohttp.ClientSession(
                         connector=aiohttp.TCPConnector(resolver=PublicOnlyResolver())

@@ -9,7 +9,7 @@ from typing import IO, TYPE_CHECKING, Any
 import aiohttp
 from botocore.exceptions import ClientError
 
-from image_service.domain.errors import BackendUnavailable
+from image_service.domain.errors import BackendUnavailable, ObjectGone
 from image_service.domain.models import UploadedPart
 from image_service.domain.ports import SignedPost, SignedPut, StoredObject
 from image_service.storage.errors import backend_errors, error_code, http_status
@@ -244,7 +244,12 @@ class ObjectStore:
         inspected."""
         condition: dict[str, Any] = {"IfMatch": etag} if etag is not None else {}
         with backend_errors(BACKEND):
-            response = await self._client.get_object(Bucket=self.bucket, Key=key, **condition)
+            try:
+                response = await self._client.get_object(Bucket=self.bucket, Key=key, **condition)
+            except ClientError as exc:
+                if _missing(exc):
+                    raise ObjectGone(key) from exc
+                raise
             body = response["Body"]
             async with body:  # releases the connection however the reader stops
                 async for chunk in body.iter_chunks(READ_CHUNK_BYTES):
@@ -257,15 +262,20 @@ class ObjectStore:
         from parts has only a checksum of its parts' checksums, which no reader can verify
         (and which some emulators copy over as if it were the whole object's)."""
         with backend_errors(BACKEND):
-            await self._client.copy_object(
-                Bucket=self.bucket,
-                Key=target_key,
-                CopySource={"Bucket": self.bucket, "Key": source_key},
-                CopySourceIfMatch=etag,
-                MetadataDirective="REPLACE",
-                ContentType=content_type,
-                ChecksumAlgorithm="SHA256",
-            )
+            try:
+                await self._client.copy_object(
+                    Bucket=self.bucket,
+                    Key=target_key,
+                    CopySource={"Bucket": self.bucket, "Key": source_key},
+                    CopySourceIfMatch=etag,
+                    MetadataDirective="REPLACE",
+                    ContentType=content_type,
+                    ChecksumAlgorithm="SHA256",
+                )
+            except ClientError as exc:
+                if _missing(exc):
+                    raise ObjectGone(source_key) from exc
+                raise
 
     async def get_if_exists(self, key: str) -> tuple[bytes, str] | None:
         """The object's bytes and ETag, or None when there is no such object (one call)."""
