@@ -448,6 +448,15 @@ class FakeTable:
                 found.setdefault(record.uploaded_sha256, []).append(image_id)
         return {digest: sorted(ids) for digest, ids in found.items()}
 
+    async def fetching_count(self, user_id: str, *, up_to: int) -> int:
+        self._check()
+        fetching = [
+            record
+            for (user, _), record in self.records.items()
+            if user == user_id and record.status is ImageStatus.FETCHING
+        ]
+        return min(len(fetching), up_to)
+
     async def open_multipart(self, user_id: str) -> list[ImageRecord]:
         self._check()
         return [

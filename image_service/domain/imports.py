@@ -2,8 +2,10 @@
 (an old site, a partner's feed, a migration), instead of the client downloading and uploading.
 
 ``POST /images/import`` checks what it can at once (the URL's form, and that its host is a
-public address), spends the caller's import rate and checks the owner's quota, then stores the
-image as ``fetching`` and queues its import job; it answers 202 with the image. The API
+public address), spends the caller's import rate and checks the owner's quota and imports in
+flight (``max_imports_per_user``, counted on the status index, which may lag a moment: the rate
+bounds what a burst slips through), then stores the image as ``fetching`` and queues its import
+job; it answers 202 with the image. The API
 process never fetches anything.
 
 The worker fetches the URL (``worker/fetch.py``: SSRF-safe), puts the bytes where an upload
@@ -31,7 +33,12 @@ from typing import Protocol
 from image_service.domain import events
 from image_service.domain.callbacks import url_refusal
 from image_service.domain.completion import Completion
-from image_service.domain.errors import BackendUnavailable, InvalidRequest, ServiceError
+from image_service.domain.errors import (
+    BackendUnavailable,
+    InvalidRequest,
+    ServiceError,
+    TooManyHeld,
+)
 from image_service.domain.events import ImageEvents
 from image_service.domain.layout import incoming_key, original_key
 from image_service.domain.models import ImageRecord, ImageStatus, Principal, normalize_tags
@@ -131,6 +138,9 @@ class Imports:
                 details={"reason": refusal},
             )
         await self._quota.check(owner, 0)
+        held = self._policy.max_imports_per_user
+        if await self._repository.fetching_count(owner, up_to=held) >= held:
+            raise TooManyHeld("too_many_imports", "imports being fetched", held)
         now = self._clock()
         record = ImageRecord(
             user_id=owner,

@@ -29,5 +29,7 @@ class UploadPolicy:
     max_completions_per_user: int = 16
     # Multipart uploads one user may have open (pending) at once.
     max_open_multipart_per_user: int = 10
+    # Imports one user may have being fetched at once.
+    max_imports_per_user: int = 20
     # Whether processing keeps GPS in originals (else only a JPEG's is removed).
     keep_gps: bool = False

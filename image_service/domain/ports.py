@@ -249,6 +249,10 @@ class Records(Protocol):
 
     async def open_multipart(self, user_id: str) -> list[ImageRecord]: ...
 
+    async def fetching_count(self, user_id: str, *, up_to: int) -> int:
+        """How many of the owner's imports are being fetched, counted up to ``up_to``."""
+        ...
+
 
 class Listing(Protocol):
     """One owner's images, a page at a time, newest first, under a filter."""

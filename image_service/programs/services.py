@@ -180,6 +180,7 @@ def upload_policy(
         inspection_concurrency=uploads.inspection_concurrency,
         max_completions_per_user=uploads.max_completions_per_user,
         max_open_multipart_per_user=uploads.max_open_multipart_per_user,
+        max_imports_per_user=uploads.max_imports_per_user,
         max_images_per_user=quotas.max_images_per_user,
         max_bytes_per_user=quotas.max_bytes_per_user,
         usage_cache_seconds=quotas.usage_cache_seconds,

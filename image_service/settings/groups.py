@@ -262,6 +262,11 @@ class UploadSettings:
         "one fetch by a worker.",
     )
     import_burst: int = setting(10, parse_positive_int, "Imports one user may start at once.")
+    max_imports_per_user: int = setting(
+        20,
+        parse_positive_int,
+        "Imports one user may have being fetched (not yet verified) at once; beyond, 429.",
+    )
     import_timeout_seconds: int = setting(
         30,
         parse_positive_int,

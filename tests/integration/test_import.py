@@ -311,6 +311,22 @@ async def test_the_rate_and_the_quota_apply_before_anything_is_fetched(
     assert images_origin.hits["/photo.jpg"] == 0
 
 
+async def test_each_user_has_a_bounded_number_of_imports_being_fetched(
+    make_api: MakeApi, images_origin: Origin
+) -> None:
+    # This test's subject: IMAGE_SERVICE_MAX_IMPORTS_PER_USER (no worker: they stay fetching).
+    api = await make_api(embedded_worker=False, import_allow_private=True, max_imports_per_user=3)
+    for n in range(3):
+        assert (await _import(api, images_origin.url(f"/photo-{n}.jpg")))[0] == 202
+    status, body, headers = await _import(api, images_origin.url("/photo-3.jpg"))
+    assert (status, body["error"]["code"]) == (429, "too_many_imports")
+    assert headers["Retry-After"] == "1"
+    status, _, _ = await api.call(
+        "POST", "/images/import", json={"url": images_origin.url("/photo.jpg")}, user="bob"
+    )
+    assert status == 202  # another user's bound is theirs
+
+
 async def test_an_import_deleted_while_fetching_leaves_nothing(
     make_api: MakeApi, images_origin: Origin
 ) -> None:

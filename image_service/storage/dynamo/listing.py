@@ -246,6 +246,23 @@ class ImageListing(Table):
         last = records[-1]
         return records, CursorPosition(sort_key=sort_key(last), image_id=last.image_id)
 
+    async def fetching_count(self, user_id: str, *, up_to: int) -> int:
+        """How many of the owner's imports are being fetched, counted up to ``up_to`` (one
+        query of the status index's fetching partition, keys only)."""
+        query: dict[str, Any] = {
+            "TableName": self.table,
+            "IndexName": STATUS_INDEX,
+            "KeyConditionExpression": "status_key = :partition",
+            "ExpressionAttributeValues": {
+                ":partition": string_value(status_key(user_id, ImageStatus.FETCHING))
+            },
+            "Select": "COUNT",
+            "Limit": up_to,
+        }
+        with backend_errors(BACKEND):
+            answer = await self._dynamodb.call("Query", query)
+        return int(answer.get("Count", 0))
+
     async def open_multipart(self, user_id: str) -> list[ImageRecord]:
         """The owner's pending multipart uploads (their parts take storage before anything is
         counted): the status index's pending partition, the others filtered out as read."""
