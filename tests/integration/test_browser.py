@@ -94,6 +94,16 @@ async def test_upload_see_and_delete_from_the_browser(
     await expect(recipient.locator("#gallery li.card")).to_have_count(2, timeout=WAIT_MS)
     await recipient.close()
 
+    # An import the service refuses (a private address) says why, in its row.
+    await page.fill("#import-url", "http://127.0.0.1:9/photo.jpg")
+    await page.click("#import")
+    refused = page.locator("#uploads li[data-status=failed]")
+    await expect(refused).to_have_count(1, timeout=WAIT_MS)
+    await expect(refused).to_contain_text("import_refused")
+    expected = "the server responded with a status of 422"
+    assert [p for p in problems if expected in p], problems  # the browser's own note of it
+    problems[:] = [p for p in problems if expected not in p]
+
     removed = await cards.first.get_attribute("data-image-id")
     await cards.first.locator("button.delete").click()
     await expect(cards).to_have_count(1)

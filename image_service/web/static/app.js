@@ -10,6 +10,8 @@ const MULTIPART_THRESHOLD = 16 * 1024 * 1024;
 const PART_SIZE = 8 * 1024 * 1024;
 const PARTS_AT_ONCE = 4;
 const RESUME_KEY_PREFIX = "image_service.upload:";
+// The statuses an image passes through before it is ready or refused.
+const IN_FLIGHT = new Set(["fetching", "pending", "processing"]);
 
 const $ = (id) => document.getElementById(id);
 const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", cursor: null };
@@ -152,7 +154,7 @@ async function waitUntilProcessed(imageId) {
   const deadline = Date.now() + PROCESSING_WAIT_MS;
   for (;;) {
     const image = await api("GET", `/images/${imageId}?wait=ready&timeout=20`);
-    if (image.status !== "pending" && image.status !== "processing") return image;
+    if (!IN_FLIGHT.has(image.status)) return image;
     if (Date.now() > deadline) throw new Error("still processing; refresh later");
   }
 }
@@ -278,6 +280,27 @@ async function uploadFile(file, tags, description) {
   } catch (error) {
     row.fail(error.message);
   }
+}
+
+async function importUrl(url) {
+  if (!state.token) return showError(new Error("Paste or mint a token first."));
+  showError(null);
+  const row = uploadRow(url);
+  try {
+    row.status("asking");
+    const image = await api("POST", "/images/import", {
+      url,
+      tags: splitTags($("tags").value),
+      description: $("description").value,
+    });
+    row.status("fetching");
+    const done = await waitUntilProcessed(image.image_id);
+    if (done.status === "ready") row.status("ready");
+    else row.fail(`${done.status}: ${done.reason || "no reason given"}`);
+  } catch (error) {
+    row.fail(error.message);
+  }
+  await refreshGallery();
 }
 
 async function uploadFiles(files) {
@@ -525,6 +548,11 @@ function wire() {
     event.preventDefault();
     zone.classList.remove("over");
     uploadFiles(event.dataTransfer.files);
+  });
+  $("import-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    importUrl($("import-url").value).catch(showError);
+    $("import-url").value = "";
   });
   $("refresh").addEventListener("click", refreshGallery);
   $("album-form").addEventListener("submit", (event) => {
