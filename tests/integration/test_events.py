@@ -96,6 +96,11 @@ async def test_the_stream_carries_the_callers_own_events_only(api: Api) -> None:
     while event != "image.ready":
         event, data = await _next_event(mine, alice_image)
     assert data["image_id"] == alice_image
+    # A new focal point changes its rendition URLs: a page that shows them hears it.
+    focal = {"x": 0.25, "y": 0.5}
+    await api.call("PATCH", f"/images/{alice_image}", json={"focal": focal})
+    event, data = await _next_event(mine, alice_image)
+    assert (event, data["focal"]) == ("image.updated", focal)
     await api.call("DELETE", f"/images/{alice_image}")
     assert (await _next_event(mine, alice_image))[0] == "image.trashed"
     await api.call("POST", f"/images/{alice_image}/restore")

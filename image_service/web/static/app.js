@@ -297,10 +297,10 @@ async function importUrl(url) {
     const done = await waitUntilProcessed(image.image_id);
     if (done.status === "ready") row.status("ready");
     else row.fail(`${done.status}: ${done.reason || "no reason given"}`);
+    await refreshGallery();  // an image was made, ready or refused
   } catch (error) {
     row.fail(error.message);
   }
-  await refreshGallery();
 }
 
 async function uploadFiles(files) {
@@ -431,6 +431,7 @@ function card(image) {
     remove.disabled = true;
     try {
       await api("DELETE", `/images/${image.image_id}`);
+      galleryGeneration += 1;  // a refresh asked before the delete must not bring it back
       item.remove();
       $("gallery-empty").hidden = $("gallery").children.length > 0;
     } catch (error) {
