@@ -172,10 +172,17 @@ class Imports:
 
     async def fetch(self, owner: str, image_id: str) -> None:
         """Fetches an image being imported, then completes it as an upload is completed."""
-        assert self._fetcher is not None, "imports are fetched by workers"
         record = await self._repository.get(owner, image_id)
-        if record is None or record.status is not ImageStatus.FETCHING:
-            return  # done already (a redelivered job), or deleted meanwhile
+        if record is None:
+            return  # deleted meanwhile
+        if record.status is ImageStatus.PENDING and record.source_url is not None:
+            # Fetched, then cut short before its completion (a worker died): the job is
+            # delivered again, and completes it now.
+            await self._complete(owner, image_id)
+            return
+        if record.status is not ImageStatus.FETCHING:
+            return  # done already (a redelivered job)
+        assert self._fetcher is not None, "imports are fetched by workers"
         assert record.source_url is not None
         try:
             fetched = await self._fetcher.fetch(
@@ -203,6 +210,10 @@ class Imports:
         if not await self._repository.replace_if_status(pending, ImageStatus.FETCHING):
             await self._store.delete([upload_key])  # deleted while it was fetched
             return
+        await self._complete(owner, image_id)
+
+    async def _complete(self, owner: str, image_id: str) -> None:
+        """Completes the fetched image as an upload is completed; its refusal is its outcome."""
         try:
             await self._completion.complete_for(owner, image_id)
         except ServiceError as exc:

@@ -14,6 +14,7 @@ import pytest
 
 from image_service.domain.completion import Completion
 from image_service.domain.events import ImageEvents
+from image_service.domain.imports import Imports
 from image_service.domain.layout import incoming_key
 from image_service.domain.library import Library
 from image_service.domain.models import ImageRecord, ImageStatus, Principal
@@ -62,6 +63,10 @@ class World:
     @property
     def library(self) -> Library:
         return self.images.library
+
+    @property
+    def imports(self) -> Imports:
+        return self.images.imports
 
     @property
     def trash(self) -> Trash:
