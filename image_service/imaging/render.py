@@ -10,7 +10,6 @@ import struct
 from dataclasses import dataclass
 from typing import IO
 
-import pyvips  # type: ignore[import-untyped]  # ships no types
 from PIL import Image, ImageCms, ImageOps
 
 import image_service.imaging.inspect  # noqa: F401  # registers the HEIC/HEIF opener
@@ -303,6 +302,10 @@ def crop_centre(
             Image.Resampling.BILINEAR,
         )
     small = _flatten(small).convert("RGB")
+    # Loaded by the first auto crop only: libvips takes ~85 ms to load, which a process that
+    # never crops (a worker, a command) need not pay.
+    import pyvips  # type: ignore[import-untyped]  # ships no types
+
     vips = pyvips.Image.new_from_memory(small.tobytes(), small.width, small.height, 3, "uchar")
     _, found = vips.smartcrop(
         max(1, small.width // 2),
