@@ -524,15 +524,17 @@ def add_client_commands(commands: Any) -> None:
     connection = argparse.ArgumentParser(add_help=False)
     connection.add_argument("--url", help=f"the API (default ${URL_VARIABLE} or {DEFAULT_URL})")
     connection.add_argument("--token", help=f"bearer token (default ${TOKEN_VARIABLE})")
+    # What a new image is given, whether uploaded or imported.
+    details = argparse.ArgumentParser(add_help=False)
+    details.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
+    details.add_argument("--description", default="", help="one description for every image")
 
     upload = commands.add_parser(
         "upload",
-        parents=[connection],
+        parents=[connection, details],
         help="upload image files straight to S3 and complete them; prints their ids",
     )
     upload.add_argument("files", nargs="+", metavar="FILE")
-    upload.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
-    upload.add_argument("--description", default="", help="one description for every file")
     upload.add_argument(
         "--parallel", type=_parallel, default=4, help="files uploaded at once (default 4)"
     )
@@ -602,12 +604,10 @@ def add_client_commands(commands: Any) -> None:
 
     imports = commands.add_parser(
         "import",
-        parents=[connection],
+        parents=[connection, details],
         help="import images from URLs: the service fetches them; prints id, status, URL",
     )
     imports.add_argument("urls", nargs="+", metavar="URL")
-    imports.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
-    imports.add_argument("--description", default="", help="one description for every image")
     imports.add_argument(
         "--parallel", type=_parallel, default=4, help="URLs imported at once (default 4)"
     )
