@@ -124,6 +124,17 @@ async def test_upload_see_and_delete_from_the_browser(
         assert kept.filename is not None
         assert await client.download(kept.image_id) == files[kept.filename]
 
+        # Another client moves its focal point: its rendition URLs change (a new edition), and
+        # the page, told by its event stream, shows the new ones.
+        thumbnail = page.locator(f"#gallery li[data-image-id='{kept.image_id}'] img")
+        await asyncio.sleep(2)  # the refresh the delete's own event asked for has been
+        assert "-gauto/" in await thumbnail.evaluate("img => img.currentSrc")
+        await client.update(kept.image_id, focal=(0.2, 0.8))
+        await expect(thumbnail).to_have_attribute("src", re.compile("-gfocal/"), timeout=WAIT_MS)
+        await expect(thumbnail).to_have_js_property("complete", True)
+        assert await thumbnail.evaluate("img => img.naturalWidth") > 0
+    assert problems == []
+
 
 async def test_a_file_that_is_not_what_it_claims_is_refused_with_the_reason(
     browser: Browser, dev_url: str, tmp_path: Path

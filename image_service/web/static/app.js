@@ -99,9 +99,13 @@ function followEvents() {
     clearTimeout(refreshSoon);
     refreshSoon = setTimeout(refreshGallery, 250);  // a burst of events: one refresh
   };
-  for (const type of ["image.ready", "image.rejected", "image.quarantined", "image.deleted"]) {
-    events.addEventListener(type, refresh);
-  }
+  // Whatever changes what the gallery shows, from this page or any other client: an image
+  // updated (a new focal point) has new rendition URLs, its old ones answer 404.
+  const shown = [
+    "image.ready", "image.rejected", "image.quarantined", "image.deleted",
+    "image.trashed", "image.restored", "image.updated",
+  ];
+  for (const type of shown) events.addEventListener(type, refresh);
 }
 
 async function mintToken() {
