@@ -70,16 +70,7 @@ class AlbumTable(Table):
         return None if item is None else _album(item)
 
     async def owner_albums(self, owner: str) -> list[Album]:
-        query = {
-            "TableName": self.table,
-            "KeyConditionExpression": "user_id = :owner AND begins_with(image_id, :albums)",
-            "ExpressionAttributeValues": {
-                ":owner": string_value(owner),
-                ":albums": string_value(ALBUM_MARK),
-            },
-            "ConsistentRead": True,
-        }
-        return [_album(item) async for item in self._scan(query, query=True)]
+        return [_album(item) async for item in self._owned(owner, ALBUM_MARK)]
 
     async def replace_album(self, album: Album) -> bool:
         """Stores ``album``'s new name, description and cover; False when it is gone."""

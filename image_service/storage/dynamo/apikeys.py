@@ -110,18 +110,9 @@ class ApiKeyTable(Table):
         return await self._transact(writes)
 
     async def owner_keys(self, owner: str) -> list[ApiKey]:
-        query = {
-            "TableName": self.table,
-            "KeyConditionExpression": "user_id = :owner AND begins_with(image_id, :keys)",
-            "ExpressionAttributeValues": {
-                ":owner": string_value(owner),
-                ":keys": string_value(_OWNED),
-            },
-            "ConsistentRead": True,
-        }
         return [
             _key(item["image_id"]["S"].removeprefix(_OWNED), item)
-            async for item in self._scan(query, query=True)
+            async for item in self._owned(owner, _OWNED)
         ]
 
     async def key_by_id(self, key_id: str) -> StoredKey | None:

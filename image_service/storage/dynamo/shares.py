@@ -129,18 +129,9 @@ class ShareTable(Table):
         )
 
     async def owner_shares(self, owner: str) -> list[Share]:
-        query = {
-            "TableName": self.table,
-            "KeyConditionExpression": "user_id = :owner AND begins_with(image_id, :shares)",
-            "ExpressionAttributeValues": {
-                ":owner": string_value(owner),
-                ":shares": string_value(_OWNED),
-            },
-            "ConsistentRead": True,
-        }
         return [
             _share(item["image_id"]["S"].removeprefix(_OWNED), item)
-            async for item in self._scan(query, query=True)
+            async for item in self._owned(owner, _OWNED)
         ]
 
     async def revoke_share(self, owner: str, share_id: str, *, at: datetime) -> bool:

@@ -15,6 +15,7 @@ from image_service.storage.dynamo.codec import (
     Item,
     item_key,
     number_value,
+    string_value,
 )
 from image_service.storage.errors import backend_errors, error_code
 
@@ -56,6 +57,20 @@ class Table:
             if "LastEvaluatedKey" not in page:
                 return
             scan = {**scan, "ExclusiveStartKey": page["LastEvaluatedKey"]}
+
+    def _owned(self, owner: str, mark: str) -> AsyncIterator[Item]:
+        """The owner's items whose sort key starts with ``mark`` (their albums, API keys,
+        share links), every page, read consistently."""
+        query = {
+            "TableName": self.table,
+            "KeyConditionExpression": "user_id = :owner AND begins_with(image_id, :mark)",
+            "ExpressionAttributeValues": {
+                ":owner": string_value(owner),
+                ":mark": string_value(mark),
+            },
+            "ConsistentRead": True,
+        }
+        return self._scan(query, query=True)
 
     def _count_write(
         self, owner: str, counter: str, delta: int, *, below: int | None = None
