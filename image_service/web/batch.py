@@ -9,7 +9,6 @@ from aiohttp import web
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from image_service.domain.batch import MAX_IDS, MAX_INLINE, OPS, BatchJob, BatchRequest
-from image_service.domain.models import FocalPoint
 from image_service.web.encoding import json_text
 from image_service.web.handlers import NO_STORE, owner_param
 from image_service.web.keys import BATCH, PRINCIPAL
@@ -157,7 +156,6 @@ _job_schema = JobSchema()
 @response_schema(JobSchema, 202, description="A job: its progress is at its url.")
 async def run_batch(request: web.Request) -> web.Response:
     body = request["json"]
-    point = body.get("focal")
     job = await request.app[BATCH].submit(
         request[PRINCIPAL],
         owner_param(request),
@@ -166,7 +164,7 @@ async def run_batch(request: web.Request) -> web.Response:
             image_ids=tuple(body.get("image_ids", ())),
             tag=body.get("tag"),
             tags=tuple(body.get("tags", ())),
-            focal=None if point is None else FocalPoint(point["x"], point["y"]),
+            focal=body.get("focal"),
             permanent=body.get("permanent", False),
         ),
         idempotency_key=request.headers.get("Idempotency-Key"),

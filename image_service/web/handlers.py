@@ -13,7 +13,7 @@ from marshmallow import Schema
 from image_service.domain.errors import RenditionUrlRefused
 from image_service.domain.health import check_backends
 from image_service.domain.imports import ImportRequest
-from image_service.domain.models import FocalPoint, Keep, ListFilter
+from image_service.domain.models import Keep, ListFilter
 from image_service.domain.owners import owner_for
 from image_service.domain.renditions import Delivery, validated_spec
 from image_service.domain.uploads import UploadRequest
@@ -316,17 +316,9 @@ async def update_image(request: web.Request) -> web.Response:
         owner_param(request),
         tags=body.get("tags"),
         description=body.get("description"),
-        focal=_focal(body),
+        focal=body.get("focal", Keep.KEEP),  # absent: left as it is; null: cleared
     )
     return _json(image_view(record, gps=_owns(request, record.user_id)))
-
-
-def _focal(body: dict[str, Any]) -> FocalPoint | Keep | None:
-    """A PATCH's focal point: absent leaves it, null clears it."""
-    if "focal" not in body:
-        return Keep.KEEP
-    point = body["focal"]
-    return None if point is None else FocalPoint(point["x"], point["y"])
 
 
 @docs(summary="List images, newest first", **_secured)

@@ -15,6 +15,7 @@ from image_service.domain.models import (
     MAX_DESCRIPTION_LENGTH,
     MAX_TAG_LENGTH,
     MAX_TAGS,
+    FocalPoint,
     ImageStatus,
     format_timestamp,
 )
@@ -227,6 +228,10 @@ class FocalSchema(StrictSchema):
         validate=validate.Range(min=0, max=1),
         metadata={"description": "From the top edge (0) to the bottom (1)."},
     )
+
+    @post_load
+    def _point(self, data: dict[str, float], **_: Any) -> FocalPoint:
+        return FocalPoint(data["x"], data["y"])
 
 
 def _focal_field(**kwargs: Any) -> fields.Nested:

@@ -76,6 +76,8 @@ class ImageProcessor:
         *,
         completion: Completion,
         imports: Imports,
+        batch: BatchOps,
+        purger: CloudFrontPurger,  # without a CDN, it drops (and counts) a purge queued before
         store: ObjectStore,
         repository: ImageRepository,
         scanners: Sequence[Scanner],
@@ -85,13 +87,11 @@ class ImageProcessor:
         jobs: Jobs | None = None,
         presence: Presence | None = None,
         observe_deferred: Callable[[], None] = lambda: None,
-        purger: CloudFrontPurger | None = None,  # None: no CDN, a queued purge is dropped
-        batch: BatchOps | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self._completion = completion
         self._imports = imports
-        self._purger = purger or CloudFrontPurger(None, None)
+        self._purger = purger
         self._batch = batch
         # Reprocess jobs for settings a live worker runs and this one does not go back to
         # the queue (domain/workers.py).
@@ -120,7 +120,7 @@ class ImageProcessor:
             await self.reprocess(str(job["user_id"]), str(job["image_id"]), force=force)
         elif job.get("type") == IMPORT_JOB:
             await self._imports.fetch(str(job["user_id"]), str(job["image_id"]))
-        elif job.get("type") == batch.JOB_TYPE and self._batch is not None:
+        elif job.get("type") == batch.JOB_TYPE:
             await self._batch.work(str(job["user_id"]), str(job["job_id"]))
         elif job.get("type") == PURGE_JOB:
             await self._purger.purge(job)
