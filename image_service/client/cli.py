@@ -11,23 +11,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import sys
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from image_service.client import shell
 from image_service.client import state as upload_state
 from image_service.client.api import MULTIPART_THRESHOLD_BYTES, ImageServiceClient
+from image_service.client.cli_sharing import add_sharing_commands
 from image_service.client.parts import FileSource
 from image_service.client.transfer import DEFAULT_PARTS_AT_ONCE
 from image_service.client.types import ApiError, Image, ImageServiceError, Job, Progress
 from image_service.imaging.formats import FILE_EXTENSIONS, content_type_from_magic
 
-URL_VARIABLE = "IMAGE_SERVICE_API_URL"
-TOKEN_VARIABLE = "IMAGE_SERVICE_API_TOKEN"  # noqa: S105  # a variable name, not a secret
-DEFAULT_URL = "http://127.0.0.1:8080"
 MAX_PARALLEL_UPLOADS = 16
 
 
@@ -72,33 +69,6 @@ class ProgressBar:
             self.stream.write("\n")
 
 
-def _connection(args: argparse.Namespace) -> ImageServiceClient:
-    token = args.token or os.environ.get(TOKEN_VARIABLE)
-    if not token:
-        raise SystemExit(f"image-service {args.command}: give --token or set {TOKEN_VARIABLE}")
-    url = args.url or os.environ.get(URL_VARIABLE) or DEFAULT_URL
-    return ImageServiceClient(url, token)
-
-
-def _run(args: argparse.Namespace, command: Callable[[ImageServiceClient], Awaitable[int]]) -> None:
-    async def main() -> int:
-        async with _connection(args) as images:
-            return await command(images)
-
-    raise SystemExit(asyncio.run(main()))
-
-
-def _fail(path: object, exc: Exception) -> None:
-    print(f"{path}: {exc}", file=sys.stderr)
-
-
-def _row(image: Image) -> str:
-    size = "-" if image.size is None else str(image.size)
-    tags = ",".join(image.tags) or "-"
-    moment = image.upload_time.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return "\t".join((image.image_id, image.status, size, moment, tags, image.filename or "-"))
-
-
 def cmd_upload(args: argparse.Namespace) -> None:
     paths = [Path(p) for p in args.files]
     missing = [str(p) for p in paths if not p.is_file()]
@@ -124,7 +94,7 @@ def cmd_upload(args: argparse.Namespace) -> None:
                         skip_existing=args.skip_existing,
                     )
             except (ImageServiceError, ValueError, OSError) as exc:
-                _fail(path, exc)
+                shell.fail(path, exc)
                 return None
             bar.file_done()
             if image.existing:
@@ -140,7 +110,7 @@ def cmd_upload(args: argparse.Namespace) -> None:
         failed = sum(image is None for image in done)
         return 1 if failed else 0
 
-    _run(args, upload_all)
+    shell.run(args, upload_all)
 
 
 async def _upload_in_parts(
@@ -199,16 +169,16 @@ def cmd_list(args: argparse.Namespace) -> None:
                 if args.json:
                     print(json.dumps(_as_json(image)))
                 else:
-                    print(_row(image))
+                    print(shell.row(image))
                 shown += 1
                 if args.limit is not None and shown >= args.limit:
                     break
         except ImageServiceError as exc:
-            _fail("list", exc)
+            shell.fail("list", exc)
             return 1
         return 0
 
-    _run(args, list_all)
+    shell.run(args, list_all)
 
 
 def _as_json(image: Image) -> dict[str, Any]:
@@ -248,7 +218,7 @@ def cmd_download(args: argparse.Namespace) -> None:
                 )
                 default_name = _default_name(image, args.variant, args.format)
         except ImageServiceError as exc:
-            _fail(args.image_id, exc)
+            shell.fail(args.image_id, exc)
             return 1
         if args.output == "-":
             sys.stdout.buffer.write(data)
@@ -259,7 +229,7 @@ def cmd_download(args: argparse.Namespace) -> None:
         print(target)
         return 0
 
-    _run(args, download)
+    shell.run(args, download)
 
 
 def _default_name(image: Image, variant: str | None, variant_format: str | None) -> str:
@@ -278,7 +248,7 @@ async def _each(
         try:
             await act(image_id)
         except ImageServiceError as exc:
-            _fail(image_id, exc)
+            shell.fail(image_id, exc)
             failed += 1
         else:
             print(f"{verb} {image_id}")
@@ -287,7 +257,7 @@ async def _each(
 
 def cmd_delete(args: argparse.Namespace) -> None:
     verb = "deleted" if args.permanent else "trashed"
-    _run(
+    shell.run(
         args,
         lambda images: _each(
             args, verb, lambda image_id: images.delete(image_id, permanent=args.permanent)
@@ -296,7 +266,7 @@ def cmd_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_restore(args: argparse.Namespace) -> None:
-    _run(args, lambda images: _each(args, "restored", images.restore))
+    shell.run(args, lambda images: _each(args, "restored", images.restore))
 
 
 def cmd_import(args: argparse.Namespace) -> None:
@@ -310,7 +280,7 @@ def cmd_import(args: argparse.Namespace) -> None:
                 if args.wait:
                     image = await images.wait_until_processed(image.image_id, max_wait=300)
             except ImageServiceError as exc:
-                _fail(url, exc)
+                shell.fail(url, exc)
                 return None
             return image
 
@@ -326,7 +296,7 @@ def cmd_import(args: argparse.Namespace) -> None:
             failed += image.status == "rejected"
         return 1 if failed else 0
 
-    _run(args, import_all)
+    shell.run(args, import_all)
 
 
 def cmd_batch(args: argparse.Namespace) -> None:
@@ -362,13 +332,13 @@ def cmd_batch(args: argparse.Namespace) -> None:
                 print(f"{job.succeeded} ok, {job.failed} failed")
                 results = job.errors
         except ImageServiceError as exc:
-            _fail(args.op, exc)
+            shell.fail(args.op, exc)
             return 1
         for image_id, result in results:
             print(f"{image_id}\t{result}")
         return 1 if any(result != "ok" for _, result in results) else 0
 
-    _run(args, run)
+    shell.run(args, run)
 
 
 def cmd_trash(args: argparse.Namespace) -> None:
@@ -377,139 +347,10 @@ def cmd_trash(args: argparse.Namespace) -> None:
             print(f"purged {await images.empty_trash()} images from the trash")
             return 0
         async for image in images.iter_images(status="trashed"):
-            print(_row(image))
+            print(shell.row(image))
         return 0
 
-    _run(args, trash)
-
-
-def cmd_api_key(args: argparse.Namespace) -> None:
-    async def api_key(images: ImageServiceClient) -> int:
-        if args.action == "create":
-            if not args.name or not args.scope:
-                print("api-key create needs --name and at least one --scope", file=sys.stderr)
-                return 2
-            expires = None if args.ttl is None else datetime.now(UTC) + args.ttl
-            made = await images.create_api_key(args.name, args.scope, expires_at=expires)
-            # The key is shown this once: on stdout alone, for a pipe into a secret store.
-            print(made.key)
-            print(f"made {made.key_id} ({', '.join(made.scopes)})", file=sys.stderr)
-            return 0
-        if args.action == "revoke":
-            for key_id in args.key_ids:
-                await images.revoke_api_key(key_id)
-                print(f"revoked {key_id}")
-            return 0
-        for key in await images.api_keys():
-            print(
-                "\t".join(
-                    (
-                        key.key_id,
-                        key.name,
-                        ",".join(key.scopes),
-                        _when(key.created_at),
-                        _when(key.expires_at),
-                        _when(key.last_used_at),
-                    )
-                )
-            )
-        return 0
-
-    _run(args, api_key)
-
-
-def cmd_albums(args: argparse.Namespace) -> None:
-    async def albums(images: ImageServiceClient) -> int:
-        action, rest = args.action, args.arguments
-        if action == "create":
-            if len(rest) != 1:
-                print("albums create NAME", file=sys.stderr)
-                return 2
-            album = await images.create_album(rest[0], description=args.description or "")
-            print(album.album_id)
-            return 0
-        if action == "list":
-            for album in await images.albums():
-                print(f"{album.album_id}\t{album.name}\t{_when(album.created_at)}")
-            return 0
-        if not rest:
-            print(f"albums {action} ALBUM_ID ...", file=sys.stderr)
-            return 2
-        album_id, image_ids = rest[0], rest[1:]
-        if action == "show":
-            cursor = None
-            while True:
-                page = await images.album(album_id, limit=100, cursor=cursor)
-                for image in page.images:
-                    print(_row(image))
-                cursor = page.next_cursor
-                if cursor is None:
-                    return 0
-        if action == "delete":
-            await images.delete_album(album_id)
-            print(f"deleted album {album_id}")
-            return 0
-        change = images.add_to_album if action == "add" else images.remove_from_album
-        failed = 0
-        for start in range(0, len(image_ids), 100):
-            results = await change(album_id, image_ids[start : start + 100])
-            for image_id, outcome in results.items():
-                print(f"{image_id}\t{outcome}")
-                failed += outcome != "ok"
-        return 1 if failed else 0
-
-    _run(args, albums)
-
-
-def cmd_share(args: argparse.Namespace) -> None:
-    async def share(images: ImageServiceClient) -> int:
-        targets = sum((bool(args.image), args.album is not None, args.tag is not None))
-        if targets != 1:
-            print("share one of: --image ID (repeatable), --album ID, --tag TAG", file=sys.stderr)
-            return 2
-        link = await images.create_share(
-            image_ids=args.image,
-            album_id=args.album,
-            tag=args.tag,
-            ttl_seconds=None if args.ttl is None else int(args.ttl.total_seconds()),
-            password=args.password,
-            allow_download=args.allow_download,
-            max_views=args.max_views,
-            presets=args.preset or None,
-        )
-        print(link.url)  # shown this once
-        print(f"until {link.expires_at.isoformat()} ({link.share_id})", file=sys.stderr)
-        return 0
-
-    _run(args, share)
-
-
-def cmd_shares(args: argparse.Namespace) -> None:
-    async def shares(images: ImageServiceClient) -> int:
-        if args.action == "revoke":
-            for share_id in args.share_ids:
-                await images.revoke_share(share_id)
-                print(f"revoked {share_id}")
-            return 0
-        for link in await images.shares():
-            target = link.album_id or link.tag or ",".join(link.image_ids)
-            print("\t".join((link.share_id, target, _when(link.expires_at), str(link.views))))
-        return 0
-
-    _run(args, shares)
-
-
-def _when(moment: datetime | None) -> str:
-    return "-" if moment is None else moment.isoformat()
-
-
-def _duration(text: str) -> timedelta:
-    """``30d``, ``12h``, ``90m``: a key's life."""
-    units = {"d": "days", "h": "hours", "m": "minutes"}
-    number, unit = text[:-1], text[-1:]
-    if unit not in units or not number.isdigit() or int(number) < 1:
-        raise argparse.ArgumentTypeError("a life such as 30d, 12h or 90m")
-    return timedelta(**{units[unit]: int(number)})
+    shell.run(args, trash)
 
 
 def _parallel(text: str) -> int:
@@ -521,9 +362,7 @@ def _parallel(text: str) -> int:
 
 def add_client_commands(commands: Any) -> None:
     """Adds the client's commands to the `image-service` parser's subcommands."""
-    connection = argparse.ArgumentParser(add_help=False)
-    connection.add_argument("--url", help=f"the API (default ${URL_VARIABLE} or {DEFAULT_URL})")
-    connection.add_argument("--token", help=f"bearer token (default ${TOKEN_VARIABLE})")
+    connection = shell.connection_flags()
     # What a new image is given, whether uploaded or imported.
     details = argparse.ArgumentParser(add_help=False)
     details.add_argument("--tag", action="append", default=[], help="a tag (repeatable)")
@@ -641,51 +480,4 @@ def add_client_commands(commands: Any) -> None:
     )
     trash.add_argument("--empty", action="store_true", help="delete everything in it for good")
     trash.set_defaults(func=cmd_trash)
-
-    albums = commands.add_parser(
-        "albums",
-        parents=[connection],
-        help="albums: create NAME, list, show ALBUM, add ALBUM IMAGE..., remove ALBUM IMAGE..., "
-        "delete ALBUM",
-    )
-    albums.add_argument("action", choices=("create", "list", "show", "add", "remove", "delete"))
-    albums.add_argument("arguments", nargs="*", metavar="ARG")
-    albums.add_argument("--description", help="create: the album's description")
-    albums.set_defaults(func=cmd_albums)
-
-    share = commands.add_parser(
-        "share", parents=[connection], help="make a share link; prints its URL (once)"
-    )
-    share.add_argument("--image", action="append", default=[], help="an image (repeatable)")
-    share.add_argument("--album", help="an album")
-    share.add_argument("--tag", help="every image with this tag")
-    share.add_argument("--ttl", type=_duration, help="its life, as 7d, 12h or 90m (7d)")
-    share.add_argument("--password", help="asked of every viewer")
-    share.add_argument("--allow-download", action="store_true", help="serve originals too")
-    share.add_argument("--max-views", type=int, help="it ends after this many views")
-    share.add_argument("--preset", action="append", help="a rendition preset it serves")
-    share.set_defaults(func=cmd_share)
-
-    shares = commands.add_parser(
-        "shares", parents=[connection], help="list your share links (tab-separated) or revoke"
-    )
-    shares.add_argument("action", choices=("list", "revoke"))
-    shares.add_argument("share_ids", nargs="*", metavar="SHARE_ID")
-    shares.set_defaults(func=cmd_shares)
-
-    api_key = commands.add_parser(
-        "api-key",
-        parents=[connection],
-        help="make (printing the key once), list (tab-separated) or revoke scoped API keys",
-    )
-    api_key.add_argument("action", choices=("create", "list", "revoke"))
-    api_key.add_argument("key_ids", nargs="*", metavar="KEY_ID", help="revoke: the keys")
-    api_key.add_argument("--name", help="create: what the key is for")
-    api_key.add_argument(
-        "--scope",
-        action="append",
-        choices=("images:read", "images:write", "images:delete", "shares:write", "albums:write"),
-        help="create: a scope (repeatable)",
-    )
-    api_key.add_argument("--ttl", type=_duration, help="create: its life, as 30d, 12h or 90m")
-    api_key.set_defaults(func=cmd_api_key)
+    add_sharing_commands(commands, connection)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from image_service import __version__
 from image_service.auth.tokens import DEV_TOKEN_TTL_SECONDS, DEV_USER, issue_token
-from image_service.client.cli import TOKEN_VARIABLE, URL_VARIABLE
+from image_service.client.shell import TOKEN_VARIABLE, URL_VARIABLE
 from image_service.logs import configure_logging
 from image_service.programs.embedded import free_port, moto_server, sample_photo
 from image_service.programs.processes import started
