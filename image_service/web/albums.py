@@ -17,18 +17,19 @@ from image_service.domain.albums import (
 from image_service.domain.models import MAX_DESCRIPTION_LENGTH
 from image_service.domain.views import image_view
 from image_service.web.encoding import json_text
-from image_service.web.handlers import owner_param
-from image_service.web.keys import ALBUMS, PRINCIPAL
-from image_service.web.openapi import BEARER, docs, json_schema, querystring_schema, response_schema
-from image_service.web.schemas import (
+from image_service.web.fields import (
     DEFAULT_PAGE_SIZE,
     IMAGE_ID,
-    MAX_PAGE_SIZE,
-    OwnerQuerySchema,
     StrictSchema,
     Text,
     UtcTimestamp,
+    page_cursor_field,
+    page_limit_field,
 )
+from image_service.web.handlers import owner_param
+from image_service.web.keys import ALBUMS, PRINCIPAL
+from image_service.web.openapi import BEARER, docs, json_schema, querystring_schema, response_schema
+from image_service.web.schemas import OwnerQuerySchema
 
 ALBUM = "/albums/{album_id:[0-9a-f]{32}}"
 _docs = {"tags": ["albums"], "security": [{BEARER: []}]}
@@ -77,10 +78,8 @@ class AlbumImagesSchema(StrictSchema):
 
 
 class AlbumPageQuerySchema(OwnerQuerySchema):
-    limit = fields.Integer(
-        load_default=DEFAULT_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
-    )
-    cursor = Text(load_default=None, validate=validate.Length(max=2048))
+    limit = page_limit_field(DEFAULT_PAGE_SIZE)
+    cursor = page_cursor_field()
 
 
 class AlbumSchema(Schema):

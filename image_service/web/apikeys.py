@@ -10,10 +10,10 @@ from marshmallow import Schema, fields, validate
 
 from image_service.domain.apikeys import MAX_KEYS_PER_USER, MAX_NAME_LENGTH, SCOPES, ApiKey
 from image_service.web.encoding import json_text
+from image_service.web.fields import StrictSchema, Text, UtcTimestamp
 from image_service.web.handlers import NO_STORE
 from image_service.web.keys import API_KEYS, PRINCIPAL
 from image_service.web.openapi import BEARER, docs, json_schema, response_schema
-from image_service.web.schemas import StrictSchema, Text, UtcTimestamp
 
 _KEY_ID = "{key_id:[0-9a-f]{16}}"
 _docs = {"tags": ["api keys"], "security": [{BEARER: []}]}

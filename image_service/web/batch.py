@@ -10,6 +10,7 @@ from marshmallow import Schema, ValidationError, fields, validate, validates_sch
 
 from image_service.domain.batch import MAX_IDS, MAX_INLINE, OPS, BatchJob, BatchRequest
 from image_service.web.encoding import json_text
+from image_service.web.fields import IMAGE_ID, StrictSchema, UtcTimestamp, tag_field, tags_field
 from image_service.web.handlers import NO_STORE, owner_param
 from image_service.web.keys import BATCH, PRINCIPAL
 from image_service.web.openapi import (
@@ -20,15 +21,7 @@ from image_service.web.openapi import (
     querystring_schema,
     response_schema,
 )
-from image_service.web.schemas import (
-    IMAGE_ID,
-    FocalSchema,
-    OwnerQuerySchema,
-    StrictSchema,
-    UtcTimestamp,
-    tag_field,
-    tags_field,
-)
+from image_service.web.schemas import FocalSchema, OwnerQuerySchema
 
 JOB = "/jobs/{job_id:[0-9a-f]{16}}"
 _docs = {"tags": ["images"], "security": [{BEARER: []}]}

@@ -7,8 +7,8 @@ from aiohttp import web
 
 from image_service.web import albums, batch, handlers
 from image_service.web.apikeys import setup_api_key_routes
+from image_service.web.fields import IMAGE_ID_PATTERN
 from image_service.web.middlewares import scoped
-from image_service.web.schemas import IMAGE_ID_PATTERN
 from image_service.web.shares import setup_share_routes
 
 # Image ids are UUIDs; anything else cannot name an image and is answered 404 by the router.

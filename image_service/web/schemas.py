@@ -2,137 +2,33 @@
 
 from __future__ import annotations
 
-import re
-from datetime import UTC, date, datetime, time
+from datetime import UTC, datetime, time
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import Schema, fields, post_load, validate
 
-from image_service.auth.tokens import MAX_SUBJECT_BYTES
 from image_service.domain.callbacks import MAX_CALLBACK_URL_LENGTH
 from image_service.domain.imports import MAX_URL_LENGTH as MAX_IMPORT_URL_LENGTH
 from image_service.domain.models import (
-    MAX_DESCRIPTION_LENGTH,
-    MAX_TAG_LENGTH,
-    MAX_TAGS,
     FocalPoint,
     ImageStatus,
-    format_timestamp,
 )
 from image_service.domain.uploads import MAX_CHECKED_DIGESTS, MAX_PARTS
-
-# Control characters (C0, DEL, C1) corrupt logs and terminals downstream; a lone surrogate is not
-# a character at all and cannot be stored as UTF-8 (DynamoDB refuses the whole write). Free text
-# (a description) may keep its tabs and line breaks; every other string is one line.
-_CONTROL = "\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f"
-_LINE_BREAKS = "\t\n\r"
-_SURROGATES = "\ud800-\udfff"
-_UNSAFE_IN_TEXT = re.compile(f"[{_CONTROL}{_SURROGATES}]")
-_UNSAFE_IN_LINE = re.compile(f"[{_CONTROL}{_LINE_BREAKS}{_SURROGATES}]")
-_SURROGATE = re.compile(f"[{_SURROGATES}]")
-_TAG_EDGES = re.compile(r"^\S(?:.*\S)?$", re.DOTALL)
-# The largest object S3 stores: a bound for declared sizes, far above any configured limit.
-MAX_DECLARED_SIZE = 5 * 1024**4
-_BASE64_SHA256 = re.compile(r"^[A-Za-z0-9+/]{43}=$")
-_ANY_SHA256 = re.compile(r"^(?:[A-Za-z0-9+/]{43}=|[0-9a-fA-F]{64})$")
-
-MAX_FILENAME_LENGTH = 255
-# An image id as the service makes them (a UUID, lowercase): what a body may name.
-IMAGE_ID_PATTERN = "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
-IMAGE_ID = validate.Regexp(f"^{IMAGE_ID_PATTERN}$", error="Not an image id.")
-MAX_PAGE_SIZE = 100
-DEFAULT_PAGE_SIZE = 20
-
-
-class StrictSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-
-class Text(fields.String):
-    """A string that is safe to store, log and show: no lone surrogates, no control characters
-    (``multiline``: tabs and line breaks allowed). Every string the API takes is one."""
-
-    def __init__(self, *, multiline: bool = False, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._unsafe = _UNSAFE_IN_TEXT if multiline else _UNSAFE_IN_LINE
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> str:
-        text: str = super()._deserialize(value, attr, data, **kwargs)
-        found = self._unsafe.search(text)
-        if found is not None:
-            if _SURROGATE.match(found.group()):
-                raise ValidationError("Lone surrogates are not text: send valid Unicode.")
-            raise ValidationError(
-                f"Control characters are not allowed (found U+{ord(found.group()):04X})."
-            )
-        return text
-
-
-def tag_field(**kwargs: Any) -> Text:
-    """One tag, as an image's tags are written."""
-    return Text(
-        validate=[
-            validate.Length(min=1, max=MAX_TAG_LENGTH),
-            validate.Regexp(_TAG_EDGES, error="Tags have no surrounding spaces."),
-        ],
-        **kwargs,
-    )
-
-
-def tags_field(
-    description: str = f"Up to {MAX_TAGS} tags; stored lowercase, deduplicated.", **kwargs: Any
-) -> fields.List[str]:
-    return fields.List(
-        tag_field(),
-        validate=validate.Length(max=MAX_TAGS),
-        metadata={"description": description},
-        **kwargs,
-    )
-
-
-def _description_field(**kwargs: Any) -> fields.String:
-    return Text(
-        multiline=True,
-        validate=validate.Length(max=MAX_DESCRIPTION_LENGTH),
-        metadata={"description": "Free text; tabs and line breaks are kept."},
-        **kwargs,
-    )
-
-
-def _within_subject_bytes(value: str) -> None:
-    if not value or len(value.encode()) > MAX_SUBJECT_BYTES:
-        raise ValidationError(f"Must be 1-{MAX_SUBJECT_BYTES} bytes of UTF-8, as a token subject.")
-
-
-def _user_id_field(description: str) -> fields.String:
-    return Text(
-        validate=_within_subject_bytes,
-        metadata={"description": description},
-    )
-
-
-class UtcTimestamp(fields.DateTime):
-    """Dumps as ISO 8601 UTC with a ``Z``: ``2026-11-26T15:44:47.123456Z``."""
-
-    def _serialize(self, value: datetime | None, attr: str | None, obj: Any, **kwargs: Any) -> Any:
-        return None if value is None else format_timestamp(value)
-
-
-class DateOrDateTime(fields.Field[date]):
-    """An ISO 8601 date (``2026-11-26``) or date-time; a date-time without an offset is UTC."""
-
-    def _deserialize(self, value: Any, attr: str | None, data: Any, **kwargs: Any) -> date:
-        if not isinstance(value, str) or len(value) > 64:
-            raise ValidationError("Not an ISO 8601 date or date-time.")
-        try:
-            if len(value) == 10:
-                return date.fromisoformat(value)
-            moment = datetime.fromisoformat(value)
-        except ValueError:
-            raise ValidationError("Not an ISO 8601 date or date-time.") from None
-        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
-
+from image_service.web.fields import (
+    ANY_SHA256,
+    BASE64_SHA256,
+    DEFAULT_PAGE_SIZE,
+    MAX_DECLARED_SIZE,
+    MAX_FILENAME_LENGTH,
+    MAX_PAGE_SIZE,
+    DateOrDateTime,
+    StrictSchema,
+    Text,
+    UtcTimestamp,
+    description_field,
+    tags_field,
+    user_id_field,
+)
 
 # -- requests --------------------------------------------------------------------------------------
 
@@ -152,9 +48,9 @@ class UploadRequestSchema(StrictSchema):
         metadata={"description": "Exact size in bytes. When given it is signed into the URL."},
     )
     tags = tags_field(load_default=list)
-    description = _description_field(load_default="")
+    description = description_field(load_default="")
     checksum_sha256 = Text(
-        validate=validate.Regexp(_BASE64_SHA256, error="Must be a base64 SHA-256 digest."),
+        validate=validate.Regexp(BASE64_SHA256, error="Must be a base64 SHA-256 digest."),
         metadata={"description": "Base64 SHA-256 of the bytes; S3 verifies it when given."},
     )
     filename = Text(
@@ -179,7 +75,7 @@ class UploadRequestSchema(StrictSchema):
         },
     )
     part_checksums = fields.List(
-        Text(validate=validate.Regexp(_BASE64_SHA256, error="Must be a base64 SHA-256 digest.")),
+        Text(validate=validate.Regexp(BASE64_SHA256, error="Must be a base64 SHA-256 digest.")),
         validate=validate.Length(min=1, max=MAX_PARTS),
         metadata={
             "description": "MULTIPART: each part's base64 SHA-256, in order. Signed into its "
@@ -202,17 +98,17 @@ class UploadRequestSchema(StrictSchema):
             "addresses only, unless IMAGE_SERVICE_WEBHOOK_ALLOW_PRIVATE."
         },
     )
-    user_id = _user_id_field("Owner; must be the caller unless the caller is an admin.")
+    user_id = user_id_field("Owner; must be the caller unless the caller is an admin.")
 
 
 class DigestCheckSchema(StrictSchema):
     checksums_sha256 = fields.List(
-        Text(validate=validate.Regexp(_ANY_SHA256, error="Must be a SHA-256: base64 or hex.")),
+        Text(validate=validate.Regexp(ANY_SHA256, error="Must be a SHA-256: base64 or hex.")),
         required=True,
         validate=validate.Length(min=1, max=MAX_CHECKED_DIGESTS),
         metadata={"description": f"Up to {MAX_CHECKED_DIGESTS} SHA-256 digests, base64 or hex."},
     )
-    user_id = _user_id_field("Check another user's images (admin only).")
+    user_id = user_id_field("Check another user's images (admin only).")
 
 
 class FocalSchema(StrictSchema):
@@ -259,22 +155,22 @@ class ImportRequestSchema(StrictSchema):
         },
     )
     tags = tags_field(load_default=list)
-    description = _description_field(load_default="")
+    description = description_field(load_default="")
     filename = Text(
         validate=validate.Length(min=1, max=MAX_FILENAME_LENGTH),
         metadata={"description": "File name offered (sanitized) on download."},
     )
-    user_id = _user_id_field("Import for another user (admin only).")
+    user_id = user_id_field("Import for another user (admin only).")
 
 
 class ImagePatchSchema(StrictSchema):
     tags = tags_field()
-    description = _description_field()
+    description = description_field()
     focal = _focal_field()
 
 
 class OwnerQuerySchema(StrictSchema):
-    user_id = _user_id_field("Act on another user's image (admin only).")
+    user_id = user_id_field("Act on another user's image (admin only).")
 
 
 class DeleteQuerySchema(OwnerQuerySchema):
@@ -447,7 +343,7 @@ class ListQuerySchema(StrictSchema):
         validate=validate.Length(max=1024),
         metadata={"description": "next_cursor of the previous page."},
     )
-    user_id = _user_id_field("List another user's images (admin only).")
+    user_id = user_id_field("List another user's images (admin only).")
 
     @post_load
     def _day_bounds(self, data: dict[str, Any], **kwargs: Any) -> dict[str, Any]:

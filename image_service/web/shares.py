@@ -21,6 +21,14 @@ from image_service.domain.shares import (
     ShareTarget,
 )
 from image_service.web.encoding import json_text
+from image_service.web.fields import (
+    IMAGE_ID,
+    StrictSchema,
+    Text,
+    UtcTimestamp,
+    page_cursor_field,
+    page_limit_field,
+)
 from image_service.web.handlers import (
     NO_STORE,
     owner_param,
@@ -39,14 +47,7 @@ from image_service.web.keys import (
 from image_service.web.middlewares import public
 from image_service.web.openapi import BEARER, docs, json_schema, querystring_schema, response_schema
 from image_service.web.page import share_page
-from image_service.web.schemas import (
-    IMAGE_ID,
-    MAX_PAGE_SIZE,
-    OwnerQuerySchema,
-    StrictSchema,
-    Text,
-    UtcTimestamp,
-)
+from image_service.web.schemas import OwnerQuerySchema
 
 _docs = {"tags": ["shares"], "security": [{BEARER: []}]}
 _public_docs = {"tags": ["shares"], "security": []}
@@ -128,10 +129,8 @@ class ShareListSchema(Schema):
 
 
 class SharedQuerySchema(StrictSchema):
-    limit = fields.Integer(
-        load_default=SHARE_PAGE_SIZE, validate=validate.Range(min=1, max=MAX_PAGE_SIZE)
-    )
-    cursor = Text(load_default=None, validate=validate.Length(max=2048))
+    limit = page_limit_field(SHARE_PAGE_SIZE)
+    cursor = page_cursor_field()
 
 
 class SharedImageSchema(Schema):
