@@ -8,7 +8,7 @@ Nothing here imports aiohttp or botocore.
 The other exceptions are signals inside one module that never reach a client as they are:
 ``SettingsError`` (a bad setting stops the program), ``ImageRejected`` (imaging's verdict,
 turned into ``UploadRejected`` by completion), ``ScannerUnavailable`` and ``PoisonJob`` (the
-worker retries, or dead-letters), and the repository's private ``_Refused``. The client has
+worker retries, or dead-letters), and the repository's private ``WriteRefused``. The client has
 errors of its own (``image_service.client``): it installs without the server.
 """
 

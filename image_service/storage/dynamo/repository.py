@@ -5,7 +5,8 @@ as the port it needs).
 The table's keys, indexes and items are the codec's (``codec.py``, which describes the design).
 Its rooms, one job each:
 
-- ``records.py``: the optimistic writes and the state transitions;
+- ``writes.py``: the optimistic write (a transaction on the revision read, re-applied on a
+  race), and ``records.py``: the reads and the state transitions made with it;
 - ``listing.py``: the list queries' planning;
 - ``attention.py``: the sweeper's index, the outbox and the feed;
 - ``maintenance.py``: the whole-table scans of the maintenance commands;
