@@ -18,7 +18,8 @@ class BulkCalls:
         """The API's JSON answer to one call (``ImageServiceClient._json``)."""
         raise NotImplementedError
 
-    async def wait_until_processed(self, image_id: str, *, max_wait: float = ...) -> Image:
+    async def wait_until_processed(self, image_id: str, *, max_wait: float) -> Image:
+        """The image once processed (``ImageServiceClient.wait_until_processed``)."""
         raise NotImplementedError
 
     async def import_url(
