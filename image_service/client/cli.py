@@ -473,7 +473,7 @@ def add_client_commands(commands: Any) -> None:
     batch.add_argument("--tag", action="append", default=[], help="tag/untag: a tag (repeatable)")
     batch.add_argument("--focal", help="set_focal: X,Y from 0 to 1 (none: cleared)")
     batch.add_argument("--permanent", action="store_true", help="delete: for good")
-    batch.set_defaults(func=cmd_batch)
+    batch.set_defaults(func=cmd_batch, trailing="image_ids")
 
     trash = commands.add_parser(
         "trash", parents=[connection], help="list the trash (tab-separated), or --empty it"

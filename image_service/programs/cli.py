@@ -445,7 +445,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     load_dotenv()  # a .env in the working directory, never overriding the real environment
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # argparse leaves a positional list after options unread (`batch tag --tag x ID`, its
+    # python/cpython#59317): a command that names where such words go (`trailing`) takes them.
+    trailing: str | None = getattr(args, "trailing", None)
+    if extra:
+        if trailing is None or any(word.startswith("-") for word in extra):
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        getattr(args, trailing).extend(extra)
     try:
         args.func(args)
     except SettingsError as exc:

@@ -379,3 +379,9 @@ async def test_the_cli_imports_urls_then_tags_them_in_bulk(
     results = dict(line.split("\t") for line in out_bytes.decode().splitlines())
     assert results == {ready[0]: "ok", rejected[0]: "ok"}
     assert (await api.call("GET", f"/images/{ready[0]}"))[1]["tags"] == ["old-site", "migrated"]
+    # Ids after the options, as people type them (argparse alone would refuse them).
+    code, out, err = await run_command(
+        "batch", "untag", "--tag", "old-site", ready[0], env=environment
+    )
+    assert (code, out) == (0, f"{ready[0]}\tok\n"), err
+    assert (await api.call("GET", f"/images/{ready[0]}"))[1]["tags"] == ["migrated"]
